@@ -1,0 +1,398 @@
+"""Typed configuration: dataclasses <-> safe YAML, presets (tiny / small / sd21), `a.b=c`
+overrides type-checked against the defaults, and the provenance record of a run folder.
+
+A run folder always holds the resolved `config.yaml` and a `provenance.json`, so a run can be
+reproduced from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sim2real_kit.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = ("tiny", "small", "sd21")
+
+
+@dataclass
+class DataConfig:
+    root: str = "generate"  # dataset root (lasa_depth + lasa_pose) or "generate" (procedural world)
+    size: int = 64  # model frame side in pixels (tiny 64, small 128-256, sd21 512)
+    eval_crop: int = 192  # centre crop (px of the raw frame) before resizing, release: 192
+    crop_scale: tuple[float, float] = (0.5, 2.0)  # Stage-I random resized crop zoom range
+    holes: str = "mask"  # "mask" (paper: model never generates holes) | "generate" (kit extension)
+    max_diff_m: float = 0.5  # |real - cad| above this is masked out (release)
+    num_workers: int = 0  # DataLoader workers
+    # procedural world (used when root == "generate")
+    synth_scenes: int = 24  # scenes to generate
+    synth_frames: int = 12  # frames per scene
+    synth_width: int = 256  # rendered frame width (ARKit lowres)
+    synth_height: int = 192  # rendered frame height
+    val_fraction: float = 0.25  # share of scenes in val.lst
+
+
+@dataclass
+class ModelConfig:
+    space: str = "pixel"  # "pixel" (PixelCodec, 1 channel) | "latent" (SD VAE, 4 channels)
+    sd_path: str = ""  # local Stable Diffusion 2.1 folder (vae/, unet/, ...) for the sd21 preset
+    text_encoder_path: str = ""  # optional local CLIP text encoder folder for the empty prompt
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # UNet widths per level
+    layers_per_block: int = 1  # ResNet blocks per UNet level
+    attention_head_dim: int = 8  # channels per attention head
+    cross_attention_dim: int = 32  # width of the (empty) prompt embedding
+    attention_levels: tuple[bool, ...] = (False, True, True)  # which levels use cross-attention
+    norm_num_groups: int = 8  # GroupNorm groups
+    target: str = "residual"  # "residual" (paper) | "direct" (w/o res ablation: predict real depth)
+    residual_scale: float = 0.5  # residual = (real_n - cad_n) * scale; release /2
+    prediction_type: str = "sample"  # x0 prediction (release)
+    freeze_encoder: str = "auto"  # "auto" (frozen iff pretrained weights loaded) | "true" | "false"
+    num_train_timesteps: int = 1000  # diffusion training steps
+    beta_start: float = 0.00085  # scaled-linear schedule (SD)
+    beta_end: float = 0.012
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300  # optimizer steps
+    batch_size: int = 8  # per process
+    lr: float = 3e-4  # AdamW learning rate (sd21 preset: 3e-5)
+    weight_decay: float = 1e-2  # AdamW weight decay
+    grad_accum: int = 1  # gradient accumulation steps
+    grad_clip: float = 1.0  # max grad norm (0 = off)
+    ema: bool = False  # keep an EMA copy of the weights
+    ema_decay: float = 0.999
+    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "no" | "bf16"
+    log_every: int = 10  # steps between losses.csv rows
+    sample_every: int = 0  # steps between sample grids (0 = only at the end)
+    ckpt_every: int = 100  # steps between checkpoints
+    val_every: int = 0  # steps between validations (0 = only at the end)
+    val_frames: int = 8  # validation frames sampled for W1
+    compile: bool = False  # torch.compile the denoiser (CUDA)
+    channels_last: bool = False  # channels_last memory format (CUDA)
+    fused_adamw: bool = False  # fused AdamW kernel (CUDA)
+
+
+@dataclass
+class SamplingConfig:
+    steps: int = 20  # DDIM steps (release: 50)
+    eta: float = 0.0  # DDIM eta
+    batch_size: int = 16  # frames per sampling batch
+
+
+@dataclass
+class DiscConfig:
+    patch_size: int = 8  # patch side in model-frame pixels (frame/8: 64 px at 512)
+    stride: int = 8  # patch stride in model-frame pixels
+    num_points: int = 128  # points per patch after resampling
+    min_valid: int = 8  # patches with fewer valid pixels are skipped (counted)
+    threshold: float = 0.5  # flag a patch when P(real) < threshold
+    binary: bool = True  # False: continuous (1 - P(real)) as weight ("w/o bin")
+    cad_guidance: bool = True  # concatenate CAD points per point (paper); False = ablation
+    hidden: tuple[int, ...] = (64, 128, 256)  # PointNet per-point MLP widths
+    steps: int = 300  # training steps
+    batch_size: int = 64  # patches per step
+    lr: float = 1e-3
+
+
+@dataclass
+class Stage2Config:
+    condition: str = "depth"  # "depth" (paper: CAD + Stage-I depth) | "residual" (release)
+    flagged_weight: float = 1.5  # lambda: loss weight on flagged patches
+    other_weight: float = 0.5  # omega: loss weight elsewhere
+    reweight: bool = True  # False: "w/o re-w" ablation
+    init: str = "stage1"  # "stage1" | "base": where Stage-II weights start
+
+
+@dataclass
+class PipelineConfig:
+    stages: int = 2  # number of diffusion stages in the chain (3/4: ablation)
+
+
+@dataclass
+class BenchmarkConfig:
+    voxel_m: float = 0.01  # TSDF voxel (release 1 cm)
+    trunc_m: float = 0.04  # TSDF truncation (release 4 cm)
+    depth_trunc_m: float = 4.8  # depth cut-off in fusion (release)
+    num_points: int = 100_000  # points sampled for CD / F-score / IoU (DisCo)
+    fscore_threshold: float = 0.01  # F-score distance threshold (after x0.5 scaling)
+    seeds: int = 3  # seeds per stochastic simulator
+    simulators: tuple[str, ...] = ("cad", "random", "physical", "stage1", "stage2")
+
+
+@dataclass
+class Config:
+    preset: str = "tiny"  # which preset this config started from
+    seed: int = 0  # one seed for numpy, torch and the procedural world
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    disc: DiscConfig = field(default_factory=DiscConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            from sim2real_kit.io import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> Config:
+        cfg = cls()
+        _merge(cfg, d or {}, prefix="", source=source)
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("config file does not exist", path)
+        try:
+            d = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"not valid YAML: {e}", path) from None
+        if d is not None and not isinstance(d, dict):
+            raise ConfigError(f"top level must be a mapping, got {type(d).__name__}", path)
+        return cls.from_dict(d or {}, source=str(path))
+
+    @classmethod
+    def preset_config(cls, name: str) -> Config:
+        """The config of a shipped preset (`configs/<name>.yaml`)."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        return cls.from_yaml(CONFIG_DIR / f"{name}.yaml")
+
+    def override(self, overrides: list[str] | tuple[str, ...] | None) -> Config:
+        """Apply `a.b=c` strings in place (values parsed as YAML, type-checked); returns self."""
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like key.sub=value")
+            key, raw = item.split("=", 1)
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
+            nested: dict = {}
+            cur = nested
+            parts = key.strip().split(".")
+            for p in parts[:-1]:
+                cur = cur.setdefault(p, {})
+            cur[parts[-1]] = value
+            _merge(self, nested, prefix="", source=f"override {item!r}")
+        self.validate("overrides")
+        return self
+
+    def validate(self, source: str = "config") -> None:
+        choices = {
+            "data.holes": (self.data.holes, ("mask", "generate")),
+            "model.space": (self.model.space, ("pixel", "latent")),
+            "model.target": (self.model.target, ("residual", "direct")),
+            "model.prediction_type": (self.model.prediction_type, ("sample", "epsilon", "v_prediction")),
+            "model.freeze_encoder": (self.model.freeze_encoder, ("auto", "true", "false")),
+            "train.mixed_precision": (self.train.mixed_precision, ("auto", "no", "bf16")),
+            "stage2.condition": (self.stage2.condition, ("depth", "residual")),
+            "stage2.init": (self.stage2.init, ("stage1", "base")),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{source}: {key} = {value!r}; allowed: {', '.join(allowed)}")
+        positive = {
+            "data.size": self.data.size,
+            "data.eval_crop": self.data.eval_crop,
+            "data.synth_scenes": self.data.synth_scenes,
+            "data.synth_frames": self.data.synth_frames,
+            "data.synth_width": self.data.synth_width,
+            "data.synth_height": self.data.synth_height,
+            "train.steps": self.train.steps,
+            "train.batch_size": self.train.batch_size,
+            "train.grad_accum": self.train.grad_accum,
+            "sampling.steps": self.sampling.steps,
+            "sampling.batch_size": self.sampling.batch_size,
+            "disc.patch_size": self.disc.patch_size,
+            "disc.stride": self.disc.stride,
+            "disc.num_points": self.disc.num_points,
+            "pipeline.stages": self.pipeline.stages,
+            "model.residual_scale": self.model.residual_scale,
+            "train.lr": self.train.lr,
+        }
+        for key, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{source}: {key} must be > 0, got {value!r}")
+        if not 0.0 <= self.disc.threshold <= 1.0:
+            raise ConfigError(f"{source}: disc.threshold must be in [0, 1], got {self.disc.threshold}")
+        for key, value in (("stage2.flagged_weight", self.stage2.flagged_weight), ("stage2.other_weight", self.stage2.other_weight)):
+            if value < 0:
+                raise ConfigError(f"{source}: {key} must be >= 0, got {value}")
+        lo, hi = self.data.crop_scale
+        if not 0 < lo <= hi:
+            raise ConfigError(f"{source}: data.crop_scale must be 0 < lo <= hi, got {self.data.crop_scale}")
+        if not 0 < self.data.val_fraction < 1:
+            raise ConfigError(f"{source}: data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+        if len(self.model.attention_levels) != len(self.model.block_out_channels):
+            raise ConfigError(
+                f"{source}: model.attention_levels has {len(self.model.attention_levels)} entries but "
+                f"model.block_out_channels has {len(self.model.block_out_channels)}"
+            )
+
+
+def load_config(preset: str = "tiny", config_file: str | Path | None = None, overrides=None) -> Config:
+    """Preset, then an optional YAML file on top, then `a.b=c` overrides."""
+    cfg = Config.preset_config(preset)
+    if config_file:
+        _merge(cfg, Config.from_yaml(config_file).to_dict(), prefix="", source=str(config_file))
+    cfg.override(list(overrides or []))
+    return cfg
+
+
+# ---------------------------------------------------------------------- provenance
+def dataset_fingerprint(root: str | Path) -> str:
+    """sha256 over the split lists and dataset.yaml of a layout (cheap, changes with the frame set)."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for name in ("lasa_depth/train.lst", "lasa_depth/val.lst", "dataset.yaml", "intrinsics.json"):
+        p = root / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def provenance(dataset_root: str | Path | None = None, command: list[str] | None = None) -> dict:
+    """What produced a run: git commit, package versions, device, dataset fingerprint, command line."""
+    versions = {}
+    for pkg in ("torch", "diffusers", "numpy", "open3d", "transformers", "accelerate"):
+        mod = sys.modules.get(pkg)
+        if mod is not None:
+            versions[pkg] = getattr(mod, "__version__", "?")
+        else:
+            try:
+                from importlib.metadata import version
+
+                versions[pkg] = version(pkg)
+            except Exception:
+                versions[pkg] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    device = "cpu"
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            device = torch.cuda.get_device_name(0)
+    from sim2real_kit import __version__
+
+    out = {
+        "sim2real_kit": __version__,
+        "git_commit": commit,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": device,
+        "command": command if command is not None else sys.argv,
+        "cpu_count": os.cpu_count(),
+    }
+    if dataset_root is not None and Path(dataset_root).exists():
+        out["dataset_root"] = str(dataset_root)
+        out["dataset_fingerprint"] = dataset_fingerprint(dataset_root)
+    return out
+
+
+def save_run_config(run_dir: str | Path, cfg: Config, dataset_root=None, command=None) -> None:
+    """Write `config.yaml` and `provenance.json` into a run folder (atomically)."""
+    from sim2real_kit.io import atomic_write_json
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(run_dir / "config.yaml")
+    atomic_write_json(run_dir / "provenance.json", provenance(dataset_root, command))
+
+
+# ---------------------------------------------------------------------- internals
+def _to_plain(obj):
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _merge(target, d: dict, prefix: str, source: str) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    hints = typing.get_type_hints(type(target))
+    for key, value in d.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            valid = ", ".join(f"{prefix}{k}" for k in fields)
+            raise ConfigError(f"{source}: unknown config key {full!r}; valid keys: {valid}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, prefix=f"{full}.", source=source)
+        else:
+            setattr(target, key, _coerce(value, hints[key], full, source))
+
+
+def _coerce(value, hint, key: str, source: str):
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key, source) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {key} must have {len(args)} entries, got {len(value)}")
+        return tuple(_coerce(v, a, key, source) for v, a in zip(value, args))
+    if origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(hint):
+            try:
+                return _coerce(value, a, key, source)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: {key} = {value!r} has the wrong type ({hint})")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key} must be true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+    return value
