@@ -41,9 +41,7 @@ class Camera:
     def __post_init__(self):
         if self.width <= 0 or self.height <= 0:
             raise Sim2RealError(f"camera size must be positive, got {self.width}x{self.height}")
-        if not (self.fx > 0 and self.fy > 0) or not all(
-            math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)
-        ):
+        if not (self.fx > 0 and self.fy > 0) or not all(math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)):
             raise Sim2RealError(f"camera focal lengths must be positive and finite, got {self}")
 
     # ------------------------------------------------------------------ constructors
@@ -85,9 +83,13 @@ class Camera:
     @classmethod
     def from_dict(cls, d: dict) -> Camera:
         try:
-            return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]))
+            return cls(
+                float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"])
+            )
         except KeyError as e:
-            raise Sim2RealError(f"camera description lacks key {e.args[0]!r}; needs fx, fy, cx, cy, width, height") from None
+            raise Sim2RealError(
+                f"camera description lacks key {e.args[0]!r}; needs fx, fy, cx, cy, width, height"
+            ) from None
 
     def save_json(self, path: str | Path) -> None:
         from sim2real_kit.io import atomic_write_text
@@ -203,7 +205,9 @@ def check_pose(pose, source: str | Path | None = None, tol: float = 1e-3) -> np.
     R = pose[:3, :3]
     err = np.abs(R @ R.T - np.eye(3)).max()
     if err > tol or np.linalg.det(R) < 0:
-        raise PoseError(f"rotation part is not a rotation (|RR^T - I| = {err:.2e}, det = {np.linalg.det(R):.3f})", source)
+        raise PoseError(
+            f"rotation part is not a rotation (|RR^T - I| = {err:.2e}, det = {np.linalg.det(R):.3f})", source
+        )
     return pose
 
 

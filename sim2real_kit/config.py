@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -31,7 +30,7 @@ PRESETS = ("tiny", "small", "sd21")
 class DataConfig:
     root: str = "generate"  # dataset root (lasa_depth + lasa_pose) or "generate" (procedural world)
     size: int = 64  # model frame side in pixels (tiny 64, small 128-256, sd21 512)
-    eval_crop: int = 192  # centre crop (px of the raw frame) before resizing, release: 192
+    eval_crop: int = 0  # square centre crop side (raw px) before resizing; 0 = min(H, W) (192 for LASA, the release)
     crop_scale: tuple[float, float] = (0.5, 2.0)  # Stage-I random resized crop zoom range
     holes: str = "mask"  # "mask" (paper: model never generates holes) | "generate" (kit extension)
     max_diff_m: float = 0.5  # |real - cad| above this is masked out (release)
@@ -220,7 +219,6 @@ class Config:
                 raise ConfigError(f"{source}: {key} = {value!r}; allowed: {', '.join(allowed)}")
         positive = {
             "data.size": self.data.size,
-            "data.eval_crop": self.data.eval_crop,
             "data.synth_scenes": self.data.synth_scenes,
             "data.synth_frames": self.data.synth_frames,
             "data.synth_width": self.data.synth_width,
@@ -242,7 +240,10 @@ class Config:
                 raise ConfigError(f"{source}: {key} must be > 0, got {value!r}")
         if not 0.0 <= self.disc.threshold <= 1.0:
             raise ConfigError(f"{source}: disc.threshold must be in [0, 1], got {self.disc.threshold}")
-        for key, value in (("stage2.flagged_weight", self.stage2.flagged_weight), ("stage2.other_weight", self.stage2.other_weight)):
+        for key, value in (
+            ("stage2.flagged_weight", self.stage2.flagged_weight),
+            ("stage2.other_weight", self.stage2.other_weight),
+        ):
             if value < 0:
                 raise ConfigError(f"{source}: {key} must be >= 0, got {value}")
         lo, hi = self.data.crop_scale
@@ -294,9 +295,12 @@ def provenance(dataset_root: str | Path | None = None, command: list[str] | None
             except Exception:
                 versions[pkg] = None
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        ).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     device = "cpu"
@@ -388,6 +392,11 @@ def _coerce(value, hint, key: str, source: str):
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
     if hint is str:
         if isinstance(value, str):

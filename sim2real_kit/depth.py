@@ -65,7 +65,9 @@ def read_depth_png(path: str | Path, unit_m: float = MM) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, zlib.error) as e:
         raise DepthFormatError(f"cannot decode PNG (truncated or corrupt?): {e}", path) from None
     if bands != 1:
-        raise DepthFormatError(f"expected a single-channel uint16 depth PNG, got mode {mode} with {bands} channels", path)
+        raise DepthFormatError(
+            f"expected a single-channel uint16 depth PNG, got mode {mode} with {bands} channels", path
+        )
     if arr.dtype.kind == "f":
         raise DepthFormatError(f"expected uint16 depth, got floating-point image (mode {mode})", path)
     if mode in ("L", "P", "1") or arr.dtype == np.uint8 or arr.dtype == bool:
@@ -158,7 +160,9 @@ def replicate_channels(x, channels: int = 3):
         x = x[None]
     if xp is np:
         return np.repeat(x, channels, axis=-3)
-    return x.repeat_interleave(channels, dim=-3) if x.shape[-3] == 1 else x.repeat(*([1] * (x.ndim - 3)), channels, 1, 1)
+    return (
+        x.repeat_interleave(channels, dim=-3) if x.shape[-3] == 1 else x.repeat(*([1] * (x.ndim - 3)), channels, 1, 1)
+    )
 
 
 def mean_channels(x):

@@ -1,0 +1,183 @@
+"""`PairedDepthDataset`: CAD / real depth pairs of a `lasa_depth` layout as model-ready tensors
+(paper Sec. 3.2, release normalisation), with the two transforms of the release:
+
+- training (Stage-I): a joint random resized crop — a square window of side min(H, W) / zoom,
+  zoom log-uniform in `data.crop_scale` (0.5-2.0), placed at random (zoom < 1 lets the window
+  extend past the frame; outside pixels are invalid depth), resized to the model size;
+- evaluation (Stage-II, sampling): the centre crop (side `data.eval_crop`, 0 = min(H, W): 192 for
+  LASA's 256x192) resized to the model size.
+
+Depth is resized with NEAREST sampling: averaging depth across an edge would invent flying pixels
+that the sensor never produced, and the model must learn the sensor's, not ours.
+The camera of every sample is cropped/resized with the frame, so back-projection stays exact.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sim2real_kit.camera import Camera
+from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.depth import encode_residual, normalize_depth, valid_mask
+from sim2real_kit.errors import LayoutError, Sim2RealError
+
+
+def crop_resize(depth: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Crop `box` = (left, top, side_w, side_h) out of [H, W] (zero outside) and resize to size x size, nearest."""
+    left, top, w, h = box
+    H, W = depth.shape[:2]
+    # nearest source pixel of each output pixel centre
+    cols = left + np.floor((np.arange(size) + 0.5) * w / size).astype(np.int64)
+    rows = top + np.floor((np.arange(size) + 0.5) * h / size).astype(np.int64)
+    inside_c, inside_r = (cols >= 0) & (cols < W), (rows >= 0) & (rows < H)
+    out = np.zeros((size, size) + depth.shape[2:], dtype=depth.dtype)
+    sub = depth[np.clip(rows, 0, H - 1)][:, np.clip(cols, 0, W - 1)]
+    keep = inside_r[:, None] & inside_c[None, :]
+    out[keep] = sub[keep]
+    return out
+
+
+def eval_box(camera: Camera, eval_crop: int = 0) -> tuple[int, int, int, int]:
+    """Centre crop box of the evaluation transform (side eval_crop, 0 = min(H, W))."""
+    side = min(camera.width, camera.height) if eval_crop <= 0 else eval_crop
+    if side > min(camera.width, camera.height):
+        raise Sim2RealError(f"data.eval_crop = {side} does not fit a {camera.width}x{camera.height} frame")
+    return camera.center_crop_box(side, side)
+
+
+def random_box(camera: Camera, zoom_range: tuple[float, float], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """Square window of side min(H, W) / zoom, zoom log-uniform in `zoom_range`, at a random position."""
+    lo, hi = zoom_range
+    zoom = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    side = max(2, int(round(min(camera.width, camera.height) / zoom)))
+    x_lo, x_hi = min(0, camera.width - side), max(0, camera.width - side)
+    y_lo, y_hi = min(0, camera.height - side), max(0, camera.height - side)
+    return int(rng.integers(x_lo, x_hi + 1)), int(rng.integers(y_lo, y_hi + 1)), side, side
+
+
+class PairedDepthDataset(Dataset):
+    """Pairs of one split of a layout. Each item is a dict:
+
+    - `cad`, `real`: [1, S, S] float32 metres at the model size S (0 = invalid)
+    - `cad_n`, `real_n`: [1, S, S] log-normalised in [-1, 1] (invalid -> 1)
+    - `target`: [1, S, S] what the denoiser learns: residual (real_n - cad_n) * scale, or real_n (`direct`)
+    - `mask`: [1, S, S] float32 loss weight map (1 = pixel counts; see `holes`)
+    - `camera`: [4] fx, fy, cx, cy of the sample's crop at S px; `pose`: [4, 4] camera-to-world
+    - `scene`, `frame`: strings; `index`: int
+
+    holes = "mask" (paper): valid = cad > 0 & |real - cad| < max_diff; invalid pixels are far
+    depth in both maps (residual 0) and weigh 0 in the loss. holes = "generate": CAD keeps its own
+    validity, real holes stay far depth in the target, every CAD-valid pixel weighs 1, so the
+    model learns where the sensor loses data.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | DepthLayout,
+        split: str = "train",
+        size: int = 64,
+        train: bool | None = None,
+        holes: str = "mask",
+        target: str = "residual",
+        residual_scale: float = 0.5,
+        max_diff_m: float = 0.5,
+        crop_scale: tuple[float, float] = (0.5, 2.0),
+        eval_crop: int = 0,
+        seed: int = 0,
+        max_frames: int | None = None,
+    ):
+        self.layout = root if isinstance(root, DepthLayout) else DepthLayout(root)
+        self.split = split
+        self.refs: list[FrameRef] = self.layout.frames(split)
+        if max_frames is not None:
+            self.refs = self.refs[:max_frames]
+        if not self.refs:
+            raise LayoutError(f"split {split!r} has no frames", self.layout.list_path(split))
+        if size <= 0:
+            raise Sim2RealError(f"model size must be positive, got {size}")
+        if holes not in ("mask", "generate"):
+            raise Sim2RealError(f"data.holes must be 'mask' or 'generate', got {holes!r}")
+        if target not in ("residual", "direct"):
+            raise Sim2RealError(f"model.target must be 'residual' or 'direct', got {target!r}")
+        self.size, self.holes, self.target = size, holes, target
+        self.train = (split == "train") if train is None else train
+        self.residual_scale, self.max_diff_m = residual_scale, max_diff_m
+        self.crop_scale, self.eval_crop, self.seed = tuple(crop_scale), eval_crop, seed
+        self.epoch = 0
+
+    @classmethod
+    def from_config(cls, cfg, root, split: str = "train", train: bool | None = None, **kw) -> PairedDepthDataset:
+        d = cfg.data
+        return cls(
+            root, split, size=d.size, train=train, holes=d.holes, target=cfg.model.target,
+            residual_scale=cfg.model.residual_scale, max_diff_m=d.max_diff_m, crop_scale=d.crop_scale,
+            eval_crop=d.eval_crop, seed=cfg.seed, **kw,
+        )  # fmt: skip
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random crops are a function of (seed, epoch, index): resumable and worker-independent."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def box(self, index: int) -> tuple[int, int, int, int]:
+        cam = self.layout.camera
+        if not self.train:
+            return eval_box(cam, self.eval_crop)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return random_box(cam, self.crop_scale, rng)
+
+    def __getitem__(self, index: int) -> dict:
+        ref = self.refs[index]
+        frame = self.layout.read_frame(ref)
+        cam = self.layout.camera
+        if frame["cad"].shape != (cam.height, cam.width):
+            raise LayoutError(
+                f"frame size {frame['cad'].shape[1]}x{frame['cad'].shape[0]} differs from the camera "
+                f"{cam.width}x{cam.height}",
+                self.layout.depth_path(ref, "gt"),
+            )
+        box = self.box(index)
+        cad = crop_resize(frame["cad"], box, self.size)
+        real = crop_resize(frame["real"], box, self.size)
+        sample_cam = cam.crop(*box).resize(self.size, self.size)
+        return {
+            **self.encode(cad, real),
+            "camera": torch.from_numpy(sample_cam.as_vector()),
+            "pose": torch.from_numpy(frame["pose"].astype(np.float32)),
+            "scene": ref.scene,
+            "frame": ref.frame,
+            "index": index,
+        }
+
+    def encode(self, cad: np.ndarray, real: np.ndarray) -> dict:
+        """Metres [S, S] -> the normalised tensors of a sample (see class docstring)."""
+        if self.holes == "mask":
+            valid = valid_mask(cad, real, self.max_diff_m)
+            cad_n = normalize_depth(cad, valid)
+            real_n = normalize_depth(real, valid)
+            weight = valid
+        else:
+            cad_valid = valid_mask(cad)
+            cad_n = normalize_depth(cad, cad_valid)
+            real_n = normalize_depth(real, cad_valid)
+            weight = cad_valid
+        target = encode_residual(real_n, cad_n, self.residual_scale) if self.target == "residual" else real_n
+
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
+
+        return {
+            "cad": t(cad),
+            "real": t(real),
+            "cad_n": t(cad_n),
+            "real_n": t(real_n),
+            "target": t(target),
+            "mask": t(weight),
+        }
