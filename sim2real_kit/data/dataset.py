@@ -27,18 +27,26 @@ from sim2real_kit.depth import encode_residual, normalize_depth, valid_mask
 from sim2real_kit.errors import LayoutError, Sim2RealError
 
 
-def crop_resize(depth: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Crop `box` = (left, top, side_w, side_h) out of [H, W] (zero outside) and resize to size x size, nearest."""
+MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask")
+_FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0], np.float32)  # outside the frame: invalid
+
+
+def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int, fill=0.0) -> np.ndarray:
+    """Crop `box` = (left, top, w, h) out of [H, W] or channel-first [C, H, W] and resize to
+    size x size, nearest. Pixels of the window outside the frame take `fill` (scalar or per channel)."""
     left, top, w, h = box
-    H, W = depth.shape[:2]
+    H, W = image.shape[-2:]
     # nearest source pixel of each output pixel centre
     cols = left + np.floor((np.arange(size) + 0.5) * w / size).astype(np.int64)
     rows = top + np.floor((np.arange(size) + 0.5) * h / size).astype(np.int64)
-    inside_c, inside_r = (cols >= 0) & (cols < W), (rows >= 0) & (rows < H)
-    out = np.zeros((size, size) + depth.shape[2:], dtype=depth.dtype)
-    sub = depth[np.clip(rows, 0, H - 1)][:, np.clip(cols, 0, W - 1)]
-    keep = inside_r[:, None] & inside_c[None, :]
-    out[keep] = sub[keep]
+    out = np.take(np.take(image, np.clip(rows, 0, H - 1), axis=-2), np.clip(cols, 0, W - 1), axis=-1)
+    outside_r, outside_c = (rows < 0) | (rows >= H), (cols < 0) | (cols >= W)
+    if outside_r.any() or outside_c.any():
+        fill = np.asarray(fill, out.dtype)
+        if out.ndim == 3 and fill.ndim == 1:
+            fill = fill[:, None, None]  # one value per channel
+        mask = outside_r[:, None] | outside_c[None, :]  # [size, size]
+        out = np.where(mask, fill, out).astype(out.dtype, copy=False)
     return out
 
 
@@ -144,40 +152,32 @@ class PairedDepthDataset(Dataset):
                 self.layout.depth_path(ref, "gt"),
             )
         box = self.box(index)
-        cad = crop_resize(frame["cad"], box, self.size)
-        real = crop_resize(frame["real"], box, self.size)
+        # Nearest resizing commutes with the per-pixel encoding, so encode at the raw size (fewer
+        # pixels) and crop/resize all maps at once; outside the frame: invalid depth (0 m, 1 normalised).
+        maps = crop_resize(self.encode_maps(frame["cad"], frame["real"]), box, self.size, fill=_FILL)
         sample_cam = cam.crop(*box).resize(self.size, self.size)
-        return {
-            **self.encode(cad, real),
-            "camera": torch.from_numpy(sample_cam.as_vector()),
-            "pose": torch.from_numpy(frame["pose"].astype(np.float32)),
-            "scene": ref.scene,
-            "frame": ref.frame,
-            "index": index,
-        }
+        out = {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(MAP_KEYS)}
+        out.update(
+            camera=torch.from_numpy(sample_cam.as_vector()),
+            pose=torch.from_numpy(frame["pose"].astype(np.float32)),
+            scene=ref.scene,
+            frame=ref.frame,
+            index=index,
+        )
+        return out
 
-    def encode(self, cad: np.ndarray, real: np.ndarray) -> dict:
-        """Metres [S, S] -> the normalised tensors of a sample (see class docstring)."""
+    def encode_maps(self, cad: np.ndarray, real: np.ndarray) -> np.ndarray:
+        """Metres [H, W] -> [6, H, W] float32 stack of MAP_KEYS (see the class docstring)."""
         if self.holes == "mask":
             valid = valid_mask(cad, real, self.max_diff_m)
-            cad_n = normalize_depth(cad, valid)
-            real_n = normalize_depth(real, valid)
-            weight = valid
+            cad_n, real_n = normalize_depth(cad, valid), normalize_depth(real, valid)
         else:
-            cad_valid = valid_mask(cad)
-            cad_n = normalize_depth(cad, cad_valid)
-            real_n = normalize_depth(real, cad_valid)
-            weight = cad_valid
+            valid = valid_mask(cad)
+            cad_n, real_n = normalize_depth(cad, valid), normalize_depth(real, valid)
         target = encode_residual(real_n, cad_n, self.residual_scale) if self.target == "residual" else real_n
+        return np.stack([cad, real, cad_n, real_n, target, valid]).astype(np.float32, copy=False)
 
-        def t(a):
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
-
-        return {
-            "cad": t(cad),
-            "real": t(real),
-            "cad_n": t(cad_n),
-            "real_n": t(real_n),
-            "target": t(target),
-            "mask": t(weight),
-        }
+    def encode(self, cad: np.ndarray, real: np.ndarray) -> dict:
+        """Metres [S, S] -> dict of [1, S, S] tensors (for maps already at the model size)."""
+        maps = self.encode_maps(cad, real)
+        return {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(MAP_KEYS)}

@@ -1,0 +1,69 @@
+# sim2real_kit — the two set-up commands of the README:
+#   make demo   install (first time) + run the notebook walkthrough headless into runs/demo/
+#   make test   install (first time) + ruff + the test suite (notebooks included)
+# Both are idempotent: a second run reuses .venv and only re-installs when pyproject.toml changed.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sim2real-installed
+# The CPU wheel of torch (on this project's machines it is on disk; elsewhere pass e.g.
+#   make demo TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu")
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format sysdeps clean-demo help
+
+help:
+	@echo "make demo   - install, then run notebooks 01..06 headless on procedural data (tiny preset) into $(DEMO_OUT)/"
+	@echo "make test   - install, then ruff check + pytest (includes the notebooks under papermill)"
+	@echo "make lint / make format / make sysdeps / make clean-demo"
+
+install: sysdeps $(STAMP)
+
+# open3d needs libGL, libgomp and libusb at import time.
+sysdeps:
+	@missing=""; \
+	for lib in libGL.so.1:libgl1 libgomp.so.1:libgomp1 libusb-1.0.so.0:libusb-1.0-0; do \
+	  so=$${lib%%:*}; pkg=$${lib##*:}; \
+	  /sbin/ldconfig -p 2>/dev/null | grep -q "$$so" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "[sysdeps] open3d needs system libraries:$$missing"; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "[sysdeps] ERROR: cannot install them (not root, no sudo). Ask an admin: apt-get install -y$$missing"; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then echo "[sysdeps] ERROR: no apt-get here; install$$missing with your package manager"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq$$missing >/dev/null \
+	    || { echo "[sysdeps] ERROR: apt-get install$$missing failed"; exit 1; }; \
+	  echo "[sysdeps] installed$$missing"; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || { echo "[install] $(TORCH_SPEC) (CPU)"; $(BIN)/pip install -q $(TORCH_SPEC); }
+	@echo "[install] sim2real_kit and its dependencies into $(VENV)"
+	@$(BIN)/pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import sim2real_kit, torch, diffusers, open3d, papermill" \
+	  || { echo "[install] ERROR: the environment does not import; see the messages above"; exit 1; }
+	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/sim2real notebooks --preset tiny --out $(DEMO_OUT)
+
+test: install lint
+	$(BIN)/pytest -q -p no:dash $(PYTEST_ARGS)
+
+lint:
+	$(BIN)/ruff check sim2real_kit tests benchmarks
+	$(BIN)/ruff format --check sim2real_kit tests benchmarks
+
+format:
+	$(BIN)/ruff format sim2real_kit tests benchmarks
+	$(BIN)/ruff check --fix sim2real_kit tests benchmarks
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

@@ -1,0 +1,216 @@
+"""The `sim2real` command: every step of the flow as a subcommand over a run folder.
+
+    sim2real validate ROOT
+    sim2real synth --out DIR --scenes N --frames M [--seed S] [--size WxH]
+    sim2real import ycbv SRC --out DST [--videos 0000 ...] | sim2real import bop SRC --out DST --split test
+    sim2real train --stage 1 --preset tiny [--config FILE] --out runs/x [key=value ...]
+    sim2real sample --run runs/x --split val [--stages 1]
+    sim2real flag --run runs/x [--threshold 0.5]
+    sim2real train --stage 2 --run runs/x
+    sim2real simulate --pipeline runs/x --cad DIR --out DIR
+    sim2real evaluate --run runs/x --out runs/x/benchmark
+    sim2real notebooks --preset tiny --out runs/demo [key=value ...]
+    sim2real ablate configs/ablations/paper.yaml --out runs/ablate [--jobs N]
+
+Every error the kit raises on purpose (`Sim2RealError`) is printed as one clear line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sim2real_kit.errors import Sim2RealError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like WxH (e.g. 256x192), got {text!r}") from None
+    return w, h
+
+
+def cmd_validate(args) -> int:
+    from sim2real_kit.data.layout import validate
+
+    problems = validate(args.root)
+    for p in problems:
+        print(p)
+    print(f"{args.root}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 0 if not problems else 1
+
+
+def cmd_synth(args) -> int:
+    from sim2real_kit.data.synth import synthesize
+
+    w, h = args.size
+    lay = synthesize(args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=w, height=h)
+    print(f"wrote {lay.root} ({len(lay.frames('train'))} train / {len(lay.frames('val'))} val frames)")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from sim2real_kit.data import convert
+
+    if args.format == "ycbv":
+        lay = convert.import_ycbv(args.src, args.out, videos=args.videos)
+    else:
+        lay = convert.import_bop(args.src, args.out, split=args.split)
+    print(f"wrote {lay.root}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from sim2real_kit import stages
+
+    if args.stage == 1:
+        if not args.out:
+            raise Sim2RealError("train --stage 1 needs --out RUN_DIR")
+        stages.train_stage1(args.out, preset=args.preset, config_file=args.config, overrides=args.overrides)
+    else:
+        run = args.run or args.out
+        if not run:
+            raise Sim2RealError(f"train --stage {args.stage} needs --run RUN_DIR (the folder of the Stage-I run)")
+        stages.train_stage_n(run, stage=args.stage, overrides=args.overrides)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from sim2real_kit import stages
+
+    stages.sample_split(args.run, split=args.split, stage=args.stages, overrides=args.overrides)
+    return 0
+
+
+def cmd_flag(args) -> int:
+    from sim2real_kit import stages
+
+    stages.train_and_flag(args.run, threshold=args.threshold, binary=not args.continuous, stage=args.stage)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from sim2real_kit import stages
+
+    stages.simulate_folder(args.pipeline, args.cad, args.out, stages=args.stages)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from sim2real_kit import benchmark
+
+    benchmark.evaluate_run(args.run, out=args.out, overrides=args.overrides)
+    return 0
+
+
+def cmd_notebooks(args) -> int:
+    from sim2real_kit import runner
+
+    params = {"preset": args.preset, "quick": args.quick, "seed": args.seed, "overrides": list(args.overrides)}
+    runner.run_notebooks(args.out, parameters=params, timeout_s=args.timeout)
+    index = runner.write_index(args.out)
+    print(f"index: {index}")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from sim2real_kit import runner
+
+    runner.run_grid(args.grid, args.out, jobs=args.jobs, quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sim2real", description="Stable-Sim2Real research kit")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a lasa_depth layout and report every problem")
+    p.add_argument("root")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("synth", help="generate a procedural paired-depth dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scenes", type=int, default=24)
+    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=_size, default=(256, 192), help="WxH of the rendered frames")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("import", help="import real RGB-D data (YCB-Video, BOP) into the layout")
+    p.add_argument("format", choices=["ycbv", "bop"])
+    p.add_argument("src")
+    p.add_argument("--out", required=True)
+    p.add_argument("--videos", nargs="*", default=None)
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("train", help="train a diffusion stage")
+    p.add_argument("--stage", type=int, default=1)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--config", default=None, help="YAML file applied on top of the preset")
+    p.add_argument("--out", default=None, help="run folder (stage 1)")
+    p.add_argument("--run", default=None, help="run folder holding Stage-I (stage >= 2)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="sample a split with the trained stages into the run folder")
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--stages", type=int, default=1, help="sample with stages 1..N")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("flag", help="train the 3D patch discriminator and flag unsatisfactory patches")
+    p.add_argument("--run", required=True)
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--continuous", action="store_true", help="write continuous scores (w/o bin)")
+    p.add_argument("--stage", type=int, default=1, help="flag the output of this stage")
+    p.set_defaults(func=cmd_flag)
+
+    p = sub.add_parser("simulate", help="turn a folder of CAD depth maps into simulated depth")
+    p.add_argument("--pipeline", required=True, help="run folder (or saved pipeline folder)")
+    p.add_argument("--cad", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stages", type=int, default=None)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("evaluate", help="benchmark every simulator of a run (Table-4 analog)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", default=None)
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("notebooks", help="run the notebook sequence headless with papermill")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="CI-sized parameters")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("ablate", help="run an ablation grid of notebooks")
+    p.add_argument("grid")
+    p.add_argument("--out", required=True)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--quick", action="store_true", default=None)
+    p.set_defaults(func=cmd_ablate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except Sim2RealError as e:
+        print(f"sim2real {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept (re-run to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
