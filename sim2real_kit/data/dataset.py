@@ -26,7 +26,6 @@ from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.depth import encode_residual, normalize_depth, valid_mask
 from sim2real_kit.errors import LayoutError, Sim2RealError
 
-
 MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask")
 _FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0], np.float32)  # outside the frame: invalid
 
