@@ -127,6 +127,10 @@ class BenchmarkConfig:
     depth_trunc_m: float = 4.8  # depth cut-off in fusion (release)
     num_points: int = 100_000  # points sampled for CD / F-score / IoU (DisCo)
     fscore_threshold: float = 0.01  # F-score distance threshold (after x0.5 scaling)
+    iou_occupancy: str = "shell"  # "shell" (fused scans / clouds) | "solid" (watertight meshes) | "auto"
+    shell_width: float = 1 / 32  # shell-IoU thickness in DisCo [-1, 1] units
+    edge_threshold_m: float = 0.05  # CAD depth jump that counts as an edge (hole rates at edges)
+    edge_dilate: int = 1  # pixels of dilation around edges
     seeds: int = 3  # seeds per stochastic simulator
     simulators: tuple[str, ...] = ("cad", "random", "physical", "stage1", "stage2")
 
