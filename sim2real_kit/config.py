@@ -104,6 +104,12 @@ class DiscConfig:
     steps: int = 300  # training steps
     batch_size: int = 64  # patches per step
     lr: float = 1e-3
+    weight_decay: float = 1e-4  # AdamW weight decay
+    normalize: str = "cad"  # patch centring/scaling: "cad" (CAD centroid/radius for both) | "pair" | "none"
+    head_hidden: tuple[int, ...] = (128,)  # MLP head widths after the max-pool
+    norm: str = "batch"  # "batch" | "layer" normalisation in the per-point MLP
+    dropout: float = 0.0  # head dropout
+    val_fraction: float = 0.2  # share of patches held out for validation accuracy / ROC-AUC
 
 
 @dataclass
@@ -217,6 +223,9 @@ class Config:
             "train.mixed_precision": (self.train.mixed_precision, ("auto", "no", "bf16")),
             "stage2.condition": (self.stage2.condition, ("depth", "residual")),
             "stage2.init": (self.stage2.init, ("stage1", "base")),
+            "disc.normalize": (self.disc.normalize, ("cad", "pair", "none")),
+            "disc.norm": (self.disc.norm, ("batch", "layer")),
+            "benchmark.iou_occupancy": (self.benchmark.iou_occupancy, ("shell", "solid", "auto")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:

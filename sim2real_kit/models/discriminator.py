@@ -1,0 +1,510 @@
+"""The 3D-aware local discriminator of the paper (Sec. 3.3): a PointNet that tells real captured
+depth patches from generated (Stage-I) ones, guided by the CAD patch.
+
+Input per point: the generated/real point p = (x, y, z) and the CAD point c of the same pixel
+(6 channels: the paper's CAD guidance); `cad_guidance=False` drops the CAD half (3 channels,
+ablation). Points come from `sim2real_kit.patches.extract_patch_points`, centred and scaled with
+one transform per pair, so the offset between depth and CAD survives. The 6 channels are fed as
+(p - c, c), an invertible linear map of the concatenation (p, c), followed by a per-channel
+standardisation (BatchNorm without affine): the depth-CAD offset (mm to cm) is 1-3 orders of
+magnitude smaller than the patch extent, and without this the network is slow to notice it
+(measured on 32 px tilted planes, 1 cm noise vs clean, 80 steps at lr 1e-3: validation accuracy
+0.50 fed as (p, c) without standardisation, 0.97 as here).
+The network is then a shared per-point MLP (Linear + BatchNorm/LayerNorm + ReLU, widths
+`cfg.disc.hidden`), a max-pool over points and an MLP head -> one logit of P(real).
+
+The library functions around it (no CLI): `train_discriminator` (balanced real-vs-fake batches,
+AdamW, BCE-with-logits, validation accuracy and ROC-AUC), `score_patches` (P(real) per patch,
+1.0 on skipped patches), `flags_from_scores` (from `patches`), `discriminator_accuracy` (share
+of valid generated patches judged fake: the paper's 67.8 % on Stage-I -> 32.5 % on Stage-II),
+`PatchSet` (the valid patches of many frames, flattened), `collect_patch_set`, `score_frames`.
+The discriminator is only used during training (paper); the samplers never load it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sim2real_kit.camera import Camera
+from sim2real_kit.errors import CheckpointError, ConfigError, Sim2RealError
+from sim2real_kit.io import atomic_path, atomic_write_json
+from sim2real_kit.patches import (
+    PatchPoints,
+    check_threshold,
+    extract_patch_points,
+    flags_from_scores,
+    patch_grid,
+)
+
+MODEL_FORMAT = "sim2real_kit.PointNetDiscriminator"
+NORMS = ("batch", "layer")
+
+
+# ---------------------------------------------------------------------- the network
+class _PointNorm(nn.Module):
+    """Normalisation of per-point features [B, N, C]: BatchNorm over all points of the batch
+    (PointNet's Conv1d + BatchNorm1d) or LayerNorm per point."""
+
+    def __init__(self, channels: int, kind: str, affine: bool = True):
+        super().__init__()
+        self.kind = kind
+        self.norm = nn.BatchNorm1d(channels, affine=affine) if kind == "batch" else nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "batch":
+            return self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        return self.norm(x)
+
+
+class PointNetDiscriminator(nn.Module):
+    """PointNet patch classifier: points [B, N, 3] (+ CAD points [B, N, 3]) -> logit of P(real) [B]."""
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (64, 128, 256),
+        cad_guidance: bool = True,
+        head_hidden: Sequence[int] = (128,),
+        norm: str = "batch",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if norm not in NORMS:
+            raise ConfigError(f"disc.norm = {norm!r}; allowed: {', '.join(NORMS)}")
+        if not hidden or any(int(w) <= 0 for w in hidden):
+            raise ConfigError(f"disc.hidden must be a non-empty list of positive widths, got {list(hidden)}")
+        self.hidden = tuple(int(w) for w in hidden)
+        self.head_hidden = tuple(int(w) for w in head_hidden)
+        self.cad_guidance = bool(cad_guidance)
+        self.norm_kind = norm
+        self.dropout = float(dropout)
+        self.in_channels = 6 if self.cad_guidance else 3
+        self.meta: dict = {}  # extraction settings it was trained with (patch size, points, ...)
+
+        # per-channel standardisation of the input: the depth-CAD offset is 1-3 orders of magnitude
+        # smaller than the patch extent; without it the network needs thousands of steps to see it
+        layers: list[nn.Module] = [_PointNorm(self.in_channels, "batch", affine=False)]
+        c = self.in_channels
+        for w in self.hidden:
+            layers += [nn.Linear(c, w), _PointNorm(w, norm), nn.ReLU(inplace=True)]
+            c = w
+        self.point_mlp = nn.Sequential(*layers)
+        head: list[nn.Module] = []
+        for w in self.head_hidden:
+            head += [nn.Linear(c, w), nn.LayerNorm(w) if norm == "layer" else nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            if self.dropout > 0:
+                head.append(nn.Dropout(self.dropout))
+            c = w
+        head.append(nn.Linear(c, 1))
+        self.head = nn.Sequential(*head)
+
+    @classmethod
+    def from_config(cls, cfg_disc) -> PointNetDiscriminator:
+        """Build from a `DiscConfig` (fields hidden, cad_guidance; optional head_hidden, norm, dropout)."""
+        return cls(
+            hidden=tuple(getattr(cfg_disc, "hidden", (64, 128, 256))),
+            cad_guidance=bool(getattr(cfg_disc, "cad_guidance", True)),
+            head_hidden=tuple(getattr(cfg_disc, "head_hidden", (128,))),
+            norm=str(getattr(cfg_disc, "norm", "batch")),
+            dropout=float(getattr(cfg_disc, "dropout", 0.0)),
+        )
+
+    def config(self) -> dict:
+        return {
+            "format": MODEL_FORMAT,
+            "hidden": list(self.hidden),
+            "cad_guidance": self.cad_guidance,
+            "head_hidden": list(self.head_hidden),
+            "norm": self.norm_kind,
+            "dropout": self.dropout,
+            "meta": self.meta,
+        }
+
+    def features(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-point input [B, N, 3 or 6]: points (unguided), or (points - CAD points, CAD points)."""
+        if points.ndim != 3 or points.shape[-1] != 3:
+            raise Sim2RealError(f"points must have shape [B, N, 3], got {tuple(points.shape)}")
+        if not self.cad_guidance:
+            return points
+        if cad_points is None:
+            raise Sim2RealError("this discriminator is CAD-guided (cad_guidance=True): cad_points are required")
+        if cad_points.shape != points.shape:
+            raise Sim2RealError(
+                f"cad_points shape {tuple(cad_points.shape)} does not match points {tuple(points.shape)}"
+            )
+        return torch.cat([points, cad_points], dim=-1)
+
+    def forward(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
+        """points, cad_points [B, N, 3] (normalised patch points) -> logits [B] of P(real)."""
+        x = self.point_mlp(self.features(points, cad_points))  # [B, N, C]
+        x = x.amax(dim=1)  # [B, C]: symmetric max-pool over points
+        return self.head(x)[:, 0]  # [B]
+
+    def prob_real(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
+        """P(real) [B] (sigmoid of the logit)."""
+        return torch.sigmoid(self(points, cad_points))
+
+    # ------------------------------------------------------------------ weights
+    def save(self, path: str | Path) -> Path:
+        """Write weights as safetensors at `path` and the config as `<stem>.json` beside it (atomic)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        cfg = self.config()
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"config": json.dumps(cfg)})
+        atomic_write_json(path.with_suffix(".json"), cfg)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> PointNetDiscriminator:
+        """Load a discriminator written by `save` (config from the json beside it, else from the
+        safetensors metadata); returned in eval mode."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError("discriminator weights not found (written by train_discriminator / save)", path)
+        sidecar = path.with_suffix(".json")
+        try:
+            if sidecar.is_file():
+                cfg = json.loads(sidecar.read_text())
+            else:
+                with safe_open(str(path), framework="pt") as f:
+                    cfg = json.loads((f.metadata() or {})["config"])
+            state = load_file(str(path), device=str(map_location))
+        except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"cannot read discriminator: {e}", path) from None
+        if cfg.get("format") != MODEL_FORMAT:
+            raise CheckpointError(f"not a {MODEL_FORMAT} checkpoint (format {cfg.get('format')!r})", path)
+        model = cls(
+            hidden=cfg["hidden"],
+            cad_guidance=cfg["cad_guidance"],
+            head_hidden=cfg.get("head_hidden", (128,)),
+            norm=cfg.get("norm", "batch"),
+            dropout=cfg.get("dropout", 0.0),
+        )
+        model.meta = dict(cfg.get("meta") or {})
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"weights do not fit the configured network: {e}", path) from None
+        return model.to(map_location).eval()
+
+
+# ---------------------------------------------------------------------- patch sets
+@dataclass
+class PatchSet:
+    """Valid patches of many frames, flattened: points, cad_points [M, N, 3]; source [M, 2] long
+    (frame index, patch index) into the PatchPoints they came from (frame index offset by the
+    frames collected before, in `collect_patch_set`)."""
+
+    points: torch.Tensor
+    cad_points: torch.Tensor
+    source: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.points.ndim != 3 or self.points.shape[-1] != 3 or self.cad_points.shape != self.points.shape:
+            raise Sim2RealError(
+                f"a PatchSet needs points and cad_points of one shape [M, N, 3], got "
+                f"{tuple(self.points.shape)} and {tuple(self.cad_points.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[1])
+
+    @classmethod
+    def from_patch_points(cls, patch_points: PatchPoints, frame_offset: int = 0) -> PatchSet:
+        idx = patch_points.valid.nonzero()  # [M, 2]
+        src = idx.clone()
+        src[:, 0] += frame_offset
+        return cls(patch_points.points[patch_points.valid], patch_points.cad_points[patch_points.valid], src)
+
+    @classmethod
+    def cat(cls, sets: Sequence[PatchSet]) -> PatchSet:
+        if not sets:
+            raise Sim2RealError("no patch sets to concatenate")
+        sources = [s.source for s in sets]
+        return cls(
+            torch.cat([s.points for s in sets]),
+            torch.cat([s.cad_points for s in sets]),
+            torch.cat(sources) if all(s is not None for s in sources) else None,
+        )
+
+    def subset(self, index: torch.Tensor) -> PatchSet:
+        index = index.to(self.points.device)
+        return PatchSet(
+            self.points[index], self.cad_points[index], None if self.source is None else self.source[index.cpu()]
+        )
+
+    def to(self, device) -> PatchSet:
+        return PatchSet(self.points.to(device), self.cad_points.to(device), self.source)
+
+
+def collect_patch_set(
+    depth,
+    cad,
+    camera: Camera,
+    cfg_disc,
+    generator: torch.Generator | None = None,
+    valid_mask=None,
+    boxes=None,
+    batch_size: int = 32,
+) -> tuple[PatchSet, int]:
+    """Valid patches of frames depth, cad [F, H, W] (numpy or torch, metres) as one PatchSet, in
+    batches of `batch_size` frames; boxes default to `patch_grid(H, W, cfg.patch_size, cfg.stride)`.
+    Returns (patch set, number of skipped patches)."""
+    H, W = depth.shape[-2:]
+    boxes = patch_grid(H, W, cfg_disc.patch_size, cfg_disc.stride) if boxes is None else boxes
+    sets, skipped = [], 0
+    for start, pp in _frame_batches(depth, cad, camera, cfg_disc, boxes, generator, valid_mask, batch_size):
+        sets.append(PatchSet.from_patch_points(pp, frame_offset=start))
+        skipped += pp.num_skipped
+    return PatchSet.cat(sets), skipped
+
+
+def _frame_batches(depth, cad, camera, cfg_disc, boxes, generator, valid_mask, batch_size):
+    """Yield (first frame index, PatchPoints) over frames [F, H, W], `batch_size` frames at a time."""
+    for start in range(0, len(depth), batch_size):
+        sl = slice(start, start + batch_size)
+        yield (
+            start,
+            extract_patch_points(
+                depth[sl],
+                cad[sl],
+                camera,
+                boxes,
+                cfg_disc.num_points,
+                getattr(cfg_disc, "min_valid", 8),
+                generator,
+                None if valid_mask is None else valid_mask[sl],
+                getattr(cfg_disc, "normalize", "cad"),
+            ),
+        )
+
+
+# ---------------------------------------------------------------------- training
+def train_discriminator(
+    real: PatchSet,
+    fake: PatchSet,
+    cfg_disc,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    eval_every: int | None = None,
+) -> tuple[PointNetDiscriminator, dict]:
+    """Train a PointNet to tell real patches (label 1) from generated ones (label 0).
+
+    Each of `cfg_disc.steps` AdamW steps (lr `cfg_disc.lr`) sees a balanced batch of
+    `cfg_disc.batch_size` patches, half real, half fake, drawn from the training parts; a
+    `val_fraction` of each set is held out. Returns (model in eval mode, history) with history
+    keys: step, train_loss (per step), val_step / val_accuracy_curve (every `eval_every` steps,
+    default steps/10), val_accuracy (balanced: mean of the real and fake accuracies at 0.5),
+    val_real_accuracy, val_fake_accuracy, val_auc (ROC-AUC), n_train_real/fake, n_val_real/fake.
+    Without a validation part (val_fraction 0) the val entries are NaN."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"disc.val_fraction must be in [0, 1), got {val_fraction}")
+    for name, s in (("real", real), ("fake", fake)):
+        if len(s) < 2:
+            raise Sim2RealError(f"the {name} patch set has {len(s)} patches; at least 2 are needed to train")
+    if real.num_points != fake.num_points:
+        raise Sim2RealError(f"real patches have {real.num_points} points but fake ones {fake.num_points}")
+    steps, batch_size = int(cfg_disc.steps), int(cfg_disc.batch_size)
+    if steps < 1 or batch_size < 2:
+        raise ConfigError(f"disc.steps must be >= 1 and disc.batch_size >= 2, got {steps} and {batch_size}")
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def split(s: PatchSet) -> tuple[PatchSet, PatchSet | None]:
+        perm = torch.randperm(len(s), generator=gen)
+        n_val = int(round(len(s) * val_fraction))
+        n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(s) - 1)
+        tr = s.subset(perm[n_val:]).to(device)
+        return tr, (s.subset(perm[:n_val]).to(device) if n_val else None)
+
+    real_tr, real_val = split(real)
+    fake_tr, fake_val = split(fake)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = PointNetDiscriminator.from_config(cfg_disc).to(device)
+    model.meta = {
+        "patch_size": int(getattr(cfg_disc, "patch_size", 0)),
+        "stride": int(getattr(cfg_disc, "stride", 0)),
+        "num_points": real.num_points,
+        "min_valid": int(getattr(cfg_disc, "min_valid", 8)),
+        "normalize": str(getattr(cfg_disc, "normalize", "cad")),
+        "seed": int(seed),
+    }
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=float(cfg_disc.lr), weight_decay=float(getattr(cfg_disc, "weight_decay", 1e-4))
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    half = batch_size // 2
+    labels = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
+    eval_every = max(1, steps // 10) if eval_every is None else int(eval_every)
+    history: dict = {"step": [], "train_loss": [], "val_step": [], "val_accuracy_curve": []}
+    has_val = real_val is not None and fake_val is not None
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(1, steps + 1), desc="discriminator", disable=not progress, leave=False)
+    for step in bar:
+        model.train()
+        ir = torch.randint(len(real_tr), (half,), generator=gen).to(device)
+        jf = torch.randint(len(fake_tr), (half,), generator=gen).to(device)
+        points = torch.cat([real_tr.points[ir], fake_tr.points[jf]])  # [2*half, N, 3]
+        cad_points = torch.cat([real_tr.cad_points[ir], fake_tr.cad_points[jf]])
+        loss = loss_fn(model(points, cad_points), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history["step"].append(step)
+        history["train_loss"].append(float(loss.detach()))
+        if has_val and (step % eval_every == 0 or step == steps):
+            acc = _evaluate(model, real_val, fake_val)["val_accuracy"]
+            history["val_step"].append(step)
+            history["val_accuracy_curve"].append(acc)
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", val_acc=f"{acc:.3f}")
+    model.eval()
+    if has_val:
+        history.update(_evaluate(model, real_val, fake_val))
+    else:
+        history.update(val_accuracy=math.nan, val_real_accuracy=math.nan, val_fake_accuracy=math.nan, val_auc=math.nan)
+    history.update(
+        n_train_real=len(real_tr),
+        n_train_fake=len(fake_tr),
+        n_val_real=0 if real_val is None else len(real_val),
+        n_val_fake=0 if fake_val is None else len(fake_val),
+    )
+    return model, history
+
+
+@torch.no_grad()
+def _evaluate(model: PointNetDiscriminator, real_val: PatchSet, fake_val: PatchSet) -> dict:
+    p_real = score_patches(model, real_val)
+    p_fake = score_patches(model, fake_val)
+    acc_real = float((p_real >= 0.5).float().mean())
+    acc_fake = float((p_fake < 0.5).float().mean())
+    scores = torch.cat([p_real, p_fake]).cpu()
+    labels = torch.cat([torch.ones(len(p_real)), torch.zeros(len(p_fake))])
+    return {
+        "val_accuracy": 0.5 * (acc_real + acc_fake),
+        "val_real_accuracy": acc_real,
+        "val_fake_accuracy": acc_fake,
+        "val_auc": roc_auc(scores, labels),
+    }
+
+
+def roc_auc(scores, labels) -> float:
+    """ROC-AUC of `scores` for binary `labels` (1 = positive) by the rank formula (Mann-Whitney U,
+    ties averaged): (sum of positive ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg). NaN when a class is absent."""
+    from scipy.stats import rankdata
+
+    scores = np.asarray(torch.as_tensor(scores).detach().cpu(), dtype=np.float64).reshape(-1)
+    labels = np.asarray(torch.as_tensor(labels).detach().cpu()).reshape(-1).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ---------------------------------------------------------------------- scoring
+@torch.no_grad()
+def score_patches(
+    model: PointNetDiscriminator, patch_points: PatchPoints | PatchSet, batch_size: int = 4096
+) -> torch.Tensor:
+    """P(real) of every patch: [B, P] for PatchPoints (skipped patches get 1.0 = judged real, never
+    flagged; see `patch_points.valid`), [M] for a PatchSet. Runs in eval mode on the model's device,
+    `batch_size` patches at a time; the result lies on the input's device. Never NaN."""
+    if isinstance(patch_points, PatchSet):
+        points, cad_points, out_device = patch_points.points, patch_points.cad_points, patch_points.points.device
+        valid = None
+    else:
+        valid = patch_points.valid
+        points, cad_points = patch_points.points[valid], patch_points.cad_points[valid]  # [M, N, 3]
+        out_device = valid.device
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    probs = []
+    try:
+        for start in range(0, len(points), batch_size):
+            sl = slice(start, start + batch_size)
+            cad = cad_points[sl].to(device) if model.cad_guidance else None
+            probs.append(model.prob_real(points[sl].to(device), cad).float())
+    finally:
+        model.train(was_training)
+    prob = torch.cat(probs).to(out_device) if probs else torch.zeros(0, device=out_device)
+    prob = torch.nan_to_num(prob, nan=1.0)
+    if valid is None:
+        return prob
+    scores = torch.ones(valid.shape, device=out_device)
+    scores[valid] = prob
+    return scores
+
+
+def score_frames(
+    model: PointNetDiscriminator,
+    depth,
+    cad,
+    camera: Camera,
+    cfg_disc,
+    generator: torch.Generator | None = None,
+    valid_mask=None,
+    batch_size: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score every patch of frames depth, cad [F, H, W] (generated or real, metres) on the grid of
+    `cfg_disc` (patch_size, stride, num_points, min_valid, normalize).
+
+    Returns (scores [F, P] P(real), 1.0 on skipped patches; valid [F, P]; boxes [P, 4]), on CPU.
+    Flags: `flags_from_scores(scores, valid, cfg_disc.threshold, cfg_disc.binary)`."""
+    H, W = depth.shape[-2:]
+    boxes = patch_grid(H, W, cfg_disc.patch_size, cfg_disc.stride)
+    scores, valid = [], []
+    for _, pp in _frame_batches(depth, cad, camera, cfg_disc, boxes, generator, valid_mask, batch_size):
+        scores.append(score_patches(model, pp).cpu())
+        valid.append(pp.valid.cpu())
+    return torch.cat(scores), torch.cat(valid), boxes
+
+
+def discriminator_accuracy(scores_on_generated, valid=None, threshold: float = 0.5) -> float:
+    """Share of valid generated patches the frozen discriminator judges fake (P(real) < threshold):
+    the realism metric of the paper (67.8 % on Stage-I output -> 32.5 % on Stage-II; lower = more
+    realistic). Raises Sim2RealError when no patch is valid."""
+    threshold = check_threshold(threshold)
+    scores = torch.as_tensor(scores_on_generated, dtype=torch.float32)
+    ok = torch.isfinite(scores)
+    if valid is not None:
+        ok = ok & torch.as_tensor(valid, dtype=torch.bool, device=scores.device)
+    n = int(ok.sum())
+    if n == 0:
+        raise Sim2RealError("discriminator accuracy: no valid patch to score")
+    return float(((scores < threshold) & ok).sum()) / n
+
+
+__all__ = [
+    "PatchSet",
+    "PointNetDiscriminator",
+    "collect_patch_set",
+    "discriminator_accuracy",
+    "flags_from_scores",
+    "roc_auc",
+    "score_frames",
+    "score_patches",
+    "train_discriminator",
+]
