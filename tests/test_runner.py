@@ -1,0 +1,313 @@
+"""Runner tests: papermill execution of toy notebooks (tests/data/notebooks), the HTML index,
+ablation grids (results / summary / skip / parallel), the error paths and the hygiene checks.
+
+The toy sequence: 01_make writes run_dir/data/value.json (+ config.yaml), 02_use reads it and
+computes result = scale * value + seed; 03_fail raises in cell 3; 04_sleep sleeps 60 s.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from sim2real_kit.errors import ConfigError, Sim2RealError
+from sim2real_kit.runner import (
+    NotebookFailure,
+    check_notebook,
+    flatten_metrics,
+    load_grid,
+    notebook_parameters,
+    run_grid,
+    run_notebooks,
+    summarize_grid,
+    write_index,
+)
+
+TOYS = Path(__file__).parent / "data" / "notebooks"
+MAKE, USE, FAIL, SLEEP = (TOYS / f"{n}.ipynb" for n in ("01_make", "02_use", "03_fail", "04_sleep"))
+COMMON = {"preset": "tiny", "quick": True, "overrides": []}
+
+
+@pytest.fixture(scope="session")
+def python3_kernel():
+    """papermill runs the toys with the kernel named python3: install the venv's ipykernel if absent."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "python3" not in KernelSpecManager().find_kernel_specs():
+        subprocess.run(
+            [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"],
+            check=True,
+            capture_output=True,
+        )
+    return "python3"
+
+
+def write_grid(path: Path, counter: Path | None = None, **changes) -> Path:
+    grid = {
+        "name": "toy",
+        "setup": ["01_make"],
+        "notebooks": ["02_use"],
+        "base": {**COMMON, "overrides": ["disc.threshold=0.4"]},
+        "seeds": [0, 1],
+        "metrics": ["use.result", "use.n_overrides"],
+        "variants": {"full": {}, "scaled": {"parameters": {"scale": 3.0}, "overrides": ["disc.binary=false"]}},
+    }
+    if counter is not None:
+        grid["base"]["counter_file"] = str(counter)
+    grid.update(changes)
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------- run_notebooks
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_sequence_reads_previous_outputs_and_index(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    report = run_notebooks(
+        run_dir,
+        [MAKE, USE],
+        {**COMMON, "seed": 3, "overrides": ["disc.threshold=0.3"]},
+        per_notebook={"02_use": {"scale": 3.0}},
+    )
+    elapsed = time.monotonic() - start
+    assert report.ok and [r.status for r in report.notebooks] == ["ok", "ok"]
+    # 02 read 01's value from run_dir: 3.0 * 1.0 + seed 3
+    assert report.metrics["use"] == {"result": 6.0, "n_overrides": 1, "label": "toy"}
+    assert report.metrics["make"]["seed"] == 3 and report.metrics["make"]["quick"] is True
+    assert (run_dir / "notebooks" / "01_make.ipynb").is_file() and (run_dir / "notebooks" / "02_use.ipynb").is_file()
+    # only declared names injected, run_dir absolute
+    assert report.notebooks[0].parameters["run_dir"] == str(run_dir.resolve())
+    assert "scale" not in report.notebooks[0].parameters and report.notebooks[1].parameters["scale"] == 3.0
+    out = capsys.readouterr().out
+    assert "[1/2] 01_make … ok (" in out and "[2/2] 02_use … ok (" in out
+
+    index = write_index(run_dir)
+    page = index.read_text()
+    assert index == run_dir.resolve() / "index.html"
+    for name in ("01_make", "02_use"):
+        assert f'href="notebooks/{name}.html"' in page and (run_dir / "notebooks" / f"{name}.html").is_file()
+        assert f'href="notebooks/{name}.ipynb"' in page
+    # one table with both notebooks' metrics, nested keys dotted, numbers formatted
+    for column in ("<th>nested.a</th>", "<th>nested.b</th>", "<th>result</th>", "<th>n_overrides</th>"):
+        assert column in page
+    assert "<td>6</td>" in page and "<td>0.5</td>" in page and page.count('class="l ok">ok<') == 2
+    assert "http://" not in page and "https://" not in page  # no external assets
+    assert elapsed < 30, f"two toy notebooks took {elapsed:.1f} s"
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_failure_names_notebook_cell_and_exception(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(NotebookFailure) as info:
+        run_notebooks(run_dir, [MAKE, FAIL, USE], {"seed": 1}, progress=False, index=True)
+    err = info.value
+    msg = str(err)
+    assert "03_fail" in msg and "cell 3" in msg and "# this cell fails on purpose" in msg
+    assert "ValueError: boom on purpose (y=2)" in msg and str(run_dir / "notebooks" / "03_fail.ipynb") in msg
+    assert (err.cell_index, err.ename, err.executed_cell_index) == (3, "ValueError", 4)  # +1: injected cell
+    assert err.executed_path.is_file()
+    assert [r.status for r in err.report.notebooks] == ["ok", "failed", "not run"]
+    page = (run_dir / "index.html").read_text()  # index=True writes it even on failure
+    assert 'class="l failed">failed<' in page and 'class="l notrun">not run<' in page
+    assert "boom on purpose" in page and 'href="notebooks/02_use.html"' not in page
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_timeout_stops_the_notebook(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(NotebookFailure) as info:
+        run_notebooks(tmp_path / "run", [SLEEP], {}, timeout_s=3, progress=False)
+    assert time.monotonic() - start < 15
+    assert "04_sleep" in str(info.value) and "cell 2" in str(info.value) and "CellTimeoutError" in str(info.value)
+    with pytest.raises(NotebookFailure, match="01_make failed outside any cell: NoSuchKernel"):
+        run_notebooks(tmp_path / "k", [MAKE], {}, kernel_name="no_such_kernel", progress=False)
+
+
+def test_unknown_parameters_are_errors_listing_declared(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        run_notebooks(tmp_path / "a", [MAKE, USE], {**COMMON, "learning_rate": 1e-3}, progress=False)
+    msg = str(info.value)
+    assert "learning_rate" in msg
+    assert "01_make: run_dir, preset, quick, seed, overrides, value" in msg
+    assert "02_use: run_dir, preset, quick, seed, overrides, scale, counter_file" in msg
+    with pytest.raises(ConfigError, match=r"per_notebook\['01_make'\]: unknown parameter\(s\) scale; 01_make declares"):
+        run_notebooks(tmp_path / "b", [MAKE, USE], {}, per_notebook={"01_make": {"scale": 2.0}}, progress=False)
+    with pytest.raises(ConfigError, match="unknown config key 'disc.nope'"):
+        run_notebooks(tmp_path / "c", [MAKE], {"overrides": ["disc.nope=1"]}, progress=False)
+    with pytest.raises(ConfigError, match="not found"):
+        run_notebooks(tmp_path / "d", ["99_missing"], {}, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()  # nothing ran
+
+
+def test_notebook_parameters_reads_equals_signs_papermill_skips():
+    # papermill's inspect_notebook drops lines with two `=`; the kit's convention has them
+    params = notebook_parameters(USE)
+    assert list(params) == ["run_dir", "preset", "quick", "seed", "overrides", "scale", "counter_file"]
+    assert params["overrides"] == "[]" and params["scale"] == "2.0"
+
+
+# ---------------------------------------------------------------------------- grids
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_grid_results_summary_and_skip(tmp_path):
+    counter = tmp_path / "calls.txt"
+    grid_file = write_grid(tmp_path / "toy.yaml", counter)
+    out = tmp_path / "out"
+    report = run_grid(grid_file, out, notebooks=TOYS, progress=False)
+    assert sorted(report.ran) == ["full/seed0", "full/seed1", "scaled/seed0", "scaled/seed1"]
+    assert len(counter.read_text().splitlines()) == 4
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    by_key = {(r["variant"], r["seed"]): r for r in rows}
+    # setup ran once (value 1.0, linked data/), result = scale * 1.0 + seed
+    assert float(by_key["full", "1"]["use.result"]) == 3.0 and float(by_key["scaled", "0"]["use.result"]) == 3.0
+    assert by_key["scaled", "1"]["use.n_overrides"] == "2"  # base + variant overrides
+    assert (out / "full" / "seed0" / "data").is_symlink() and (out / "full" / "seed0" / "done.json").is_file()
+    summary = {r["variant"]: r for r in report.summary}
+    assert summary["full"]["n"] == 2 and summary["full"]["use.result.mean"] == pytest.approx(2.5)
+    assert summary["scaled"]["use.result.mean"] == pytest.approx(3.5)
+    assert summary["scaled"]["use.result.std"] == pytest.approx(2**-0.5)
+    assert read_csv(out / "summary.csv")[1]["use.result.mean"] == "3.5"
+    md = (out / "summary.md").read_text()
+    assert "| variant | n | use.result | use.n_overrides |" in md and "| scaled | 2 | 3.5 ± 0.71 | 2 ± 0 |" in md
+
+    start = time.monotonic()
+    again = run_grid(grid_file, out, notebooks=TOYS, progress=False)
+    assert time.monotonic() - start < 3
+    assert again.ran == [] and len(again.skipped) == 4 and len(counter.read_text().splitlines()) == 4
+    assert again.summary == report.summary
+    assert summarize_grid(out).results == report.results  # re-read from disk, nothing run
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_grid_parallel_jobs_from_base_run(tmp_path, capsys):
+    base_run = tmp_path / "demo"  # e.g. the demo run: its data/ is shared, setup notebooks are not run
+    run_notebooks(base_run, [MAKE], {"value": 10.0}, progress=False)
+    grid_file = write_grid(tmp_path / "toy.yaml", tmp_path / "calls.txt")
+    report = run_grid(grid_file, tmp_path / "out", jobs=2, notebooks=TOYS, seeds=[5], base_run=base_run)
+    assert sorted(report.ran) == ["full/seed5", "scaled/seed5"]
+    assert {r["variant"]: r["use.result.mean"] for r in report.summary} == {"full": 25.0, "scaled": 35.0}
+    assert len(read_csv(tmp_path / "out" / "results.csv")) == 2 and not (tmp_path / "out" / "_setup").exists()
+    assert (tmp_path / "out" / "full" / "seed5" / "config.yaml").read_text() == (base_run / "config.yaml").read_text()
+    out = capsys.readouterr().out  # the workers' progress lines are relayed
+    assert "full/seed5 [1/1] 02_use … ok (" in out and "scaled/seed5 [1/1] 02_use … ok (" in out
+
+
+def test_grid_with_typo_keys_is_config_error(tmp_path):
+    bad_top = write_grid(tmp_path / "a.yaml", variantz={"x": {}})
+    with pytest.raises(ConfigError, match=r"unknown grid key\(s\) 'variantz'; valid keys: name, description, setup"):
+        load_grid(bad_top)
+    bad_variant = write_grid(tmp_path / "b.yaml", variants={"full": {"overides": ["disc.binary=false"]}})
+    with pytest.raises(
+        ConfigError, match=r"variants.full: unknown key\(s\) 'overides'; valid keys: overrides, parameters"
+    ):
+        load_grid(bad_variant)
+    with pytest.raises(ConfigError, match="b.yaml"):
+        load_grid(bad_variant)
+    with pytest.raises(ConfigError, match="base.seed is not allowed"):
+        load_grid(write_grid(tmp_path / "c.yaml", base={"seed": 1}))
+
+
+def test_grid_checks_everything_before_running(tmp_path):
+    counter = tmp_path / "calls.txt"
+    bad_override = write_grid(
+        tmp_path / "a.yaml", counter, variants={"full": {}, "typo": {"overrides": ["disc.treshold=0.3"]}}
+    )
+    with pytest.raises(ConfigError, match=r"variants.typo: .*unknown config key 'disc.treshold'"):
+        run_grid(bad_override, tmp_path / "out_a", notebooks=TOYS, progress=False)
+    bad_param = write_grid(tmp_path / "b.yaml", counter, variants={"x": {"parameters": {"scael": 3.0}}})
+    with pytest.raises(ConfigError, match=r"scael declared by no notebook; parameters per notebook: 02_use: run_dir"):
+        run_grid(bad_param, tmp_path / "out_b", notebooks=TOYS, progress=False)
+    with pytest.raises(ConfigError, match="notebook '02_usee' not found"):
+        run_grid(write_grid(tmp_path / "c.yaml", notebooks=["02_usee"]), tmp_path / "out_c", notebooks=TOYS)
+    assert not counter.exists() and not (tmp_path / "out_a").exists() and not (tmp_path / "out_b").exists()
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_output_folder_of_another_grid_is_refused(tmp_path):
+    out = tmp_path / "out"
+    first = write_grid(tmp_path / "first.yaml", seeds=[0], variants={"full": {}}, setup=[], notebooks=["03_fail"])
+    with pytest.raises(Sim2RealError, match="1 of 1 run"):  # GridFailure: the folder is claimed all the same
+        run_grid(first, out, notebooks=TOYS, progress=False)
+    assert read_csv(out / "results.csv")[0]["status"] == "failed"
+    other = write_grid(tmp_path / "other.yaml", name="toy2", seeds=[0], variants={"full": {}}, setup=[])
+    with pytest.raises(Sim2RealError) as info:
+        run_grid(other, out, notebooks=TOYS, progress=False)
+    msg = str(info.value)
+    assert (
+        "belongs to grid 'toy'" in msg and "not to grid 'toy2'" in msg and "first.yaml" in msg and "other.yaml" in msg
+    )
+    assert not (out / "full" / "seed0" / "notebooks" / "02_use.ipynb").exists()
+
+
+# ---------------------------------------------------------------------------- hygiene
+def _toy_nb(*cells, params='run_dir = ""\npreset = "tiny"\nquick = False\nseed = 0\noverrides = []\n'):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if params is not None:
+        p = nbformat.v4.new_code_cell(params)
+        p.metadata["tags"] = ["parameters"]
+        nb.cells.append(p)
+    nb.cells += [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    return nb
+
+
+def _check(tmp_path, nb) -> list[str]:
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return check_notebook(path)
+
+
+def test_check_notebook_clean(tmp_path):
+    for toy in (MAKE, USE, FAIL, SLEEP):
+        assert check_notebook(toy) == []
+    assert _check(tmp_path, _toy_nb("%matplotlib inline\nimport math\nx = [math.pi for _ in range(3)]")) == []
+
+
+def test_check_notebook_catches_each_problem(tmp_path):
+    executed = nbformat.v4.new_code_cell("print(1)")
+    executed.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    executed.execution_count = 1
+    problems = _check(tmp_path, _toy_nb(executed))
+    assert any("cell 1: outputs committed" in p for p in problems)
+    assert any("cell 1: execution_count committed" in p for p in problems)
+
+    problems = _check(tmp_path, _toy_nb("def helper(x):\n    return x", "class Box:\n    pass"))
+    assert any("cell 1: `def helper`" in p for p in problems) and any("cell 2: `class Box`" in p for p in problems)
+
+    assert any("0 cells tagged 'parameters'" in p for p in _check(tmp_path, _toy_nb("x = 1", params=None)))
+    twice = _toy_nb()
+    twice.cells.append(nbformat.v4.new_code_cell("steps = 1", metadata={"tags": ["parameters"]}))
+    assert any("2 cells tagged 'parameters' (cells [0, 1])" in p for p in _check(tmp_path, twice))
+
+    problems = _check(tmp_path, _toy_nb(params='run_dir = ""\nquick = True\n'))
+    assert any("lacks common parameter(s): preset, seed, overrides" in p for p in problems)
+
+    bad_params = 'run_dir = ""\npreset = "tiny"\nquick = False\nseed = 0\noverrides = []\nsteps = 10 * 2\nimport os\n'
+    problems = _check(tmp_path, _toy_nb(params=bad_params))
+    assert any("`steps = 10 * 2` is not a literal" in p for p in problems)
+    assert any("`import os` is not `name = <literal>`" in p for p in problems)
+
+
+def test_flatten_metrics():
+    assert flatten_metrics({"a": {"b": 1, "c": {"d": 2.5}}, "e": "x"}) == {"a.b": 1, "a.c.d": 2.5, "e": "x"}
+    assert json.loads(json.dumps(flatten_metrics({}))) == {}
