@@ -18,6 +18,8 @@ _LAZY = {
     "PairedDepthDataset": "sim2real_kit.data.dataset",
     "DepthLayout": "sim2real_kit.data.layout",
     "validate": "sim2real_kit.data.layout",
+    "Trainer": "sim2real_kit.training",
+    "Sim2RealPipeline": "sim2real_kit.pipeline",
 }
 
 

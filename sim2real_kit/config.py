@@ -82,6 +82,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the denoiser (CUDA)
     channels_last: bool = False  # channels_last memory format (CUDA)
     fused_adamw: bool = False  # fused AdamW kernel (CUDA)
+    lr_warmup_steps: int = 0  # linear warm-up steps, then constant (release: constant lr)
+    keep_checkpoints: int = 2  # step checkpoints kept besides best/
 
 
 @dataclass
