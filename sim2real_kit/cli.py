@@ -45,7 +45,9 @@ def cmd_synth(args) -> int:
     from sim2real_kit.data.synth import synthesize
 
     w, h = args.size
-    lay = synthesize(args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=w, height=h)
+    lay = synthesize(
+        args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=w, height=h, workers=args.workers
+    )
     print(f"wrote {lay.root} ({len(lay.frames('train'))} train / {len(lay.frames('val'))} val frames)")
     return 0
 
@@ -108,7 +110,7 @@ def cmd_notebooks(args) -> int:
     from sim2real_kit import runner
 
     params = {"preset": args.preset, "quick": args.quick, "seed": args.seed, "overrides": list(args.overrides)}
-    runner.run_notebooks(args.out, parameters=params, timeout_s=args.timeout)
+    runner.run_notebooks(args.out, parameters=params, timeout_s=args.timeout, index=True)
     index = runner.write_index(args.out)
     print(f"index: {index}")
     return 0
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_size, default=(256, 192), help="WxH of the rendered frames")
+    p.add_argument("--workers", type=int, default=1, help="processes (2 is fastest on 2 cores)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("import", help="import real RGB-D data (YCB-Video, BOP) into the layout")
@@ -213,4 +216,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

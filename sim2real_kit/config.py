@@ -41,6 +41,7 @@ class DataConfig:
     synth_width: int = 256  # rendered frame width (ARKit lowres)
     synth_height: int = 192  # rendered frame height
     val_fraction: float = 0.25  # share of scenes in val.lst
+    synth_workers: int = 1  # processes for synthesis (2 is fastest on 2 cores)
 
 
 @dataclass
