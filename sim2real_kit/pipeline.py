@@ -1,0 +1,396 @@
+"""Sim2RealPipeline: CAD depth in metres -> simulated captured depth in metres, by DDIM sampling of
+a chain of 1..N residual depth diffusion stages (paper Sec. 3.5; stages of Sec. 3.2 and 3.4).
+
+    pipe = Sim2RealPipeline.from_pretrained("runs/demo/stage2/pipeline")
+    out = pipe(cad_depth, camera=cam, num_inference_steps=20, generator=torch.Generator().manual_seed(0))
+    out.depth      # [B, h, w] metres at the model size (0 = hole), same kind as the input (numpy / torch)
+    out.residual   # [B, h, w] normalised residual of the last stage
+    out.cad        # [B, h, w] the CAD depth after the eval transform, metres
+    out.camera     # the crop's Camera (when a camera was given)
+
+Stage 1 is conditioned on codec(cad_n); stage k > 1 on concat(codec(cad_n), codec(previous)),
+where "previous" is the previous stage's depth (the paper; `condition="depth"`) or its residual
+(the release; `condition="residual"`), computed from the previous stage's *postprocessed* output
+exactly as a Stage-II dataset computes it from the saved Stage-I PNG (`previous_stage_map`).
+Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself).
+
+Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
+scalars with `register_modules` / `register_to_config`, and `__call__` reads as numbered sections.
+Because the number of stages varies, `save_pretrained` / `from_pretrained` are a thin custom
+layout (safetensors weights, JSON configs), written atomically:
+
+    model_index.json  scheduler/scheduler_config.json  codec/ (+ vae/)  stage1/  stage2/ ...
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+
+from sim2real_kit.camera import Camera
+from sim2real_kit.depth import (
+    check_depth,
+    decode_residual,
+    denormalize_depth,
+    encode_residual,
+    normalize_depth,
+    valid_mask,
+)
+from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, Sim2RealError
+from sim2real_kit.models.codec import DepthCodec, load_codec
+from sim2real_kit.models.denoiser import ControlledDenoiser, atomic_dir
+
+PIPELINE_FORMAT = "sim2real_kit.Sim2RealPipeline"
+MAX_DEPTH_M = 100.0  # CAD depth beyond this is not metres (millimetre counts?): refused
+
+
+@dataclass
+class Sim2RealOutput(BaseOutput):
+    """What `Sim2RealPipeline.__call__` returns (numpy arrays or torch tensors, as the input).
+
+    depth [B, h, w] metres at the model size (0 = hole / no CAD); residual [B, h, w] normalised
+    residual of the last stage; cad [B, h, w] CAD metres after the eval transform; camera: the
+    crop's Camera (None when none was given); stages: per-stage depth [B, h, w] metres when
+    `return_all_stages`."""
+
+    depth: Any
+    residual: Any
+    cad: Any
+    camera: Camera | None = None
+    stages: list | None = None
+
+
+def previous_stage_map(prev_depth_m: torch.Tensor, cad_n: torch.Tensor, condition: str, residual_scale: float):
+    """The normalised map [B, 1, H, W] that conditions stage k > 1, from stage k-1's output in
+    metres (holes 0) and the normalised CAD: "depth" -> normalize_depth(prev); "residual" ->
+    encode_residual(normalize_depth(prev), cad_n). A Stage-II dataset should use this same
+    function on the saved Stage-I depth so training and sampling see the same condition."""
+    prev_n = normalize_depth(prev_depth_m)
+    if condition == "depth":
+        return prev_n
+    if condition == "residual":
+        return encode_residual(prev_n, cad_n, residual_scale)
+    raise ConfigError(f"stage2.condition = {condition!r}; allowed: depth, residual")
+
+
+class Sim2RealPipeline(DiffusionPipeline):
+    """DDIM sampling of an N-stage residual depth diffusion chain (see the module docstring)."""
+
+    def __init__(
+        self,
+        codec: DepthCodec,
+        scheduler: DDIMScheduler,
+        denoisers: list[ControlledDenoiser],
+        size: int = 64,
+        target: str = "residual",
+        residual_scale: float = 0.5,
+        condition: str = "depth",
+        num_inference_steps: int = 20,
+        batch_size: int = 16,
+    ):
+        super().__init__()
+        if target not in ("residual", "direct"):
+            raise ConfigError(f"model.target = {target!r}; allowed: residual, direct")
+        if condition not in ("depth", "residual"):
+            raise ConfigError(f"stage2.condition = {condition!r}; allowed: depth, residual")
+        if size % codec.downscale:
+            raise ConfigError(f"data.size = {size} is not divisible by the codec downscale {codec.downscale}")
+        if not isinstance(scheduler, DDIMScheduler):  # e.g. the training DDPMScheduler: same betas, DDIM steps
+            scheduler = DDIMScheduler.from_config({"set_alpha_to_one": False, **dict(scheduler.config)})
+        self.register_modules(codec=codec, scheduler=scheduler)
+        self.register_to_config(
+            size=int(size),
+            target=target,
+            residual_scale=float(residual_scale),
+            condition=condition,
+            num_inference_steps=int(num_inference_steps),
+            batch_size=int(batch_size),
+            num_stages=0,
+        )
+        self.denoisers = nn.ModuleList()
+        for denoiser in denoisers:
+            self.add_stage(denoiser)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, cfg, denoisers: list[ControlledDenoiser], codec: DepthCodec | None = None) -> Sim2RealPipeline:
+        """A pipeline from a run's config: DDIM scheduler of `cfg.model`, scalars of `cfg.data/model/
+        stage2/sampling`, the codec of `cfg.model.space` unless given."""
+        from sim2real_kit.models.codec import build_codec
+        from sim2real_kit.models.denoiser import make_scheduler
+
+        return cls(
+            codec=codec if codec is not None else build_codec(cfg),
+            scheduler=make_scheduler(cfg, "ddim"),
+            denoisers=list(denoisers),
+            size=cfg.data.size,
+            target=cfg.model.target,
+            residual_scale=cfg.model.residual_scale,
+            condition=cfg.stage2.condition,
+            num_inference_steps=cfg.sampling.steps,
+            batch_size=cfg.sampling.batch_size,
+        )
+
+    def add_stage(self, denoiser: ControlledDenoiser) -> None:
+        """Append a stage: stage 1 takes 1 condition map (CAD), later stages 2 (CAD + previous)."""
+        index = len(self.denoisers) + 1
+        expected_maps = 1 if index == 1 else 2
+        if denoiser.channels != self.codec.channels:
+            raise ConfigError(
+                f"stage {index} denoises {denoiser.channels} channels but the codec gives {self.codec.channels}"
+            )
+        if denoiser.cond_maps != expected_maps:
+            raise ConfigError(
+                f"stage {index} takes {denoiser.cond_maps} condition maps, stage {index} needs {expected_maps} "
+                f"({'CAD' if index == 1 else 'CAD + previous stage'}); use expand_condition(2) for stage k > 1"
+            )
+        self.denoisers.append(denoiser.eval())
+        self.register_to_config(num_stages=len(self.denoisers))
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.denoisers)
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return {"codec": self.codec, "scheduler": self.scheduler, "denoisers": list(self.denoisers)}
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.denoisers.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for p in self.denoisers.parameters():
+            return p.dtype
+        return torch.float32
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Sim2RealPipeline:
+        """Move the codec and every stage to `device` / `dtype` (in place; returns self)."""
+        if isinstance(device, torch.dtype):  # pipe.to(torch.bfloat16)
+            device, dtype = None, device
+        self.codec.to(device=device, dtype=dtype)
+        self.denoisers.to(device=device, dtype=dtype)
+        return self
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory: str | Path, **_: Any) -> None:
+        """Write the whole N-stage chain (atomically): model_index.json, scheduler/, codec/, stage<k>/."""
+        with atomic_dir(save_directory) as tmp:
+            self.scheduler.save_pretrained(tmp / "scheduler")
+            self.codec.save_pretrained(tmp / "codec")
+            for k, denoiser in enumerate(self.denoisers, start=1):
+                denoiser.save_pretrained(tmp / f"stage{k}")
+            index = {k: v for k, v in dict(self.config).items() if not k.startswith("_")}
+            index.update(
+                _class_name=type(self).__name__,
+                format=PIPELINE_FORMAT,
+                codec=[type(self.codec).__module__, type(self.codec).__name__],
+                scheduler=["diffusers", type(self.scheduler).__name__],
+                stages=[f"stage{k}" for k in range(1, self.num_stages + 1)],
+            )
+            (tmp / self.config_name).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Sim2RealPipeline:
+        """Load what `save_pretrained` wrote (a local folder); `torch_dtype` is accepted."""
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        if kwargs:
+            raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+        root = Path(pretrained_model_name_or_path)
+        index_path = root / cls.config_name
+        if not index_path.is_file():
+            raise CheckpointError(f"missing {cls.config_name} (not a saved Sim2RealPipeline)", root)
+        try:
+            index = json.loads(index_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"cannot read: {e}", index_path) from None
+        if index.get("format") != PIPELINE_FORMAT:
+            raise CheckpointError(f"format is {index.get('format')!r}, expected {PIPELINE_FORMAT!r}", index_path)
+        for sub in ("scheduler/scheduler_config.json", "codec/codec_config.json"):
+            if not (root / sub).is_file():
+                raise CheckpointError(f"missing {sub}", root)
+        scheduler = DDIMScheduler.from_pretrained(root, subfolder="scheduler", local_files_only=True)
+        codec = load_codec(root / "codec", torch_dtype=torch_dtype)
+        stages = index.get("stages", [])
+        if len(stages) != index.get("num_stages"):
+            raise CheckpointError(f"lists {len(stages)} stages but num_stages = {index.get('num_stages')}", index_path)
+        denoisers = []
+        for name in stages:
+            if not (root / name).is_dir():
+                raise CheckpointError(f"missing {name}/ (listed in {cls.config_name})", root)
+            denoisers.append(ControlledDenoiser.from_pretrained(root / name, torch_dtype=torch_dtype))
+        scalars = ("size", "target", "residual_scale", "condition", "num_inference_steps", "batch_size")
+        missing = [k for k in scalars if k not in index]
+        if missing:
+            raise CheckpointError(f"lacks {', '.join(missing)}", index_path)
+        return cls(codec=codec, scheduler=scheduler, denoisers=denoisers, **{k: index[k] for k in scalars})
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        cad_depth: np.ndarray | torch.Tensor,
+        camera: Camera | None = None,
+        num_inference_steps: int | None = None,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        stages: int | None = None,
+        return_all_stages: bool = False,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> Sim2RealOutput:
+        """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
+
+        num_inference_steps / batch_size default to the pipeline config; `stages`: run the first
+        k stages (default all); `eta`: DDIM eta (0 = deterministic given the initial noise).
+        The initial noise of every frame and stage is drawn up front from `generator`, so with
+        eta = 0 the output does not depend on `batch_size`."""
+        cfg = self.config
+        steps = int(num_inference_steps or cfg.num_inference_steps)
+        batch_size = int(batch_size or cfg.batch_size)
+        num_run = self.num_stages if stages is None else int(stages)
+
+        # 1. check inputs ---------------------------------------------------------------
+        if self.num_stages == 0:
+            raise Sim2RealError("the pipeline has no stage; add one with add_stage(denoiser)")
+        if not 1 <= num_run <= self.num_stages:
+            raise ConfigError(f"stages = {stages} but the pipeline has {self.num_stages} stage(s)")
+        if steps <= 0 or batch_size <= 0 or not 0.0 <= eta <= 1.0:
+            raise ConfigError(
+                f"need num_inference_steps > 0, batch_size > 0, 0 <= eta <= 1; got {steps}, {batch_size}, {eta}"
+            )
+        is_numpy = not isinstance(cad_depth, torch.Tensor)
+        out_device = None if is_numpy else cad_depth.device
+        cad = _as_depth_batch(cad_depth)  # [B, H, W] float32 metres, CPU or input device
+        height, width = cad.shape[-2:]
+        if camera is not None and (camera.width, camera.height) != (width, height):
+            raise DepthFormatError(
+                f"camera is {camera.width}x{camera.height} but cad_depth frames are {width}x{height}", "camera"
+            )
+
+        # 2. preprocess: centre crop of side min(H, W), nearest resize to the model size ----
+        size = cfg.size
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        cad = cad[:, top : top + side, left : left + side]
+        cad = F.interpolate(cad[:, None], size=(size, size), mode="nearest-exact")[:, 0]  # [B, S, S]
+        crop_camera = None if camera is None else camera.crop(left, top, side, side).resize(size)
+        device, dtype = self.device, self.dtype
+        cad = cad.to(device)
+
+        # 3. normalise and encode the condition ------------------------------------------
+        cad_n = normalize_depth(cad)[:, None]  # [B, 1, S, S] in [-1, 1], invalid -> 1
+        cad_ok = valid_mask(cad)[:, None]  # [B, 1, S, S] where CAD has geometry in range
+        num_frames = cad.shape[0]
+        latent_shape = (self.codec.channels, self.codec.encoded_size(size), self.codec.encoded_size(size))
+        noise = [
+            randn_tensor((num_frames, *latent_shape), generator=generator, device=device, dtype=dtype)
+            for _ in range(num_run)
+        ]  # one [B, C, h, w] per stage, drawn up front
+
+        depth_m = torch.zeros_like(cad)
+        residual = torch.zeros_like(cad)
+        per_stage = [torch.zeros_like(cad) for _ in range(num_run)]
+        for start in range(0, num_frames, batch_size):
+            chunk = slice(start, min(start + batch_size, num_frames))
+            cad_chunk_n = cad_n[chunk].to(dtype)
+            cad_latent = self.codec.encode(cad_chunk_n)  # [b, C, h, w]
+            prev_m = None
+            for k in range(num_run):
+                # 4. DDIM denoising of stage k+1 ------------------------------------------
+                if k == 0:
+                    condition = cad_latent
+                else:
+                    prev_map = previous_stage_map(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)
+                    condition = torch.cat([cad_latent, self.codec.encode(prev_map.to(dtype))], dim=1)  # [b, 2C, h, w]
+                latents = self._denoise(
+                    self.denoisers[k], noise[k][chunk], condition, steps, eta, generator, show_progress_bar
+                )
+
+                # 5. decode: residual target -> depth = residual / scale + cad_n ---------
+                decoded = self.codec.decode(latents).float()  # [b, 1, S, S]
+                if cfg.target == "residual":
+                    stage_residual = decoded
+                    stage_depth_n = decode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
+                else:
+                    stage_depth_n = decoded
+                    stage_residual = encode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
+
+                # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0 ----------------------
+                prev_m = torch.where(cad_ok[chunk], denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
+                per_stage[k][chunk] = prev_m[:, 0]
+            depth_m[chunk] = prev_m[:, 0]
+            residual[chunk] = stage_residual[:, 0]
+
+        def export(x: torch.Tensor):
+            return x.cpu().numpy().astype(np.float32) if is_numpy else x.to(out_device)
+
+        return Sim2RealOutput(
+            depth=export(depth_m),
+            residual=export(residual),
+            cad=export(cad),
+            camera=crop_camera,
+            stages=[export(s) for s in per_stage] if return_all_stages else None,
+        )
+
+    def _denoise(self, denoiser, latents, condition, steps, eta, generator, show_progress_bar) -> torch.Tensor:
+        """DDIM loop of one stage; returns the last x0 prediction [b, C, h, w] (no guidance)."""
+        scheduler = self.scheduler
+        scheduler.set_timesteps(steps, device=latents.device)
+        x0 = latents
+        timesteps = scheduler.timesteps
+        iterator = self.progress_bar(timesteps) if show_progress_bar else timesteps
+        for t in iterator:
+            t_batch = t.expand(latents.shape[0])  # [b]
+            model_output = denoiser(latents, t_batch, condition)
+            step = scheduler.step(model_output, t, latents, eta=eta, generator=generator)
+            latents, x0 = step.prev_sample, step.pred_original_sample
+        # The last step's prev_sample sits at alphas_cumprod[0] < 1 (set_alpha_to_one False): it is
+        # x0 slightly shrunk and re-noised. The clean estimate is the last x0 prediction.
+        return x0
+
+
+def _as_depth_batch(cad_depth) -> torch.Tensor:
+    """numpy / torch [H, W] or [B, H, W] metres -> float32 tensor [B, H, W]; DepthFormatError when not."""
+    name = "cad_depth"
+    if isinstance(cad_depth, torch.Tensor):
+        x = cad_depth.detach()
+        if x.is_complex() or x.dtype == torch.bool:
+            raise DepthFormatError(f"{name} must be real-valued metres, got dtype {x.dtype}")
+        integer = not x.is_floating_point()
+    else:
+        try:
+            arr = np.asarray(cad_depth)
+        except (TypeError, ValueError) as e:
+            raise DepthFormatError(f"{name} is not an array: {e}") from None
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise DepthFormatError(f"{name} must be real-valued metres, got dtype {arr.dtype}")
+        integer = np.issubdtype(arr.dtype, np.integer)
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+    if integer:
+        raise DepthFormatError(
+            f"{name} has integer dtype {x.dtype}: pass float metres (read_depth_png returns metres, not millimetres)"
+        )
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[0] == 0 or min(x.shape[-2:]) == 0:
+        raise DepthFormatError(f"{name} must be [H, W] or [B, H, W] metres, got shape {tuple(x.shape)}")
+    check_depth(x, name)
+    if x.numel() and float(x.max()) > MAX_DEPTH_M:
+        raise DepthFormatError(
+            f"{name} reaches {float(x.max()):.1f}: more than {MAX_DEPTH_M:.0f} m, is it millimetres? Pass metres"
+        )
+    return x.float()

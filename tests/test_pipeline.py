@@ -1,0 +1,257 @@
+"""Sim2RealPipeline: eval transform (crop + nearest resize + camera), units and zeros, the residual
+decoding identity, determinism, save/load of the whole chain, N stages, numpy / torch, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from sim2real_kit.camera import Camera
+from sim2real_kit.config import load_config
+from sim2real_kit.depth import DEPTH_MAX_M, decode_residual, denormalize_depth, normalize_depth
+from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError
+from sim2real_kit.models.denoiser import ControlledDenoiser
+from sim2real_kit.pipeline import Sim2RealOutput, Sim2RealPipeline, previous_stage_map
+
+SIZE = 16
+TINY = [
+    f"data.size={SIZE}",
+    "model.block_out_channels=[8,16]",
+    "model.attention_levels=[false,true]",
+    "model.cross_attention_dim=8",
+    "model.attention_head_dim=8",
+    "model.norm_num_groups=4",
+    "sampling.steps=4",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are dominated by per-op overhead: one thread is faster and steadier on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(extra=()):
+    return load_config("tiny", overrides=[*TINY, *extra])
+
+
+def trained_like(denoiser: ControlledDenoiser, seed: int) -> ControlledDenoiser:
+    """Small random values in the zero-initialised control outputs, so the condition matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in denoiser.controlnet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return denoiser
+
+
+def make_pipeline(extra=(), stages=2) -> Sim2RealPipeline:
+    cfg = tiny_cfg(extra)
+    torch.manual_seed(0)
+    stage1 = trained_like(ControlledDenoiser.from_config(cfg), 1)
+    chain = [stage1] + [trained_like(stage1.expand_condition(2), k) for k in range(2, stages + 1)]
+    return Sim2RealPipeline.build(cfg, chain)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipeline()
+
+
+def cad_frames(batch=2, height=24, width=32) -> np.ndarray:
+    """CAD depth in metres: a slanted plane (1 + 0.02 * column) with no geometry on the left columns."""
+    u = np.arange(width, dtype=np.float32)
+    cad = np.broadcast_to(1.0 + 0.02 * u, (batch, height, width)).copy()
+    cad[:, :, :6] = 0.0
+    cad[1:] *= 1.5
+    return cad
+
+
+def run(pipe, cad, seed=0, **kw) -> Sim2RealOutput:
+    return pipe(cad, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+# ---------------------------------------------------------------------- transform, units, decoding
+def test_eval_transform_units_and_zero_where_cad_is_zero(pipe):
+    cad = cad_frames()
+    camera = Camera(30.0, 30.0, 16.0, 12.0, 32, 24)
+    out = run(pipe, cad, camera=camera)
+    assert isinstance(out, Sim2RealOutput)
+    for x in (out.depth, out.residual, out.cad):
+        assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape == (2, SIZE, SIZE)
+    # centre crop of side min(H, W) = 24 (columns 4..27), nearest resize 24 -> 16: i <- floor((i + .5) * 1.5)
+    rows = np.floor((np.arange(SIZE) + 0.5) * 24 / SIZE).astype(int)
+    np.testing.assert_array_equal(out.cad, cad[:, rows][:, :, 4 + rows])
+    assert out.camera == camera.crop(4, 0, 24, 24).resize(SIZE)
+    assert out.camera.width == SIZE and out.camera.fx == pytest.approx(30.0 * SIZE / 24)
+    # metres: zero where CAD is zero, otherwise in (0, 4.9) or a hole
+    assert np.all(out.depth[out.cad == 0] == 0)
+    valid = out.depth[out.cad > 0]
+    assert valid.size and np.all((valid == 0) | ((valid >= 0.05) & (valid < DEPTH_MAX_M)))
+    assert (valid > 0).mean() > 0.5
+    # depth = denormalise(residual / 0.5 + cad_n) where CAD is valid (residual target)
+    expected = denormalize_depth(decode_residual(out.residual, normalize_depth(out.cad), 0.5))
+    np.testing.assert_allclose(out.depth[out.cad > 0], expected[out.cad > 0], rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_identical_other_seed_different_and_batch_size_free(pipe):
+    cad = cad_frames()
+    a, b, c = run(pipe, cad, 3), run(pipe, cad, 3), run(pipe, cad, 4)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert np.abs(a.residual - c.residual).max() > 1e-4
+    one_by_one = run(pipe, cad, 3, batch_size=1)  # noise drawn up front: eta 0 ignores batching
+    np.testing.assert_allclose(one_by_one.depth, a.depth, rtol=1e-4, atol=1e-4)  # float summation order only
+    stochastic = [run(pipe, cad, 5, eta=1.0).depth for _ in range(2)]
+    np.testing.assert_array_equal(*stochastic)  # eta > 0 draws from the same generator
+
+
+def test_numpy_and_torch_inputs_single_and_batch(pipe):
+    cad = cad_frames()
+    from_numpy = run(pipe, cad)
+    from_torch = run(pipe, torch.from_numpy(cad))
+    assert isinstance(from_torch.depth, torch.Tensor) and from_torch.depth.shape == (2, SIZE, SIZE)
+    np.testing.assert_allclose(from_torch.depth.numpy(), from_numpy.depth, rtol=1e-6, atol=1e-6)
+    single = run(pipe, cad[0].astype(np.float64))
+    assert single.depth.shape == (1, SIZE, SIZE) and single.camera is None
+    out = run(pipe, cad, stages=1, return_all_stages=True)
+    assert len(out.stages) == 1
+
+
+def test_stages_are_chained_and_stage2_sees_stage1(pipe):
+    cad = cad_frames()
+    out = run(pipe, cad, return_all_stages=True)
+    assert len(out.stages) == 2
+    np.testing.assert_array_equal(out.stages[-1], out.depth)
+    np.testing.assert_array_equal(out.stages[0], run(pipe, cad, stages=1).depth)  # same stage-1 noise
+    assert np.abs(out.stages[0] - out.stages[1]).max() > 1e-4
+    with pytest.raises(ConfigError, match="stages = 3"):
+        run(pipe, cad, stages=3)
+
+
+def test_previous_stage_map_depth_and_residual():
+    prev_m = torch.tensor([[[[1.0, 0.0]]]])
+    cad_n = normalize_depth(torch.tensor([[[[2.0, 0.0]]]]))
+    depth_map = previous_stage_map(prev_m, cad_n, "depth", 0.5)
+    torch.testing.assert_close(depth_map, normalize_depth(prev_m))
+    assert depth_map[..., 1] == 1.0  # a hole is far (normalised 1)
+    residual_map = previous_stage_map(prev_m, cad_n, "residual", 0.5)
+    torch.testing.assert_close(residual_map, (normalize_depth(prev_m) - cad_n) * 0.5)
+    with pytest.raises(ConfigError, match="stage2.condition"):
+        previous_stage_map(prev_m, cad_n, "rgb", 0.5)
+
+
+def test_residual_condition_and_direct_target_variants(pipe):
+    cad = cad_frames()
+    base = run(pipe, cad)
+    residual_cond = make_pipeline(["stage2.condition=residual"])
+    assert residual_cond.config.condition == "residual"
+    out = run(residual_cond, cad, return_all_stages=True)
+    np.testing.assert_array_equal(out.stages[0], run(pipe, cad, stages=1).depth)  # same stage 1
+    assert np.abs(out.depth - base.depth).max() > 1e-4  # stage 2 sees a different map
+    direct = make_pipeline(["model.target=direct"], stages=1)
+    d = run(direct, cad)
+    np.testing.assert_allclose(  # direct: the prediction is the depth; residual = (depth_n - cad_n) / 2
+        d.depth[d.cad > 0],
+        denormalize_depth(d.residual / 0.5 + normalize_depth(d.cad))[d.cad > 0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+# ---------------------------------------------------------------------- N stages, save / load
+def test_three_stage_chain_and_add_stage(pipe):
+    cad = cad_frames(1)
+    chain = make_pipeline(stages=1)
+    assert chain.num_stages == 1
+    for k in (2, 3):
+        chain.add_stage(trained_like(chain.denoisers[0].expand_condition(2), k))
+    assert chain.num_stages == 3 and chain.config.num_stages == 3
+    out = run(chain, cad, return_all_stages=True)
+    assert len(out.stages) == 3 and out.depth.shape == (1, SIZE, SIZE)
+    with pytest.raises(ConfigError, match="condition maps"):
+        chain.add_stage(chain.denoisers[0])  # a 1-map (stage-1) denoiser cannot be stage 4
+
+
+def test_save_load_whole_chain_gives_identical_output(pipe, tmp_path):
+    cad = cad_frames()
+    pipe.save_pretrained(tmp_path / "pipeline")
+    names = sorted(p.name for p in (tmp_path / "pipeline").iterdir())
+    assert names == ["codec", "model_index.json", "scheduler", "stage1", "stage2"]
+    index = json.loads((tmp_path / "pipeline" / "model_index.json").read_text())
+    assert index["num_stages"] == 2 and index["size"] == SIZE and index["target"] == "residual"
+    loaded = Sim2RealPipeline.from_pretrained(tmp_path / "pipeline")
+    public = lambda config: {k: v for k, v in dict(config).items() if not k.startswith("_")}  # noqa: E731
+    assert public(loaded.config) == public(pipe.config)
+    kw = dict(num_inference_steps=3, eta=0.5, return_all_stages=True)
+    a, b = run(pipe, cad, 11, **kw), run(loaded, cad, 11, **kw)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    np.testing.assert_array_equal(a.stages[0], b.stages[0])
+    # a missing stage folder is named
+    import shutil
+
+    shutil.rmtree(tmp_path / "pipeline" / "stage2")
+    with pytest.raises(CheckpointError, match="stage2/"):
+        Sim2RealPipeline.from_pretrained(tmp_path / "pipeline")
+    with pytest.raises(CheckpointError, match="model_index.json"):
+        Sim2RealPipeline.from_pretrained(tmp_path)
+
+
+def test_latent_pipeline_with_a_tiny_sd_folder(tmp_path):
+    """The sd21 path end to end: LatentCodec + pretrained UNet from a tiny SD-like folder, saved and reloaded."""
+    torch.manual_seed(0)
+    AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+    ).save_pretrained(tmp_path / "sd" / "vae")
+    UNet2DConditionModel(
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=8,
+        attention_head_dim=(1, 2),
+        norm_num_groups=4,
+    ).save_pretrained(tmp_path / "sd" / "unet")
+    cfg = load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}", "data.size=16", "sampling.steps=3"])
+    stage1 = ControlledDenoiser.from_config(cfg)
+    latent_pipe = Sim2RealPipeline.build(cfg, [stage1, stage1.expand_condition(2)])
+    cad = cad_frames(1)
+    out = run(latent_pipe, cad)
+    assert out.depth.shape == (1, 16, 16) and np.all(out.depth[out.cad == 0] == 0)
+    latent_pipe.save_pretrained(tmp_path / "pipeline")
+    assert (tmp_path / "pipeline" / "codec" / "vae" / "config.json").is_file()
+    np.testing.assert_array_equal(run(Sim2RealPipeline.from_pretrained(tmp_path / "pipeline"), cad).depth, out.depth)
+
+
+# ---------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.full((24, 32), np.nan, np.float32), "NaN"),
+        (-cad_frames(), "negative"),
+        (cad_frames().astype(np.uint16), "integer dtype"),
+        (cad_frames() * 1000.0, "millimetres"),
+        (np.zeros((1, 1, 24, 32), np.float32), r"\[H, W\] or \[B, H, W\]"),
+        (torch.full((2, 24, 32), float("nan")), "NaN"),
+    ],
+)
+def test_bad_cad_depth_raises_depth_format_error(pipe, bad, match):
+    with pytest.raises(DepthFormatError, match=match) as info:
+        pipe(bad)
+    assert "cad_depth" in str(info.value)
+
+
+def test_camera_of_another_size_is_refused(pipe):
+    with pytest.raises(DepthFormatError, match="camera is 256x192"):
+        pipe(cad_frames(), camera=Camera.lasa())
