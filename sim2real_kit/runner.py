@@ -1349,3 +1349,26 @@ if __name__ == "__main__":
     from sim2real_kit.runner import _job_main as _main  # the module's own classes, not __main__'s
 
     sys.exit(_main(sys.argv[1:]))
+
+
+def ablation_axis(grid_file: str | Path, summary: list[dict], key: str) -> list[dict]:
+    """Summary rows of the variants that set config `key` (e.g. "disc.threshold", "pipeline.stages"),
+    each with `key` added as a number, sorted by it: the x axis of "metric vs threshold" plots.
+    Variants that do not set `key` take the config default when they set nothing at all."""
+    from sim2real_kit.config import load_config
+
+    grid = load_grid(grid_file)
+    section, name = key.split(".", 1)
+    default = getattr(getattr(load_config(grid.base.get("preset", "tiny")), section), name)
+    rows = []
+    for row in summary:
+        overrides = grid.variants.get(row["variant"], {}).get("overrides", [])
+        values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key]
+        if values:
+            value = yaml.safe_load(values[-1])
+        elif not overrides:
+            value = default
+        else:
+            continue
+        rows.append({**row, key: value})
+    return sorted(rows, key=lambda r: r[key])
