@@ -43,9 +43,10 @@ sysdeps:
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -c "import torch" 2>/dev/null || { echo "[install] $(TORCH_SPEC) (CPU)"; $(BIN)/pip install -q $(TORCH_SPEC); }
+	@$(BIN)/python -c "import torch" 2>/dev/null || { echo "[install] $(TORCH_SPEC) (CPU)"; \
+	  $(BIN)/pip install -q $(TORCH_SPEC) 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0; }
 	@echo "[install] sim2real_kit and its dependencies into $(VENV)"
-	@$(BIN)/pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/pip install -q -e . 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
 	@$(BIN)/python -c "import sim2real_kit, torch, diffusers, open3d, papermill" \
 	  || { echo "[install] ERROR: the environment does not import; see the messages above"; exit 1; }
 	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
