@@ -55,6 +55,7 @@ class ModelConfig:
     cross_attention_dim: int = 32  # width of the (empty) prompt embedding
     attention_levels: tuple[bool, ...] = (False, True, True)  # which levels use cross-attention
     norm_num_groups: int = 8  # GroupNorm groups
+    cond_embedding_channels: int = 0  # width of the condition conv into the control branch (0 = first UNet width)
     target: str = "residual"  # "residual" (paper) | "direct" (w/o res ablation: predict real depth)
     residual_scale: float = 0.5  # residual = (real_n - cad_n) * scale; release /2
     prediction_type: str = "sample"  # x0 prediction (release)
@@ -417,6 +418,8 @@ def _coerce(value, hint, key: str, source: str):
     if hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML reads `false` as a bool: model.freeze_encoder=false
+            return "true" if value else "false"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{source}: {key} must be a string, got {value!r}")

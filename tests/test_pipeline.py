@@ -234,6 +234,23 @@ def test_latent_pipeline_with_a_tiny_sd_folder(tmp_path):
     np.testing.assert_array_equal(run(Sim2RealPipeline.from_pretrained(tmp_path / "pipeline"), cad).depth, out.depth)
 
 
+def test_training_scheduler_becomes_ddim_and_dtype_moves(pipe):
+    from sim2real_kit.models.denoiser import make_scheduler
+
+    cfg = tiny_cfg()
+    converted = Sim2RealPipeline(pipe.codec, make_scheduler(cfg, "ddpm"), list(pipe.denoisers), size=SIZE)
+    assert type(converted.scheduler).__name__ == "DDIMScheduler"
+    assert converted.scheduler.config.set_alpha_to_one is False
+    cad = cad_frames(1)
+    reference = run(pipe, cad, 2).depth
+    np.testing.assert_array_equal(run(converted, cad, 2, num_inference_steps=4).depth, reference)
+    converted.to(torch.float64)
+    assert converted.dtype == torch.float64
+    in_float64 = run(converted, cad, 2, num_inference_steps=4)  # float64 noise differs from float32 noise
+    assert in_float64.depth.dtype == np.float32 and np.all(in_float64.depth[in_float64.cad == 0] == 0)
+    converted.to(torch.float32)
+
+
 # ---------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("bad", "match"),
