@@ -142,6 +142,11 @@ class BenchmarkConfig:
     edge_threshold_m: float = 0.05  # CAD depth jump that counts as an edge (hole rates at edges)
     edge_dilate: int = 1  # pixels of dilation around edges
     seeds: int = 3  # seeds per stochastic simulator
+    physical_model: str = "nguyen2012"  # GenericSensor of the physical baseline: "nguyen2012" | "redwood"
+    downstream_steps: int = 300  # training steps per downstream network (quick: <= 30)
+    downstream_tasks: tuple[str, ...] = ("classification", "reconstruction")  # downstream tasks to run
+    downstream_few_shot_k: int = 0  # 0 = zero-shot; k > 0 adds k real objects per category
+    downstream_min_points: int = 64  # objects with fewer points are skipped
     simulators: tuple[str, ...] = ("cad", "random", "physical", "stage1", "stage2")
 
 
@@ -230,6 +235,7 @@ class Config:
             "disc.normalize": (self.disc.normalize, ("cad", "pair", "none")),
             "disc.norm": (self.disc.norm, ("batch", "layer")),
             "benchmark.iou_occupancy": (self.benchmark.iou_occupancy, ("shell", "solid", "auto")),
+            "benchmark.physical_model": (self.benchmark.physical_model, ("nguyen2012", "redwood")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:

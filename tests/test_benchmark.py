@@ -1,0 +1,320 @@
+"""Tests of the benchmark (DESIGN §5) on a fake run folder: a plane layout, a run config and
+Stage-I "samples" written as `stages.sample_split` writes them (sim1 = real + 2 mm noise), with
+nothing trained."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sim2real_kit.benchmark import (
+    SIMULATORS,
+    Column,
+    Simulator,
+    available_simulators,
+    cad_incidence,
+    cad_normals,
+    compare_table,
+    evaluate_run,
+    markdown_table,
+)
+from sim2real_kit.camera import Camera
+from sim2real_kit.config import load_config, save_run_config
+from sim2real_kit.data.dataset import PairedDepthDataset
+from sim2real_kit.depth import write_depth_png
+from sim2real_kit.errors import ConfigError, Sim2RealError
+from sim2real_kit.io import atomic_write_json
+from sim2real_kit.stages import SAMPLES_CAMERA, samples_dir
+
+SIZE = 16
+FAST = ["benchmark.num_points=20000"]  # DisCo points per side (the default 100k only costs time here)
+
+
+def write_fake_samples(run_dir, cfg, layout, stage=1, split="val", noise_m=0.002, skip=(), seed=0):
+    """What `stages.sample_split` writes: <scene>/<frame>_{gt,scan,sim1..simK}.png, camera.json,
+    samples.json; every sim_k = real + N(0, noise_m) on the real's valid pixels."""
+    rng = np.random.default_rng(seed)
+    ds = PairedDepthDataset.from_config(cfg, layout, split, train=False)
+    out = samples_dir(run_dir, stage, split)
+    Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size).save_json(out / SAMPLES_CAMERA)
+    done = 0
+    for item in ds:
+        if f"{item['scene']}/{item['frame']}" in skip:
+            continue
+        cad, real = item["cad"][0].numpy(), item["real"][0].numpy()
+        base = out / item["scene"] / item["frame"]
+        write_depth_png(f"{base}_gt.png", cad)
+        write_depth_png(f"{base}_scan.png", real)
+        for k in range(1, stage + 1):
+            sim = np.where(real > 0, real + rng.normal(0, noise_m, real.shape), 0).astype(np.float32)
+            write_depth_png(f"{base}_sim{k}.png", sim)
+        done += 1
+    atomic_write_json(out / "samples.json", {"split": split, "stage": stage, "frames": done, "size": cfg.data.size})
+    return out
+
+
+@pytest.fixture
+def fake_run(tmp_path, plane_layout):
+    cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.root={plane_layout.root}"])
+    run_dir = tmp_path / "run"
+    save_run_config(run_dir, cfg, dataset_root=plane_layout.root)
+    write_fake_samples(run_dir, cfg, plane_layout, stage=1)
+    return run_dir, cfg, plane_layout
+
+
+def test_evaluate_run_on_fake_run(fake_run):
+    from sim2real_kit.models.discriminator import PointNetDiscriminator
+
+    run_dir, cfg, _ = fake_run
+    torch.manual_seed(0)
+    PointNetDiscriminator(hidden=(8, 16), head_hidden=(8,)).eval().save(run_dir / "disc" / "model.safetensors")
+    names = ["cad", "random", "stage1", "real"]
+    res = evaluate_run(run_dir, fuse=True, downstream=False, seeds=1, simulators=names, progress=False, overrides=FAST)
+
+    out = run_dir / "benchmark"
+    for name in ("results.csv", "results.md", "summary.json", "figures/w1_mm.png", "figures/cd_l2_x1000.png"):
+        assert (out / name).is_file(), name
+    scene = res.summary["scenes"][0]
+    assert {p.name for p in (out / "meshes").glob("*.ply")} == {
+        f"{scene}_real.ply",
+        f"{scene}_cad.ply",
+        f"{scene}_stage1.ply",
+    }
+
+    real, cad, stage1 = res.row("real"), res.row("cad"), res.row("stage1")
+    assert real["w1_mm"] == 0.0 and real["abs_rel"] == 0.0 and real["hole_gap_pct"] == 0.0
+    assert real["cd_l2_x1000"] == pytest.approx(0.0, abs=1e-9)
+    assert real["fscore_pct"] == pytest.approx(100.0) and real["miou_pct"] == pytest.approx(100.0)
+    # sim1 = real + 2 mm noise: far closer to real than clean CAD is (the real frames carry 1 cm noise)
+    assert cad["w1_mm"] > 5.0 > 1.0 > stage1["w1_mm"]
+    assert cad["cd_l2_x1000"] > stage1["cd_l2_x1000"] and stage1["fscore_pct"] > cad["fscore_pct"]
+    # CAD has no holes; the real frames lose their first row (1/16 of the CAD-valid pixels)
+    assert cad["hole_all_pct"] == 0.0 and real["hole_all_pct"] == pytest.approx(100 / SIZE)
+    assert cad["hole_gap_pct"] == pytest.approx(100 / SIZE)
+    for name in names:
+        assert 0.0 <= res.row(name)["disc_fake_pct"] <= 100.0
+        assert math.isfinite(res.row(name)["view_mm"])
+    assert cad["seed_spread_mm"] == 0.0 and math.isnan(res.row("random")["seed_spread_mm"])  # one seed: undefined
+
+    md = (out / "results.md").read_text()
+    table_lines = [line for line in md.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(table_lines) == len(names)
+    assert "split val" in md and "3 frames" in md and "seeds [0]" in md
+    assert "**" in md  # best per column in bold
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["simulator"] for r in rows] == names and all(r["seed"] == "0" for r in rows)
+    summary = json.loads((out / "summary.json").read_text())  # strict JSON: NaN written as null
+    assert summary["frames"] == 3 and summary["split"] == "val"
+    assert summary["simulators"]["stage1"]["w1_mm"]["n"] == 1
+    assert summary["simulators"]["real"]["w1_mm"]["mean"] == 0.0
+    assert "stage1" in summary["best"]["w1_mm"]
+
+
+def test_stability_and_unavailable_simulators(fake_run):
+    run_dir, _, _ = fake_run
+    names = ["cad", "random", "stage1", "pix2pix", "direct"]
+    res = evaluate_run(
+        run_dir, out=run_dir / "b2", fuse=False, downstream=False, seeds=2, simulators=names, progress=False
+    )
+    random = res.row("random")
+    # RandomPerturbation: sigma 1 cm; the per-pixel std of 2 seeds averages sigma / sqrt(pi) = 5.64 mm
+    assert random["seed_spread_mm"] == pytest.approx(10 / math.sqrt(math.pi), rel=0.15)
+    assert random["w1_mm_n"] == 2 and random["w1_mm_std"] > 0
+    assert res.row("cad")["w1_mm_n"] == 1  # deterministic: seed 0 only
+    stage1 = res.row("stage1")  # no pipeline: only the saved sample
+    assert stage1["w1_mm_n"] == 1 and "needs the pipeline" in stage1["note"] and math.isnan(stage1["seed_spread_mm"])
+    assert "baselines/pix2pix" in res.row("pix2pix")["note"] and res.row("pix2pix")["w1_mm_n"] == 0
+    assert "model.target=direct" in res.row("direct")["note"]
+    assert math.isnan(res.row("cad")["miou_pct"])  # fuse=False
+    md = res.markdown()
+    assert md.count("skipped:") == 2
+
+
+def test_available_and_default_simulators(fake_run):
+    run_dir, cfg, _ = fake_run
+    avail = available_simulators(run_dir, cfg)
+    assert list(avail) == list(SIMULATORS)
+    assert avail["cad"] is None and avail["stage1"] is None and avail["real"] is None
+    assert "--stages 2" in avail["stage2"] and "cyclegan" in avail["cyclegan"]
+    # default: cfg.benchmark.simulators (cad, random, physical, stage1, stage2) + real; stage2 is not there
+    res = evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, progress=False)
+    assert [e["simulator"] for e in res.table] == ["cad", "random", "physical", "stage1", "stage2", "real"]
+    assert res.row("stage2")["note"].startswith("skipped: no Stage-2 samples")
+    assert res.row("physical")["w1_mm"] < res.row("cad")["w1_mm"]  # Kinect-like noise is closer than clean CAD
+
+
+def test_learned_baselines_are_trained_and_evaluated(fake_run):
+    run_dir, _, _ = fake_run
+    res = evaluate_run(
+        run_dir, fuse=False, downstream=False, seeds=2, simulators=["pix2pix", "cyclegan"], progress=False,
+        overrides=["train.batch_size=2"], train_baselines=True, baseline_steps=1,
+    )  # fmt: skip
+    for kind in ("pix2pix", "cyclegan"):
+        assert (run_dir / "baselines" / kind / "baseline.json").is_file()
+        row = res.row(kind)
+        assert math.isfinite(row["abs_rel"]) and row["w1_mm_n"] == 1  # deterministic generator: one seed
+        assert row["seed_spread_mm"] == 0.0
+    again = evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, progress=False)  # found without training
+    assert {"pix2pix", "cyclegan"} <= {e["simulator"] for e in again.table}
+
+
+def test_mismatched_frame_sets_raise(fake_run):
+    run_dir, cfg, layout = fake_run
+    write_fake_samples(run_dir, cfg, layout, stage=2, skip={"s01/002"})
+    with pytest.raises(Sim2RealError, match=r"stage2 val samples lack 1 frames of stage1: s01/002"):
+        evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, simulators=["stage1", "stage2"], progress=False)
+
+
+def test_samples_of_another_split_raise(fake_run):
+    run_dir, _, _ = fake_run
+    meta = samples_dir(run_dir, 1, "val") / "samples.json"
+    meta.write_text(json.dumps({"split": "train", "stage": 1, "frames": 3, "size": SIZE}))
+    with pytest.raises(Sim2RealError, match="samples of split 'train'") as err:
+        evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, simulators=["stage1"], progress=False)
+    assert "samples.json" in str(err.value)
+
+
+def test_simulator_missing_frames_raises(fake_run):
+    run_dir, _, _ = fake_run
+    short = Simulator("short", run=lambda s, seed: s.cad[:2], stochastic=False)
+    with pytest.raises(Sim2RealError, match=r"'short' returned 2 frames for 3: it misses s01/002"):
+        evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, simulators=["cad", short], progress=False)
+
+
+def test_all_holes_simulator_gives_nan_with_notes(fake_run):
+    run_dir, _, _ = fake_run
+    holes = Simulator("holes", run=lambda s, seed: np.zeros_like(s.cad), stochastic=False)
+    res = evaluate_run(
+        run_dir, fuse=True, downstream=False, seeds=1, simulators=[holes, "real"], progress=False, overrides=FAST
+    )
+    row = res.row("holes")
+    assert row["hole_all_pct"] == 100.0
+    for key in ("w1_mm", "abs_rel", "miou_pct", "cd_l2_x1000", "fscore_pct"):
+        assert math.isnan(row[key]), key
+    assert "W1" in row["note"] and "produced no surface" in row["note"]
+    assert res.row("real")["fscore_pct"] == pytest.approx(100.0)
+
+
+def test_unknown_simulator_and_missing_config(fake_run, tmp_path):
+    run_dir, _, _ = fake_run
+    with pytest.raises(ConfigError, match="unknown simulator 'gigagan'"):
+        evaluate_run(run_dir, simulators=["gigagan"], progress=False)
+    with pytest.raises(Sim2RealError, match="config.yaml"):
+        evaluate_run(tmp_path / "nowhere", progress=False)
+
+
+def test_compare_table_and_markdown():
+    rows = [
+        {"simulator": "a", "seed": 0, "w1": 1.0, "f": 50.0, "note": ""},
+        {"simulator": "a", "seed": 1, "w1": 3.0, "f": float("nan"), "note": "x"},
+        {"simulator": "b", "seed": 0, "w1": 0.5, "f": 70.0, "note": ""},
+        {"simulator": "real", "seed": 0, "w1": 0.0, "f": 100.0, "note": ""},
+    ]
+    table = compare_table(rows, ["w1", "f"])
+    a = table[0]
+    assert [t["simulator"] for t in table] == ["a", "b", "real"]
+    assert a["w1"] == 2.0 and a["w1_std"] == pytest.approx(math.sqrt(2)) and a["w1_n"] == 2
+    assert a["f"] == 50.0 and a["f_n"] == 1 and a["note"] == "x"
+    md = markdown_table(table, [Column("w1", "W1 ↓", "lower"), ("f", "F ↑", "higher", 1)], header="run x")
+    lines = md.splitlines()
+    assert lines[0] == "run x"
+    body = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and "---" not in line}
+    assert "2.00 ± 1.41" in body["a"]
+    assert "**0.50**" in body["b"] and "**70.0**" in body["b"]  # the reference row does not compete
+    assert "**" not in body["real"] and "**" not in body["a"]
+
+
+def test_cad_normals_of_a_tilted_plane():
+    cam = Camera(20.0, 20.0, 16.0, 12.0, 32, 24)
+    # plane through (0, 0, 2) with normal n: depth z = 2 / (n . ray)
+    normal = np.array([0.0, -np.sin(0.5), -np.cos(0.5)])
+    rays = cam.pixel_rays()
+    depth = (-2 * normal[2] / -(rays @ normal)).astype(np.float32)
+    normals = cad_normals(depth, cam)
+    inner = normals[2:-2, 2:-2].reshape(-1, 3)
+    assert np.allclose(np.abs(inner @ normal), 1.0, atol=1e-4)
+    theta = cad_incidence(depth, cam)
+    expected = np.arccos(np.abs(rays @ normal) / np.linalg.norm(rays, axis=-1))
+    assert np.allclose(theta, expected, atol=1e-3)
+    # a depth step does not tilt the normals beside it (one-sided differences)
+    step = np.full((24, 32), 2.0, np.float32)
+    step[:, 16:] = 3.0
+    n = cad_normals(step, cam)
+    assert np.allclose(np.abs(n[:, 15, 2]), np.abs(n[:, 10, 2]), atol=1e-3)
+
+
+def test_downstream_is_wired_per_simulator(tmp_path, monkeypatch):
+    """Each simulator's train-split output becomes an object set for `downstream.run_downstream` (faked
+    here: the networks are its own tests' business); its rows are merged into the results."""
+    from sim2real_kit import downstream
+    from sim2real_kit.data.synth import synthesize
+
+    layout = synthesize(tmp_path / "ds", scenes=3, frames=3, width=96, height=72, progress=False, val_fraction=0.34)
+    cfg = load_config("tiny", overrides=["data.size=32", f"data.root={layout.root}"])
+    run_dir = tmp_path / "run"
+    save_run_config(run_dir, cfg, dataset_root=layout.root)
+    for split in ("val", "train"):
+        write_fake_samples(run_dir, cfg, layout, stage=1, split=split)
+    seen = {}
+
+    def fake_run_downstream(train_sets, test, seeds, few_shot_k=0, *, real_train_objects=None, **kw):
+        seen.update(train=dict(train_sets), test=test, real=real_train_objects, seeds=list(seeds), kw=kw)
+        names = [*train_sets, "real"]
+        return [
+            {"simulator": n, "task": "classification", "setting": "zero-shot", "seed": s, "accuracy": 0.5 + 0.1 * s}
+            for n in names
+            for s in seeds
+        ]
+
+    monkeypatch.setattr(downstream, "run_downstream", fake_run_downstream)
+    opaque = Simulator("opaque", run=lambda s, seed: s.real.copy(), stochastic=False)  # no train-split output
+    res = evaluate_run(
+        run_dir, fuse=False, downstream=True, seeds=2, simulators=["cad", "random", "stage1", opaque, "real"],
+        progress=False, quick=True,
+    )  # fmt: skip
+    assert sorted(seen["train"]) == ["cad", "random", "stage1"]
+    assert all(len(objs) > 0 for objs in seen["train"].values()) and len(seen["test"]) > 0 and len(seen["real"]) > 0
+    assert seen["seeds"] == [0, 1] and seen["kw"]["steps"] <= 30  # quick
+    assert "opaque: downstream: no output" in res.summary["downstream"]["note"]
+    cad = res.row("cad")
+    assert cad["ds_cls_acc_pct"] == pytest.approx(55.0) and cad["ds_cls_acc_pct_n"] == 2
+    assert cad["w1_mm_n"] == 1  # depth metrics of a deterministic simulator: seed 0 only
+    assert "down. cls acc" in res.markdown() and res.summary["downstream"]["summary"]
+    assert (res.out_dir / "downstream.csv").is_file()
+
+
+def test_downstream_without_instance_ids_leaves_a_note(fake_run):
+    run_dir, _, _ = fake_run
+    res = evaluate_run(run_dir, fuse=False, downstream=True, seeds=1, simulators=["cad", "real"], progress=False)
+    assert res.summary["downstream"]["note"].startswith("not run:")
+    assert "ds_cls_acc_pct" not in res.row("cad")
+
+
+def test_stage_seeds_beyond_the_saved_sample_are_resampled(fake_run):
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    run_dir, cfg, _ = fake_run
+    small = [
+        "model.block_out_channels=[8,16]", "model.attention_levels=[false,true]", "model.cross_attention_dim=8",
+        "model.norm_num_groups=4",
+    ]  # fmt: skip
+    pipe_cfg = load_config("tiny", overrides=[f"data.size={SIZE}", *small])
+    torch.manual_seed(0)
+    Sim2RealPipeline.build(pipe_cfg, [ControlledDenoiser.from_config(pipe_cfg)]).save_pretrained(
+        run_dir / "stage1" / "pipeline"
+    )
+    res = evaluate_run(
+        run_dir, fuse=False, downstream=False, seeds=2, simulators=["stage1"], progress=False,
+        overrides=["sampling.steps=2"],
+    )  # fmt: skip
+    seed0, seed1 = [r for r in res.rows if r["simulator"] == "stage1"]
+    assert seed0["w1_mm"] < 1.0  # the saved sample (real + 2 mm)
+    assert seed1["w1_mm"] != seed0["w1_mm"] and math.isfinite(seed1["hole_all_pct"])  # an (untrained) re-sample
+    assert res.row("stage1")["w1_mm_n"] == 2 and math.isfinite(res.row("stage1")["seed_spread_mm"])
