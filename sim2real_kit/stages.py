@@ -518,6 +518,8 @@ QUICK_OVERRIDES = (
     "disc.batch_size=32",
     "benchmark.seeds=1",
     "benchmark.num_points=20000",
+    "benchmark.downstream_tasks=[classification]",
+    "benchmark.downstream_steps=20",
 )
 
 
