@@ -1,0 +1,107 @@
+"""The flow over a run folder: bad input of the stage functions, the Stage-II loss weighting and its
+batch fallback, and the CLI's error handling. (The flow itself runs in tests/test_notebooks.py.)"""
+
+import numpy as np
+import pytest
+import torch
+
+from sim2real_kit import stages
+from sim2real_kit.cli import main
+from sim2real_kit.config import load_config, save_run_config
+from sim2real_kit.errors import ConfigError, MissingArtifactError
+from sim2real_kit.models.denoiser import diffusion_loss
+
+
+@pytest.fixture
+def run_dir(tmp_path, plane_layout):
+    cfg = load_config("tiny", overrides=[f"data.root={plane_layout.root}", "data.size=16", *_TINY])
+    save_run_config(tmp_path / "run", cfg)
+    return tmp_path / "run"
+
+
+_TINY = ["model.block_out_channels=[8,16]", "model.attention_levels=[false,true]", "model.cross_attention_dim=8",
+         "model.norm_num_groups=4", "model.attention_head_dim=4"]  # fmt: skip
+
+
+def test_stage2_without_stage1_names_the_command(run_dir):
+    with pytest.raises(MissingArtifactError, match=r"sim2real sample --run .* --split train --stages 1"):
+        stages.train_stage_n(run_dir, 2)
+
+
+def test_sampling_without_pipeline_names_the_command(run_dir):
+    with pytest.raises(MissingArtifactError, match="sim2real train --stage 1"):
+        stages.sample_split(run_dir, "val", 1)
+
+
+def test_flag_without_samples_names_the_command(run_dir):
+    with pytest.raises(MissingArtifactError, match="sim2real sample"):
+        stages.train_and_flag(run_dir)
+
+
+@pytest.mark.parametrize("override", ["stage2.flagged_weight=-1", "stage2.other_weight=-0.5", "disc.threshold=2"])
+def test_bad_weights_and_threshold(run_dir, override):
+    with pytest.raises(ConfigError):
+        stages.run_config(run_dir, overrides=[override])
+
+
+def test_flag_threshold_outside_unit_interval(run_dir):
+    with pytest.raises(ConfigError, match="threshold"):
+        stages.train_and_flag(run_dir, threshold=1.5)
+
+
+def test_weighted_loss_and_batch_fallback(run_dir):
+    cfg = stages.run_config(run_dir, save=False)
+    codec, denoiser, scheduler = stages.build_stage(cfg, cond_maps=2)
+    model = stages._StageModel(codec, denoiser)
+    loss_fn = stages._loss_fn(scheduler, use_prev=True, reweight=True)
+    b = 2
+    batch = {
+        "target": torch.rand(b, 1, 16, 16) * 0.2,
+        "cad_n": torch.rand(b, 1, 16, 16) * 2 - 1,
+        "prev_n": torch.rand(b, 1, 16, 16) * 2 - 1,
+        "mask": torch.ones(b, 1, 16, 16),
+        "flag_weight": torch.full((b, 1, 16, 16), 0.5),
+        "has_flag": torch.tensor([False, False]),
+    }
+    batch["flag_weight"][:, :, :8, :8] = 1.5
+    batch["mask"][:, :, -2:] = 0
+
+    def reference(weight):
+        return diffusion_loss(
+            model, codec, scheduler, batch["target"], [batch["cad_n"], batch["prev_n"]], weight,
+            torch.Generator().manual_seed(0),
+        )[0]  # fmt: skip
+
+    no_flag = loss_fn(model, batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(no_flag, reference(batch["mask"]))  # unweighted (only the valid mask)
+    batch["has_flag"] = torch.tensor([True, False])
+    flagged = loss_fn(model, batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(flagged, reference(batch["flag_weight"] * batch["mask"]))
+    assert not torch.isclose(flagged, no_flag)
+    # the weighted mean by hand: sum(w * e) / sum(w) over pixels of the (pixel-space) codec
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 1000, (b,), generator=gen)
+    noise = torch.randn(b, 1, 16, 16, generator=gen)
+    noisy = scheduler.add_noise(batch["target"], noise, t)
+    with torch.no_grad():
+        pred = model(noisy, t, torch.cat([batch["cad_n"], batch["prev_n"]], 1))
+    err = (pred - batch["target"]).pow(2)
+    w = batch["flag_weight"] * batch["mask"]
+    torch.testing.assert_close(flagged.detach(), (w * err).sum() / w.sum(), rtol=1e-5, atol=1e-7)
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert main(["train", "--stage", "2"]) == 2
+    assert "needs --run" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "missing")]) == 1
+
+
+def test_cli_validate_ok(plane_layout, capsys):
+    assert main(["validate", str(plane_layout.root)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_quick_overrides_are_valid_config():
+    cfg = load_config("tiny", overrides=list(stages.QUICK_OVERRIDES))
+    assert cfg.data.size == 32 and cfg.train.steps < 100
+    assert np.isfinite(cfg.train.lr)
