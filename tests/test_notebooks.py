@@ -19,7 +19,7 @@ def test_notebook_hygiene(path):
 
 def test_sequence_is_complete():
     names = [p.stem for p in default_notebooks()]
-    assert names[:4] == ["01_data", "02_stage1", "03_discriminator", "04_stage2"]
+    assert names == ["01_data", "02_stage1", "03_discriminator", "04_stage2", "05_benchmark", "06_ablations"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,30 @@ def test_04_stage2_beats_stage1(quick_run):
 
 
 @pytest.mark.notebook
+def test_05_benchmark(quick_run):
+    m = _metrics(quick_run, "05_benchmark")
+    sims = set(m["simulators"])
+    assert {"cad", "random", "physical", "stage1", "stage2", "real"} <= sims
+    assert (quick_run / "benchmark" / "results.md").is_file()
+    assert (quick_run / "benchmark" / "results.csv").is_file()
+
+
+@pytest.mark.notebook
 def test_index(quick_run):
     index = write_index(quick_run)
     html = index.read_text()
     assert "02_stage1" in html and "04_stage2" in html
+
+
+@pytest.mark.notebook
+def test_06_ablations_ci_grid(quick_run):
+    report = run_notebooks(
+        quick_run, notebooks=["06_ablations"], parameters={"quick": True}, per_notebook={"06_ablations": {"grid": "ci"}}
+    )
+    assert report.ok
+    m = _metrics(quick_run, "06_ablations")
+    assert set(m["variants"]) == {"residual", "wo_res"}
+    assert not m["failed"]
+    for row in m["variants"].values():
+        assert math.isfinite(row["stage1.w1_mm.mean"])
+    assert (quick_run / "ablations" / "ci" / "summary.md").is_file()
