@@ -207,8 +207,9 @@ def test_voxel_downsample_and_thin_shell():
     slab = np.c_[rng.uniform(-1, 1, (4000, 2)), rng.uniform(-0.05, 0.05, 4000)]  # a shell of half-thickness 0.05
     thin = thin_shell(slab, 0.1)
     interior = np.abs(slab[:, :2]).max(1) < 0.8
-    # on the mid-plane up to sampling noise (~30 points per neighbourhood): mean |z| 0.025 -> ~0.004
-    assert np.abs(thin[interior, 2]).mean() < 0.25 * np.abs(slab[interior, 2]).mean()
+    # one step maps an offset t to ~t / 4: mean |z| 0.025 -> 0.007; a second step to the noise floor (~0.004)
+    assert np.abs(thin[interior, 2]).mean() < 0.35 * np.abs(slab[interior, 2]).mean()
+    assert np.abs(thin_shell(slab, 0.1, steps=2)[interior, 2]).mean() < 0.6 * np.abs(thin[interior, 2]).mean()
     drift = thin[interior, :2] - slab[interior, :2]  # along the shell: sampling noise only, no systematic shift
     assert np.abs(drift.mean(0)).max() < 0.003 and np.linalg.norm(drift, axis=1).mean() < 0.03
 
@@ -281,8 +282,10 @@ def test_run_downstream_rows_and_summary():
 
     sims = {"cad": objects(8), "random": objects(8)}
     real_train, test = objects(8), objects(6)
+    torch.set_num_threads(2)  # the caller's setting; the run itself uses one thread, then restores two
     rows = run_downstream(sims, test, seeds=(0, 1), few_shot_k=(0, 2), real_train_objects=real_train, steps=4,
-                          grid=8, eval_points=256)  # fmt: skip
+                          grid=8, eval_points=256, num_threads=1)  # fmt: skip
+    assert torch.get_num_threads() == 2
     assert len(rows) == 3 * 2 * 2 * 2  # (cad, random, real) x tasks x seeds x settings
     assert {(r["simulator"], r["task"], r["setting"], r["seed"]) for r in rows} == {
         (s, t, k, seed) for s in ("cad", "random", "real") for t in ("classification", "reconstruction")

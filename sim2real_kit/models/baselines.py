@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sim2real_kit.config import BaselineConfig
 from sim2real_kit.depth import check_depth, denormalize_depth, normalize_depth, valid_mask
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, MissingArtifactError
 from sim2real_kit.io import atomic_write_json
@@ -54,62 +54,6 @@ BASELINE_FORMAT = "sim2real_kit.baseline/1"
 
 
 # ====================================================================== configuration
-@dataclass
-class BaselineConfig:
-    """Hyper-parameters of the GAN baselines (config section `baselines`; defaults of Isola / Zhu et al.)."""
-
-    ngf: int = 32  # generator base width (channels of the first U-Net level; x2 per level, capped at x8)
-    levels: int = 4  # U-Net stride-2 levels (the frame side must be divisible by 2**levels): 4 for 64 px
-    ndf: int = 32  # discriminator base width
-    disc_layers: int = 0  # PatchGAN stride-2 layers; 0 = sized to the frame (3 at >= 64 px: 70x70 receptive field)
-    output: str = "direct"  # "direct" (Isola et al.: tanh image) | "residual" (input + tanh, clamped)
-    gan_loss: str = "auto"  # "auto" (pix2pix: bce as Isola et al.; cyclegan: lsgan as Zhu et al.) | "bce" | "lsgan"
-    l1_weight: float = 100.0  # pix2pix lambda_L1 (Isola et al.)
-    cycle_weight: float = 10.0  # CycleGAN lambda_cyc (Zhu et al.)
-    identity_weight: float = 0.5  # CycleGAN identity loss, as a fraction of cycle_weight (0 = off)
-    dropout: float = 0.5  # dropout of the inner decoder blocks during training (Isola et al.); 0 = off
-    lr: float = 2e-4  # Adam learning rate of both G and D
-    beta1: float = 0.5  # Adam beta1 (GAN practice)
-    steps: int = 0  # optimizer steps; 0 = train.steps
-    batch_size: int = 0  # frames per step; 0 = train.batch_size (CycleGAN needs >= 2 to shuffle pairs)
-
-    def check(self) -> BaselineConfig:
-        for key in ("ngf", "ndf", "levels"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and value > 0):
-                raise ConfigError(f"baselines.{key} must be a positive integer, got {value!r}")
-        if self.levels < 2:
-            raise ConfigError(f"baselines.levels must be >= 2, got {self.levels}")
-        if not (isinstance(self.disc_layers, int) and 0 <= self.disc_layers <= 5):
-            raise ConfigError(f"baselines.disc_layers must be an integer in [0, 5], got {self.disc_layers!r}")
-        if self.output not in ("direct", "residual"):
-            raise ConfigError(f"baselines.output must be 'direct' or 'residual', got {self.output!r}")
-        if self.gan_loss not in ("auto", "bce", "lsgan"):
-            raise ConfigError(f"baselines.gan_loss must be 'auto', 'bce' or 'lsgan', got {self.gan_loss!r}")
-        for key in ("l1_weight", "cycle_weight", "identity_weight", "steps", "batch_size"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"baselines.{key} must be >= 0, got {getattr(self, key)!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"baselines.dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.lr > 0 or not 0.0 <= self.beta1 < 1.0:
-            raise ConfigError(f"baselines.lr must be > 0 and beta1 in [0, 1), got {self.lr!r}, {self.beta1!r}")
-        return self
-
-    def resolved_gan_loss(self, kind: str) -> str:
-        if self.gan_loss != "auto":
-            return self.gan_loss
-        return "bce" if kind == "pix2pix" else "lsgan"
-
-    @classmethod
-    def from_dict(cls, d: dict | None, source: str = "baselines") -> BaselineConfig:
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(names))}")
-        return cls(**d).check()
-
-
 def baseline_config(cfg=None) -> BaselineConfig:
     """The `BaselineConfig` of a kit `Config`: its `baselines` section when it has one (a dataclass or a
     dict), else the defaults. A `BaselineConfig` is returned as it is."""
