@@ -98,3 +98,22 @@ def test_06_ablations_ci_grid(quick_run):
     for row in m["variants"].values():
         assert math.isfinite(row["stage1.w1_mm.mean"])
     assert (quick_run / "ablations" / "ci" / "summary.md").is_file()
+
+
+@pytest.mark.notebook
+def test_cad_only_simulation_from_the_run(quick_run, tmp_path):
+    """`sim2real simulate`: a folder of CAD depth maps (no real frames) -> simulated depth + point clouds."""
+    from sim2real_kit.cli import main
+    from sim2real_kit.depth import read_depth_png
+
+    scene = sorted((quick_run / "data" / "lasa_depth").glob("s*"))[0]
+    cad_dir = tmp_path / "cad"
+    cad_dir.mkdir()
+    for p in sorted(scene.glob("*_gt.png"))[:2]:
+        (cad_dir / p.name).write_bytes(p.read_bytes())
+    (cad_dir / "intrinsics.json").write_bytes((quick_run / "data" / "intrinsics.json").read_bytes())
+    assert main(["simulate", "--pipeline", str(quick_run), "--cad", str(cad_dir), "--out", str(tmp_path / "sim")]) == 0
+    sims = sorted((tmp_path / "sim").glob("*_sim.png"))
+    assert len(sims) == 2 and len(list((tmp_path / "sim").glob("*_sim.ply"))) == 2
+    depth = read_depth_png(sims[0])
+    assert depth.shape == (32, 32) and (depth > 0).mean() > 0.5
