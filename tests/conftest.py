@@ -11,6 +11,25 @@ from sim2real_kit.data.layout import DepthLayout, FrameRef
 
 torch.set_num_threads(2)
 
+# A tiny denoiser for unit tests (add f"data.size={size}"): two levels, attention at the second.
+TINY_MODEL = [
+    "model.block_out_channels=[8,16]",
+    "model.attention_levels=[false,true]",
+    "model.cross_attention_dim=8",
+    "model.attention_head_dim=8",
+    "model.norm_num_groups=4",
+]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models are dominated by per-op overhead: one thread is faster and steadier on a shared CPU.
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 def make_plane_layout(root, scenes=2, frames=3, width=32, height=24, seed=0):
     """A layout of fronto-parallel-ish planes with a box in front: CAD clean, real noisy with holes."""

@@ -21,14 +21,7 @@ from sim2real_kit.models.codec import (
     resolve_vae_dir,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead: one thread is faster and steadier on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vae() -> AutoencoderKL:

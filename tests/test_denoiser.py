@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from sim2real_kit.config import load_config
@@ -15,22 +16,10 @@ from sim2real_kit.errors import CheckpointError, ConfigError
 from sim2real_kit.models.codec import LatentCodec, PixelCodec
 from sim2real_kit.models.denoiser import ControlledDenoiser, diffusion_loss, make_scheduler
 
-TINY = [
-    "model.block_out_channels=[8,16]",
-    "model.attention_levels=[false,true]",
-    "model.cross_attention_dim=8",
-    "model.attention_head_dim=8",
-    "model.norm_num_groups=4",
-]
+TINY = TINY_MODEL
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead: one thread is faster and steadier on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(size: int = 16, extra=()):

@@ -26,14 +26,7 @@ from sim2real_kit.models.discriminator import (
 )
 from sim2real_kit.patches import extract_patch_points, patch_grid
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster and steadier than two on a busy 2-core runner."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _small_cfg(**kw) -> DiscConfig:

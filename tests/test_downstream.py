@@ -35,14 +35,7 @@ from sim2real_kit.downstream import (
 from sim2real_kit.errors import ConfigError, DepthFormatError, LayoutError
 from sim2real_kit.models.baselines import RandomPerturbation
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread (and do not stall on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------- a hand-made layout with two objects

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from sim2real_kit.camera import Camera
@@ -18,24 +19,10 @@ from sim2real_kit.models.denoiser import ControlledDenoiser
 from sim2real_kit.pipeline import Sim2RealOutput, Sim2RealPipeline, previous_stage_map
 
 SIZE = 16
-TINY = [
-    f"data.size={SIZE}",
-    "model.block_out_channels=[8,16]",
-    "model.attention_levels=[false,true]",
-    "model.cross_attention_dim=8",
-    "model.attention_head_dim=8",
-    "model.norm_num_groups=4",
-    "sampling.steps=4",
-]
+TINY = [f"data.size={SIZE}", *TINY_MODEL, "sampling.steps=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead: one thread is faster and steadier on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(extra=()):

@@ -4,6 +4,7 @@ batch fallback, and the CLI's error handling. (The flow itself runs in tests/tes
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from sim2real_kit import stages
 from sim2real_kit.cli import main
@@ -19,8 +20,7 @@ def run_dir(tmp_path, plane_layout):
     return tmp_path / "run"
 
 
-_TINY = ["model.block_out_channels=[8,16]", "model.attention_levels=[false,true]", "model.cross_attention_dim=8",
-         "model.norm_num_groups=4", "model.attention_head_dim=4"]  # fmt: skip
+_TINY = TINY_MODEL
 
 
 def test_stage2_without_stage1_names_the_command(run_dir):
