@@ -57,6 +57,14 @@ def prepare_data(run_dir: str | Path, cfg: Config, progress: bool = True) -> Dep
     """Open the run's dataset; generate the procedural one first when `data.root == "generate"`
     (resumable: finished scenes are kept)."""
     root = dataset_root(run_dir, cfg)
+    if cfg.data.root == "generate" and _complete_layout(root):
+        # The run's dataset is made once: later notebooks (or ablation variants sharing it through a
+        # link) with other data.synth_* values reuse it rather than refuse it. A new dataset = a new run.
+        layout = DepthLayout(root)
+        d = cfg.data
+        if layout.meta.get("frames_per_scene") not in (None, d.synth_frames) and progress:
+            print(f"note: reusing the run's dataset {root} ({layout.meta.get('frames_per_scene')} frames per scene)")
+        return layout
     if cfg.data.root == "generate":
         from sim2real_kit.data.synth import synthesize
 
@@ -68,6 +76,15 @@ def prepare_data(run_dir: str | Path, cfg: Config, progress: bool = True) -> Dep
     if not root.is_dir():
         raise MissingArtifactError(f"data.root {root} does not exist (set data.root=/path/to/dataset)")
     return DepthLayout(root)
+
+
+def _complete_layout(root: Path) -> bool:
+    """A generated dataset whose split lists exist and whose every listed scene is finished."""
+    lists = [root / "lasa_depth" / f"{split}.lst" for split in ("train", "val")]
+    if not all(p.is_file() for p in lists):
+        return False
+    scenes = {line.split("/")[0] for p in lists for line in p.read_text().split()}
+    return bool(scenes) and all((root / "lasa_depth" / s / ".done").is_file() for s in scenes)
 
 
 def stage_dir(run_dir, stage: int) -> Path:
