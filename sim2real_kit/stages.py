@@ -665,8 +665,10 @@ def train_chain(run_dir, num_stages: int = 2, progress: bool = True) -> dict:
         if not (disc_dir(run_dir, k - 1) / "flags" / "train" / "flags.npz").is_file():
             train_and_flag(run_dir, stage=k - 1, progress=progress)
         summaries[f"stage{k}"] = train_stage_n(run_dir, k, progress=progress)
-    if not (samples_dir(run_dir, num_stages, "val") / "samples.json").is_file() or num_stages > 1:
-        sample_split(run_dir, "val", stage=num_stages, progress=progress)
+    # the last stage on both splits: val for evaluation, train for the benchmark's downstream task
+    for split in ("val", "train"):
+        if num_stages > 1 or not (samples_dir(run_dir, num_stages, split) / "samples.json").is_file():
+            sample_split(run_dir, split, stage=num_stages, progress=progress)
     return summaries
 
 
