@@ -136,9 +136,9 @@ def _loss_fn(scheduler, use_prev: bool, reweight: bool):
         inner = unwrap_model(model)
         conds = [batch["cad_n"], batch["prev_n"]] if use_prev else [batch["cad_n"]]
         weight = batch["mask"]
-        if reweight and "flag_weight" in batch and bool(batch["has_flag"].any()):
-            # release behaviour: weights only when some sample of the batch is flagged
-            weight = batch["flag_weight"] * batch["mask"]
+        if reweight and "flag_weight" in batch:
+            # release behaviour: weights only when some sample of the batch is flagged (no host sync)
+            weight = torch.where(batch["has_flag"].any(), batch["flag_weight"] * weight, weight)
         loss, _ = diffusion_loss(model, inner.codec, scheduler, batch["target"], conds, weight, generator)
         return loss
 
