@@ -95,7 +95,20 @@ def cmd_flag(args) -> int:
 def cmd_simulate(args) -> int:
     from sim2real_kit import stages
 
-    stages.simulate_folder(args.pipeline, args.cad, args.out, stages=args.stages)
+    if args.mesh:
+        if not args.trajectory:
+            raise Sim2RealError("simulate --mesh needs --trajectory POSES.txt (N lines of 16 numbers, camera-to-world)")
+        from sim2real_kit.camera import Camera
+
+        camera = Camera.load_json(args.camera) if args.camera else None
+        lay = stages.simulate_meshes(
+            args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages
+        )
+    elif args.cad:
+        lay = stages.simulate_folder(args.pipeline, args.cad, args.out, stages=args.stages)
+    else:
+        raise Sim2RealError("simulate needs --cad DIR (CAD depth PNGs or a layout) or --mesh FILE --trajectory FILE")
+    print(f"wrote {lay.root}")
     return 0
 
 
@@ -171,9 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", type=int, default=1, help="flag the output of this stage")
     p.set_defaults(func=cmd_flag)
 
-    p = sub.add_parser("simulate", help="turn a folder of CAD depth maps into simulated depth")
+    p = sub.add_parser("simulate", help="CAD depth maps, or meshes + a trajectory, -> simulated depth")
     p.add_argument("--pipeline", required=True, help="run folder (or saved pipeline folder)")
-    p.add_argument("--cad", required=True)
+    p.add_argument("--cad", default=None, help="folder of CAD depth PNGs, or a lasa_depth layout root")
+    p.add_argument("--mesh", default=None, help="CAD scene mesh (.ply/.obj) to render")
+    p.add_argument("--trajectory", default=None, help="text file: one row-major 4x4 camera-to-world pose per line")
+    p.add_argument("--camera", default=None, help="intrinsics JSON for --mesh (default: LASA ARKit camera)")
     p.add_argument("--out", required=True)
     p.add_argument("--stages", type=int, default=None)
     p.set_defaults(func=cmd_simulate)

@@ -465,47 +465,121 @@ def train_stage_n(run_dir, stage: int = 2, overrides=(), progress: bool = True) 
 
 
 # ---------------------------------------------------------------------- CAD-only simulation
-def simulate_folder(pipeline: str | Path, cad_dir: str | Path, out_dir: str | Path, stages: int | None = None) -> Path:
-    """Simulate captured depth for every CAD depth PNG under `cad_dir` (uint16 mm; `*_gt.png` of a
-    layout or any depth PNG) with a saved pipeline (a run folder or a pipeline folder). Writes
-    `<name>_sim.png` (model size, mm) and a back-projected `<name>_sim.ply` per frame under `out_dir`,
-    mirroring the folder structure, plus `camera.json` of the model frame."""
-    from sim2real_kit.fusion import save_point_cloud
+def _load_any_pipeline(pipeline: Path):
     from sim2real_kit.pipeline import Sim2RealPipeline
 
-    pipeline, cad_dir, out_dir = Path(pipeline), Path(cad_dir), Path(out_dir)
     if (pipeline / "model_index.json").is_file():
-        pipe = Sim2RealPipeline.from_pretrained(pipeline)
-    else:
-        last = max((int(p.name[5:]) for p in pipeline.glob("stage[0-9]*") if (p / "pipeline").is_dir()), default=0)
-        if not last:
-            raise MissingArtifactError(f"{pipeline} holds no saved pipeline (stageN/pipeline/model_index.json)")
-        pipe = Sim2RealPipeline.from_pretrained(pipeline / f"stage{last}" / "pipeline")
-    pipe = pipe.to(_device())
+        return Sim2RealPipeline.from_pretrained(pipeline).to(_device())
+    last = max((int(p.name[5:]) for p in pipeline.glob("stage[0-9]*") if (p / "pipeline").is_dir()), default=0)
+    if not last:
+        raise MissingArtifactError(f"{pipeline} holds no saved pipeline (stageN/pipeline/model_index.json)")
+    return Sim2RealPipeline.from_pretrained(pipeline / f"stage{last}" / "pipeline").to(_device())
+
+
+def simulate_frames(pipe, cad_frames: list[np.ndarray], camera: Camera, refs: list[FrameRef], poses, out_dir,
+                    stages: int | None = None, seed: int = 0, fuse: bool = True, progress: bool = True) -> DepthLayout:  # fmt: skip
+    """Simulate captured depth for CAD frames [H, W] metres (one camera) and write it as a layout at the
+    model size: `_gt` = the CAD crop, `_scan` = the simulated depth, poses as given (camera-to-world);
+    plus `points/<scene>/<frame>.ply` (back-projected, world frame) and, with `fuse`, a TSDF mesh per
+    scene `meshes/<scene>/simulated.ply` — training data for 3D networks elsewhere."""
+    from tqdm.auto import tqdm
+
+    from sim2real_kit.fusion import fuse_frames, save_mesh, save_point_cloud
+
+    out_dir = Path(out_dir)
+    gen = torch.Generator().manual_seed(seed)
+    sims, cads, model_cam = [], [], None
+    for cad in tqdm(cad_frames, desc="simulate", disable=not progress):
+        out = pipe(cad, camera=camera, stages=stages, generator=gen)
+        sims.append(np.asarray(out.depth[0], dtype=np.float32))
+        cads.append(np.asarray(out.cad[0], dtype=np.float32))
+        model_cam = out.camera
+    layout = DepthLayout.create(out_dir, model_cam, meta={"source": "simulated", "stages": stages or pipe.num_stages})
+    for ref, cad, sim, pose in zip(refs, cads, sims, poses):
+        layout.write_frame(ref, cad, sim, pose)
+        save_point_cloud(model_cam.backproject(sim, pose)[sim > 0], out_dir / "points" / ref.scene / f"{ref.frame}.ply")
+    # every 5th frame in val.lst (at least one), the rest in train.lst: the layout validates as is
+    val = set(refs[4::5] or refs[-1:])
+    layout.write_split("train", [r for r in refs if r not in val] or refs)
+    layout.write_split("val", [r for r in refs if r in val])
+    if fuse:
+        for scene in sorted({r.scene for r in refs}):
+            idx = [i for i, r in enumerate(refs) if r.scene == scene]
+            mesh = fuse_frames([sims[i] for i in idx], [poses[i] for i in idx], model_cam, progress=False)
+            save_mesh(mesh, layout.mesh_path(scene, "simulated"))
+    atomic_write_json(
+        out_dir / "simulate.json", {"frames": len(refs), "stages": stages or pipe.num_stages, "fused": fuse}
+    )
+    return layout
+
+
+def simulate_folder(pipeline: str | Path, cad_dir: str | Path, out_dir: str | Path, stages: int | None = None,
+                    progress: bool = True) -> DepthLayout:  # fmt: skip
+    """Simulate every CAD depth PNG under `cad_dir` (uint16 mm): a `lasa_depth` layout root (its poses
+    and intrinsics are used, scenes fused), or any folder of depth PNGs (`intrinsics.json` beside them,
+    else the LASA camera; identity poses, no fusion). See `simulate_frames` for the output."""
+    from sim2real_kit.data.layout import read_pose
+
+    pipe = _load_any_pipeline(Path(pipeline))
+    cad_dir = Path(cad_dir)
+    if (cad_dir / "lasa_depth").is_dir():  # a layout: simulate its CAD frames with their poses
+        layout = DepthLayout(cad_dir)
+        refs = sorted(
+            {r for split in ("train", "val") if layout.list_path(split).is_file() for r in layout.frames(split)}
+        )
+        cads = [layout.read_depth(r, "gt") for r in refs]
+        poses = [layout.read_pose(r) for r in refs]
+        return simulate_frames(pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress)
     files = sorted(p for p in cad_dir.rglob("*.png") if not p.name.endswith(("_scan.png", "_rgb.png", "_inst.png")))
     if not files:
         raise MissingArtifactError(f"no CAD depth PNGs under {cad_dir}")
     intr = cad_dir / "intrinsics.json"
-    if not intr.is_file() and (cad_dir.parent / "intrinsics.json").is_file():
-        intr = cad_dir.parent / "intrinsics.json"
-    gen = torch.Generator().manual_seed(0)
-    model_cam = None
+    cads = [read_depth_png(f) for f in files]
+    camera = Camera.load_json(intr) if intr.is_file() else Camera.lasa()
+    for f, cad in zip(files, cads):
+        if cad.shape != (camera.height, camera.width):
+            raise MissingArtifactError(
+                f"{f}: {cad.shape[1]}x{cad.shape[0]} depth but the camera ({intr if intr.is_file() else 'LASA default'}) "
+                f"is {camera.width}x{camera.height}; put the right intrinsics.json beside the PNGs"
+            )
+    refs = [
+        FrameRef("cad", str(f.relative_to(cad_dir).with_suffix("")).replace("/", "_").removesuffix("_gt"))
+        for f in files
+    ]
+    poses = []
     for f in files:
-        cad = read_depth_png(f)
-        cam = Camera.load_json(intr) if intr.is_file() else Camera.lasa()
-        if (cam.height, cam.width) != cad.shape:
-            cam = Camera.from_fov(cad.shape[1], cad.shape[0], 2 * np.degrees(np.arctan(cad.shape[1] / 2 / cam.fx)))
-        out = pipe(cad, camera=cam, stages=stages, generator=gen)
-        rel = f.relative_to(cad_dir).with_suffix("")
-        name = str(rel)[: -len("_gt")] if str(rel).endswith("_gt") else str(rel)
-        write_depth_png(out_dir / f"{name}_sim.png", out.depth[0])
-        pts = out.camera.backproject(out.depth[0])[out.depth[0] > 0]
-        save_point_cloud(pts, out_dir / f"{name}_sim.ply")
-        model_cam = out.camera
-    if model_cam is not None:
-        model_cam.save_json(out_dir / "camera.json")
-    atomic_write_json(out_dir / "simulate.json", {"pipeline": str(pipeline), "frames": len(files), "stages": stages})
-    return out_dir
+        pose_file = f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt")
+        poses.append(read_pose(pose_file) if pose_file.is_file() else np.eye(4))
+    known = all(f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt").is_file() for f in files)
+    return simulate_frames(pipe, cads, camera, refs, poses, out_dir, stages, fuse=known, progress=progress)
+
+
+def simulate_meshes(pipeline: str | Path, mesh: str | Path, trajectory, out_dir: str | Path, camera: Camera | None = None,
+                    stages: int | None = None, progress: bool = True) -> DepthLayout:  # fmt: skip
+    """CAD meshes + a camera trajectory -> rendered CAD depth -> simulated depth in a layout, point clouds
+    and a fused mesh (`simulate_frames`). `trajectory`: [N, 4, 4] camera-to-world poses, or a text file of
+    N x 16 numbers (one row-major 4x4 per line); `camera` defaults to the LASA ARKit camera."""
+    from sim2real_kit.data.render import SceneRenderer
+    from sim2real_kit.fusion import load_mesh
+
+    if isinstance(trajectory, (str, Path)):
+        rows = np.loadtxt(trajectory, dtype=np.float64, ndmin=2)
+        if rows.shape[1] != 16:
+            raise MissingArtifactError(
+                f"{trajectory}: each line must hold one row-major 4x4 pose (16 numbers), got {rows.shape[1]}"
+            )
+        trajectory = rows.reshape(-1, 4, 4)
+    from sim2real_kit.camera import check_pose
+
+    poses = [check_pose(p, f"trajectory pose {i}") for i, p in enumerate(np.asarray(trajectory))]
+    camera = camera or Camera.lasa()
+    renderer = SceneRenderer({1: load_mesh(mesh)})
+    cads = [renderer.render(camera, pose, full=False).depth.astype(np.float32) for pose in poses]
+    scene = Path(mesh).stem
+    refs = [FrameRef(scene, f"{i:04d}") for i in range(len(poses))]
+    return simulate_frames(
+        _load_any_pipeline(Path(pipeline)), cads, camera, refs, poses, out_dir, stages, progress=progress
+    )
 
 
 def read_metrics(path) -> dict:

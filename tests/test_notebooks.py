@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sim2real_kit.data.layout import validate
 from sim2real_kit.runner import check_notebook, default_notebooks, run_notebooks, write_index
 
 NOTEBOOKS = sorted(Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -113,7 +114,15 @@ def test_cad_only_simulation_from_the_run(quick_run, tmp_path):
         (cad_dir / p.name).write_bytes(p.read_bytes())
     (cad_dir / "intrinsics.json").write_bytes((quick_run / "data" / "intrinsics.json").read_bytes())
     assert main(["simulate", "--pipeline", str(quick_run), "--cad", str(cad_dir), "--out", str(tmp_path / "sim")]) == 0
-    sims = sorted((tmp_path / "sim").glob("*_sim.png"))
-    assert len(sims) == 2 and len(list((tmp_path / "sim").glob("*_sim.ply"))) == 2
+    sims = sorted((tmp_path / "sim" / "lasa_depth" / "cad").glob("*_scan.png"))
+    assert len(sims) == 2 and len(list((tmp_path / "sim" / "points" / "cad").glob("*.ply"))) == 2
     depth = read_depth_png(sims[0])
     assert depth.shape == (32, 32) and (depth > 0).mean() > 0.5
+    # a whole layout: its poses are used and every scene is fused into a mesh
+    layout_out = tmp_path / "sim_layout"
+    assert (
+        main(["simulate", "--pipeline", str(quick_run), "--cad", str(quick_run / "data"), "--out", str(layout_out)])
+        == 0
+    )
+    assert validate(layout_out) == []
+    assert list((layout_out / "meshes").glob("*/simulated.ply"))
