@@ -21,6 +21,50 @@ TINY_MODEL = [
 ]
 
 
+def tiny_vae(**kw):
+    """SD's VAE in miniature: two levels (downscale 2), 4 latent channels, 3-channel images, random weights."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    args = dict(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    return AutoencoderKL(**{**args, **kw})
+
+
+def tiny_sd_unet(**kw):
+    """SD 2.1's UNet in miniature (4 latent channels, cross-attention at the second level), random weights."""
+    from diffusers import UNet2DConditionModel
+
+    args = dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=8,
+        attention_head_dim=(1, 2),
+        norm_num_groups=4,
+        use_linear_projection=True,
+    )
+    return UNet2DConditionModel(**{**args, **kw})
+
+
+def write_tiny_sd(root):
+    """A local SD-like folder (vae/, unet/) made by save_pretrained: the same loading code as real weights."""
+    tiny_vae().save_pretrained(root / "vae")
+    unet = tiny_sd_unet()
+    unet.save_pretrained(root / "unet")
+    return unet
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models are dominated by per-op overhead: one thread is faster and steadier on a shared CPU.

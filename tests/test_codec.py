@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_vae as conftest_tiny_vae
 from diffusers import AutoencoderKL
 
 from sim2real_kit.config import load_config
@@ -26,18 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_vae() -> AutoencoderKL:
     """Two levels (downscale 2), 4 latent channels, 3-channel images: SD's VAE in miniature."""
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-        scaling_factor=0.5,
-    )
+    return conftest_tiny_vae(in_channels=3, out_channels=3, scaling_factor=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from conftest import TINY_MODEL, write_tiny_sd
 
 from sim2real_kit.config import load_config
 from sim2real_kit.errors import CheckpointError, ConfigError
@@ -53,29 +52,7 @@ def sd_folder(tmp_path_factory):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     root = tmp_path_factory.mktemp("sd21")
-    torch.manual_seed(0)
-    AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    ).save_pretrained(root / "vae")
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        cross_attention_dim=8,
-        attention_head_dim=(1, 2),
-        norm_num_groups=4,
-        use_linear_projection=True,
-    )
-    unet.save_pretrained(root / "unet")
+    unet = write_tiny_sd(root)
     tok_dir = root / "tokenizer"
     tok_dir.mkdir()
     (tok_dir / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2, "a</w>": 3}))

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from conftest import TINY_MODEL, write_tiny_sd
 
 from sim2real_kit.camera import Camera
 from sim2real_kit.config import load_config
@@ -191,25 +190,7 @@ def test_save_load_whole_chain_gives_identical_output(pipe, tmp_path):
 
 def test_latent_pipeline_with_a_tiny_sd_folder(tmp_path):
     """The sd21 path end to end: LatentCodec + pretrained UNet from a tiny SD-like folder, saved and reloaded."""
-    torch.manual_seed(0)
-    AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-    ).save_pretrained(tmp_path / "sd" / "vae")
-    UNet2DConditionModel(
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        cross_attention_dim=8,
-        attention_head_dim=(1, 2),
-        norm_num_groups=4,
-    ).save_pretrained(tmp_path / "sd" / "unet")
+    write_tiny_sd(tmp_path / "sd")
     cfg = load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}", "data.size=16", "sampling.steps=3"])
     stage1 = ControlledDenoiser.from_config(cfg)
     latent_pipe = Sim2RealPipeline.build(cfg, [stage1, stage1.expand_condition(2)])
