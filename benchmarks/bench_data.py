@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import make_plane_layout  # noqa: E402
 
-from sim2real_kit.data.dataset import PairedDepthDataset  # noqa: E402
+from sim2real_kit.data.dataset import MAP_KEYS, PairedDepthDataset  # noqa: E402
 
 
 def main() -> None:
@@ -29,11 +29,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--training-keys", action="store_true", help="only the maps training reads (cad_n, target, mask)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         # ARKit-sized 256x192 frames (the LASA raw size)
         make_plane_layout(Path(tmp) / "ds", scenes=args.frames // 16 + 1, frames=16, width=256, height=192)
-        ds = PairedDepthDataset(Path(tmp) / "ds", "train", size=args.size)
+        keys = ("cad_n", "target", "mask") if args.training_keys else MAP_KEYS
+        ds = PairedDepthDataset(Path(tmp) / "ds", "train", size=args.size, keys=keys)
         loader = torch.utils.data.DataLoader(
             ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0
         )
@@ -49,7 +51,7 @@ def main() -> None:
             n += batch["target"].shape[0]
         dt = time.perf_counter() - t0
     print(
-        f"PairedDepthDataset train transform, 256x192 -> {args.size} px, {args.workers} workers, "
+        f"PairedDepthDataset train transform ({len(keys)} maps), 256x192 -> {args.size} px, {args.workers} workers, "
         f"batch {args.batch}: {n / dt:.0f} pairs/s ({n} pairs in {dt:.2f} s; torch {torch.__version__}, "
         f"numpy {np.__version__})"
     )

@@ -5,7 +5,7 @@ import torch
 from sim2real_kit.config import load_config
 from sim2real_kit.data.dataset import PairedDepthDataset, crop_resize
 from sim2real_kit.depth import decode_residual, denormalize_depth
-from sim2real_kit.errors import LayoutError
+from sim2real_kit.errors import LayoutError, Sim2RealError
 
 
 def test_eval_items(plane_layout):
@@ -70,3 +70,14 @@ def test_empty_split(plane_layout):
     (plane_layout.root / "lasa_depth" / "val.lst").write_text("\n")
     with pytest.raises(LayoutError, match="val.lst is empty"):
         PairedDepthDataset(plane_layout.root, "val")
+
+
+def test_items_carry_only_the_requested_maps(plane_layout):
+    full = PairedDepthDataset(plane_layout.root, "train", size=16)[0]
+    ds = PairedDepthDataset(plane_layout.root, "train", size=16, keys=("cad_n", "target", "mask"))
+    item = ds[0]
+    assert {"cad_n", "target", "mask"} <= set(item) and "cad" not in item and "real" not in item
+    for k in ("cad_n", "target", "mask"):
+        torch.testing.assert_close(item[k], full[k])
+    with pytest.raises(Sim2RealError, match="unknown map keys"):
+        PairedDepthDataset(plane_layout.root, "train", keys=("depth",))

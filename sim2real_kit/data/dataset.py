@@ -97,6 +97,7 @@ class PairedDepthDataset(Dataset):
         eval_crop: int = 0,
         seed: int = 0,
         max_frames: int | None = None,
+        keys: tuple[str, ...] = MAP_KEYS,
     ):
         self.layout = root if isinstance(root, DepthLayout) else DepthLayout(root)
         self.split = split
@@ -116,6 +117,10 @@ class PairedDepthDataset(Dataset):
         self.residual_scale, self.max_diff_m = residual_scale, max_diff_m
         self.crop_scale, self.eval_crop, self.seed = tuple(crop_scale), eval_crop, seed
         self.epoch = 0
+        unknown = [k for k in keys if k not in MAP_KEYS]
+        if unknown or not keys:
+            raise Sim2RealError(f"unknown map keys {unknown}; valid: {', '.join(MAP_KEYS)}")
+        self.keys = tuple(keys)  # the maps an item carries (training needs only cad_n, target, mask)
 
     @classmethod
     def from_config(cls, cfg, root, split: str = "train", train: bool | None = None, **kw) -> PairedDepthDataset:
@@ -153,9 +158,10 @@ class PairedDepthDataset(Dataset):
         box = self.box(index)
         # Nearest resizing commutes with the per-pixel encoding, so encode at the raw size (fewer
         # pixels) and crop/resize all maps at once; outside the frame: invalid depth (0 m, 1 normalised).
-        maps = crop_resize(self.encode_maps(frame["cad"], frame["real"]), box, self.size, fill=_FILL)
+        keep = [MAP_KEYS.index(k) for k in self.keys]
+        maps = crop_resize(self.encode_maps(frame["cad"], frame["real"])[keep], box, self.size, fill=_FILL[keep])
         sample_cam = cam.crop(*box).resize(self.size, self.size)
-        out = {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(MAP_KEYS)}
+        out = {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(self.keys)}
         out.update(
             camera=torch.from_numpy(sample_cam.as_vector()),
             pose=torch.from_numpy(frame["pose"].astype(np.float32)),
