@@ -98,11 +98,9 @@ class Camera:
 
     @classmethod
     def load_json(cls, path: str | Path) -> Camera:
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise Sim2RealError(f"cannot read intrinsics: {e}", path) from None
+        from sim2real_kit.io import read_json_object
+
+        d = read_json_object(path)
         try:
             return cls.from_dict(d)
         except Sim2RealError as e:

@@ -42,6 +42,24 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def read_json_object(path: str | Path, error: type[Exception] | None = None) -> dict:
+    """A JSON file holding an object; `error` (a Sim2RealError subclass) names the file when it is
+    missing, unreadable or not an object."""
+    from sim2real_kit.errors import Sim2RealError
+
+    error = error or Sim2RealError
+    path = Path(path)
+    if not path.is_file():
+        raise error("file is missing", path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise error(f"not valid JSON: {e}", path) from None
+    if not isinstance(obj, dict):
+        raise error("must be a JSON object", path)
+    return obj
+
+
 def _json_default(o):
     import numpy as np
 

@@ -46,7 +46,7 @@ from sim2real_kit.camera import Camera
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.depth import read_depth_png
 from sim2real_kit.errors import DepthFormatError, LayoutError, PoseError
-from sim2real_kit.io import atomic_path, atomic_write_text
+from sim2real_kit.io import atomic_path, atomic_write_text, read_json_object
 
 REPORT_NAME = "import_report.csv"
 _K_ATOL = 1e-6  # pixels: intrinsics closer than this are one camera
@@ -316,7 +316,7 @@ def _bop_frames(src: Path, split: str, scenes: Sequence[str | int] | None) -> li
         if not sdir.is_dir():
             raise LayoutError(f"scene {scene!r} does not exist", sdir)
         cam_path, gt_path = sdir / "scene_camera.json", sdir / "scene_gt.json"
-        cams, gts = _read_json(cam_path), _read_json(gt_path)
+        cams, gts = read_json_object(cam_path, LayoutError), read_json_object(gt_path, LayoutError)
         bad_ids = [k for k in cams if not str(k).isdigit()]
         if bad_ids:
             raise LayoutError(f"image ids {bad_ids} are not integers", cam_path)
@@ -374,18 +374,6 @@ def _bop_frames(src: Path, split: str, scenes: Sequence[str | int] | None) -> li
     if not frames:
         raise LayoutError(f"no images found in scenes {names}", sroot)
     return frames
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise LayoutError("file is missing", path)
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise LayoutError(f"not valid JSON: {e}", path) from None
-    if not isinstance(obj, dict):
-        raise LayoutError("must be a JSON object keyed by image id", path)
-    return obj
 
 
 # ---------------------------------------------------------------------- common helpers

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError
+from sim2real_kit.io import read_json_object
 
 CODEC_CONFIG = "codec_config.json"  # what `save_codec` writes beside the VAE copy
 VAE_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -147,7 +148,7 @@ def codec_geometry(cfg) -> tuple[int, int]:
         return PixelCodec.channels, PixelCodec.downscale
     if not cfg.model.sd_path:
         raise ConfigError("model.space = 'latent' needs model.sd_path (a local Stable Diffusion 2.1 folder)")
-    vae_cfg = _read_json(resolve_vae_dir(cfg.model.sd_path) / "config.json")
+    vae_cfg = read_json_object(resolve_vae_dir(cfg.model.sd_path) / "config.json", CheckpointError)
     try:
         return int(vae_cfg["latent_channels"]), 2 ** (len(vae_cfg["block_out_channels"]) - 1)
     except (KeyError, TypeError):
@@ -159,7 +160,7 @@ def codec_geometry(cfg) -> tuple[int, int]:
 def load_codec(directory: str | Path, torch_dtype: torch.dtype | None = None) -> DepthCodec:
     """Inverse of `DepthCodec.save_pretrained` (used by `Sim2RealPipeline.from_pretrained`)."""
     directory = Path(directory)
-    kind = _read_json(directory / CODEC_CONFIG).get("kind")
+    kind = read_json_object(directory / CODEC_CONFIG, CheckpointError).get("kind")
     if kind == "pixel":
         return PixelCodec()
     if kind == "latent":
@@ -176,7 +177,9 @@ def resolve_vae_dir(path: str | Path) -> Path:
         raise CheckpointError("Stable Diffusion folder does not exist (expected vae/config.json inside)", path)
     if (path / "vae").is_dir():
         vae_dir, prefix = path / "vae", "vae/"
-    elif (path / "config.json").is_file() and "latent_channels" in _read_json(path / "config.json"):
+    elif (path / "config.json").is_file() and "latent_channels" in read_json_object(
+        path / "config.json", CheckpointError
+    ):
         vae_dir, prefix = path, ""
     else:
         raise CheckpointError(
@@ -202,16 +205,6 @@ def realign_storage(module: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------------- internals
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"missing {path.name}", path.parent)
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read JSON: {e}", path) from None
-    if not isinstance(d, dict):
-        raise CheckpointError("expected a JSON object", path)
-    return d
 
 
 def _check_map(x: torch.Tensor, channels: int, name: str) -> None:
