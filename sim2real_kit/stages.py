@@ -697,18 +697,11 @@ def load_discriminator(run_dir, stage: int = 1):
 
 def disc_accuracy(run_dir, samples: SampleSet, depth: np.ndarray, cfg: Config, disc_stage: int = 1) -> float:
     """Share of `depth`'s valid patches the frozen stage-`disc_stage` discriminator judges fake
-    (the paper's realism metric: 67.8 % on Stage-I output -> 32.5 % on Stage-II)."""
-    from sim2real_kit.models.discriminator import discriminator_accuracy, score_patches
-    from sim2real_kit.patches import extract_patch_points, patch_grid
+    (the paper's realism metric: 67.8 % on Stage-I output -> 32.5 % on Stage-II); the benchmark's
+    `discriminator_share_fake` as a fraction."""
+    from sim2real_kit.benchmark import discriminator_share_fake
 
-    model = load_discriminator(run_dir, disc_stage)
-    size = samples.cad.shape[-1]
-    boxes = patch_grid(size, size, cfg.disc.patch_size, cfg.disc.stride)
-    pp = extract_patch_points(
-        torch.from_numpy(np.asarray(depth)), torch.from_numpy(samples.cad), samples.camera, boxes,
-        cfg.disc.num_points, cfg.disc.min_valid, generator=torch.Generator().manual_seed(cfg.seed + 7),
-    )  # fmt: skip
-    return float(discriminator_accuracy(score_patches(model, pp), pp.valid, cfg.disc.threshold))
+    return discriminator_share_fake(load_discriminator(run_dir, disc_stage), depth, samples, cfg) / 100
 
 
 def patch_points_for(samples: SampleSet, frame: int, patch: int, boxes, depths: dict, num_points: int = 256):
