@@ -17,10 +17,13 @@ that exists, and fits its training steps to a wall-clock budget: a 30-step probe
 gets the steps that fill its share of the budget, Stage-II those that fit in what is left. After each phase
 `gpu_results.json` is rewritten, so a run stopped at its limit still returns what it measured.
 
-Two process-wide settings of this script (library changes recommended in docs/performance.md):
-- TF32 matrix products on CUDA (`torch.backends.cuda.matmul.allow_tf32 = True`);
-- `Sim2RealPipeline.__call__` under `torch.autocast("cuda", torch.bfloat16)` (`--sample-precision bf16`),
-  the precision the denoiser was trained in; `--sample-precision fp32` keeps the kit's fp32 sampling.
+One process-wide setting: TF32 matrix products on CUDA (`torch.backends.cuda.matmul.allow_tf32 = True`).
+Sampling uses the pipeline's own options (`sampling.precision` auto = bf16 autocast on CUDA, the precision the
+denoiser was trained in; `sampling.cuda_graph`); `--sample-precision fp32` sets `sampling.precision=fp32`.
+
+Split over two device calls on a warm machine (each <= 10 min): `run --stage1-seconds 420 --stop-after stage1`
+trains Stage-I for about that long, then the same command without those two flags resumes the run folder and
+does the rest (samples, discriminator, Stage-II in the time left, metrics, the steps curve).
 """
 
 from __future__ import annotations
@@ -94,25 +97,6 @@ class Results:
 
         for p in self.paths:
             atomic_write_json(p, self.data)
-
-
-def set_sampling_precision(precision: str) -> None:
-    """bf16: wrap `Sim2RealPipeline.__call__` in CUDA bf16 autocast (the recommended library change)."""
-    import torch
-
-    from sim2real_kit.pipeline import Sim2RealPipeline
-
-    if precision != "bf16" or getattr(Sim2RealPipeline.__call__, "_autocast", False):
-        return
-    original = Sim2RealPipeline.__call__
-
-    def call(self, *args, **kwargs):
-        on_cuda = self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-            return original(self, *args, **kwargs)
-
-    call._autocast = True
-    Sim2RealPipeline.__call__ = call
 
 
 def logged_img_per_s(losses_csv: Path, after_step: int = 0) -> float:
@@ -244,7 +228,6 @@ def run_experiment(args) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    set_sampling_precision(args.sample_precision)
     state_path = run_dir / "gpu_results.json"
     prev = json.loads(state_path.read_text()) if state_path.is_file() else None
     res = Results([state_path, out / "gpu_results.json"], prev)
@@ -270,6 +253,7 @@ def run_experiment(args) -> None:
         f"sampling.steps={args.sampling_steps}",
         f"sampling.batch_size={args.sample_batch}",
         f"data.num_workers={args.workers}",
+        f"sampling.precision={'auto' if args.sample_precision == 'bf16' else 'fp32'}",
         *args.override,
     ]
     res.data["overrides"] = overrides
@@ -298,7 +282,7 @@ def run_experiment(args) -> None:
         curve_s = args.curve_frames * sum(args.curve_steps) / args.sampling_steps / sample_rate
         fixed = sample_s + curve_s + args.disc_seconds + args.reserve + 2 * args.stage_overhead
         train_s = max(60.0, left() - fixed)
-        t1 = train_s * args.stage1_share
+        t1 = args.stage1_seconds if args.stage1_seconds else train_s * args.stage1_share
         steps1 = max(args.probe_steps + 10, int(t1 * train_rate / batch))
         plan = {
             "train_img_per_s": train_rate,
@@ -321,6 +305,9 @@ def run_experiment(args) -> None:
     res.phase("stage1_train", time.perf_counter() - t, summary=s1, img_per_s=rate1)
     log(f"Stage-I: {s1['steps']} steps, loss {s1['loss']:.4g}, val W1 {s1['best']} mm, {rate1:.1f} img/s")
     shutil.copy2(run_dir / "stage1" / "losses.csv", out / "gpu_stage1_losses.csv")
+    if args.stop_after == "stage1":
+        log("stopping after Stage-I (--stop-after stage1); run again without it to go on")
+        return
 
     # 3. Stage-I samples of both splits, discriminator + flags
     for split in ("train", "val"):
@@ -470,6 +457,8 @@ def main() -> None:
     r.add_argument("--sample-precision", choices=("bf16", "fp32"), default="bf16")
     r.add_argument("--workers", type=int, default=6)
     r.add_argument("--stage1-share", type=float, default=0.65, help="share of the training time for Stage-I")
+    r.add_argument("--stage1-seconds", type=float, default=0, help="Stage-I training seconds (0: the share)")
+    r.add_argument("--stop-after", choices=("stage1", "all"), default="all")
     r.add_argument("--disc-seconds", type=float, default=40, help="planned time of train_and_flag")
     r.add_argument("--stage-overhead", type=float, default=15, help="planned start/save time per stage")
     r.add_argument("--reserve", type=float, default=30, help="seconds kept for metrics and figures")

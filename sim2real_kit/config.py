@@ -58,6 +58,7 @@ class ModelConfig:
     cond_embedding_channels: int = 0  # width of the condition conv into the control branch (0 = first UNet width)
     target: str = "residual"  # "residual" (paper) | "direct" (w/o res ablation: predict real depth)
     residual_scale: float = 0.5  # residual = (real_n - cad_n) * scale; release /2
+    target_std: float = 0.0  # > 0: Stage-I sets residual_scale so the train target has this std (pixel presets)
     prediction_type: str = "sample"  # x0 prediction (release)
     freeze_encoder: str = "auto"  # "auto" (frozen iff pretrained weights loaded) | "true" | "false"
     num_train_timesteps: int = 1000  # diffusion training steps
@@ -93,6 +94,9 @@ class SamplingConfig:
     steps: int = 20  # DDIM steps (release: 50)
     eta: float = 0.0  # DDIM eta
     batch_size: int = 16  # frames per sampling batch
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
+    cuda_graph: bool = True  # CUDA: each DDIM step as one captured CUDA graph (static buffers)
+    compile: bool = False  # torch.compile the denoiser for sampling (~1.5 min compile; long runs only)
 
 
 @dataclass
@@ -287,6 +291,7 @@ class Config:
             "model.prediction_type": (self.model.prediction_type, ("sample", "epsilon", "v_prediction")),
             "model.freeze_encoder": (self.model.freeze_encoder, ("auto", "true", "false")),
             "train.mixed_precision": (self.train.mixed_precision, ("auto", "no", "bf16")),
+            "sampling.precision": (self.sampling.precision, ("auto", "fp32", "bf16")),
             "stage2.condition": (self.stage2.condition, ("depth", "residual")),
             "stage2.init": (self.stage2.init, ("stage1", "base")),
             "disc.normalize": (self.disc.normalize, ("cad", "pair", "none")),
@@ -318,6 +323,8 @@ class Config:
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{source}: {key} must be > 0, got {value!r}")
+        if not self.model.target_std >= 0:
+            raise ConfigError(f"{source}: model.target_std must be >= 0 (0 = off), got {self.model.target_std!r}")
         if not 0.0 <= self.disc.threshold <= 1.0:
             raise ConfigError(f"{source}: disc.threshold must be in [0, 1], got {self.disc.threshold}")
         for key, value in (

@@ -25,6 +25,7 @@ layout (safetensors weights, JSON configs), written atomically:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from sim2real_kit.models.codec import DepthCodec, load_codec
 from sim2real_kit.models.denoiser import ControlledDenoiser, atomic_dir
 
 PIPELINE_FORMAT = "sim2real_kit.Sim2RealPipeline"
+PRECISIONS = ("auto", "fp32", "bf16")
 MAX_DEPTH_M = 100.0  # CAD depth beyond this is not metres (millimetre counts?): refused
 
 
@@ -97,8 +99,13 @@ class Sim2RealPipeline(DiffusionPipeline):
         condition: str = "depth",
         num_inference_steps: int = 20,
         batch_size: int = 16,
+        precision: str = "auto",
+        cuda_graph: bool = True,
+        compile: bool = False,
     ):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ConfigError(f"sampling.precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
         if target not in ("residual", "direct"):
             raise ConfigError(f"model.target = {target!r}; allowed: residual, direct")
         if condition not in ("depth", "residual"):
@@ -115,8 +122,13 @@ class Sim2RealPipeline(DiffusionPipeline):
             condition=condition,
             num_inference_steps=int(num_inference_steps),
             batch_size=int(batch_size),
+            precision=precision,
+            cuda_graph=bool(cuda_graph),
+            compile=bool(compile),
             num_stages=0,
         )
+        self._fast_steps: dict = {}  # (stage, shapes, dtype, capture) -> _StepGraph
+        self._compiled: dict = {}  # id(denoiser) -> compiled callable
         self.denoisers = nn.ModuleList()
         for denoiser in denoisers:
             self.add_stage(denoiser)
@@ -139,6 +151,9 @@ class Sim2RealPipeline(DiffusionPipeline):
             condition=cfg.stage2.condition,
             num_inference_steps=cfg.sampling.steps,
             batch_size=cfg.sampling.batch_size,
+            precision=cfg.sampling.precision,
+            cuda_graph=cfg.sampling.cuda_graph,
+            compile=cfg.sampling.compile,
         )
 
     def add_stage(self, denoiser: ControlledDenoiser) -> None:
@@ -156,6 +171,23 @@ class Sim2RealPipeline(DiffusionPipeline):
             )
         self.denoisers.append(denoiser.eval())
         self.register_to_config(num_stages=len(self.denoisers))
+        self._fast_steps, self._compiled = {}, {}
+
+    def set_sampling(self, precision: str | None = None, cuda_graph: bool | None = None, compile: bool | None = None):
+        """Change the sampling speed options (kept in the config, saved with the pipeline); returns self.
+
+        precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere) | "fp32" | "bf16" (autocast; weights,
+        latents and the DDIM update stay fp32). cuda_graph: on CUDA, run each DDIM step (denoiser + update)
+        as one captured CUDA graph on static buffers. compile: `torch.compile` the denoiser in that loop
+        (pays its ~1.5 min compile back only over long sampling runs). docs/performance.md has the figures."""
+        if precision is not None and precision not in PRECISIONS:
+            raise ConfigError(f"sampling.precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
+        updates = {"precision": precision, "cuda_graph": cuda_graph, "compile": compile}
+        self.register_to_config(
+            **{k: (bool(v) if k != "precision" else v) for k, v in updates.items() if v is not None}
+        )
+        self._fast_steps, self._compiled = {}, {}
+        return self
 
     @property
     def num_stages(self) -> int:
@@ -183,6 +215,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             device, dtype = None, device
         self.codec.to(device=device, dtype=dtype)
         self.denoisers.to(device=device, dtype=dtype)
+        self._fast_steps = {}  # static buffers live on the old device
         return self
 
     # ------------------------------------------------------------------ save / load
@@ -236,7 +269,8 @@ class Sim2RealPipeline(DiffusionPipeline):
         missing = [k for k in scalars if k not in index]
         if missing:
             raise CheckpointError(f"lacks {', '.join(missing)}", index_path)
-        return cls(codec=codec, scheduler=scheduler, denoisers=denoisers, **{k: index[k] for k in scalars})
+        options = {k: index[k] for k in ("precision", "cuda_graph", "compile") if k in index}  # newer pipelines
+        return cls(codec=codec, scheduler=scheduler, denoisers=denoisers, **{k: index[k] for k in scalars}, **options)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -304,36 +338,41 @@ class Sim2RealPipeline(DiffusionPipeline):
         depth_m = torch.zeros_like(cad)
         residual = torch.zeros_like(cad)
         per_stage = [torch.zeros_like(cad) for _ in range(num_run)]
-        for start in range(0, num_frames, batch_size):
-            chunk = slice(start, min(start + batch_size, num_frames))
-            cad_chunk_n = cad_n[chunk].to(dtype)
-            cad_latent = self.codec.encode(cad_chunk_n)  # [b, C, h, w]
-            prev_m = None
-            for k in range(num_run):
-                # 4. DDIM denoising of stage k+1 ------------------------------------------
-                if k == 0:
-                    condition = cad_latent
-                else:
-                    prev_map = previous_stage_map(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)
-                    condition = torch.cat([cad_latent, self.codec.encode(prev_map.to(dtype))], dim=1)  # [b, 2C, h, w]
-                latents = self._denoise(
-                    self.denoisers[k], noise[k][chunk], condition, steps, eta, generator, show_progress_bar
-                )
+        # bf16 autocast on CUDA (precision "auto"): the codec and denoisers compute in bf16, the latents,
+        # the DDIM update and the decoded depth stay fp32. No autocast cache: CUDA graphs capture the casts.
+        amp = self._autocast_dtype(device, dtype)
+        autocast = torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None, cache_enabled=False)
+        with autocast:
+            for start in range(0, num_frames, batch_size):
+                chunk = slice(start, min(start + batch_size, num_frames))
+                cad_chunk_n = cad_n[chunk].to(dtype)
+                cad_latent = self.codec.encode(cad_chunk_n)  # [b, C, h, w]
+                prev_m = None
+                for k in range(num_run):
+                    # 4. DDIM denoising of stage k+1 ------------------------------------------
+                    if k == 0:
+                        condition = cad_latent
+                    else:
+                        prev_map = previous_stage_map(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)
+                        condition = torch.cat(
+                            [cad_latent, self.codec.encode(prev_map.to(dtype))], dim=1
+                        )  # [b, 2C, h, w]
+                    latents = self._denoise(k, noise[k][chunk], condition, steps, eta, generator, show_progress_bar)
 
-                # 5. decode: residual target -> depth = residual / scale + cad_n ---------
-                decoded = self.codec.decode(latents).float()  # [b, 1, S, S]
-                if cfg.target == "residual":
-                    stage_residual = decoded
-                    stage_depth_n = decode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
-                else:
-                    stage_depth_n = decoded
-                    stage_residual = encode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
+                    # 5. decode: residual target -> depth = residual / scale + cad_n ---------
+                    decoded = self.codec.decode(latents).float()  # [b, 1, S, S]
+                    if cfg.target == "residual":
+                        stage_residual = decoded
+                        stage_depth_n = decode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
+                    else:
+                        stage_depth_n = decoded
+                        stage_residual = encode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
 
-                # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0 ----------------------
-                prev_m = torch.where(cad_ok[chunk], denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
-                per_stage[k][chunk] = prev_m[:, 0]
-            depth_m[chunk] = prev_m[:, 0]
-            residual[chunk] = stage_residual[:, 0]
+                    # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0 ----------------------
+                    prev_m = torch.where(cad_ok[chunk], denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
+                    per_stage[k][chunk] = prev_m[:, 0]
+                depth_m[chunk] = prev_m[:, 0]
+                residual[chunk] = stage_residual[:, 0]
 
         def export(x: torch.Tensor):
             return x.cpu().numpy().astype(np.float32) if is_numpy else x.to(out_device)
@@ -346,8 +385,26 @@ class Sim2RealPipeline(DiffusionPipeline):
             stages=[export(s) for s in per_stage] if return_all_stages else None,
         )
 
-    def _denoise(self, denoiser, latents, condition, steps, eta, generator, show_progress_bar) -> torch.Tensor:
-        """DDIM loop of one stage; returns the last x0 prediction [b, C, h, w] (no guidance)."""
+    def _autocast_dtype(self, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+        """bf16 when autocast applies (CUDA and "auto", or "bf16" on any device with fp32 weights), else None."""
+        precision = self.config.get("precision", "auto")
+        if dtype != torch.float32 or precision == "fp32":
+            return None
+        if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+            return torch.bfloat16
+        return None
+
+    def _denoise(self, stage: int, latents, condition, steps, eta, generator, show_progress_bar) -> torch.Tensor:
+        """DDIM loop of one stage; returns the last x0 prediction [b, C, h, w] (no guidance).
+
+        Where it applies (eta 0, x0 prediction, and a CUDA graph on CUDA or `compile`), the static-buffer
+        loop `_denoise_static` runs instead of diffusers' `DDIMScheduler.step`: the same update (tested to
+        1e-5 on CPU), with no per-step host work."""
+        denoiser = self.denoisers[stage]
+        capture = bool(self.config.get("cuda_graph", False)) and latents.device.type == "cuda"
+        fast = capture or bool(self.config.get("compile", False))
+        if fast and eta == 0 and self.scheduler.config.prediction_type == "sample" and not show_progress_bar:
+            return self._denoise_static(stage, latents, condition, steps, capture=capture)
         scheduler = self.scheduler
         scheduler.set_timesteps(steps, device=latents.device)
         x0 = latents
@@ -361,6 +418,89 @@ class Sim2RealPipeline(DiffusionPipeline):
         # The last step's prev_sample sits at alphas_cumprod[0] < 1 (set_alpha_to_one False): it is
         # x0 slightly shrunk and re-noised. The clean estimate is the last x0 prediction.
         return x0
+
+    def _denoise_static(self, stage: int, latents, condition, steps: int, capture: bool = False) -> torch.Tensor:
+        """The DDIM loop (eta 0, x0 prediction) on static buffers: x and x0 fp32 [b, C, h, w]; with
+        `capture`, each step (denoiser + update) is one CUDA graph replayed `steps` times."""
+        scheduler = self.scheduler
+        scheduler.set_timesteps(steps, device=latents.device)
+        coefs = ddim_coefficients(scheduler, steps).to(latents.device)  # [steps, 2]
+        key = (
+            stage,
+            tuple(latents.shape),
+            tuple(condition.shape),
+            condition.dtype,
+            torch.is_autocast_enabled(),
+            capture,
+        )
+        step = self._fast_steps.get(key)
+        if step is None:
+            denoiser = self.denoisers[stage]
+            if self.config.get("compile", False):
+                if id(denoiser) not in self._compiled:
+                    self._compiled[id(denoiser)] = torch.compile(denoiser)
+                denoiser = self._compiled[id(denoiser)]
+            step = self._fast_steps[key] = _StaticDDIMStep(denoiser, latents, condition, capture)
+        step.x.copy_(latents)
+        step.cond.copy_(condition)
+        for i in range(steps):
+            step.t.copy_(scheduler.timesteps[i].expand(step.t.shape[0]))
+            step.coef.copy_(coefs[i])
+            step.run()
+        return step.x0.clone()  # out of the static buffer: the next call overwrites it
+
+
+def ddim_coefficients(scheduler: DDIMScheduler, steps: int) -> torch.Tensor:
+    """[steps, 2] fp32 (c_x, c_x0) of the DDIM update (eta 0, x0 prediction) at each of `scheduler.timesteps`
+    (after `set_timesteps(steps)`), as in `DDIMScheduler.step`: with a = alphas_cumprod,
+    x_prev = sqrt(1 - a_prev) / sqrt(1 - a_t) * x_t + (sqrt(a_prev) - sqrt(a_t) * c_x) * x0."""
+    ac = scheduler.alphas_cumprod.double()
+    ratio = scheduler.config.num_train_timesteps // steps
+    rows = []
+    for t in scheduler.timesteps.tolist():
+        a_t = float(ac[t])
+        a_prev = float(ac[t - ratio]) if t - ratio >= 0 else float(scheduler.final_alpha_cumprod)
+        c_x = math.sqrt(1 - a_prev) / math.sqrt(1 - a_t)
+        rows.append([c_x, math.sqrt(a_prev) - math.sqrt(a_t) * c_x])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+class _StaticDDIMStep:
+    """One DDIM step (denoiser forward + update) on static buffers for one (stage, shape); with `capture`
+    (CUDA) recorded once as a CUDA graph. Captured under the caller's autocast state. Why one graph for the
+    whole step: `torch.compile(mode="reduce-overhead")` on the denoiser alone breaks, because the ControlNet's
+    outputs live in graph-owned memory that the UNet's replay overwrites."""
+
+    def __init__(self, forward, latents: torch.Tensor, condition: torch.Tensor, capture: bool):
+        self.forward = forward
+        self.x = torch.empty(latents.shape, device=latents.device, dtype=torch.float32)  # x_t [b, C, h, w]
+        self.x0 = torch.empty_like(self.x)  # last x0 prediction
+        self.cond = torch.empty_like(condition)
+        self.t = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.long)  # [b]
+        self.coef = torch.zeros(2, device=latents.device, dtype=torch.float32)
+        self.graph = None
+        if capture:
+            self.x.normal_(), self.cond.normal_(), self.t.fill_(500), self.coef.fill_(0.5)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up (cuDNN choice, compile) outside the capture
+                    self.body()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.body()
+
+    def body(self) -> None:
+        x0 = self.forward(self.x.to(self.cond.dtype), self.t, self.cond).float()  # prediction_type "sample": x0
+        self.x0.copy_(x0)
+        self.x.copy_(self.coef[0] * self.x + self.coef[1] * x0)
+
+    def run(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.body()
 
 
 def _as_depth_batch(cad_depth) -> torch.Tensor:

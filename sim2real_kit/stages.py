@@ -13,6 +13,7 @@ artifacts beside its config, and resumes where it stopped. The CLI and the noteb
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from sim2real_kit.camera import Camera
 from sim2real_kit.config import Config, load_config, save_run_config
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.depth import read_depth_png, write_depth_png
-from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
+from sim2real_kit.errors import ConfigError, LayoutError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_write_json
 
 SAMPLES_CAMERA = "camera.json"
@@ -161,6 +162,7 @@ def train_stage1(
     cfg = run_config(run_dir, preset, config_file, overrides)
     torch.manual_seed(cfg.seed)
     layout = prepare_data(run_dir, cfg, progress=progress)
+    resolve_target_scale(cfg, layout)
     save_run_config(run_dir, cfg, dataset_root=layout.root, command=sys.argv)
     # only the maps the loss reads: a third less work per item and half the worker -> main transfer
     train_ds = PairedDepthDataset.from_config(cfg, layout, "train", train=True, keys=("cad_n", "target", "mask"))
@@ -174,7 +176,50 @@ def train_stage1(
     )  # fmt: skip
     summary = trainer.fit()
     _save_stage_pipeline(cfg, trainer, codec, previous=[], out=stage_dir(run_dir, 1) / "pipeline")
-    return summary
+    return {**summary, "residual_scale": cfg.model.residual_scale}
+
+
+def target_std(cfg: Config, layout: DepthLayout, max_frames: int = 256) -> float:
+    """Std of the unscaled Stage-I target (real_n - cad_n) over the loss-weighted pixels of up to
+    `max_frames` train frames, spread evenly over the split (eval crop, so deterministic)."""
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("target", "mask"))
+    ds.residual_scale = 1.0
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_frames)).round().astype(int))
+    total = count = total_sq = 0.0
+    for i in picks:
+        item = ds[int(i)]
+        t = item["target"][item["mask"] > 0].double()
+        total, total_sq, count = total + float(t.sum()), total_sq + float((t * t).sum()), count + t.numel()
+    if count == 0:
+        raise LayoutError(
+            "no loss-weighted pixel in the sampled train frames: cannot set the target scale", layout.root
+        )
+    mean = total / count
+    return math.sqrt(max(total_sq / count - mean * mean, 0.0))
+
+
+def resolve_target_scale(cfg: Config, layout: DepthLayout) -> float | None:
+    """Scale the Stage-I residual target to the noise of the schedule (kit extension).
+
+    The release multiplies the normalised residual by 0.5, which suits SD's latent space. In pixel
+    space the residual of a real sensor is tiny (std ~0.008 at scale 0.5 on the procedural world): far
+    below the noise even at t = 1 (sqrt(1 - alpha_bar) = 0.04), so x_t carries no information about x0
+    and the denoiser degenerates into a regressor of E[residual | CAD] (docs/results_gpu.md). With
+    `model.target_std > 0` the scale becomes target_std / std(real_n - cad_n) over the train split,
+    written into `cfg.model.residual_scale` (saved with the run and the pipeline; decoding divides by
+    the same value). Returns the new scale, or None when off or the target is not a residual."""
+    m = cfg.model
+    if m.target_std <= 0 or m.target != "residual":
+        return None
+    std = target_std(cfg, layout)
+    if not std > 1e-6:
+        raise ConfigError(
+            f"model.target_std: real and CAD depth agree on the train split of {layout.root} (std {std:g})"
+        )
+    m.residual_scale = float(m.target_std / std)
+    return m.residual_scale
 
 
 def _save_stage_pipeline(cfg, trainer, codec, previous: list, out: Path) -> None:
@@ -662,8 +707,9 @@ def dataset_summary(layout: DepthLayout, max_frames: int = 64) -> dict:
 
 def realism_metrics(samples: SampleSet, stage: int, edge_threshold_m: float = 0.05) -> dict:
     """Depth realism of stage `stage` on a sample set: residual W1 (mm) of generated vs real and of
-    clean CAD vs real, hole rates (overall, at CAD depth edges, on flat areas) of generated and real."""
-    from sim2real_kit.metrics import depth_edges, hole_rates, residual_w1
+    clean CAD vs real, the residuals' std and 99th percentile of |residual| (mm; a regressor of the mean
+    residual is too smooth), hole rates (overall, at CAD depth edges, on flat areas) of generated and real."""
+    from sim2real_kit.metrics import depth_edges, hole_rates, residual_w1, residuals
 
     sim = samples.sims[stage]
     edges = depth_edges(samples.cad, edge_threshold_m, 1)
@@ -675,6 +721,11 @@ def realism_metrics(samples: SampleSet, stage: int, edge_threshold_m: float = 0.
         "frames": len(samples.refs),
         "w1_mm": 1000 * residual_w1(samples.cad, sim, samples.real),
         "w1_cad_mm": 1000 * residual_w1(samples.cad, samples.cad, samples.real),
+        **{
+            f"residual_{stat}{suffix}_mm": 1000 * float(fn(residuals(samples.cad, depth)))
+            for suffix, depth in (("", sim), ("_real", samples.real))
+            for stat, fn in (("std", np.std), ("p99", lambda r: np.percentile(np.abs(r), 99)))
+        },
         "hole_rate": h_sim["all"],
         "hole_rate_edge": h_sim["edge"],
         "hole_rate_flat": h_sim["flat"],

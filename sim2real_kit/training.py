@@ -270,6 +270,10 @@ class Trainer:
         }
         self._last_lr = self.schedulers[next(iter(self.groups))].get_last_lr()[0]
         if getattr(cfg, "compile", False) and self.device.type == "cuda":
+            import torch._inductor.config as inductor_config
+
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution once
+            inductor_config.conv_1x1_as_mm = True  # 1x1 convolutions (attention projections) as matmuls
             self.forward_model = torch.compile(self.forward_model)
         self.ema = None
         if cfg.ema:

@@ -240,3 +240,54 @@ def test_bad_cad_depth_raises_depth_format_error(pipe, bad, match):
 def test_camera_of_another_size_is_refused(pipe):
     with pytest.raises(DepthFormatError, match="camera is 256x192"):
         pipe(cad_frames(), camera=Camera.lasa())
+
+
+# ---------------------------------------------------------------------- sampling speed options
+def test_static_ddim_loop_equals_diffusers_step(pipe):
+    """The static-buffer loop behind the CUDA graph / compile options is DDIMScheduler.step (eta 0, x0)."""
+    g = torch.Generator().manual_seed(3)
+    cad_n = normalize_depth(torch.from_numpy(cad_frames(2, SIZE, SIZE)))[:, None]
+    condition = pipe.codec.encode(cad_n)
+    for stage, steps in ((0, 4), (0, 7), (1, 5)):
+        if stage == 1:
+            condition = torch.cat([condition[:, :1], condition[:, :1] * 0.5], dim=1)
+        latents = torch.randn(2, 1, SIZE, SIZE, generator=g)
+        reference = pipe._denoise(stage, latents, condition, steps, 0.0, None, False)  # diffusers' loop on CPU
+        static = pipe._denoise_static(stage, latents, condition, steps)
+        assert static.shape == reference.shape and not torch.equal(static, latents)
+        torch.testing.assert_close(static, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_precision_is_autocast_with_fp32_output(pipe):
+    cad = cad_frames()
+    fp32 = run(pipe, cad, 5)
+    try:
+        pipe.set_sampling(precision="bf16")
+        assert pipe.config.precision == "bf16" and pipe.dtype == torch.float32  # weights stay fp32
+        bf16 = run(pipe, cad, 5)
+    finally:
+        pipe.set_sampling(precision="auto")
+    assert bf16.depth.dtype == np.float32 and np.all(bf16.depth[bf16.cad == 0] == 0)
+    diff = np.linalg.norm(bf16.residual - fp32.residual) / np.linalg.norm(fp32.residual)
+    assert 0 < diff < 0.1  # autocast really ran (not bit-identical), and stays close to fp32
+    np.testing.assert_array_equal(run(pipe, cad, 5).depth, fp32.depth)  # "auto" on CPU = fp32 again
+    with pytest.raises(ConfigError, match="sampling.precision"):
+        pipe.set_sampling(precision="fp16")
+
+
+def test_sampling_options_come_from_config_and_survive_save_load(tmp_path):
+    pipe = make_pipeline(["sampling.precision=fp32", "sampling.cuda_graph=false", "sampling.compile=true"], stages=1)
+    assert (pipe.config.precision, pipe.config.cuda_graph, pipe.config.compile) == ("fp32", False, True)
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = Sim2RealPipeline.from_pretrained(tmp_path / "p")
+    assert (loaded.config.precision, loaded.config.cuda_graph, loaded.config.compile) == ("fp32", False, True)
+    # a pipeline saved before these options existed loads with the defaults
+    index_path = tmp_path / "p" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    for key in ("precision", "cuda_graph", "compile"):
+        del index[key]
+    index_path.write_text(json.dumps(index))
+    old = Sim2RealPipeline.from_pretrained(tmp_path / "p")
+    assert (old.config.precision, old.config.cuda_graph, old.config.compile) == ("auto", True, False)
+    with pytest.raises(ConfigError, match="sampling.precision"):
+        tiny_cfg(["sampling.precision=half"])

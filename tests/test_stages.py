@@ -149,3 +149,38 @@ def test_simulate_meshes_and_trajectory(tmp_path, one_thread):
     assert len(list((out / "points" / "box").glob("*.ply"))) == 3
     assert (out / "meshes" / "box" / "simulated.ply").is_file()
     assert main([*args, "--out", str(tmp_path / "x")]) == 2  # no trajectory: a clear error
+
+
+def test_target_std_sets_the_residual_scale(run_dir, plane_layout):
+    """model.target_std: the train split's target, scaled, has exactly that std (on the pixels the loss uses)."""
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    cfg = stages.run_config(run_dir, overrides=["model.target_std=0.5"], save=False)
+    scale = stages.resolve_target_scale(cfg, plane_layout)
+    assert scale == cfg.model.residual_scale and scale > 0.5  # the planes' 1 cm noise is tiny in log units
+    ds = PairedDepthDataset.from_config(cfg, plane_layout, "train", train=False)
+    items = [ds[i] for i in range(len(ds))]
+    target = torch.cat([it["target"][it["mask"] > 0] for it in items])
+    assert float(target.std(unbiased=False)) == pytest.approx(0.5, rel=1e-4)
+    # off (0) or a direct target: the configured scale stays
+    off = stages.run_config(run_dir, save=False)
+    assert stages.resolve_target_scale(off, plane_layout) is None and off.model.residual_scale == 0.5
+    direct = stages.run_config(run_dir, overrides=["model.target_std=0.5", "model.target=direct"], save=False)
+    assert stages.resolve_target_scale(direct, plane_layout) is None
+    with pytest.raises(ConfigError, match="target_std"):
+        stages.run_config(run_dir, overrides=["model.target_std=-1"], save=False)
+
+
+def test_train_stage1_saves_the_resolved_scale(run_dir):
+    import json
+
+    from sim2real_kit.config import Config
+
+    summary = stages.train_stage1(
+        run_dir, overrides=["model.target_std=0.5", "train.steps=2", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2"],
+        progress=False,
+    )  # fmt: skip
+    saved = Config.from_yaml(run_dir / "config.yaml").model
+    index = json.loads((run_dir / "stage1" / "pipeline" / "model_index.json").read_text())
+    assert saved.target_std == 0.5 and saved.residual_scale == pytest.approx(summary["residual_scale"])
+    assert index["residual_scale"] == pytest.approx(summary["residual_scale"]) and summary["residual_scale"] > 0.5

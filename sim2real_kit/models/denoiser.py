@@ -498,8 +498,10 @@ def diffusion_loss(
     only moves emphasis between regions (flagged : other = lambda : omega = 3 : 1) without changing
     the effective learning rate from batch to batch, and zero-weight pixels neither count nor
     dilute the mean. Per-sample values are normalised by each sample's own weight sum."""
-    latents = codec.encode(target_n)  # [B, C, h, w]
-    condition = torch.cat([codec.encode(m) for m in condition_maps], dim=1)  # [B, k*C, h, w]
+    # one batched encode of target and condition maps (one VAE call per step instead of 1 + k)
+    encoded = codec.encode(torch.cat([target_n, *condition_maps], dim=0)).split(target_n.shape[0], dim=0)
+    latents = encoded[0]  # [B, C, h, w]
+    condition = torch.cat(encoded[1:], dim=1)  # [B, k*C, h, w]
     batch = latents.shape[0]
     gen_device = generator.device if generator is not None else latents.device
     timesteps = torch.randint(
