@@ -9,6 +9,7 @@
     sim2real train --stage 2 --run runs/x
     sim2real simulate --pipeline runs/x --cad DIR --out DIR
     sim2real evaluate --run runs/x --out runs/x/benchmark
+    sim2real evaluate-real --run runs/x [--sample data/ycbv_sample] [--holdout mug] [--steps N] [--seeds N]
     sim2real notebooks --preset tiny --out runs/demo [key=value ...]
     sim2real ablate configs/ablations/paper.yaml --out runs/ablate [--jobs N]
 
@@ -119,6 +120,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_real(args) -> int:
+    from sim2real_kit import real_sample
+
+    result = real_sample.evaluate_real_sample(
+        args.run, args.sample, out=args.out, holdout=args.holdout, steps=args.steps, seeds=args.seeds,
+        stage1=not args.no_stage1, quick=args.quick, overrides=args.overrides,
+    )  # fmt: skip
+    print(result.markdown())
+    print(f"wrote {result.out_dir} ({result.seconds:.0f} s)")
+    return 0
+
+
 def cmd_notebooks(args) -> int:
     from sim2real_kit import runner
 
@@ -199,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("evaluate-real", help="physical baselines and a few-shot Stage-I on the real sample")
+    p.add_argument("--run", required=True, help="run folder (its config.yaml, else the tiny preset)")
+    p.add_argument("--sample", default="data/ycbv_sample", help="YCB-Video folder (default: the shipped sample)")
+    p.add_argument("--out", default=None, help="default RUN/benchmark/real_sample")
+    p.add_argument("--holdout", default=None, help="object held out of Stage-I: class id or name (default: largest)")
+    p.add_argument("--steps", type=int, default=None, help="Stage-I steps (default: train.steps)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per stochastic simulator (default: benchmark.seeds)")
+    p.add_argument("--no-stage1", action="store_true", help="physical baselines only")
+    p.add_argument("--quick", action="store_true", help="CI sizes")
+    p.add_argument("overrides", nargs="*", help="key.sub=value")
+    p.set_defaults(func=cmd_evaluate_real)
 
     p = sub.add_parser("notebooks", help="run the notebook sequence headless with papermill")
     p.add_argument("--preset", default="tiny")

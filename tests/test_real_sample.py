@@ -1,0 +1,227 @@
+"""The real-sensor track (`sim2real_kit.real_sample`) on the shipped YCB-Video sample: import once per
+module into a tmp run folder, physical baselines against the real sensor on object pixels, the held-out
+object really out of Stage-I's loss, a few training steps, the whole evaluation at toy sizes, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MODEL
+from scipy.ndimage import binary_dilation
+
+from sim2real_kit import real_sample as rs
+from sim2real_kit.config import load_config
+from sim2real_kit.data.convert import REPORT_NAME
+from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
+
+pytest.importorskip("open3d")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIZE = 16  # crop / tile side of the toy model (px)
+TOY = [*TINY_MODEL, f"data.size={SIZE}", "train.batch_size=4", "train.log_every=5", "train.ckpt_every=1000",
+       "sampling.steps=2", "sampling.batch_size=64"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run folder holding the imported sample (imported once for the module)."""
+    run_dir = tmp_path_factory.mktemp("real_run")
+    rs.import_real_sample(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def frames(run):
+    return rs.load_frames(rs.import_real_sample(run))
+
+
+@pytest.fixture(scope="module")
+def toy_cfg():
+    return load_config("tiny", None, TOY)
+
+
+# ---------------------------------------------------------------------- import
+def test_import_is_reused_and_repaired(run, tmp_path):
+    data = rs.sample_dir(run) / "data"
+    stamp = (data / "dataset.yaml").stat().st_mtime_ns
+    lay = rs.import_real_sample(run)
+    assert (data / "dataset.yaml").stat().st_mtime_ns == stamp  # complete import: reused as is
+    assert lay.depth_unit_m == pytest.approx(1e-4) and len(lay.frames("train")) + len(lay.frames("val")) == 5
+    # an incomplete import (no report) of another run is imported again
+    broken = tmp_path / "run2"
+    rs.import_real_sample(broken)
+    (rs.sample_dir(broken) / "data" / REPORT_NAME).unlink()
+    rs.import_real_sample(broken)
+    assert (rs.sample_dir(broken) / "data" / REPORT_NAME).is_file()
+
+
+def test_sample_path_resolves_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # papermill runs notebooks in notebooks/: the default still finds the sample
+    assert (rs.resolve_sample() / "image_sets" / "classes.txt").is_file()
+    with pytest.raises(MissingArtifactError, match="no_such_sample"):
+        rs.resolve_sample("no_such_sample")
+
+
+# ---------------------------------------------------------------------- the real sensor and the baselines
+def test_sample_summary_numbers(frames):
+    s = rs.sample_summary(frames)
+    assert s["frames"] == 5 and s["object_px"] > 250_000
+    assert 0.5 < s["median_abs_mm"] < 2.0  # the importer's CAD fits the Xtion to ~0.9 mm
+    assert s["hole_rate_edge"] > 3 * s["hole_rate_flat"] > 0  # the sensor loses data at silhouettes
+    assert s["residual_mean_abs_edge_mm"] > 2 * s["residual_mean_abs_flat_mm"]
+    assert 1.0 < s["w1_cad_vs_real_mm"] < 3.0
+
+
+def test_physical_baseline_statistics(frames, toy_cfg):
+    region = rs._Region.of(frames, frames.object_mask(), 0.05, 1)
+    sims = rs.baseline_simulators(toy_cfg)
+    assert set(sims) == {"cad", "random", "physical", "physical_redwood"}
+    rows = {
+        name: rs.region_metrics(sim.from_cad(frames.cad, frames.camera, 0), region)[0] for name, sim in sims.items()
+    }
+    real, _ = rs.region_metrics(frames.real, region)
+    assert real["w1_mm"] == 0.0 and real["hole_gap_pct"] == 0.0  # the real sensor against itself
+    assert all(r["w1_mm"] > 0 for r in rows.values())
+    # W1 of a point mass at 0 to a distribution = its mean |value|: clean CAD's W1 = the real mean |residual|
+    assert rows["cad"]["w1_mm"] == pytest.approx(real["abs_mean_mm"], rel=1e-6)
+    assert rows["cad"]["hole_all_pct"] == 0.0 and rows["cad"]["abs_p90_mm"] == 0.0
+    # Kinect v1 noise (a PrimeSense sensor like the Xtion) is nearer the Xtion than 1 cm Gaussian noise
+    assert rows["physical"]["w1_mm"] < rows["random"]["w1_mm"]
+    assert 5.0 < rows["random"]["res_std_mm"] < 15.0  # 1 cm sigma, minus the clipped tails
+    assert rows["physical"]["hole_edge_pct"] > rows["physical"]["hole_flat_pct"]  # lateral noise at silhouettes
+
+
+# ---------------------------------------------------------------------- held-out object
+def test_heldout_pixels_never_reach_the_loss(frames, toy_cfg):
+    from sim2real_kit.stages import _loss_fn, _StageModel, build_stage
+
+    held = rs.resolve_holdout(frames, "mug")
+    ds = rs.heldout_dataset(frames, toy_cfg, held)
+    f = 0
+    near_loss = binary_dilation(ds.maps[f, 5] > 0, iterations=SIZE // 4)
+    ys, xs = np.nonzero(frames.object_mask(held)[f] & near_loss)  # mug pixels beside another object's
+    top, left = int(ys[len(ys) // 2]) - SIZE // 2, int(xs[len(xs) // 2]) - SIZE // 2  # a window across the border
+    item = ds.crop(f, left, top)
+    assert 0 < item["heldout"].mean() < 1 and (item["mask"] > 0).any()
+    assert not (item["mask"][item["heldout"] > 0] > 0).any()  # weight 0 on every held-out pixel
+    assert (item["target"][item["heldout"] > 0] == 0).all()  # CAD-only maps there: zero residual
+    # no training item comes from the real depth of the held-out object
+    changed = rs.RealFrames(**{**frames.__dict__, "real": np.where(frames.instance == held, 0.3, frames.real)})
+    other = rs.HeldOutCrops(changed, _encoder(frames, toy_cfg), held, SIZE, seed=toy_cfg.seed)
+    assert np.array_equal(other.maps, rs.HeldOutCrops(frames, _encoder(frames, toy_cfg), held, SIZE).maps)
+    # the Stage-I loss of a batch ignores the held-out pixels. A pixel-local denoiser, because a UNet
+    # spreads the noisy input x_t (which holds the target at every pixel) to the loss pixels around: that
+    # is why the held-out target is the CAD-only zero residual above, not the real one under weight 0
+    batch = {k: torch.stack([ds.crop(f, left, top)[k], ds[1][k]]) for k in ("cad_n", "target", "mask", "heldout")}
+    codec, _, scheduler = build_stage(toy_cfg, cond_maps=1)
+    model, loss_fn = _StageModel(codec, _PixelLocal()), _loss_fn(scheduler, use_prev=False, reweight=False)
+    with torch.no_grad():
+        base = loss_fn(model, batch, torch.Generator().manual_seed(3))
+        same = loss_fn(model, {**batch, "target": batch["target"] + batch["heldout"]}, torch.Generator().manual_seed(3))
+        seen = loss_fn(model, {**batch, "target": batch["target"] + (1 - batch["heldout"])},
+                       torch.Generator().manual_seed(3))  # fmt: skip
+    assert float(same) == pytest.approx(float(base), rel=1e-6)
+    assert float(seen) > float(base) + 0.1  # the same change on loss pixels does count
+
+
+class _PixelLocal(torch.nn.Module):
+    """A denoiser whose output at a pixel depends on that pixel only."""
+
+    def forward(self, noisy, timesteps, condition):
+        return 0.5 * noisy + 0.1 * condition
+
+
+def _encoder(frames, cfg):
+    from sim2real_kit.data.dataset import PairedDepthDataset
+    from sim2real_kit.data.layout import DepthLayout
+
+    return PairedDepthDataset.from_config(cfg, DepthLayout(frames.root), "train", train=False)
+
+
+def test_crops_are_centred_on_loss_pixels(frames, toy_cfg):
+    ds = rs.heldout_dataset(frames, toy_cfg, 21)
+    for i in range(20):
+        f, left, top, size = ds.box(i)
+        assert 0 <= left <= 640 - size and 0 <= top <= 480 - size
+        assert ds[i]["mask"].sum() > 0
+    boxes = [ds.box(i) for i in range(8)]
+    ds.set_epoch(1)
+    assert [ds.box(i) for i in range(8)] != boxes  # a new epoch draws new crops
+    ds.set_epoch(0)
+    assert [ds.box(i) for i in range(8)] == boxes  # (seed, epoch, index) decide: resumable
+
+
+def test_target_std_sets_the_residual_scale(frames):
+    if not hasattr(load_config("tiny").model, "target_std"):
+        pytest.skip("config has no model.target_std")
+    cfg = load_config("tiny", None, [*TOY, "model.target_std=0.5"])
+    ds = rs.heldout_dataset(frames, cfg, 21)
+    assert cfg.model.residual_scale == pytest.approx(ds.residual_scale) and ds.residual_scale > 10
+    t = ds.maps[:, 4][ds.maps[:, 5] > 0]
+    assert float(t.std()) == pytest.approx(0.5, rel=1e-3)
+
+
+def test_few_steps_lower_the_loss_and_are_reused(frames, toy_cfg, tmp_path):
+    cfg = load_config("tiny", None, [*TOY, "train.lr=0.002"])
+    pipe, summary = rs.train_heldout_stage1(frames, cfg, 14, tmp_path / "s1", steps=30)
+    losses = np.genfromtxt(tmp_path / "s1" / "losses.csv", delimiter=",", names=True)["loss"]
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
+    assert not summary["reused"]
+    _, again = rs.train_heldout_stage1(frames, cfg, 14, tmp_path / "s1", steps=30)
+    assert again["reused"]  # same settings: loaded, not retrained
+    held = frames.object_mask(14)
+    depth = rs.simulate_tiles(pipe, frames, held & (np.arange(5) == 0)[:, None, None], seed=0)
+    assert depth.shape == frames.cad.shape and (depth[0][held[0]] > 0).mean() > 0.9
+    assert not depth[1:].any()  # only frame 0 was asked for
+
+
+def test_tile_boxes_cover_the_region():
+    region = np.zeros((48, 40), bool)
+    region[5, 3] = region[47, 39] = True
+    boxes = rs.tile_boxes(region, 16)
+    assert boxes == [(0, 0), (24, 32)]  # the last column / row of tiles ends at the frame's border
+
+
+# ---------------------------------------------------------------------- the whole section
+def test_evaluate_real_sample_writes_the_table(run):
+    result = rs.evaluate_real_sample(run, holdout="mug", steps=4, seeds=1, quick=True, overrides=TOY, progress=False)
+    for name in ("results.csv", "results.md", "summary.json", "figures/w1_heldout.png", "figures/heldout_panels.png"):
+        assert result.paths[name].is_file(), name
+    assert {(e["region"], e["simulator"]) for e in result.table} >= {
+        ("objects", "physical"), ("heldout", "stage1"), ("heldout", "real"), ("heldout", "cad")
+    }  # fmt: skip
+    for region in ("objects", "heldout", "seen"):
+        assert result.row(region, "real")["w1_mm"] == 0.0
+    assert math.isfinite(result.row("heldout", "stage1")["w1_mm"])
+    summary = json.loads(result.paths["summary.json"].read_text())
+    assert summary["holdout"]["name"] == "025_mug" and summary["stage1"]["steps"] == 4
+    assert summary["w1_mm"]["objects"]["cad"] > summary["w1_mm"]["objects"]["real"] == 0
+    assert "025_mug" in result.markdown() and "Few-shot" in result.markdown()
+
+
+def test_bad_holdout_is_named(frames, run):
+    with pytest.raises(ConfigError, match=r"held-out object 99 .*8 \(009_gelatin_box\)"):
+        rs.resolve_holdout(frames, 99)
+    with pytest.raises(Sim2RealError, match="'banana'"):
+        rs.evaluate_real_sample(run, holdout="banana", steps=1, seeds=1, quick=True, overrides=TOY, progress=False)
+    assert rs.resolve_holdout(frames, "025_mug") == rs.resolve_holdout(frames, "mug") == 14
+    assert rs.resolve_holdout(frames) == 21  # default: the object with the most pixels (foam brick)
+
+
+def test_bad_sample_folder_is_named(tmp_path):
+    empty = tmp_path / "not_ycbv"
+    empty.mkdir()
+    with pytest.raises(MissingArtifactError, match="not_ycbv"):
+        rs.import_real_sample(tmp_path / "run", src=os.fspath(empty))
+
+
+def test_cli_names_a_bad_holdout(run, capsys):
+    from sim2real_kit.cli import main
+
+    assert main(["evaluate-real", "--run", str(run), "--holdout", "banana", "--no-stage1"]) == 2
+    assert "'banana'" in capsys.readouterr().err
