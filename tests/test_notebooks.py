@@ -44,6 +44,13 @@ def test_01_data(quick_run):
     # the residual is spatially variant: larger and holier at CAD depth edges than on flat areas
     assert m["residual_mean_abs_edge_mm"] > 2 * m["residual_mean_abs_flat_mm"]
     assert m["hole_rate_edge"] > 2 * m["hole_rate_flat"]
+    # the real-sensor track: the shipped YCB-Video sample (Asus Xtion), object pixels only
+    r = m["real_sample"]
+    assert r["frames"] == 5 and r["object_px"] > 250_000
+    assert 0.5 < r["median_abs_mm"] < 2.0  # CAD fits the Xtion to ~0.9 mm on the objects
+    assert r["hole_rate_edge"] > 3 * r["hole_rate_flat"]  # it loses data beside silhouettes
+    assert r["residual_mean_abs_flat_mm"] < m["residual_mean_abs_flat_mm"]  # mm on objects vs cm in rooms
+    assert (quick_run / "real_sample" / "data" / "import_report.csv").is_file()
 
 
 @pytest.mark.notebook
@@ -78,6 +85,14 @@ def test_05_benchmark(quick_run):
     assert {"cad", "random", "physical", "stage1", "stage2", "real"} <= sims
     assert (quick_run / "benchmark" / "results.md").is_file()
     assert (quick_run / "benchmark" / "results.csv").is_file()
+    # real sample: physical baselines and the few-shot Stage-I against the Xtion
+    r = m["real_sample"]
+    w1 = r["w1_mm"]
+    assert all(w1[region]["real"] == 0 for region in ("objects", "heldout", "seen"))
+    assert 0 < w1["objects"]["physical"] < w1["objects"]["random"]  # Kinect v1 noise is near the Xtion's
+    assert w1["objects"]["cad"] > 0 and math.isfinite(w1["heldout"]["stage1"])
+    assert r["holdout"]["pixels"] > 0 and r["stage1"]["steps"] > 0
+    assert (quick_run / "benchmark" / "real_sample" / "results.md").is_file()
 
 
 @pytest.mark.notebook
