@@ -163,8 +163,10 @@ def test_target_std_sets_the_residual_scale(run_dir, plane_layout):
     target = torch.cat([it["target"][it["mask"] > 0] for it in items])
     assert float(target.std(unbiased=False)) == pytest.approx(0.5, rel=1e-4)
     # off (0) or a direct target: the configured scale stays
-    off = stages.run_config(run_dir, save=False)
+    off = stages.run_config(run_dir, overrides=["model.target_std=0"], save=False)
     assert stages.resolve_target_scale(off, plane_layout) is None and off.model.residual_scale == 0.5
+    # the pixel presets turn it on (configs/tiny.yaml: model.target_std 0.5)
+    assert stages.run_config(run_dir, save=False).model.target_std == 0.5
     direct = stages.run_config(run_dir, overrides=["model.target_std=0.5", "model.target=direct"], save=False)
     assert stages.resolve_target_scale(direct, plane_layout) is None
     with pytest.raises(ConfigError, match="target_std"):
