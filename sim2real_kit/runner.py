@@ -432,6 +432,8 @@ def _execute_one(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from sim2real_kit._kernel import SteadyKernelManager
+
     start = time.monotonic()
     current: dict = {}  # the cell nbclient is running (for timeout reports)
 
@@ -457,6 +459,7 @@ def _execute_one(
                 cwd=str(path.parent),  # as if opened in Jupyter next to the notebook
                 timeout_func=cell_timeout,
                 extra_arguments=_KERNEL_ARGS,
+                kernel_manager_class=SteadyKernelManager,  # a missed socket wake-up costs 0.5 s, not the run
             )
     except PapermillExecutionError as err:
         raise _failure_from_papermill(err, path.stem, executed, injected_index) from None

@@ -27,8 +27,8 @@ def test_sequence_is_complete():
 def quick_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("quick_run")
     names = [p.stem for p in NOTEBOOKS if p.stem != "06_ablations"]
-    # a cell limit turns a wedged kernel (no reply, nothing running) into a failure naming the cell
-    # instead of a CI job that waits until it is killed; the slowest quick cell takes ~1 min here
+    # backstop for a wedged kernel connection (see sim2real_kit/_kernel.py): a failure naming the cell
+    # instead of a CI job that waits until it is killed; the slowest quick cell takes ~20 s here
     report = run_notebooks(
         run_dir, notebooks=names, parameters={"quick": True, "seed": 0}, progress=True, index=True, cell_timeout_s=600
     )
