@@ -31,8 +31,8 @@ class SteadyChannel(AsyncZMQSocketChannel):
         assert self.socket is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = POLL_SLICE_S if deadline is None else max(0.0, deadline - time.monotonic())
-            if await self.socket.poll(int(min(left, POLL_SLICE_S) * 1000)):
+            step = POLL_SLICE_S if deadline is None else min(POLL_SLICE_S, max(0.0, deadline - time.monotonic()))
+            if await self.socket.poll(int(step * 1000)):
                 return await self._recv()
             if deadline is not None and time.monotonic() >= deadline:
                 raise Empty

@@ -10,6 +10,9 @@ import pytest
 from sim2real_kit.data.layout import validate
 from sim2real_kit.runner import check_notebook, default_notebooks, run_notebooks, write_index
 
+# per-cell limit, a backstop for a wedged kernel connection (see sim2real_kit/_kernel.py): a failure
+# naming the cell instead of a CI job that waits until it is killed; the slowest quick cell takes ~20 s
+CELL_LIMIT_S = 600
 NOTEBOOKS = sorted(Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -27,10 +30,13 @@ def test_sequence_is_complete():
 def quick_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("quick_run")
     names = [p.stem for p in NOTEBOOKS if p.stem != "06_ablations"]
-    # backstop for a wedged kernel connection (see sim2real_kit/_kernel.py): a failure naming the cell
-    # instead of a CI job that waits until it is killed; the slowest quick cell takes ~20 s here
     report = run_notebooks(
-        run_dir, notebooks=names, parameters={"quick": True, "seed": 0}, progress=True, index=True, cell_timeout_s=600
+        run_dir,
+        notebooks=names,
+        parameters={"quick": True, "seed": 0},
+        progress=True,
+        index=True,
+        cell_timeout_s=CELL_LIMIT_S,
     )
     assert report.ok
     return run_dir
@@ -115,7 +121,7 @@ def test_06_ablations_ci_grid(quick_run):
         notebooks=["06_ablations"],
         parameters={"quick": True},
         per_notebook={"06_ablations": {"grid": "ci"}},
-        cell_timeout_s=600,
+        cell_timeout_s=CELL_LIMIT_S,
     )
     assert report.ok
     m = _metrics(quick_run, "06_ablations")
