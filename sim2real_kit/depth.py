@@ -106,12 +106,11 @@ def write_depth_png(path: str | Path, depth_m, unit_m: float = MM) -> None:
 
 # ---------------------------------------------------------------------- masks and normalisation
 def valid_mask(cad, real=None, max_diff: float = MAX_DIFF_M):
-    """Training mask of the release: cad > 0 and |real - cad| < max_diff (metres).
-
-    Without `real`, only CAD validity within the normalisation range."""
-    m = (cad > 0) & (cad <= DEPTH_MAX_M)
+    """Training mask of the release: CAD and real within the normalisation range (0.05-4.9 m) and
+    |real - cad| < max_diff (metres). Without `real`, only the CAD's validity."""
+    m = depth_in_range(cad)
     if real is not None:
-        m = m & (real > 0) & (abs(real - cad) < max_diff)
+        m = m & depth_in_range(real) & (abs(real - cad) < max_diff)
     return m
 
 
@@ -130,6 +129,16 @@ def normalize_depth(depth, mask=None):
     n = xp.log(safe / DEPTH_MIN_M) / LOG_RANGE
     n = xp.where(ok, n, xp.ones_like(n))
     return n * 2 - 1
+
+
+def cad_condition(cad):
+    """The normalised CAD map [.., H, W] in [-1, 1] a denoiser is conditioned on (invalid -> 1).
+
+    A function of the CAD depth (metres) alone, used by training (`PairedDepthDataset`) and sampling
+    (`Sim2RealPipeline`, the GAN baselines) alike: the real capture's holes and mismatches select
+    target pixels and loss weights, never the condition (else the model learns from a condition it
+    never sees at sampling time)."""
+    return normalize_depth(cad, valid_mask(cad))
 
 
 def denormalize_depth(depth_n, hole_at: float = DEPTH_MAX_M):

@@ -40,6 +40,7 @@ from torch import nn
 
 from sim2real_kit.camera import Camera
 from sim2real_kit.depth import (
+    cad_condition,
     check_depth,
     decode_residual,
     denormalize_depth,
@@ -73,11 +74,15 @@ class Sim2RealOutput(BaseOutput):
 
 
 def previous_stage_map(prev_depth_m: torch.Tensor, cad_n: torch.Tensor, condition: str, residual_scale: float):
-    """The normalised map [B, 1, H, W] that conditions stage k > 1, from stage k-1's output in
-    metres (holes 0) and the normalised CAD: "depth" -> normalize_depth(prev); "residual" ->
-    encode_residual(normalize_depth(prev), cad_n). A Stage-II dataset should use this same
-    function on the saved Stage-I depth so training and sampling see the same condition."""
-    prev_n = normalize_depth(prev_depth_m)
+    """The normalised map [B, 1, H, W] that conditions stage k > 1, from stage k-1's output in metres
+    (holes 0) and the CAD condition `cad_n` (`depth.cad_condition`): "depth" -> normalize_depth(prev);
+    "residual" -> encode_residual(normalize_depth(prev), cad_n) (the target's own scale).
+
+    The previous output is first rounded to whole millimetres, as the uint16 PNG that a Stage-II
+    dataset reads it from: training (`StageNDataset`) and sampling call this same function, so the
+    condition a later stage learns from is the one it gets."""
+    prev_mm = torch.round(prev_depth_m.float() * 1000.0)
+    prev_n = normalize_depth(prev_mm * np.float32(0.001))
     if condition == "depth":
         return prev_n
     if condition == "residual":
@@ -97,8 +102,10 @@ class Sim2RealPipeline(DiffusionPipeline):
         target: str = "residual",
         residual_scale: float = 0.5,
         condition: str = "depth",
+        eval_crop: int = 0,
         num_inference_steps: int = 20,
         batch_size: int = 16,
+        eta: float = 0.0,
         precision: str = "auto",
         cuda_graph: bool = True,
         compile: bool = False,
@@ -120,8 +127,10 @@ class Sim2RealPipeline(DiffusionPipeline):
             target=target,
             residual_scale=float(residual_scale),
             condition=condition,
+            eval_crop=int(eval_crop),
             num_inference_steps=int(num_inference_steps),
             batch_size=int(batch_size),
+            eta=float(eta),
             precision=precision,
             cuda_graph=bool(cuda_graph),
             compile=bool(compile),
@@ -149,8 +158,10 @@ class Sim2RealPipeline(DiffusionPipeline):
             target=cfg.model.target,
             residual_scale=cfg.model.residual_scale,
             condition=cfg.stage2.condition,
+            eval_crop=cfg.data.eval_crop,
             num_inference_steps=cfg.sampling.steps,
             batch_size=cfg.sampling.batch_size,
+            eta=cfg.sampling.eta,
             precision=cfg.sampling.precision,
             cuda_graph=cfg.sampling.cuda_graph,
             compile=cfg.sampling.compile,
@@ -173,8 +184,19 @@ class Sim2RealPipeline(DiffusionPipeline):
         self.register_to_config(num_stages=len(self.denoisers))
         self._fast_steps, self._compiled = {}, {}
 
-    def set_sampling(self, precision: str | None = None, cuda_graph: bool | None = None, compile: bool | None = None):
-        """Change the sampling speed options (kept in the config, saved with the pipeline); returns self.
+    def set_sampling(
+        self,
+        precision: str | None = None,
+        cuda_graph: bool | None = None,
+        compile: bool | None = None,
+        num_inference_steps: int | None = None,
+        batch_size: int | None = None,
+        eta: float | None = None,
+    ):
+        """Change the sampling options (kept in the config, saved with the pipeline); None keeps one; returns self.
+
+        num_inference_steps / batch_size / eta: the defaults of `__call__` (a run's `sampling` section:
+        `stages.load_pipeline` applies it, so a pipeline saved at training time samples as the run says now).
 
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere) | "fp32" | "bf16" (autocast; weights,
         latents and the DDIM update stay fp32). cuda_graph: on CUDA, run each DDIM step (denoiser + update)
@@ -182,10 +204,21 @@ class Sim2RealPipeline(DiffusionPipeline):
         (pays its ~1.5 min compile back only over long sampling runs). docs/performance.md has the figures."""
         if precision is not None and precision not in PRECISIONS:
             raise ConfigError(f"sampling.precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
-        updates = {"precision": precision, "cuda_graph": cuda_graph, "compile": compile}
-        self.register_to_config(
-            **{k: (bool(v) if k != "precision" else v) for k, v in updates.items() if v is not None}
-        )
+        if num_inference_steps is not None and int(num_inference_steps) <= 0:
+            raise ConfigError(f"sampling.steps must be > 0, got {num_inference_steps!r}")
+        if batch_size is not None and int(batch_size) <= 0:
+            raise ConfigError(f"sampling.batch_size must be > 0, got {batch_size!r}")
+        if eta is not None and not 0.0 <= float(eta) <= 1.0:
+            raise ConfigError(f"sampling.eta must be in [0, 1], got {eta!r}")
+        updates = {
+            "precision": precision,
+            "cuda_graph": None if cuda_graph is None else bool(cuda_graph),
+            "compile": None if compile is None else bool(compile),
+            "num_inference_steps": None if num_inference_steps is None else int(num_inference_steps),
+            "batch_size": None if batch_size is None else int(batch_size),
+            "eta": None if eta is None else float(eta),
+        }
+        self.register_to_config(**{k: v for k, v in updates.items() if v is not None})
         self._fast_steps, self._compiled = {}, {}
         return self
 
@@ -269,7 +302,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         missing = [k for k in scalars if k not in index]
         if missing:
             raise CheckpointError(f"lacks {', '.join(missing)}", index_path)
-        options = {k: index[k] for k in ("precision", "cuda_graph", "compile") if k in index}  # newer pipelines
+        options = {k: index[k] for k in ("eta", "precision", "cuda_graph", "compile", "eval_crop") if k in index}
         return cls(codec=codec, scheduler=scheduler, denoisers=denoisers, **{k: index[k] for k in scalars}, **options)
 
     # ------------------------------------------------------------------ sampling
@@ -279,7 +312,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         cad_depth: np.ndarray | torch.Tensor,
         camera: Camera | None = None,
         num_inference_steps: int | None = None,
-        eta: float = 0.0,
+        eta: float | None = None,
         generator: torch.Generator | None = None,
         stages: int | None = None,
         return_all_stages: bool = False,
@@ -288,13 +321,14 @@ class Sim2RealPipeline(DiffusionPipeline):
     ) -> Sim2RealOutput:
         """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
 
-        num_inference_steps / batch_size default to the pipeline config; `stages`: run the first
+        num_inference_steps / batch_size / eta default to the pipeline config; `stages`: run the first
         k stages (default all); `eta`: DDIM eta (0 = deterministic given the initial noise).
         The initial noise of every frame and stage is drawn up front from `generator`, so with
         eta = 0 the output does not depend on `batch_size`."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
+        eta = float(cfg.get("eta", 0.0) if eta is None else eta)
         num_run = self.num_stages if stages is None else int(stages)
 
         # 1. check inputs ---------------------------------------------------------------
@@ -315,18 +349,14 @@ class Sim2RealPipeline(DiffusionPipeline):
                 f"camera is {camera.width}x{camera.height} but cad_depth frames are {width}x{height}", "camera"
             )
 
-        # 2. preprocess: centre crop of side min(H, W), nearest resize to the model size ----
+        # 2. preprocess: the eval transform (centre crop, nearest resize to the model size) --
+        cad, crop_camera = self.preprocess(cad, camera)  # [B, S, S] metres
         size = cfg.size
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        cad = cad[:, top : top + side, left : left + side]
-        cad = F.interpolate(cad[:, None], size=(size, size), mode="nearest-exact")[:, 0]  # [B, S, S]
-        crop_camera = None if camera is None else camera.crop(left, top, side, side).resize(size)
         device, dtype = self.device, self.dtype
         cad = cad.to(device)
 
-        # 3. normalise and encode the condition ------------------------------------------
-        cad_n = normalize_depth(cad)[:, None]  # [B, 1, S, S] in [-1, 1], invalid -> 1
+        # 3. normalise and encode the condition (a function of the CAD alone) -------------
+        cad_n = cad_condition(cad)[:, None]  # [B, 1, S, S] in [-1, 1], invalid -> 1
         cad_ok = valid_mask(cad)[:, None]  # [B, 1, S, S] where CAD has geometry in range
         num_frames = cad.shape[0]
         latent_shape = (self.codec.channels, self.codec.encoded_size(size), self.codec.encoded_size(size))
@@ -384,6 +414,21 @@ class Sim2RealPipeline(DiffusionPipeline):
             camera=crop_camera,
             stages=[export(s) for s in per_stage] if return_all_stages else None,
         )
+
+    def preprocess(self, cad: torch.Tensor, camera: Camera | None = None) -> tuple[torch.Tensor, Camera | None]:
+        """The eval transform of `PairedDepthDataset` (train=False): CAD [B, H, W] metres -> the centre
+        crop of side `eval_crop` (0 = min(H, W)), nearest-resized to the model size [B, S, S], and the
+        crop's camera (None without a camera)."""
+        height, width = cad.shape[-2:]
+        crop = int(self.config.get("eval_crop", 0) or 0)
+        side = min(height, width) if crop <= 0 else crop
+        if side > min(height, width):
+            raise DepthFormatError(f"eval_crop = {side} does not fit {width}x{height} frames", "cad_depth")
+        top, left = (height - side) // 2, (width - side) // 2
+        size = self.config.size
+        cad = cad[:, top : top + side, left : left + side]
+        cad = F.interpolate(cad[:, None], size=(size, size), mode="nearest-exact")[:, 0]  # [B, S, S]
+        return cad, None if camera is None else camera.crop(left, top, side, side).resize(size)
 
     def _autocast_dtype(self, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
         """bf16 when autocast applies (CUDA and "auto", or "bf16" on any device with fp32 weights), else None."""

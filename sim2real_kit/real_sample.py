@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 
 from sim2real_kit.camera import Camera
 from sim2real_kit.config import Config
+from sim2real_kit.data.dataset import MAP_KEYS
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.errors import ConfigError, LayoutError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_write_json, atomic_write_text
@@ -71,8 +72,8 @@ HELD_OUT_NOTE = (
     "It shows whether a residual learned on some objects transfers to an unseen object of the same scene "
     "and sensor; it cannot show generalisation to other scenes, ranges or sensors."
 )
-_MAPS = ("cad", "real", "cad_n", "real_n", "target", "mask")  # channels of PairedDepthDataset.encode_maps
-_MASK, _TARGET = _MAPS.index("mask"), _MAPS.index("target")
+_MAPS = MAP_KEYS  # channels of PairedDepthDataset.encode_maps
+_MASK, _TARGET, _VALID = _MAPS.index("mask"), _MAPS.index("target"), _MAPS.index("valid")
 
 
 # ====================================================================== the sample on disk
@@ -312,7 +313,7 @@ def baseline_simulators(cfg: Config) -> dict:
     from sim2real_kit.data.sensor import GENERIC_MODELS
 
     sims = {name: make_simulator(name, REPO_ROOT, cfg) for name in ("cad", "random", "physical")}
-    main = str(getattr(cfg.benchmark, "physical_model", GENERIC_MODELS[0]))
+    main = cfg.benchmark.physical_model
     for model in GENERIC_MODELS:
         if model == main:
             continue
@@ -369,7 +370,7 @@ class HeldOutCrops(Dataset):
         for cad, real, held in zip(frames.cad, frames.real, self.heldout):
             m = encoder.encode_maps(cad, real)  # [6, H, W]
             m[:, held] = encoder.encode_maps(cad, cad)[:, held]  # CAD only: no trace of the real depth
-            m[_MASK, held] = 0.0
+            m[_MASK, held] = m[_VALID, held] = 0.0
             maps.append(m)
         self.maps = np.stack(maps)  # [F, 6, H, W]
         self.residual_scale = float(encoder.residual_scale)
@@ -411,8 +412,10 @@ class HeldOutCrops(Dataset):
         return self.crop(f, left, top)
 
     def target_std(self) -> float:
-        """Std of the unscaled residual (real_n - cad_n) over the loss-weighted pixels (held-out excluded)."""
-        t = self.maps[:, _TARGET][self.maps[:, _MASK] > 0].astype(np.float64) / self.residual_scale
+        """Std of the unscaled residual (real_n - cad_n) over the pixels where CAD and real are both valid
+        and within max_diff (held-out excluded): holes (generate mode) never set the scale."""
+        keep = (self.maps[:, _MASK] > 0) & (self.maps[:, _VALID] > 0)
+        t = self.maps[:, _TARGET][keep].astype(np.float64) / self.residual_scale
         return float(t.std())
 
     def set_residual_scale(self, scale: float) -> None:
@@ -432,7 +435,7 @@ def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int, length: in
     layout = DepthLayout(frames.root)
     encoder = PairedDepthDataset.from_config(cfg, layout, "train", train=False)
     ds = HeldOutCrops(frames, encoder, holdout_id, cfg.data.size, length=length, seed=cfg.seed)
-    target_std = float(getattr(cfg.model, "target_std", 0.0) or 0.0)
+    target_std = cfg.model.target_std
     if target_std > 0 and cfg.model.target == "residual":
         std = ds.target_std()
         if not std > 1e-9:
@@ -579,11 +582,11 @@ def evaluate_real_sample(
     seed_list = list(range(int(seeds))) if isinstance(seeds, int) else list(seeds or range(int(bcfg.seeds)))
     if not seed_list:
         raise ConfigError("seeds is empty: give a count >= 1 or a list of seeds")
-    steps = int(steps or getattr(bcfg, "real_sample_steps", 0) or cfg.train.steps)
+    steps = int(steps if steps is not None else (bcfg.real_sample_steps or cfg.train.steps))
     if quick:
         seed_list, steps = seed_list[:1], min(steps, QUICK_STEPS)
     if holdout is None:
-        holdout = getattr(bcfg, "real_sample_holdout", None)
+        holdout = bcfg.real_sample_holdout
 
     # 1. the sample, the held-out object, the regions -----------------------------------------
     layout = import_real_sample(run_dir, src, progress=progress)

@@ -23,11 +23,11 @@ from torch.utils.data import Dataset
 
 from sim2real_kit.camera import Camera
 from sim2real_kit.data.layout import DepthLayout, FrameRef
-from sim2real_kit.depth import encode_residual, normalize_depth, valid_mask
+from sim2real_kit.depth import cad_condition, encode_residual, normalize_depth, valid_mask
 from sim2real_kit.errors import LayoutError, Sim2RealError
 
-MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask")
-_FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0], np.float32)  # outside the frame: invalid
+MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask", "valid")
+_FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0], np.float32)  # outside the frame: invalid
 
 
 def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int, fill=0.0) -> np.ndarray:
@@ -71,16 +71,19 @@ class PairedDepthDataset(Dataset):
     """Pairs of one split of a layout. Each item is a dict:
 
     - `cad`, `real`: [1, S, S] float32 metres at the model size S (0 = invalid)
-    - `cad_n`, `real_n`: [1, S, S] log-normalised in [-1, 1] (invalid -> 1)
+    - `cad_n`: [1, S, S] the condition, `depth.cad_condition(cad)`: a function of the CAD alone, exactly
+      what `Sim2RealPipeline` computes at sampling time (invalid CAD -> 1)
+    - `real_n`: [1, S, S] log-normalised real depth in [-1, 1] (see `holes`)
     - `target`: [1, S, S] what the denoiser learns: residual (real_n - cad_n) * scale, or real_n (`direct`)
     - `mask`: [1, S, S] float32 loss weight map (1 = pixel counts; see `holes`)
+    - `valid`: [1, S, S] float32, 1 where CAD and real are both valid and |real - cad| < max_diff
     - `camera`: [4] fx, fy, cx, cy of the sample's crop at S px; `pose`: [4, 4] camera-to-world
     - `scene`, `frame`: strings; `index`: int
 
-    holes = "mask" (paper): valid = cad > 0 & |real - cad| < max_diff; invalid pixels are far
-    depth in both maps (residual 0) and weigh 0 in the loss. holes = "generate": CAD keeps its own
-    validity, real holes stay far depth in the target, every CAD-valid pixel weighs 1, so the
-    model learns where the sensor loses data.
+    holes = "mask" (paper): the loss weighs the `valid` pixels only; elsewhere real_n takes the CAD's
+    value (residual 0), so the model never learns to make holes. holes = "generate": every CAD-valid
+    pixel weighs 1 and real holes stay far depth (1) in real_n, so the model learns where the sensor
+    loses data. Either way the condition `cad_n` never sees the real capture.
     """
 
     def __init__(
@@ -172,15 +175,18 @@ class PairedDepthDataset(Dataset):
         return out
 
     def encode_maps(self, cad: np.ndarray, real: np.ndarray) -> np.ndarray:
-        """Metres [H, W] -> [6, H, W] float32 stack of MAP_KEYS (see the class docstring)."""
+        """Metres [H, W] -> [7, H, W] float32 stack of MAP_KEYS (see the class docstring)."""
+        cad_ok = valid_mask(cad)
+        valid = valid_mask(cad, real, self.max_diff_m)
+        cad_n = cad_condition(cad)
         if self.holes == "mask":
-            valid = valid_mask(cad, real, self.max_diff_m)
-            cad_n, real_n = normalize_depth(cad, valid), normalize_depth(real, valid)
+            real_n = np.where(valid, normalize_depth(real), cad_n)
+            mask = valid
         else:
-            valid = valid_mask(cad)
-            cad_n, real_n = normalize_depth(cad, valid), normalize_depth(real, valid)
+            real_n = normalize_depth(real, cad_ok)
+            mask = cad_ok
         target = encode_residual(real_n, cad_n, self.residual_scale) if self.target == "residual" else real_n
-        return np.stack([cad, real, cad_n, real_n, target, valid]).astype(np.float32, copy=False)
+        return np.stack([cad, real, cad_n, real_n, target, mask, valid]).astype(np.float32, copy=False)
 
     def encode(self, cad: np.ndarray, real: np.ndarray) -> dict:
         """Metres [S, S] -> dict of [1, S, S] tensors (for maps already at the model size)."""

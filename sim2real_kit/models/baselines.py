@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sim2real_kit.config import BaselineConfig
-from sim2real_kit.depth import check_depth, denormalize_depth, normalize_depth, valid_mask
+from sim2real_kit.depth import cad_condition, check_depth, denormalize_depth
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, MissingArtifactError
 from sim2real_kit.io import atomic_write_json
 
@@ -492,7 +492,7 @@ class BaselineSimulator:
                 f"{2**levels} (trained at {self.size} px; feed model-size crops)"
             )
         batch = cad.reshape(-1, 1, *cad.shape[-2:])  # [B, 1, H, W]
-        cad_n = normalize_depth(batch, valid_mask(batch))
+        cad_n = cad_condition(batch)  # as the training dataset's cad_n: the CAD alone
         depth = denormalize_depth(self.simulate_normalized(cad_n))
         depth = torch.where(batch > 0, depth, torch.zeros_like(depth)).reshape(cad.shape)
         if is_torch:
