@@ -164,6 +164,7 @@ def train_stage1(
     layout = prepare_data(run_dir, cfg, progress=progress)
     resolve_target_scale(cfg, layout)
     save_run_config(run_dir, cfg, dataset_root=layout.root, command=sys.argv)
+    cfg.to_yaml(stage_dir(run_dir, 1) / "config.yaml")  # what this stage was trained with
     # only the maps the loss reads: a third less work per item and half the worker -> main transfer
     train_ds = PairedDepthDataset.from_config(cfg, layout, "train", train=True, keys=("cad_n", "target", "mask"))
     codec, denoiser, scheduler = build_stage(cfg, cond_maps=1)
@@ -180,21 +181,24 @@ def train_stage1(
 
 
 def target_std(cfg: Config, layout: DepthLayout, max_frames: int = 256) -> float:
-    """Std of the unscaled Stage-I target (real_n - cad_n) over the loss-weighted pixels of up to
-    `max_frames` train frames, spread evenly over the split (eval crop, so deterministic)."""
+    """Std of the unscaled Stage-I target (real_n - cad_n) over the pixels where CAD and real are both
+    valid and within `data.max_diff_m` (the same pixels in either `data.holes` mode: a hole is not a
+    residual and must not set its scale), on up to `max_frames` train frames spread evenly over the
+    split (eval crop, so deterministic)."""
     from sim2real_kit.data.dataset import PairedDepthDataset
 
-    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("target", "mask"))
+    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("target", "valid"))
     ds.residual_scale = 1.0
     picks = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_frames)).round().astype(int))
     total = count = total_sq = 0.0
     for i in picks:
         item = ds[int(i)]
-        t = item["target"][item["mask"] > 0].double()
+        t = item["target"][item["valid"] > 0].double()
         total, total_sq, count = total + float(t.sum()), total_sq + float((t * t).sum()), count + t.numel()
     if count == 0:
         raise LayoutError(
-            "no loss-weighted pixel in the sampled train frames: cannot set the target scale", layout.root
+            "no pixel with valid CAD and real depth in the sampled train frames: cannot set the target scale",
+            layout.root,
         )
     mean = total / count
     return math.sqrt(max(total_sq / count - mean * mean, 0.0))
@@ -249,7 +253,7 @@ def _val_fn(cfg, layout: DepthLayout, codec, previous: list, num_frames: int):
         inner = unwrap_model(model)
         pipe = Sim2RealPipeline.build(cfg, [*previous, inner.denoiser], codec=codec)
         gen = torch.Generator().manual_seed(cfg.seed)
-        out = pipe(batch["cad"][:, 0].to(torch.float32), num_inference_steps=cfg.sampling.steps, generator=gen)
+        out = pipe(batch["cad"][:, 0].to(torch.float32), generator=gen)  # Pipeline.build: cfg.sampling
         sim = out.depth.cpu().numpy()
         cad, real = batch["cad"][:, 0].numpy(), batch["real"][:, 0].numpy()
         return {"w1_mm": 1000 * residual_w1(cad, sim, real), "w1_cad_mm": 1000 * residual_w1(cad, cad, real)}
@@ -257,9 +261,13 @@ def _val_fn(cfg, layout: DepthLayout, codec, previous: list, num_frames: int):
     return val_fn
 
 
-def load_pipeline(run_dir, stage: int):
+def load_pipeline(run_dir, stage: int, cfg: Config | None = None):
+    """The saved pipeline of stages 1..`stage` with the run's `sampling` section applied (steps, batch,
+    eta, precision, CUDA graph, compile): the run's config says how to sample, not the values frozen
+    into the pipeline when it was trained."""
     from sim2real_kit.pipeline import Sim2RealPipeline
 
+    cfg = cfg if cfg is not None else run_config(run_dir, save=False)
     path = stage_dir(run_dir, stage) / "pipeline"
     if not (path / "model_index.json").is_file():
         cmd = (
@@ -268,7 +276,12 @@ def load_pipeline(run_dir, stage: int):
             else f"sim2real train --stage {stage} --run {run_dir}"
         )
         raise MissingArtifactError(f"no Stage-{stage} pipeline at {path}; make it with: {cmd}")
-    return Sim2RealPipeline.from_pretrained(path).to(_device())
+    s = cfg.sampling
+    return (
+        Sim2RealPipeline.from_pretrained(path)
+        .set_sampling(s.precision, s.cuda_graph, s.compile, s.steps, s.batch_size, s.eta)
+        .to(_device())
+    )
 
 
 # ---------------------------------------------------------------------- sampling
@@ -284,7 +297,7 @@ def sample_split(
 
     cfg = run_config(run_dir, overrides=overrides)
     layout = prepare_data(run_dir, cfg, progress=False)
-    pipe = load_pipeline(run_dir, stage)
+    pipe = load_pipeline(run_dir, stage, cfg)
     ds = PairedDepthDataset.from_config(cfg, layout, split, train=False, max_frames=max_frames)
     out_dir = samples_dir(run_dir, stage, split)
     cam = Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size)
@@ -296,10 +309,7 @@ def sample_split(
     for start in range(0, len(ds), bs):
         items = [ds[i] for i in range(start, min(start + bs, len(ds)))]
         batch = _collate(items)
-        out = pipe(
-            batch["cad"][:, 0], num_inference_steps=cfg.sampling.steps, eta=cfg.sampling.eta, generator=gen,
-            return_all_stages=True,
-        )  # fmt: skip
+        out = pipe(batch["cad"][:, 0], generator=gen, return_all_stages=True)  # the run's sampling settings
         stages_out = [s.cpu().numpy() for s in out.stages]
         for j, item in enumerate(items):
             ref = FrameRef(item["scene"], item["frame"])
@@ -351,15 +361,30 @@ def load_samples(run_dir, stage: int, split: str, layout: DepthLayout | None = N
 
 
 # ---------------------------------------------------------------------- discriminator and flags
+def patch_pixel_mask(samples: SampleSet, cfg: Config) -> torch.Tensor | None:
+    """The pixels [F, S, S] bool every patch (real or generated) is made of, or None for all valid ones.
+
+    `data.holes = mask`: CAD and real both valid and |real - CAD| < max_diff, the pixels the Stage-II loss
+    weighs and so the only ones a later stage can change. Real holes and flying pixels outside them would be
+    flagged for a difference the generator is never trained to make. `generate`: None (holes are learned)."""
+    from sim2real_kit.depth import valid_mask
+
+    if cfg.data.holes != "mask":
+        return None
+    return torch.from_numpy(np.asarray(valid_mask(samples.cad, samples.real, cfg.data.max_diff_m)))
+
+
 def patch_sets(samples: SampleSet, stage: int, cfg: Config, seed: int = 0):
-    """(real PatchPoints, generated PatchPoints, boxes) of a sample set, for the discriminator."""
+    """(real PatchPoints, generated PatchPoints, boxes) of a sample set, for the discriminator; both on
+    the pixels of `patch_pixel_mask`."""
     from sim2real_kit.patches import extract_patch_points, patch_grid
 
     size = samples.cad.shape[-1]
     boxes = patch_grid(size, size, cfg.disc.patch_size, cfg.disc.stride)
     gen = torch.Generator().manual_seed(seed)
     cad = torch.from_numpy(samples.cad)
-    kw = dict(camera=samples.camera, boxes=boxes, num_points=cfg.disc.num_points, min_valid=cfg.disc.min_valid)
+    kw = dict(camera=samples.camera, boxes=boxes, num_points=cfg.disc.num_points, min_valid=cfg.disc.min_valid,
+              valid_mask=patch_pixel_mask(samples, cfg))  # fmt: skip
     real = extract_patch_points(torch.from_numpy(samples.real), cad, generator=gen, **kw)
     fake = extract_patch_points(torch.from_numpy(samples.sims[stage]), cad, generator=gen, **kw)
     return real, fake, boxes
@@ -418,6 +443,7 @@ def train_and_flag(
             "flag_rate": float(flags[fake_pp.valid].float().mean()) if cfg.disc.binary else None,
             "skipped_patches": int((~fake_pp.valid).sum()),
         }
+    metrics.update(threshold=cfg.disc.threshold, binary=cfg.disc.binary, cad_guidance=cfg.disc.cad_guidance)
     metrics["val_accuracy"] = history.get("val_accuracy")
     metrics["val_auc"] = history.get("val_auc")
     atomic_write_json(out / "metrics.json", metrics)
@@ -491,7 +517,8 @@ def train_stage_n(run_dir, stage: int = 2, overrides=(), progress: bool = True) 
     torch.manual_seed(cfg.seed + stage)
     layout = DepthLayout(dataset_root(run_dir, cfg))
     ds = StageNDataset(cfg, layout, run_dir, stage)
-    prev_pipe = load_pipeline(run_dir, stage - 1).to("cpu")
+    cfg.to_yaml(stage_dir(run_dir, stage) / "config.yaml")  # what this stage was trained with
+    prev_pipe = load_pipeline(run_dir, stage - 1, cfg).to("cpu")
     if s2.init == "stage1":
         denoiser = prev_pipe.denoisers[-1].expand_condition(2)
     else:
@@ -512,6 +539,7 @@ def train_stage_n(run_dir, stage: int = 2, overrides=(), progress: bool = True) 
 
 # ---------------------------------------------------------------------- CAD-only simulation
 def _load_any_pipeline(pipeline: Path):
+    """A saved pipeline folder as it is, or a run folder's last stage with the run's sampling settings."""
     from sim2real_kit.pipeline import Sim2RealPipeline
 
     if (pipeline / "model_index.json").is_file():
@@ -519,6 +547,8 @@ def _load_any_pipeline(pipeline: Path):
     last = max((int(p.name[5:]) for p in pipeline.glob("stage[0-9]*") if (p / "pipeline").is_dir()), default=0)
     if not last:
         raise MissingArtifactError(f"{pipeline} holds no saved pipeline (stageN/pipeline/model_index.json)")
+    if (pipeline / "config.yaml").is_file():
+        return load_pipeline(pipeline, last)
     return Sim2RealPipeline.from_pretrained(pipeline / f"stage{last}" / "pipeline").to(_device())
 
 

@@ -173,6 +173,26 @@ def test_target_std_sets_the_residual_scale(run_dir, plane_layout):
         stages.run_config(run_dir, overrides=["model.target_std=-1"], save=False)
 
 
+def test_target_std_ignores_holes_and_mismatches(run_dir, plane_layout):
+    """The scale is set by residuals, never by holes (far depth in `generate` mode) or >= max_diff
+    mismatches: both `data.holes` modes give the std of the same pixels, valid in CAD and real."""
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    stds = {}
+    for holes in ("mask", "generate"):
+        cfg = stages.run_config(run_dir, overrides=["model.target_std=0.5", f"data.holes={holes}"], save=False)
+        stds[holes] = stages.target_std(cfg, plane_layout)
+    assert stds["generate"] == pytest.approx(stds["mask"], rel=1e-9)
+    cfg = stages.run_config(run_dir, overrides=["model.target_std=0.5", "data.holes=generate"], save=False)
+    ds = PairedDepthDataset.from_config(cfg, plane_layout, "train", train=False)
+    ds.residual_scale = 1.0
+    items = [ds[i] for i in range(len(ds))]
+    holes = torch.cat([it["target"][(it["mask"] > 0) & (it["valid"] == 0)] for it in items])
+    residuals = torch.cat([it["target"][it["valid"] > 0] for it in items])
+    assert len(holes) > 0 and float(holes.abs().min()) > 10 * float(residuals.abs().max())  # holes dwarf noise
+    assert stds["mask"] == pytest.approx(float(residuals.double().std(unbiased=False)), rel=1e-6)
+
+
 def test_train_stage1_saves_the_resolved_scale(run_dir):
     import json
 
@@ -186,3 +206,31 @@ def test_train_stage1_saves_the_resolved_scale(run_dir):
     index = json.loads((run_dir / "stage1" / "pipeline" / "model_index.json").read_text())
     assert saved.target_std == 0.5 and saved.residual_scale == pytest.approx(summary["residual_scale"])
     assert index["residual_scale"] == pytest.approx(summary["residual_scale"]) and summary["residual_scale"] > 0.5
+
+
+def test_discriminator_patches_share_the_loss_pixels():
+    """`mask` mode: real and generated patches are made of the pixels valid in CAD and real within max_diff,
+    so a real hole or a 0.8 m flying pixel (which the loss weighs 0, and Stage-II never learns to make)
+    cannot be what gets a patch flagged. `generate` mode keeps every valid pixel of each map."""
+    from sim2real_kit.camera import Camera
+    from sim2real_kit.config import load_config
+
+    rng = np.random.default_rng(0)
+    size, frames = 16, 2
+    cad = np.full((frames, size, size), 2.0, np.float32)
+    real = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
+    real[:, 2:4, :] += 0.8  # flying pixels, >= max_diff
+    real[:, 10:12, :] = 0.0  # holes
+    sim = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
+    cam = Camera(20.0, 20.0, size / 2, size / 2, size, size)
+    samples = stages.SampleSet([None] * frames, cad, real, {1: sim}, cam, np.stack([np.eye(4)] * frames))
+    for holes, flying_kept in (("mask", False), ("generate", True)):
+        cfg = load_config(
+            "tiny", overrides=[f"data.holes={holes}", "disc.patch_size=8", "disc.stride=8", "disc.num_points=64"]
+        )
+        real_pp, fake_pp, _ = stages.patch_sets(samples, 1, cfg, seed=0)
+        real_z = real_pp.camera_points()[0][..., 2][real_pp.valid]  # [M, N] metres
+        assert bool((real_z > 2.5).any()) == flying_kept, holes
+        if holes == "mask":
+            assert torch.equal(real_pp.n_valid, fake_pp.n_valid)  # the same pixel set on both sides
+            assert int(real_pp.n_valid[0, 0]) == 8 * 8 - 2 * 8  # rows 2-3 left out of the top-left patch
