@@ -240,10 +240,21 @@ def test_schedulers_follow_the_release():
         assert s.config.num_train_timesteps == 1000
         torch.testing.assert_close(s.betas[[0, -1]], torch.tensor([0.00085, 0.012]))
     assert ddim.config.set_alpha_to_one is False
-    ddim.set_timesteps(50)
-    assert ddim.timesteps[0] == 981 and ddim.timesteps[-1] == 1  # release: 1, 21, ..., 981
     with pytest.raises(ConfigError, match="ddpm, ddim"):
         make_scheduler(cfg, "euler")
+
+
+@pytest.mark.parametrize("steps", [1, 4, 10, 20, 50])
+def test_ddim_sampling_starts_from_pure_noise_at_any_step_count(steps):
+    """Trailing spacing: the first DDIM step is at t = 999 (the noise the sampler starts from), the steps are
+    1000 / steps apart and end at 1000 / steps - 1. The release's leading spacing started at t = 901 with 10
+    steps and 751 with 4: a denoiser asked to clean noise it never saw at that t."""
+    ddim = make_scheduler(tiny_cfg(), "ddim")
+    ddim.set_timesteps(steps)
+    ts = ddim.timesteps.tolist()
+    ratio = 1000 // steps
+    assert ts[0] == 999 and ts[-1] == ratio - 1 and len(ts) == steps
+    assert all(a - b == ratio for a, b in zip(ts, ts[1:]))
 
 
 def test_diffusion_loss_equals_a_hand_computation_and_ignores_zero_weights():

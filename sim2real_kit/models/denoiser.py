@@ -451,8 +451,11 @@ def atomic_dir(directory: str | Path):
 # ---------------------------------------------------------------------- diffusion objective
 def make_scheduler(cfg, kind: str = "ddpm"):
     """The noise schedule of the paper/release: scaled-linear betas 0.00085-0.012 over 1000 steps,
-    x0 prediction, no clipping. `kind`: "ddpm" (training) or "ddim" (sampling; steps_offset 1 and
-    "leading" spacing reproduce the release's DDIM timesteps 1, 21, ..., 981 at 50 steps)."""
+    x0 prediction, no clipping. `kind`: "ddpm" (training) or "ddim" (sampling, "trailing" spacing: the
+    first step is t = 999, pure noise, whatever the step count; at 10 steps 999, 899, ..., 99. The
+    release's "leading" spacing with steps_offset 1 gives 1, 21, ..., 981 at 50 steps but starts at
+    t = 901 with 10 steps and 751 with 4, from noise the model never saw at that t: Lin et al. 2024,
+    "Common diffusion noise schedules and sample steps are flawed"; Marigold samples with trailing.)"""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     m = cfg.model
@@ -464,11 +467,12 @@ def make_scheduler(cfg, kind: str = "ddpm"):
         prediction_type=m.prediction_type,
         clip_sample=False,
         steps_offset=1,
+        timestep_spacing="trailing",  # DDPM carries it too, so a pipeline made from it samples the same
     )
     if kind == "ddpm":
         return DDPMScheduler(**common)
     if kind == "ddim":
-        return DDIMScheduler(**common, set_alpha_to_one=False, timestep_spacing="leading")
+        return DDIMScheduler(**common, set_alpha_to_one=False)
     raise ConfigError(f"scheduler kind {kind!r}; allowed: ddpm, ddim")
 
 
