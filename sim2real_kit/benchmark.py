@@ -53,7 +53,7 @@ from sim2real_kit.config import Config
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_path, atomic_write_json, atomic_write_text
-from sim2real_kit.stages import SampleSet
+from sim2real_kit.stages import SampleSet, patch_pixel_mask
 
 SIMULATORS = ("cad", "random", "physical", "pix2pix", "cyclegan", "direct", "stage1", "stage2", "stage3", "real")
 LABELS = {
@@ -235,7 +235,7 @@ def make_simulator(
     if name == "random":
         return _cad_driven("random", _random_from_cad, stochastic=True)
     if name == "physical":
-        model = str(getattr(cfg.benchmark, "physical_model", PHYSICAL_MODEL))
+        model = cfg.benchmark.physical_model
         sim = _cad_driven("physical", lambda c, cam, s: _physical_from_cad(c, cam, s, model), stochastic=True)
         sim.label = f"physical ({model})"
         return sim
@@ -299,12 +299,9 @@ def _pipeline_simulator(
                 f"only the saved sample: seed {seed} needs the pipeline {stage_dir(run_dir, stage) / 'pipeline'}"
             )
         if "pipe" not in cache:
-            cache["pipe"] = load_pipeline(run_dir, stage)
+            cache["pipe"] = load_pipeline(run_dir, stage, cfg)  # the run's sampling settings
         gen = torch.Generator().manual_seed(int(seed))
-        out = cache["pipe"](
-            samples.cad, camera=samples.camera, num_inference_steps=cfg.sampling.steps, eta=cfg.sampling.eta,
-            generator=gen,
-        )  # fmt: skip
+        out = cache["pipe"](samples.cad, camera=samples.camera, generator=gen)
         depth = out.depth.detach().cpu().numpy() if isinstance(out.depth, torch.Tensor) else np.asarray(out.depth)
         return depth.astype(np.float32)
 
@@ -534,13 +531,14 @@ def _disc_settings(model, cfg: Config):
 
 def discriminator_share_fake(model, depth, samples: SampleSet, cfg: Config) -> float:
     """Share (%) of the valid patches of `depth` [F, S, S] the frozen discriminator judges fake
-    (P(real) < cfg.disc.threshold); lower = more realistic."""
+    (P(real) < cfg.disc.threshold); lower = more realistic. Patches are made of the pixels the
+    discriminator was trained on (`stages.patch_pixel_mask`)."""
     from sim2real_kit.models.discriminator import discriminator_accuracy, score_frames
 
     gen = torch.Generator().manual_seed(cfg.seed + DISC_SEED_OFFSET)
     scores, valid, _ = score_frames(
         model, torch.from_numpy(np.ascontiguousarray(depth, np.float32)), torch.from_numpy(samples.cad),
-        samples.camera, _disc_settings(model, cfg), generator=gen,
+        samples.camera, _disc_settings(model, cfg), generator=gen, valid_mask=patch_pixel_mask(samples, cfg),
     )  # fmt: skip
     return 100 * discriminator_accuracy(scores, valid, cfg.disc.threshold)
 
@@ -802,7 +800,7 @@ def run_benchmark_downstream(
 
     size, crop = cfg.data.size, cfg.data.eval_crop
     skipped: dict[str, str] = {}
-    kw = dict(seed=cfg.seed, min_points=int(getattr(cfg.benchmark, "downstream_min_points", 64)))
+    kw = dict(seed=cfg.seed, min_points=cfg.benchmark.downstream_min_points)
     test = ds.extract_objects(layout, split, "scan", **kw)
     if len(test) == 0:
         raise Sim2RealError(f"no object of split {split!r} has enough real points for the downstream task")
@@ -834,9 +832,9 @@ def run_benchmark_downstream(
         train_sets[name] = objects
     real_train = ds.extract_objects(layout, "train", _crop_source(layout, "real", size, crop), name="real", **kw)
     rows = ds.run_downstream(
-        train_sets, test, seeds=list(seeds), few_shot_k=getattr(cfg.benchmark, "downstream_few_shot_k", 0),
+        train_sets, test, seeds=list(seeds), few_shot_k=cfg.benchmark.downstream_few_shot_k,
         real_train_objects=real_train if len(real_train) else None,
-        tasks=tuple(getattr(cfg.benchmark, "downstream_tasks", ds.TASKS)), steps=steps, progress=progress,
+        tasks=tuple(cfg.benchmark.downstream_tasks), steps=steps, progress=progress,
         num_threads=1,  # these small networks run 5-15x faster on one thread than on two busy cores
     )  # fmt: skip
     return rows, skipped
@@ -908,7 +906,7 @@ def evaluate_run(
     out_dir = Path(out) if out is not None else run_dir / "benchmark"
     seed_list = _seed_list(bcfg.seeds if seeds is None else seeds)
     num_points = int(bcfg.num_points)
-    ds_steps = int(getattr(bcfg, "downstream_steps", 300))
+    ds_steps = bcfg.downstream_steps
     if quick:
         seed_list = seed_list[:QUICK_SEEDS]
         num_points = min(num_points, QUICK_POINTS)

@@ -152,6 +152,8 @@ class BenchmarkConfig:
     downstream_few_shot_k: int = 0  # 0 = zero-shot; k > 0 adds k real objects per category
     downstream_min_points: int = 64  # objects with fewer points are skipped
     simulators: tuple[str, ...] = ("cad", "random", "physical", "stage1", "stage2")
+    real_sample_steps: int = 0  # few-shot Stage-I steps on the real sample; 0 = train.steps
+    real_sample_holdout: str = ""  # object held out of the real-sample Stage-I (class id or name); "" = the largest
 
 
 @dataclass

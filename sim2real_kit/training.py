@@ -241,7 +241,7 @@ class Trainer:
         # 3. model, parameter groups, optimizers
         self.model = model  # the user's module; self.forward_model is what loss_fn gets
         model.to(self.device)
-        if getattr(cfg, "channels_last", False) and self.device.type == "cuda":
+        if cfg.channels_last and self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         self.groups = _resolve_groups(model, param_groups)
         self.trainable = [p for params, _ in self.groups.values() for p in params]
@@ -251,7 +251,7 @@ class Trainer:
         optimizers = []
         for params, opts in self.groups.values():
             kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, **opts}
-            if getattr(cfg, "fused_adamw", False) and self.device.type == "cuda":
+            if cfg.fused_adamw and self.device.type == "cuda":
                 kw["fused"] = True
             optimizers.append(torch.optim.AdamW(params, **kw))
         # DDP needs one backward per forward through the wrapped module: single-group training uses it; several
@@ -263,13 +263,13 @@ class Trainer:
             optimizers = list(self.accelerator.prepare(*optimizers))
             self.forward_model = model
         self.optimizers = dict(zip(self.groups, optimizers))
-        warmup = int(getattr(cfg, "lr_warmup_steps", 0) or 0)
+        warmup = int(cfg.lr_warmup_steps)
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(_inner_optimizer(opt), _Warmup(warmup))
             for name, opt in self.optimizers.items()
         }
         self._last_lr = self.schedulers[next(iter(self.groups))].get_last_lr()[0]
-        if getattr(cfg, "compile", False) and self.device.type == "cuda":
+        if cfg.compile and self.device.type == "cuda":
             import torch._inductor.config as inductor_config
 
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution once
