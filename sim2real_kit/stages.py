@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -537,6 +538,56 @@ def train_stage_n(run_dir, stage: int = 2, overrides=(), progress: bool = True) 
     return summary
 
 
+# ---------------------------------------------------------------------- controls
+CONTROLS_DIR = "controls"
+
+
+def control_run(run_dir, name: str, overrides=(), share: tuple[str, ...] = ("stage1",)) -> Path:
+    """A control of a run: `run_dir/controls/<name>/`, a run folder of its own with the run's config plus
+    `overrides`, the run's dataset linked (never copied or re-made) and copies of the `share`d step folders
+    (e.g. stage1/, disc/), so the control differs from the run only where the overrides say.
+    Made once; a second call reuses it (and its finished steps)."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    out = run_dir / CONTROLS_DIR / name
+    cfg = run_config(run_dir, save=False)
+    if not (out / "config.yaml").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        for step in share:
+            src = run_dir / step
+            if not src.is_dir():
+                raise MissingArtifactError(f"control {name!r} shares {step}/ of {run_dir}, which does not exist yet")
+            shutil.copytree(src, out / step, dirs_exist_ok=True)
+        if cfg.data.root == "generate" and not (out / "data").exists():
+            os.symlink(os.path.relpath((run_dir / "data").resolve(), out.resolve()), out / "data")
+        save_run_config(out, cfg, dataset_root=dataset_root(run_dir, cfg), command=sys.argv)
+    run_config(out, overrides=overrides)  # applied and saved
+    return out
+
+
+def stage1_control(run_dir, extra_steps: int | None = None, progress: bool = True) -> Path:
+    """Stage-I trained on for as many steps as Stage-II trained (default `train.steps`), from Stage-I's last
+    checkpoint, same data and seed: the control that tells the gain of Stage-II's re-weighting and second
+    condition from the gain of more steps. Runs in `run_dir/controls/stage1_long/`; samples its val split."""
+    import yaml
+
+    trained = yaml.safe_load((stage_dir(run_dir, 1) / "config.yaml").read_text())["train"]["steps"]
+    extra = int(run_config(run_dir, save=False).train.steps if extra_steps is None else extra_steps)
+    out = control_run(run_dir, "stage1_long", [f"train.steps={int(trained) + extra}"], share=("stage1",))
+    if not (samples_dir(out, 1, "val") / "samples.json").is_file() or _trained_steps(out, 1) != trained + extra:
+        train_stage1(out, progress=progress)
+        sample_split(out, "val", stage=1, progress=progress)
+    return out
+
+
+def _trained_steps(run_dir, stage: int) -> int | None:
+    import yaml
+
+    path = stage_dir(run_dir, stage) / "config.yaml"
+    return yaml.safe_load(path.read_text())["train"]["steps"] if path.is_file() else None
+
+
 # ---------------------------------------------------------------------- CAD-only simulation
 def _load_any_pipeline(pipeline: Path):
     """A saved pipeline folder as it is, or a run folder's last stage with the run's sampling settings."""
@@ -802,10 +853,11 @@ def patch_points_for(samples: SampleSet, frame: int, patch: int, boxes, depths: 
     return out
 
 
-def train_chain(run_dir, num_stages: int = 2, progress: bool = True) -> dict:
+def train_chain(run_dir, num_stages: int = 2, progress: bool = True, final_splits=("val", "train")) -> dict:
     """Stages 2..N (paper Sec. 3.4 and the Stage-III/IV ablation): before each stage k, sample the
     previous stage on both splits and flag its output with a fresh discriminator pass (disc{k-1}/);
-    finally sample the val split with the whole chain. Finished steps are reused."""
+    finally sample `final_splits` with the whole chain (val for evaluation, train for the benchmark's
+    downstream task). Finished steps are reused."""
     summaries = {}
     for k in range(2, num_stages + 1):
         for split in ("train", "val"):
@@ -814,8 +866,7 @@ def train_chain(run_dir, num_stages: int = 2, progress: bool = True) -> dict:
         if not (disc_dir(run_dir, k - 1) / "flags" / "train" / "flags.npz").is_file():
             train_and_flag(run_dir, stage=k - 1, progress=progress)
         summaries[f"stage{k}"] = train_stage_n(run_dir, k, progress=progress)
-    # the last stage on both splits: val for evaluation, train for the benchmark's downstream task
-    for split in ("val", "train"):
+    for split in final_splits:
         if num_stages > 1 or not (samples_dir(run_dir, num_stages, split) / "samples.json").is_file():
             sample_split(run_dir, split, stage=num_stages, progress=progress)
     return summaries

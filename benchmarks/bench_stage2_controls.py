@@ -1,0 +1,163 @@
+"""Does Stage-II help, and why? Stage-I vs Stage-II with the controls, over seeds (issue 17, "the demo must
+teach the method").
+
+For each seed, one run of the demo's flow (notebooks 02-04: Stage-I, discriminator flags, Stage-II) and, on
+the same dataset and from the same Stage-I, the controls:
+
+- `stage1_long`: Stage-I trained on for Stage-II's steps (more steps, no re-weighting, no second condition);
+- `stage2_norew`: Stage-II without the loss re-weighting (the paper's "w/o re-w"), same budget;
+- `stage2_<other condition>`: Stage-II conditioned on the other `stage2.condition` (depth vs residual).
+
+Every row is scored on the val split with the run's metrics: residual W1 to real (mm), the share of patches
+the frozen Stage-I discriminator judges fake (%), hole rate. The table gives mean ± std over seeds and the
+paired difference to Stage-I (same seed, same frames). The dataset is the demo's (seed 0's procedural world),
+shared by every seed, so the spread is the model's, not the data's.
+
+    python benchmarks/bench_stage2_controls.py --out runs/stage2_controls --seeds 0 1 2        # demo size, ~1 h
+    python benchmarks/bench_stage2_controls.py --out /tmp/s2c --seeds 0 1 --quick               # CI size, minutes
+
+Writes <out>/results.json and <out>/results.md (and prints the table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROWS = ("cad", "stage1", "stage1_long", "stage2", "stage2_norew", "stage2_other")
+
+
+def _row_metrics(run_dir: Path, base: Path, stage: int, cfg) -> dict:
+    from sim2real_kit import stages
+
+    val = stages.load_samples(run_dir, stage, "val")
+    m = stages.realism_metrics(val, stage)
+    return {
+        "w1_mm": m["w1_mm"],
+        "w1_cad_mm": m["w1_cad_mm"],
+        "hole_rate": m["hole_rate"],
+        "fake_pct": 100 * stages.disc_accuracy(base, val, val.sims[stage], cfg),  # base run's Stage-I disc
+        "fake_real_pct": 100 * stages.disc_accuracy(base, val, val.real, cfg),
+    }
+
+
+def run_seed(out: Path, seed: int, preset: str, quick: bool, shared_data: Path | None, progress: bool) -> dict:
+    from sim2real_kit import stages
+
+    base = out / f"seed{seed}"
+    base.mkdir(parents=True, exist_ok=True)
+    if shared_data is not None and not (base / "data").exists():
+        os.symlink(os.path.relpath(shared_data.resolve(), base.resolve()), base / "data")
+    t0 = time.perf_counter()
+    cfg = stages.notebook_config(base, preset, quick, seed, [])
+    stages.train_stage1(base, progress=progress)
+    for split in ("val", "train"):
+        if not (stages.samples_dir(base, 1, split) / "samples.json").is_file():
+            stages.sample_split(base, split, stage=1, progress=progress)
+    if not (stages.disc_dir(base, 1) / "metrics.json").is_file():
+        stages.train_and_flag(base, stage=1, progress=progress)
+    flags = json.loads((stages.disc_dir(base, 1) / "metrics.json").read_text())
+    stages.train_chain(base, 2, progress=progress)
+    other = "residual" if cfg.stage2.condition == "depth" else "depth"
+    controls = {
+        "stage1_long": stages.stage1_control(base, progress=progress),
+        "stage2_norew": stages.control_run(base, "stage2_norew", ["stage2.reweight=false"], share=("stage1", "disc")),
+        "stage2_other": stages.control_run(base, f"stage2_{other}", [f"stage2.condition={other}"], share=("stage1", "disc")),
+    }  # fmt: skip
+    for name in ("stage2_norew", "stage2_other"):
+        stages.train_chain(controls[name], 2, progress=progress, final_splits=("val",))
+    rows = {"stage1": _row_metrics(base, base, 1, cfg), "stage2": _row_metrics(base, base, 2, cfg)}
+    rows["stage1_long"] = _row_metrics(controls["stage1_long"], base, 1, cfg)
+    for name in ("stage2_norew", "stage2_other"):
+        rows[name] = _row_metrics(controls[name], base, 2, cfg)
+    rows["cad"] = {"w1_mm": rows["stage1"]["w1_cad_mm"]}
+    return {
+        "seed": seed,
+        "rows": rows,
+        "other_condition": other,
+        "condition": cfg.stage2.condition,
+        "flag_rate_train": flags["train"]["flag_rate"],
+        "flag_rate_val": flags["val"]["flag_rate"],
+        "disc_val_auc": flags["val_auc"],
+        "steps": cfg.train.steps,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(per_seed: list[dict]) -> tuple[dict, str]:
+    """Mean ± std per row and metric, and the paired difference to Stage-I (row - Stage-I, same seed)."""
+    summary: dict = {}
+    for row in ROWS:
+        for metric in ("w1_mm", "fake_pct", "hole_rate"):
+            vals = [s["rows"][row].get(metric, float("nan")) for s in per_seed]
+            diffs = [s["rows"][row].get(metric, float("nan")) - s["rows"]["stage1"][metric] for s in per_seed]
+            summary.setdefault(row, {})[metric] = _mean_std(vals)
+            summary[row][f"{metric}_vs_stage1"] = _mean_std(diffs)
+    cond = per_seed[0]["condition"]
+    names = {
+        "cad": "clean CAD",
+        "stage1": "Stage-I",
+        "stage1_long": "Stage-I, + Stage-II's steps (control)",
+        "stage2": f"Stage-II (condition {cond})",
+        "stage2_norew": f"Stage-II w/o re-weighting (condition {cond})",
+        "stage2_other": f"Stage-II (condition {per_seed[0]['other_condition']})",
+    }
+    lines = [
+        f"seeds {', '.join(str(s['seed']) for s in per_seed)}; mean ± std; Δ = row − Stage-I of the same seed",
+        "",
+        "| row | W1 (mm) | Δ W1 (mm) | judged fake (%) | Δ fake (pp) | holes (%) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def fmt(pair, scale=1.0, digits=1):
+        m, sd = pair
+        return "–" if m != m else f"{m * scale:.{digits}f} ± {sd * scale:.{digits}f}"
+
+    for row in ROWS:
+        r = summary[row]
+        lines.append(
+            f"| {names[row]} | {fmt(r['w1_mm'])} | {fmt(r['w1_mm_vs_stage1'])} | {fmt(r['fake_pct'])} | "
+            f"{fmt(r['fake_pct_vs_stage1'])} | {fmt(r['hole_rate'], 100, 2)} |"
+        )
+    flags = _mean_std([100 * s["flag_rate_train"] for s in per_seed])
+    auc = _mean_std([s["disc_val_auc"] for s in per_seed])
+    lines += ["", f"flagged share of Stage-I train patches: {fmt(flags)} %; discriminator val ROC-AUC {fmt(auc, 1, 3)}"]
+    return summary, "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/stage2_controls"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--quick", action="store_true", help="CI sizes (the notebooks' quick=True)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    per_seed = []
+    shared = None
+    for seed in args.seeds:
+        per_seed.append(run_seed(args.out, seed, args.preset, args.quick, shared, not args.no_progress))
+        shared = shared or args.out / f"seed{seed}" / "data"
+        print(json.dumps({k: v for k, v in per_seed[-1].items() if k != "rows"}), file=sys.stderr)
+    summary, table = summarize(per_seed)
+    from sim2real_kit.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(args.out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
+    atomic_write_text(args.out / "results.md", table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
