@@ -107,7 +107,8 @@ class DiscConfig:
     min_valid: int = 8  # patches with fewer valid pixels are skipped (counted)
     threshold: float = 0.5  # flag a patch when P(real) < threshold
     binary: bool = True  # False: continuous (1 - P(real)) as weight ("w/o bin")
-    cad_guidance: bool = True  # concatenate CAD points per point (paper); False = ablation
+    cad_guidance: bool = True  # CAD points beside each point (paper; see guidance_input); False = ablation
+    guidance_input: str = "offset"  # CAD-guided input per point: "offset" (p - c, c) | "concat" (p, c)
     hidden: tuple[int, ...] = (64, 128, 256)  # PointNet per-point MLP widths
     steps: int = 300  # training steps
     batch_size: int = 64  # patches per step
@@ -117,7 +118,7 @@ class DiscConfig:
     head_hidden: tuple[int, ...] = (128,)  # MLP head widths after the max-pool
     norm: str = "batch"  # "batch" | "layer" normalisation in the per-point MLP
     dropout: float = 0.0  # head dropout
-    val_fraction: float = 0.2  # share of patches held out for validation accuracy / ROC-AUC
+    val_fraction: float = 0.2  # share of train scenes held out for validation accuracy / ROC-AUC
 
 
 @dataclass
@@ -297,6 +298,7 @@ class Config:
             "stage2.condition": (self.stage2.condition, ("depth", "residual")),
             "stage2.init": (self.stage2.init, ("stage1", "base")),
             "disc.normalize": (self.disc.normalize, ("cad", "pair", "none")),
+            "disc.guidance_input": (self.disc.guidance_input, ("offset", "concat")),
             "disc.norm": (self.disc.norm, ("batch", "layer")),
             "benchmark.iou_occupancy": (self.benchmark.iou_occupancy, ("shell", "solid", "auto")),
             "benchmark.physical_model": (self.benchmark.physical_model, ("nguyen2012", "redwood")),

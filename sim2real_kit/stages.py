@@ -417,10 +417,15 @@ def train_and_flag(
     train = load_samples(run_dir, stage, "train", layout)
     val = load_samples(run_dir, stage, "val", layout)
     real_tr, fake_tr, boxes = patch_sets(train, stage, cfg, seed=cfg.seed)
+    scenes = sorted({r.scene for r in train.refs})
     model, history = train_discriminator(
-        PatchSet.from_patch_points(real_tr), PatchSet.from_patch_points(fake_tr), cfg.disc, seed=cfg.seed,
+        PatchSet.from_patch_points(real_tr),
+        PatchSet.from_patch_points(fake_tr),
+        cfg.disc,
+        seed=cfg.seed,
         progress=progress,
-    )  # fmt: skip
+        groups=torch.tensor([scenes.index(r.scene) for r in train.refs]),
+    )  # validation on held-out scenes (disc.val_fraction of them): no frame or scene on both sides
     model.save(out / "model.safetensors")
     metrics = {"train_history": {k: v for k, v in history.items() if not isinstance(v, list)}}
     for split, samples in (("train", train), ("val", val)):

@@ -4,6 +4,7 @@ flags, the realism accuracy metric and safetensors save/load."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 
 import numpy as np
@@ -22,6 +23,7 @@ from sim2real_kit.models.discriminator import (
     roc_auc,
     score_frames,
     score_patches,
+    split_by_group,
     train_discriminator,
 )
 from sim2real_kit.patches import extract_patch_points, patch_grid
@@ -29,10 +31,22 @@ from sim2real_kit.patches import extract_patch_points, patch_grid
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+DEFAULT_GUIDANCE = inspect.signature(PointNetDiscriminator).parameters["guidance_input"].default
+
+
+def _disc_cfg(base: DiscConfig | None = None, **kw) -> DiscConfig:
+    """dataclasses.replace(base or DiscConfig(), **kw), with the model's default guidance_input unless given."""
+    return dataclasses.replace(base if base is not None else DiscConfig(), **{"guidance_input": DEFAULT_GUIDANCE, **kw})
+
+
 def _small_cfg(**kw) -> DiscConfig:
-    cfg = dataclasses.replace(DiscConfig(num_points=32, steps=100, batch_size=32, hidden=(32, 64, 128), lr=2e-3), **kw)
-    cfg.head_hidden = (32,)  # read with getattr by the model; not a DiscConfig field yet
-    return cfg
+    base = DiscConfig(num_points=32, steps=100, batch_size=32, hidden=(32, 64, 128), head_hidden=(32,), lr=2e-3)
+    return _disc_cfg(base, **kw)
+
+
+def _sources(frames: torch.Tensor) -> torch.Tensor:
+    """PatchSet.source [M, 2] of patches with frame indices `frames` [M] (patch index 0)."""
+    return torch.stack([frames, torch.zeros_like(frames)], 1)
 
 
 def _planes(frames: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, Camera]:
@@ -74,7 +88,45 @@ def _cad_only_sets(n: int = 600, num_points: int = 32, seed: int = 0) -> tuple[P
     cad = torch.cat([xy, (xy * slope).sum(-1, keepdim=True)], -1)  # tilted planes through 0
     depth = cad + torch.tensor([0.0, 0.0, 0.1]) + 0.01 * torch.randn(2 * n, num_points, 3, generator=g)
     shuffled = n + torch.randperm(n, generator=g)
-    return PatchSet(depth[:n], cad[:n]), PatchSet(depth[n:], cad[shuffled])
+    src = _sources(torch.arange(n))  # pair i of either set: frame i
+    return PatchSet(depth[:n], cad[:n], src), PatchSet(depth[n:], cad[shuffled], src.clone())
+
+
+def _slope_sets(n: int = 600, num_points: int = 32, seed: int = 0, gain: float = 0.2) -> tuple[PatchSet, PatchSet]:
+    """Separable only with the CAD, through its slope: CAD patches are tilted planes (slope ~ N(0, 0.5)
+    per axis, height ~ N(0, 0.2)); real depth = CAD + m n along the unit normal n with m = gain * sin(tilt)
+    (a sensor's error grows on grazing surfaces) + 0.005 noise. Generated pairs share that depth process,
+    but their CAD sits where the offset has the magnitude of a random other patch's tilt (same magnitude
+    distribution, wrong place): depth alone has one distribution in both sets."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(2 * n, num_points, 2, generator=g) * 2 - 1
+    slope = torch.randn(2 * n, 1, 2, generator=g) * 0.5
+    height = torch.randn(2 * n, 1, 1, generator=g) * 0.2
+    cad = torch.cat([xy, (xy * slope).sum(-1, keepdim=True) + height], -1)  # [2n, N, 3]
+    normal = torch.cat([-slope, torch.ones(2 * n, 1, 1)], -1)
+    normal = normal / normal.norm(dim=-1, keepdim=True)  # [2n, 1, 3]
+    m = gain * (1 - normal[..., 2:] ** 2).sqrt()  # [2n, 1, 1]: gain * sin(tilt)
+    depth = cad + m * normal + 0.005 * torch.randn(2 * n, num_points, 3, generator=g)
+    other = n + torch.randperm(n, generator=g)
+    fake_cad = cad[n:] + (m[n:] - m[other]) * normal[n:]  # depth - fake_cad = m[other] * normal
+    src = _sources(torch.arange(n))
+    return PatchSet(depth[:n], cad[:n], src), PatchSet(depth[n:], fake_cad, src.clone())
+
+
+def _twin_sets(frames: int = 60, per: int = 4, num_points: int = 32, seed: int = 0) -> tuple[PatchSet, PatchSet]:
+    """No rule separates real from fake, but patches of one frame are near-duplicates: frame f has
+    its own random point clouds R_f (real), Q_f (fake) and CAD C_f; its `per` real patches are R_f
+    (fake: Q_f) + 0.02 jitter, paired with C_f + jitter. Separable by memorising frames only."""
+    g = torch.Generator().manual_seed(seed)
+    cad, shape_real, shape_fake = (torch.rand(frames, 1, num_points, 3, generator=g) * 2 - 1 for _ in range(3))
+    src = torch.stack(torch.meshgrid(torch.arange(frames), torch.arange(per), indexing="ij"), -1).reshape(-1, 2)
+
+    def make(shape: torch.Tensor) -> PatchSet:
+        pts = shape + 0.02 * torch.randn(frames, per, num_points, 3, generator=g)
+        c = cad + 0.02 * torch.randn(frames, per, num_points, 3, generator=g)
+        return PatchSet(pts.reshape(-1, num_points, 3), c.reshape(-1, num_points, 3), src.clone())
+
+    return make(shape_real), make(shape_fake)
 
 
 # ---------------------------------------------------------------------- the network
@@ -93,8 +145,29 @@ def test_cad_guidance_sets_the_input_channels():
         guided(pts, None)
     with pytest.raises(ConfigError, match="disc.norm"):
         PointNetDiscriminator(norm="group")
-    cfg = dataclasses.replace(DiscConfig(), cad_guidance=False, hidden=(8, 16))
+    cfg = _disc_cfg(cad_guidance=False, hidden=(8, 16))
     assert PointNetDiscriminator.from_config(cfg).in_channels == 3
+    with pytest.raises(ConfigError, match="disc.guidance_input"):
+        PointNetDiscriminator(guidance_input="diff")
+
+
+def test_guidance_input_encodings():
+    pts, cad = torch.randn(2, 7, 3), torch.randn(2, 7, 3)
+    offset = PointNetDiscriminator(hidden=(8,), guidance_input="offset")
+    concat = PointNetDiscriminator(hidden=(8,), guidance_input="concat")
+    assert torch.equal(offset.features(pts, cad), torch.cat([pts - cad, cad], -1))
+    assert torch.equal(concat.features(pts, cad), torch.cat([pts, cad], -1))
+    assert torch.equal(PointNetDiscriminator(hidden=(8,), cad_guidance=False).features(pts, cad), pts)
+    for name in ("offset", "concat"):
+        model = PointNetDiscriminator.from_config(_disc_cfg(hidden=(8,), guidance_input=name))
+        assert model.guidance_input == name and model.config()["guidance_input"] == name
+    assert PointNetDiscriminator(hidden=(8,)).guidance_input == DEFAULT_GUIDANCE
+
+
+def test_module_reads_typed_config_fields_directly():
+    from sim2real_kit.models import discriminator
+
+    assert "getattr(" not in inspect.getsource(discriminator)
 
 
 def test_max_pool_makes_it_order_invariant():
@@ -110,7 +183,9 @@ def test_separates_noisy_from_clean_planes(noisy_vs_clean):
     assert h["val_accuracy"] > 0.9 and h["val_auc"] > 0.95
     assert len(h["train_loss"]) == 100 and h["step"][-1] == 100
     assert np.mean(h["train_loss"][-10:]) < 0.5 * np.mean(h["train_loss"][:10])  # the loss goes down
-    assert h["n_val_real"] == round(0.2 * 256) and h["n_train_fake"] == 256 - round(0.2 * 256)
+    # whole frames held out: round(0.2 * 16) = 3 of the 16 frames, 16 patches each
+    assert h["n_groups"] == 16 and h["n_val_groups"] == 3
+    assert h["n_val_real"] == h["n_val_fake"] == 3 * 16 and h["n_train_fake"] == 13 * 16
     assert h["val_step"][-1] == 100 and len(h["val_accuracy_curve"]) == len(h["val_step"])
 
 
@@ -127,6 +202,21 @@ def test_cad_guidance_is_used():
     assert (base - zeroed).abs().mean() > 0.2 and (base - shuffled).abs().mean() > 0.2
 
 
+def test_cad_slope_case_needs_the_cad():
+    """Real offset grows with the CAD's tilt, generated offset has the tilt of another patch: only
+    a CAD-guided model can tell them apart (default encoding, held-out patches)."""
+    real, fake = _slope_sets()
+    guided, hg = train_discriminator(real, fake, _small_cfg(steps=150), seed=0, progress=False)
+    _, hp = train_discriminator(real, fake, _small_cfg(steps=150, cad_guidance=False), seed=0, progress=False)
+    assert hg["n_val_real"] == hp["n_val_real"] == 120  # the same 120 held-out pairs (seed 0)
+    assert hp["val_auc"] < 0.62  # depth alone: chance (240 val patches, AUC sd ~0.04)
+    assert hg["val_auc"] > 0.75 and hg["val_auc"] - hp["val_auc"] > 0.15
+    # the guided model's output follows the CAD: the same depth with its real CAD vs a fake CAD
+    assert (
+        score_patches(guided, real).mean() - score_patches(guided, PatchSet(real.points, fake.cad_points)).mean() > 0.1
+    )
+
+
 def test_training_is_reproducible_and_checks_its_inputs():
     real, fake = _cad_only_sets(n=60)
     cfg = _small_cfg(steps=5)
@@ -134,13 +224,81 @@ def test_training_is_reproducible_and_checks_its_inputs():
     _, h2 = train_discriminator(real, fake, cfg, seed=3, progress=False)
     assert h1["train_loss"] == h2["train_loss"]
     _, h0 = train_discriminator(real, fake, cfg, seed=3, val_fraction=0.0, progress=False)
-    assert np.isnan(h0["val_accuracy"]) and h0["n_train_real"] == 60
+    assert np.isnan(h0["val_accuracy"]) and h0["n_train_real"] == 60 and h0["n_val_groups"] == 0
+    no_source = PatchSet(real.points, real.cad_points)
+    with pytest.raises(Sim2RealError, match="real patch set has no source"):
+        train_discriminator(no_source, fake, cfg)
+    _, h0 = train_discriminator(no_source, fake, cfg, val_fraction=0.0, progress=False)  # no split: no source needed
+    assert h0["n_train_real"] == 60
     with pytest.raises(ConfigError, match="val_fraction"):
         train_discriminator(real, fake, cfg, val_fraction=1.0)
     with pytest.raises(Sim2RealError, match="fake patch set has 1"):
         train_discriminator(real, PatchSet(fake.points[:1], fake.cad_points[:1]), cfg)
     with pytest.raises(Sim2RealError, match="32 points but fake ones 16"):
         train_discriminator(real, PatchSet(fake.points[:, :16], fake.cad_points[:, :16]), cfg)
+
+
+# ---------------------------------------------------------------------- validation split
+def test_split_holds_out_whole_groups():
+    frames_real = torch.tensor([0, 0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7, 7, 7])
+    frames_fake = torch.tensor([0, 1, 2, 2, 3, 4, 4, 5, 6, 7, 7])
+    scene = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])  # frame -> scene
+    for groups, n_groups in ((None, 8), (scene, 4)):
+        (vr, vf), held, g = split_by_group([frames_real, frames_fake], 0.25, groups, torch.Generator().manual_seed(1))
+        assert g == n_groups and len(held) == round(0.25 * n_groups)
+        lut = torch.arange(8) if groups is None else groups  # frame -> group
+        for frames, val in ((frames_real, vr), (frames_fake, vf)):
+            assert torch.equal(val, torch.isin(lut[frames], held))
+        # no frame and no group on both sides, across the real and the fake set
+        val_frames = set(frames_real[vr].tolist()) | set(frames_fake[vf].tolist())
+        train_frames = set(frames_real[~vr].tolist()) | set(frames_fake[~vf].tolist())
+        assert val_frames and train_frames and not val_frames & train_frames
+        assert not {int(lut[f]) for f in val_frames} & {int(lut[f]) for f in train_frames}
+    # one group: nothing held out; val_fraction 0: nothing held out; the count is clamped to [1, G - 1]
+    assert len(split_by_group([frames_real], 0.5, torch.zeros(8, dtype=torch.long))[1]) == 0
+    assert len(split_by_group([frames_real], 0.0)[1]) == 0
+    assert len(split_by_group([frames_real], 0.01)[1]) == 1 and len(split_by_group([frames_real], 0.99)[1]) == 7
+    with pytest.raises(Sim2RealError, match="groups maps 4 frames"):
+        split_by_group([frames_real], 0.5, scene[:4])
+    with pytest.raises(ConfigError, match="val_fraction"):
+        split_by_group([frames_real], 1.0)
+
+
+def test_training_split_is_by_frame_group_and_reads_the_config():
+    real, fake = _twin_sets(frames=20, per=4)
+    # val_fraction=None reads cfg_disc.val_fraction; an explicit number overrides it
+    _, h5 = train_discriminator(real, fake, _small_cfg(steps=2, val_fraction=0.5), seed=4, progress=False)
+    _, h2 = train_discriminator(real, fake, _small_cfg(steps=2, val_fraction=0.5), 4, 0.2, progress=False)
+    assert h5["n_val_real"] == 40 and h5["n_val_groups"] == 10
+    assert h2["n_val_real"] == 16 and h2["n_val_groups"] == 4
+    # groups: whole scenes held out, the same ones split_by_group draws with the seed
+    base = _small_cfg(steps=2)
+    scene = torch.arange(20) // 5  # 4 scenes of 5 frames
+    _, h = train_discriminator(real, fake, base, seed=4, groups=scene, progress=False)
+    (vr, vf), held, _ = split_by_group(
+        [real.source[:, 0], fake.source[:, 0]], base.val_fraction, scene, torch.Generator().manual_seed(4)
+    )
+    assert h["n_groups"] == 4 and h["n_val_groups"] == len(held) == 1  # round(0.2 * 4) scenes held out
+    assert h["n_val_real"] == int(vr.sum()) == 20 and h["n_val_fake"] == int(vf.sum()) == 20
+    # a single group: no validation (NaN), with a warning
+    with pytest.warns(UserWarning, match="1 frame group"):
+        _, h1 = train_discriminator(real, fake, base, groups=torch.zeros(20, dtype=torch.long), progress=False)
+    assert h1["n_val_groups"] == 0 and np.isnan(h1["val_auc"]) and h1["n_train_real"] == 80
+
+
+def test_frame_split_does_not_reward_memorising_frames():
+    """Patches of one frame are near-duplicates and no rule separates real from fake. The old
+    by-patch split put same-frame twins of every held-out patch into training (val AUC 1.0 by
+    memorisation); held-out whole frames show chance."""
+    real, fake = _twin_sets()
+    model, h = train_discriminator(real, fake, _small_cfg(steps=150), seed=0, progress=False)
+    assert h["val_auc"] < 0.75  # unseen frames: no better than chance (by-patch split: 1.0)
+    assert h["n_val_groups"] == 12 and h["n_val_real"] == 48
+    (vr, vf), _, _ = split_by_group([real.source[:, 0], fake.source[:, 0]], 0.2, None, torch.Generator().manual_seed(0))
+    train_real, train_fake = real.subset(torch.where(~vr)[0]), fake.subset(torch.where(~vf)[0])
+    scores = torch.cat([score_patches(model, train_real), score_patches(model, train_fake)])
+    seen = roc_auc(scores, torch.cat([torch.ones(len(train_real)), torch.zeros(len(train_fake))]))
+    assert seen > 0.95  # the training frames are memorised, which does not carry over to unseen frames
 
 
 def test_roc_auc_rank_formula():
@@ -214,8 +372,31 @@ def test_save_load_round_trip(tmp_path, noisy_vs_clean):
     assert not loaded.training and loaded.meta["num_points"] == 32 and loaded.meta["patch_size"] == 8
     s = noisy_vs_clean["real_set"]
     assert torch.allclose(score_patches(model, s), score_patches(loaded, s), atol=1e-6)
+    assert loaded.guidance_input == model.guidance_input == DEFAULT_GUIDANCE
     (tmp_path / "disc" / "model.json").unlink()  # the config is in the safetensors metadata too
     assert PointNetDiscriminator.load(path).hidden == (32, 64, 128)
+
+
+def test_old_checkpoints_load_as_concat(tmp_path):
+    """Checkpoints from before guidance_input fed (p, c): they load as "concat" and score as saved."""
+    from safetensors.torch import save_file
+
+    old = PointNetDiscriminator(hidden=(8, 16), head_hidden=(8,), guidance_input="concat").eval()
+    cfg = old.config()
+    del cfg["guidance_input"]
+    state = {k: v.contiguous() for k, v in old.state_dict().items()}
+    save_file(state, str(tmp_path / "old.safetensors"), metadata={"config": json.dumps(cfg)})
+    (tmp_path / "old.json").write_text(json.dumps(cfg))
+    pts, cad = torch.randn(4, 20, 3), torch.randn(4, 20, 3)
+    for sidecar in (True, False):
+        if not sidecar:
+            (tmp_path / "old.json").unlink()
+        loaded = PointNetDiscriminator.load(tmp_path / "old.safetensors")
+        assert loaded.guidance_input == "concat"
+        assert torch.allclose(loaded(pts, cad), old(pts, cad), atol=1e-6)
+    for name in ("offset", "concat"):
+        path = PointNetDiscriminator(hidden=(8,), guidance_input=name).save(tmp_path / f"{name}.safetensors")
+        assert PointNetDiscriminator.load(path).guidance_input == name
 
 
 def test_load_errors_name_the_file(tmp_path):

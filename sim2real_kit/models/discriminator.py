@@ -1,23 +1,32 @@
 """The 3D-aware local discriminator of the paper (Sec. 3.3): a PointNet that tells real captured
 depth patches from generated (Stage-I) ones, guided by the CAD patch.
 
-Input per point: the generated/real point p = (x, y, z) and the CAD point c of the same pixel
-(6 channels: the paper's CAD guidance); `cad_guidance=False` drops the CAD half (3 channels,
-ablation). Points come from `sim2real_kit.patches.extract_patch_points`, centred and scaled with
-one transform per pair, so the offset between depth and CAD survives. The 6 channels are fed as
-(p - c, c), an invertible linear map of the concatenation (p, c), followed by a per-channel
-standardisation (BatchNorm without affine): the depth-CAD offset (mm to cm) is 1-3 orders of
-magnitude smaller than the patch extent, and without this the network is slow to notice it
-(measured on 32 px tilted planes, 1 cm noise vs clean, 80 steps at lr 1e-3: validation accuracy
-0.50 fed as (p, c) without standardisation, 0.97 as here).
-The network is then a shared per-point MLP (Linear + BatchNorm/LayerNorm + ReLU, widths
+Input per point, with p = (x, y, z) the real/generated point and c the CAD point of the same pixel
+(from `sim2real_kit.patches.extract_patch_points`, one centring/scaling per pair, so the p - c
+offset survives): `guidance_input="offset"` (default) feeds 6 channels (p - c, c); "concat" feeds
+(p, c), the paper's plain concatenation (checkpoints saved before the option existed were trained
+so and load as "concat"); `cad_guidance=False` (ablation) feeds p alone (3 channels). A per-channel
+standardisation (BatchNorm without affine) follows: the depth-CAD offset (mm to cm) is 1-3 orders of
+magnitude smaller than the patch extent. The two 6-channel encodings hold the same information (an
+invertible linear map); on the same patches, ROC-AUC mean +- std over 3 seeds, offset / concat /
+unguided (`python benchmarks/bench_disc_input.py --run runs/i17`, docs/figures/disc_input.json):
+- tiny run i17, Stage-I val split (32 frames of 4 unseen scenes, 2038 patch pairs; trained on the
+  96 train frames, cfg.disc, 300 steps): 0.948 +- 0.009 / 0.948 +- 0.008 / 0.895 +- 0.007 (balanced
+  accuracy 0.883 / 0.873 / 0.805): a tie;
+- slope case (real offset along the CAD normal grows with the CAD's tilt, generated offset has
+  another patch's tilt; depth alone uninformative): 0.844 +- 0.012 / 0.677 +- 0.046 / 0.533 +- 0.009;
+- 32 px tilted planes, 1 cm noise vs clean: 1.000 / 1.000 / 0.83 +- 0.19.
+"offset" is the default: the run's tie-break (agreement of the flags with the sensor's effect masks,
+mean F1 0.410 vs 0.403) and the slope case favour it.
+The network then is a shared per-point MLP (Linear + BatchNorm/LayerNorm + ReLU, widths
 `cfg.disc.hidden`), a max-pool over points and an MLP head -> one logit of P(real).
 
 The library functions around it (no CLI): `train_discriminator` (balanced real-vs-fake batches,
-AdamW, BCE-with-logits, validation accuracy and ROC-AUC), `score_patches` (P(real) per patch,
-1.0 on skipped patches), `flags_from_scores` (from `patches`), `discriminator_accuracy` (share
-of valid generated patches judged fake: the paper's 67.8 % on Stage-I -> 32.5 % on Stage-II),
-`PatchSet` (the valid patches of many frames, flattened), `collect_patch_set`, `score_frames`.
+AdamW, BCE-with-logits; validation accuracy and ROC-AUC on held-out whole frames or scenes,
+`split_by_group`), `score_patches` (P(real) per patch, 1.0 on skipped patches), `flags_from_scores`
+(from `patches`), `discriminator_accuracy` (share of valid generated patches judged fake: the
+paper's 67.8 % on Stage-I -> 32.5 % on Stage-II), `PatchSet` (the valid patches of many frames,
+flattened), `collect_patch_set`, `score_frames`.
 The discriminator is only used during training (paper); the samplers never load it.
 """
 
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +56,7 @@ from sim2real_kit.patches import (
 
 MODEL_FORMAT = "sim2real_kit.PointNetDiscriminator"
 NORMS = ("batch", "layer")
+GUIDANCE_INPUTS = ("offset", "concat")  # CAD-guided input per point: (p - c, c) | (p, c)
 
 
 # ---------------------------------------------------------------------- the network
@@ -74,15 +85,19 @@ class PointNetDiscriminator(nn.Module):
         head_hidden: Sequence[int] = (128,),
         norm: str = "batch",
         dropout: float = 0.0,
+        guidance_input: str = "offset",
     ):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"disc.norm = {norm!r}; allowed: {', '.join(NORMS)}")
+        if guidance_input not in GUIDANCE_INPUTS:
+            raise ConfigError(f"disc.guidance_input = {guidance_input!r}; allowed: {', '.join(GUIDANCE_INPUTS)}")
         if not hidden or any(int(w) <= 0 for w in hidden):
             raise ConfigError(f"disc.hidden must be a non-empty list of positive widths, got {list(hidden)}")
         self.hidden = tuple(int(w) for w in hidden)
         self.head_hidden = tuple(int(w) for w in head_hidden)
         self.cad_guidance = bool(cad_guidance)
+        self.guidance_input = str(guidance_input)
         self.norm_kind = norm
         self.dropout = float(dropout)
         self.in_channels = 6 if self.cad_guidance else 3
@@ -107,13 +122,14 @@ class PointNetDiscriminator(nn.Module):
 
     @classmethod
     def from_config(cls, cfg_disc) -> PointNetDiscriminator:
-        """Build from a `DiscConfig` (fields hidden, cad_guidance; optional head_hidden, norm, dropout)."""
+        """Build from a `DiscConfig` (hidden, cad_guidance, guidance_input, head_hidden, norm, dropout)."""
         return cls(
-            hidden=tuple(getattr(cfg_disc, "hidden", (64, 128, 256))),
-            cad_guidance=bool(getattr(cfg_disc, "cad_guidance", True)),
-            head_hidden=tuple(getattr(cfg_disc, "head_hidden", (128,))),
-            norm=str(getattr(cfg_disc, "norm", "batch")),
-            dropout=float(getattr(cfg_disc, "dropout", 0.0)),
+            hidden=tuple(cfg_disc.hidden),
+            cad_guidance=bool(cfg_disc.cad_guidance),
+            head_hidden=tuple(cfg_disc.head_hidden),
+            norm=str(cfg_disc.norm),
+            dropout=float(cfg_disc.dropout),
+            guidance_input=str(cfg_disc.guidance_input),
         )
 
     def config(self) -> dict:
@@ -121,6 +137,7 @@ class PointNetDiscriminator(nn.Module):
             "format": MODEL_FORMAT,
             "hidden": list(self.hidden),
             "cad_guidance": self.cad_guidance,
+            "guidance_input": self.guidance_input,
             "head_hidden": list(self.head_hidden),
             "norm": self.norm_kind,
             "dropout": self.dropout,
@@ -128,7 +145,8 @@ class PointNetDiscriminator(nn.Module):
         }
 
     def features(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-point input [B, N, 3 or 6]: points (unguided), or (points - CAD points, CAD points)."""
+        """Per-point input [B, N, 3 or 6]: points (unguided); guided: (points - CAD points, CAD points)
+        with guidance_input "offset", (points, CAD points) with "concat"."""
         if points.ndim != 3 or points.shape[-1] != 3:
             raise Sim2RealError(f"points must have shape [B, N, 3], got {tuple(points.shape)}")
         if not self.cad_guidance:
@@ -139,6 +157,8 @@ class PointNetDiscriminator(nn.Module):
             raise Sim2RealError(
                 f"cad_points shape {tuple(cad_points.shape)} does not match points {tuple(points.shape)}"
             )
+        if self.guidance_input == "offset":
+            return torch.cat([points - cad_points, cad_points], dim=-1)
         return torch.cat([points, cad_points], dim=-1)
 
     def forward(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
@@ -167,7 +187,8 @@ class PointNetDiscriminator(nn.Module):
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> PointNetDiscriminator:
         """Load a discriminator written by `save` (config from the json beside it, else from the
-        safetensors metadata); returned in eval mode."""
+        safetensors metadata); returned in eval mode. Checkpoints written before `guidance_input`
+        existed load as "concat" (what they were trained with)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file, safe_open
 
@@ -192,6 +213,7 @@ class PointNetDiscriminator(nn.Module):
             head_hidden=cfg.get("head_hidden", (128,)),
             norm=cfg.get("norm", "batch"),
             dropout=cfg.get("dropout", 0.0),
+            guidance_input=cfg.get("guidance_input", "concat"),
         )
         model.meta = dict(cfg.get("meta") or {})
         try:
@@ -288,34 +310,75 @@ def _frame_batches(depth, cad, camera, cfg_disc, boxes, generator, valid_mask, b
                 camera,
                 boxes,
                 cfg_disc.num_points,
-                getattr(cfg_disc, "min_valid", 8),
+                cfg_disc.min_valid,
                 generator,
                 None if valid_mask is None else valid_mask[sl],
-                getattr(cfg_disc, "normalize", "cad"),
+                cfg_disc.normalize,
             ),
         )
 
 
 # ---------------------------------------------------------------------- training
+def split_by_group(
+    frames: Sequence[torch.Tensor],
+    val_fraction: float,
+    groups: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor, int]:
+    """Hold out whole groups of frames (frames, or e.g. scenes) for validation.
+
+    `frames`: per patch set, the frame index of each patch ([M_k] long: a PatchSet's `source[:, 0]`;
+    all sets index one frame list, so the real and fake patches of a frame go to the same side).
+    `groups` [F] long: group id of each frame index; None = every frame is its own group. Of the G
+    groups present in any set, round(G * val_fraction) (at least 1, at most G - 1) are drawn with
+    `generator`; none when val_fraction is 0 or G < 2. Returns (per set a bool mask [M_k], True =
+    held out; the held-out group ids [G_val], sorted; G)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"disc.val_fraction must be in [0, 1), got {val_fraction}")
+    frames = [torch.as_tensor(f).long().reshape(-1).cpu() for f in frames]
+    if groups is None:
+        ids = frames
+    else:
+        groups = torch.as_tensor(groups).long().reshape(-1).cpu()
+        for f in frames:
+            bad = f[(f < 0) | (f >= len(groups))]
+            if len(bad):
+                raise Sim2RealError(
+                    f"groups maps {len(groups)} frames but a patch comes from frame index {int(bad[0])}"
+                )
+        ids = [groups[f] for f in frames]
+    present = torch.unique(torch.cat(ids)) if ids else torch.zeros(0, dtype=torch.long)
+    G = len(present)
+    n_val = 0 if val_fraction == 0 or G < 2 else min(G - 1, max(1, int(round(G * val_fraction))))
+    held = present[torch.randperm(G, generator=generator)[:n_val]].sort().values
+    return [torch.isin(i, held) for i in ids], held, G
+
+
 def train_discriminator(
     real: PatchSet,
     fake: PatchSet,
     cfg_disc,
     seed: int = 0,
-    val_fraction: float = 0.2,
+    val_fraction: float | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
     eval_every: int | None = None,
+    groups: torch.Tensor | None = None,
 ) -> tuple[PointNetDiscriminator, dict]:
     """Train a PointNet to tell real patches (label 1) from generated ones (label 0).
 
     Each of `cfg_disc.steps` AdamW steps (lr `cfg_disc.lr`) sees a balanced batch of
-    `cfg_disc.batch_size` patches, half real, half fake, drawn from the training parts; a
-    `val_fraction` of each set is held out. Returns (model in eval mode, history) with history
-    keys: step, train_loss (per step), val_step / val_accuracy_curve (every `eval_every` steps,
-    default steps/10), val_accuracy (balanced: mean of the real and fake accuracies at 0.5),
-    val_real_accuracy, val_fake_accuracy, val_auc (ROC-AUC), n_train_real/fake, n_val_real/fake.
-    Without a validation part (val_fraction 0) the val entries are NaN."""
+    `cfg_disc.batch_size` patches, half real, half fake, drawn from the training parts.
+    Validation holds out whole groups of frames (`split_by_group`): a `val_fraction` (None =
+    `cfg_disc.val_fraction`) of the groups, `groups` [F] long mapping the frame index
+    (`source[:, 0]`, one frame list for real and fake) to a group id (e.g. the scene); None = each
+    frame is a group. A split needs `source` on both sets (Sim2RealError otherwise). With fewer than
+    2 groups there is no validation (a warning; n_val_groups 0). Returns (model in eval mode,
+    history) with history keys: step, train_loss (per step), val_step / val_accuracy_curve (every
+    `eval_every` steps, default steps/10), val_accuracy (balanced: mean of the real and fake
+    accuracies at 0.5), val_real_accuracy, val_fake_accuracy, val_auc (ROC-AUC), n_groups,
+    n_val_groups, n_train_real/fake, n_val_real/fake. Without a validation part the val entries are NaN."""
+    val_fraction = float(cfg_disc.val_fraction if val_fraction is None else val_fraction)
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"disc.val_fraction must be in [0, 1), got {val_fraction}")
     for name, s in (("real", real), ("fake", fake)):
@@ -329,29 +392,45 @@ def train_discriminator(
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     gen = torch.Generator().manual_seed(int(seed))
 
-    def split(s: PatchSet) -> tuple[PatchSet, PatchSet | None]:
-        perm = torch.randperm(len(s), generator=gen)
-        n_val = int(round(len(s) * val_fraction))
-        n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(s) - 1)
-        tr = s.subset(perm[n_val:]).to(device)
-        return tr, (s.subset(perm[:n_val]).to(device) if n_val else None)
-
-    real_tr, real_val = split(real)
-    fake_tr, fake_val = split(fake)
+    n_groups = 0
+    if val_fraction > 0:
+        for name, s in (("real", real), ("fake", fake)):
+            if s.source is None:
+                raise Sim2RealError(
+                    f"the {name} patch set has no source (frame index per patch): the validation split holds "
+                    f"out whole frames; build it with PatchSet.from_patch_points / collect_patch_set, or pass "
+                    f"val_fraction=0"
+                )
+        frames = [real.source[:, 0], fake.source[:, 0]]
+        (val_real, val_fake), held, n_groups = split_by_group(frames, val_fraction, groups, gen)
+        if n_groups < 2:
+            warnings.warn(
+                f"discriminator: the patches come from {n_groups} frame group(s); no validation split", stacklevel=2
+            )
+    else:
+        val_real, val_fake = torch.zeros(len(real), dtype=torch.bool), torch.zeros(len(fake), dtype=torch.bool)
+        held = torch.zeros(0, dtype=torch.long)
+    for name, m in (("real", val_real), ("fake", val_fake)):
+        if bool(m.all()):
+            raise Sim2RealError(
+                f"the held-out groups {held.tolist()} take all {name} patches; none is left to train on"
+            )
+    real_tr = real.subset((~val_real).nonzero()[:, 0]).to(device)
+    fake_tr = fake.subset((~val_fake).nonzero()[:, 0]).to(device)
+    real_val = real.subset(val_real.nonzero()[:, 0]).to(device) if val_real.any() else None
+    fake_val = fake.subset(val_fake.nonzero()[:, 0]).to(device) if val_fake.any() else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = PointNetDiscriminator.from_config(cfg_disc).to(device)
     model.meta = {
-        "patch_size": int(getattr(cfg_disc, "patch_size", 0)),
-        "stride": int(getattr(cfg_disc, "stride", 0)),
+        "patch_size": int(cfg_disc.patch_size),
+        "stride": int(cfg_disc.stride),
         "num_points": real.num_points,
-        "min_valid": int(getattr(cfg_disc, "min_valid", 8)),
-        "normalize": str(getattr(cfg_disc, "normalize", "cad")),
+        "min_valid": int(cfg_disc.min_valid),
+        "normalize": str(cfg_disc.normalize),
         "seed": int(seed),
     }
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=float(cfg_disc.lr), weight_decay=float(getattr(cfg_disc, "weight_decay", 1e-4))
-    )
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg_disc.lr), weight_decay=float(cfg_disc.weight_decay))
     loss_fn = nn.BCEWithLogitsLoss()
     half = batch_size // 2
     labels = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
@@ -385,6 +464,8 @@ def train_discriminator(
     else:
         history.update(val_accuracy=math.nan, val_real_accuracy=math.nan, val_fake_accuracy=math.nan, val_auc=math.nan)
     history.update(
+        n_groups=n_groups,
+        n_val_groups=len(held),
         n_train_real=len(real_tr),
         n_train_fake=len(fake_tr),
         n_val_real=0 if real_val is None else len(real_val),
@@ -506,5 +587,6 @@ __all__ = [
     "roc_auc",
     "score_frames",
     "score_patches",
+    "split_by_group",
     "train_discriminator",
 ]
