@@ -80,14 +80,21 @@ def test_03_discriminator(quick_run):
 
 
 @pytest.mark.notebook
-def test_04_stage2_beats_stage1(quick_run):
+def test_04_stage2_and_its_control(quick_run):
+    """Notebook 04 shows Stage-I, its control (Stage-I trained on for Stage-II's steps) and Stage-II, each scored by
+    residual W1 and the frozen Stage-I discriminator, and the flagged share. Which row is lowest is a measurement
+    (docs/results.md, benchmarks/bench_stage2_controls.py over seeds), not something a 32 px CI run can assert."""
+    import yaml
+
     m = _metrics(quick_run, "04_stage2")
-    # the paper's claim, at CI size (24 steps of 32 px): the frozen discriminator is fooled more often by
-    # Stage-II, and Stage-II keeps Stage-I's gain over clean CAD (whether it adds to it is measured at a
-    # real scale in docs/results_gpu.md: 40.8 -> 31.6 mm; at this size the two W1 are within noise)
-    assert m["acc_stage2"] < m["acc_stage1"]
-    assert m["w1_stage2_mm"] < m["w1_cad_mm"] and m["w1_stage1_mm"] < m["w1_cad_mm"]
-    assert m["w1_stage2_mm"] <= 1.1 * m["w1_stage1_mm"]
+    for key in ("w1_stage1_mm", "w1_stage1_long_mm", "w1_stage2_mm", "acc_stage1", "acc_stage1_long", "acc_stage2"):
+        assert math.isfinite(m[key]), key
+    assert m["w1_stage1_mm"] < m["w1_cad_mm"]  # Stage-I beats clean CAD even at CI size
+    assert 0 < m["flagged_train"] <= 1 and 0 <= m["acc_real"] < m["acc_stage1"]
+    control = yaml.safe_load((quick_run / "controls" / "stage1_long" / "stage1" / "config.yaml").read_text())
+    stage2 = yaml.safe_load((quick_run / "stage2" / "config.yaml").read_text())
+    stage1 = yaml.safe_load((quick_run / "stage1" / "config.yaml").read_text())
+    assert control["train"]["steps"] == stage1["train"]["steps"] + stage2["train"]["steps"]
 
 
 @pytest.mark.notebook
