@@ -119,11 +119,11 @@ def _sync() -> None:
 def time_sampling(run_dir: Path, frames: int, steps: int, batch: int) -> float:
     """Frames/s of the saved Stage-I pipeline on the first `frames` val frames (one warm-up call first)."""
     import torch
+    from sim2real_kit.stages import dataset_root, load_pipeline
 
     from sim2real_kit.config import Config
     from sim2real_kit.data.dataset import PairedDepthDataset
     from sim2real_kit.data.layout import DepthLayout
-    from sim2real_kit.stages import dataset_root, load_pipeline
 
     cfg = Config.from_yaml(run_dir / "config.yaml")
     ds = PairedDepthDataset.from_config(cfg, DepthLayout(dataset_root(run_dir, cfg)), "val", train=False)
@@ -140,9 +140,9 @@ def time_sampling(run_dir: Path, frames: int, steps: int, batch: int) -> float:
 def steps_curve(run_dir: Path, samples, step_counts: list[int], frames: int, batch: int, seed: int) -> list[dict]:
     """Residual W1 (mm) of Stage-I vs real at each DDIM step count, on the first `frames` frames of `samples`."""
     import torch
+    from sim2real_kit.stages import load_pipeline
 
     from sim2real_kit.metrics import residual_w1
-    from sim2real_kit.stages import load_pipeline
 
     pipe = load_pipeline(run_dir, 1)
     cad = torch.from_numpy(samples.cad[:frames])

@@ -65,36 +65,44 @@ def cmd_import(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from sim2real_kit import stages
+    from sim2real_kit.run import resolve_config
 
     if args.stage == 1:
         if not args.out:
             raise Sim2RealError("train --stage 1 needs --out RUN_DIR")
-        stages.train_stage1(args.out, preset=args.preset, config_file=args.config, overrides=args.overrides)
+        from sim2real_kit.stage1 import train_stage1
+
+        train_stage1(args.out, resolve_config(args.out, args.preset, args.config, args.overrides))
     else:
         run = args.run or args.out
         if not run:
             raise Sim2RealError(f"train --stage {args.stage} needs --run RUN_DIR (the folder of the Stage-I run)")
-        stages.train_stage_n(run, stage=args.stage, overrides=args.overrides)
+        from sim2real_kit.stage2 import train_stage_n
+
+        train_stage_n(run, resolve_config(run, overrides=args.overrides), stage=args.stage)
     return 0
 
 
 def cmd_sample(args) -> int:
-    from sim2real_kit import stages
+    from sim2real_kit.run import resolve_config
+    from sim2real_kit.simulate import sample_split
 
-    stages.sample_split(args.run, split=args.split, stage=args.stages, overrides=args.overrides)
+    sample_split(args.run, resolve_config(args.run, overrides=args.overrides), split=args.split, stage=args.stages)
     return 0
 
 
 def cmd_flag(args) -> int:
-    from sim2real_kit import stages
+    from sim2real_kit.flagging import train_and_flag
+    from sim2real_kit.run import resolve_config
 
-    stages.train_and_flag(args.run, threshold=args.threshold, binary=not args.continuous, stage=args.stage)
+    knobs = [] if args.threshold is None else [f"disc.threshold={args.threshold}"]
+    knobs += ["disc.binary=false"] if args.continuous else []
+    train_and_flag(args.run, resolve_config(args.run, overrides=knobs), stage=args.stage)
     return 0
 
 
 def cmd_simulate(args) -> int:
-    from sim2real_kit import stages
+    from sim2real_kit import simulate
 
     if args.mesh:
         if not args.trajectory:
@@ -102,11 +110,11 @@ def cmd_simulate(args) -> int:
         from sim2real_kit.camera import Camera
 
         camera = Camera.load_json(args.camera) if args.camera else None
-        lay = stages.simulate_meshes(
+        lay = simulate.simulate_meshes(
             args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages
         )
     elif args.cad:
-        lay = stages.simulate_folder(args.pipeline, args.cad, args.out, stages=args.stages)
+        lay = simulate.simulate_folder(args.pipeline, args.cad, args.out, stages=args.stages)
     else:
         raise Sim2RealError("simulate needs --cad DIR (CAD depth PNGs or a layout) or --mesh FILE --trajectory FILE")
     print(f"wrote {lay.root}")
@@ -115,17 +123,22 @@ def cmd_simulate(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from sim2real_kit import benchmark
+    from sim2real_kit.run import RunFolder, resolve_config
 
-    benchmark.evaluate_run(args.run, out=args.out, overrides=args.overrides)
+    run = RunFolder(args.run)
+    run.load_config()  # an error naming how to make the run when it has none
+    benchmark.evaluate_run(run, resolve_config(run, overrides=args.overrides, save=False), out=args.out)
     return 0
 
 
 def cmd_evaluate_real(args) -> int:
     from sim2real_kit import real_sample
+    from sim2real_kit.run import resolve_config
 
+    cfg = resolve_config(args.run, "tiny", overrides=args.overrides, quick=args.quick, save=False)
     result = real_sample.evaluate_real_sample(
-        args.run, args.sample, out=args.out, holdout=args.holdout, steps=args.steps, seeds=args.seeds,
-        stage1=not args.no_stage1, quick=args.quick, overrides=args.overrides,
+        args.run, cfg, args.sample, out=args.out, holdout=args.holdout, steps=args.steps, seeds=args.seeds,
+        stage1=not args.no_stage1,
     )  # fmt: skip
     print(result.markdown())
     print(f"wrote {result.out_dir} ({result.seconds:.0f} s)")

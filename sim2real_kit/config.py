@@ -1,8 +1,8 @@
 """Typed configuration: dataclasses <-> safe YAML, presets (tiny / small / sd21), `a.b=c`
 overrides type-checked against the defaults, and the provenance record of a run folder.
 
-A run folder always holds the resolved `config.yaml` and a `provenance.json`, so a run can be
-reproduced from its folder alone.
+A run folder always holds the resolved `config.yaml` and a `provenance.json` (`run.RunFolder`), so a run
+can be reproduced from its folder alone.
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ class BenchmarkConfig:
     simulators: tuple[str, ...] = ("cad", "random", "physical", "stage1", "stage2")
     real_sample_steps: int = 0  # few-shot Stage-I steps on the real sample; 0 = train.steps
     real_sample_holdout: str = ""  # object held out of the real-sample Stage-I (class id or name); "" = the largest
+    real_sample_seen: bool = True  # also score the real-sample Stage-I on the objects it trained on (quick: off)
 
 
 @dataclass
@@ -353,11 +354,30 @@ class Config:
             )
 
 
-def load_config(preset: str = "tiny", config_file: str | Path | None = None, overrides=None) -> Config:
-    """Preset, then an optional YAML file on top, then `a.b=c` overrides."""
+OVERLAYS = ("quick",)  # partial configs applied on top of any preset: configs/<name>.yaml
+
+
+def overlay(cfg: Config, name: str) -> Config:
+    """Apply the partial config `configs/<name>.yaml` on top of `cfg` in place (e.g. "quick": the CI sizes,
+    like Marigold's debug config); returns cfg."""
+    if name not in OVERLAYS:
+        raise ConfigError(f"unknown config overlay {name!r}; valid: {', '.join(OVERLAYS)}")
+    path = CONFIG_DIR / f"{name}.yaml"
+    d = yaml.safe_load(path.read_text()) or {}
+    _merge(cfg, d, prefix="", source=str(path))
+    cfg.validate(str(path))
+    return cfg
+
+
+def load_config(
+    preset: str = "tiny", config_file: str | Path | None = None, overrides=None, quick: bool = False
+) -> Config:
+    """Preset, then an optional YAML file on top, the `quick` overlay (CI sizes), then `a.b=c` overrides."""
     cfg = Config.preset_config(preset)
     if config_file:
         _merge(cfg, Config.from_yaml(config_file).to_dict(), prefix="", source=str(config_file))
+    if quick:
+        overlay(cfg, "quick")
     cfg.override(list(overrides or []))
     return cfg
 
@@ -420,16 +440,6 @@ def provenance(dataset_root: str | Path | None = None, command: list[str] | None
         out["dataset_root"] = str(dataset_root)
         out["dataset_fingerprint"] = dataset_fingerprint(dataset_root)
     return out
-
-
-def save_run_config(run_dir: str | Path, cfg: Config, dataset_root=None, command=None) -> None:
-    """Write `config.yaml` and `provenance.json` into a run folder (atomically)."""
-    from sim2real_kit.io import atomic_write_json
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(run_dir / "config.yaml")
-    atomic_write_json(run_dir / "provenance.json", provenance(dataset_root, command))
 
 
 # ---------------------------------------------------------------------- internals

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real_kit.errors import DepthFormatError
+from sim2real_kit.errors import ConfigError, DepthFormatError
 
 DEPTH_MIN_M = 0.05  # nearest valid depth of the normalisation, metres
 DEPTH_MAX_M = 4.9  # farthest valid depth; decoded depth at or beyond it is a hole
@@ -160,6 +160,25 @@ def encode_residual(real_n, cad_n, scale: float = 0.5):
 def decode_residual(residual, cad_n, scale: float = 0.5):
     """Inverse of `encode_residual`: residual / scale + cad_n (normalised depth)."""
     return residual / scale + cad_n
+
+
+def previous_stage_condition(prev_depth_m, cad_n, condition: str, residual_scale: float):
+    """The normalised map [B, 1, H, W] (torch) that conditions stage k > 1, from stage k-1's output in metres
+    (holes 0) and the CAD condition `cad_n` (`cad_condition`): "depth" -> normalize_depth(prev); "residual"
+    -> encode_residual(normalize_depth(prev), cad_n, residual_scale) (the target's own scale).
+
+    The previous output is first rounded to whole millimetres, as the uint16 PNG that Stage-II's dataset
+    reads it from: training (`StageNDataset`) and sampling (`Sim2RealPipeline`) call this same function, so
+    the condition a later stage learns from is the one it gets."""
+    import torch
+
+    prev_mm = torch.round(prev_depth_m.float() * 1000.0)
+    prev_n = normalize_depth(prev_mm * np.float32(MM))
+    if condition == "depth":
+        return prev_n
+    if condition == "residual":
+        return encode_residual(prev_n, cad_n, residual_scale)
+    raise ConfigError(f"stage2.condition = {condition!r}; allowed: depth, residual")
 
 
 def replicate_channels(x, channels: int = 3):

@@ -11,7 +11,7 @@ a chain of 1..N residual depth diffusion stages (paper Sec. 3.5; stages of Sec. 
 Stage 1 is conditioned on codec(cad_n); stage k > 1 on concat(codec(cad_n), codec(previous)),
 where "previous" is the previous stage's depth (the paper; `condition="depth"`) or its residual
 (the release; `condition="residual"`), computed from the previous stage's *postprocessed* output
-exactly as a Stage-II dataset computes it from the saved Stage-I PNG (`previous_stage_map`).
+exactly as a Stage-II dataset computes it from the saved Stage-I PNG (`depth.previous_stage_condition`).
 Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself).
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
@@ -45,7 +45,7 @@ from sim2real_kit.depth import (
     decode_residual,
     denormalize_depth,
     encode_residual,
-    normalize_depth,
+    previous_stage_condition,
     valid_mask,
 )
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, Sim2RealError
@@ -71,23 +71,6 @@ class Sim2RealOutput(BaseOutput):
     cad: Any
     camera: Camera | None = None
     stages: list | None = None
-
-
-def previous_stage_map(prev_depth_m: torch.Tensor, cad_n: torch.Tensor, condition: str, residual_scale: float):
-    """The normalised map [B, 1, H, W] that conditions stage k > 1, from stage k-1's output in metres
-    (holes 0) and the CAD condition `cad_n` (`depth.cad_condition`): "depth" -> normalize_depth(prev);
-    "residual" -> encode_residual(normalize_depth(prev), cad_n) (the target's own scale).
-
-    The previous output is first rounded to whole millimetres, as the uint16 PNG that a Stage-II
-    dataset reads it from: training (`StageNDataset`) and sampling call this same function, so the
-    condition a later stage learns from is the one it gets."""
-    prev_mm = torch.round(prev_depth_m.float() * 1000.0)
-    prev_n = normalize_depth(prev_mm * np.float32(0.001))
-    if condition == "depth":
-        return prev_n
-    if condition == "residual":
-        return encode_residual(prev_n, cad_n, residual_scale)
-    raise ConfigError(f"stage2.condition = {condition!r}; allowed: depth, residual")
 
 
 class Sim2RealPipeline(DiffusionPipeline):
@@ -383,7 +366,7 @@ class Sim2RealPipeline(DiffusionPipeline):
                     if k == 0:
                         condition = cad_latent
                     else:
-                        prev_map = previous_stage_map(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)
+                        prev_map = previous_stage_condition(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)
                         condition = torch.cat(
                             [cad_latent, self.codec.encode(prev_map.to(dtype))], dim=1
                         )  # [b, 2C, h, w]

@@ -1,5 +1,5 @@
 """Tests of the benchmark (DESIGN §5) on a fake run folder: a plane layout, a run config and
-Stage-I "samples" written as `stages.sample_split` writes them (sim1 = real + 2 mm noise), with
+Stage-I "samples" written as `simulate.sample_split` writes them (sim1 = real + 2 mm noise), with
 nothing trained."""
 
 from __future__ import annotations
@@ -24,23 +24,23 @@ from sim2real_kit.benchmark import (
     markdown_table,
 )
 from sim2real_kit.camera import Camera
-from sim2real_kit.config import load_config, save_run_config
+from sim2real_kit.config import load_config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.depth import write_depth_png
 from sim2real_kit.errors import ConfigError, Sim2RealError
 from sim2real_kit.io import atomic_write_json
-from sim2real_kit.stages import SAMPLES_CAMERA, samples_dir
+from sim2real_kit.run import SAMPLES_CAMERA, RunFolder, resolve_config
 
 SIZE = 16
 FAST = ["benchmark.num_points=20000"]  # DisCo points per side (the default 100k only costs time here)
 
 
 def write_fake_samples(run_dir, cfg, layout, stage=1, split="val", noise_m=0.002, skip=(), seed=0):
-    """What `stages.sample_split` writes: <scene>/<frame>_{gt,scan,sim1..simK}.png, camera.json,
+    """What `simulate.sample_split` writes: <scene>/<frame>_{gt,scan,sim1..simK}.png, camera.json,
     samples.json; every sim_k = real + N(0, noise_m) on the real's valid pixels."""
     rng = np.random.default_rng(seed)
     ds = PairedDepthDataset.from_config(cfg, layout, split, train=False)
-    out = samples_dir(run_dir, stage, split)
+    out = RunFolder(run_dir).samples_dir(stage, split)
     Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size).save_json(out / SAMPLES_CAMERA)
     done = 0
     for item in ds:
@@ -58,11 +58,16 @@ def write_fake_samples(run_dir, cfg, layout, stage=1, split="val", noise_m=0.002
     return out
 
 
+def _evaluate(run_dir, *, overrides=(), **kw):
+    """`evaluate_run` with the run's config resolved as the CLI does (`a.b=c` overrides, not saved)."""
+    return evaluate_run(run_dir, resolve_config(run_dir, overrides=overrides, save=False), **kw)
+
+
 @pytest.fixture
 def fake_run(tmp_path, plane_layout):
     cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.root={plane_layout.root}"])
     run_dir = tmp_path / "run"
-    save_run_config(run_dir, cfg, dataset_root=plane_layout.root)
+    RunFolder(run_dir).save_config(cfg)
     write_fake_samples(run_dir, cfg, plane_layout, stage=1)
     return run_dir, cfg, plane_layout
 
@@ -74,7 +79,7 @@ def test_evaluate_run_on_fake_run(fake_run):
     torch.manual_seed(0)
     PointNetDiscriminator(hidden=(8, 16), head_hidden=(8,)).eval().save(run_dir / "disc" / "model.safetensors")
     names = ["cad", "random", "stage1", "real"]
-    res = evaluate_run(run_dir, fuse=True, downstream=False, seeds=1, simulators=names, progress=False, overrides=FAST)
+    res = _evaluate(run_dir, fuse=True, downstream=False, seeds=1, simulators=names, progress=False, overrides=FAST)
 
     out = run_dir / "benchmark"
     for name in ("results.csv", "results.md", "summary.json", "figures/w1_mm.png", "figures/cd_l2_x1000.png"):
@@ -119,7 +124,7 @@ def test_evaluate_run_on_fake_run(fake_run):
 def test_stability_and_unavailable_simulators(fake_run):
     run_dir, _, _ = fake_run
     names = ["cad", "random", "stage1", "pix2pix", "direct"]
-    res = evaluate_run(
+    res = _evaluate(
         run_dir, out=run_dir / "b2", fuse=False, downstream=False, seeds=2, simulators=names, progress=False
     )
     random = res.row("random")
@@ -138,12 +143,12 @@ def test_stability_and_unavailable_simulators(fake_run):
 
 def test_available_and_default_simulators(fake_run):
     run_dir, cfg, _ = fake_run
-    avail = available_simulators(run_dir, cfg)
+    avail = available_simulators(run_dir)
     assert list(avail) == list(SIMULATORS)
     assert avail["cad"] is None and avail["stage1"] is None and avail["real"] is None
     assert "--stages 2" in avail["stage2"] and "cyclegan" in avail["cyclegan"]
     # default: cfg.benchmark.simulators (cad, random, physical, stage1, stage2) + real; stage2 is not there
-    res = evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, progress=False)
+    res = _evaluate(run_dir, fuse=False, downstream=False, seeds=1, progress=False)
     assert [e["simulator"] for e in res.table] == ["cad", "random", "physical", "stage1", "stage2", "real"]
     assert res.row("stage2")["note"].startswith("skipped: no Stage-2 samples")
     assert res.row("physical")["w1_mm"] < res.row("cad")["w1_mm"]  # Kinect-like noise is closer than clean CAD
@@ -151,7 +156,7 @@ def test_available_and_default_simulators(fake_run):
 
 def test_learned_baselines_are_trained_and_evaluated(fake_run):
     run_dir, _, _ = fake_run
-    res = evaluate_run(
+    res = _evaluate(
         run_dir, fuse=False, downstream=False, seeds=2, simulators=["pix2pix", "cyclegan"], progress=False,
         overrides=["train.batch_size=2"], train_baselines=True, baseline_steps=1,
     )  # fmt: skip
@@ -160,7 +165,7 @@ def test_learned_baselines_are_trained_and_evaluated(fake_run):
         row = res.row(kind)
         assert math.isfinite(row["abs_rel"]) and row["w1_mm_n"] == 1  # deterministic generator: one seed
         assert row["seed_spread_mm"] == 0.0
-    again = evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, progress=False)  # found without training
+    again = _evaluate(run_dir, fuse=False, downstream=False, seeds=1, progress=False)  # found without training
     assert {"pix2pix", "cyclegan"} <= {e["simulator"] for e in again.table}
 
 
@@ -168,15 +173,15 @@ def test_mismatched_frame_sets_raise(fake_run):
     run_dir, cfg, layout = fake_run
     write_fake_samples(run_dir, cfg, layout, stage=2, skip={"s01/002"})
     with pytest.raises(Sim2RealError, match=r"stage2 val samples lack 1 frames of stage1: s01/002"):
-        evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, simulators=["stage1", "stage2"], progress=False)
+        _evaluate(run_dir, fuse=False, downstream=False, seeds=1, simulators=["stage1", "stage2"], progress=False)
 
 
 def test_samples_of_another_split_raise(fake_run):
     run_dir, _, _ = fake_run
-    meta = samples_dir(run_dir, 1, "val") / "samples.json"
+    meta = RunFolder(run_dir).samples_dir(1, "val") / "samples.json"
     meta.write_text(json.dumps({"split": "train", "stage": 1, "frames": 3, "size": SIZE}))
     with pytest.raises(Sim2RealError, match="samples of split 'train'") as err:
-        evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, simulators=["stage1"], progress=False)
+        _evaluate(run_dir, fuse=False, downstream=False, seeds=1, simulators=["stage1"], progress=False)
     assert "samples.json" in str(err.value)
 
 
@@ -184,13 +189,13 @@ def test_simulator_missing_frames_raises(fake_run):
     run_dir, _, _ = fake_run
     short = Simulator("short", run=lambda s, seed: s.cad[:2], stochastic=False)
     with pytest.raises(Sim2RealError, match=r"'short' returned 2 frames for 3: it misses s01/002"):
-        evaluate_run(run_dir, fuse=False, downstream=False, seeds=1, simulators=["cad", short], progress=False)
+        _evaluate(run_dir, fuse=False, downstream=False, seeds=1, simulators=["cad", short], progress=False)
 
 
 def test_all_holes_simulator_gives_nan_with_notes(fake_run):
     run_dir, _, _ = fake_run
     holes = Simulator("holes", run=lambda s, seed: np.zeros_like(s.cad), stochastic=False)
-    res = evaluate_run(
+    res = _evaluate(
         run_dir, fuse=True, downstream=False, seeds=1, simulators=[holes, "real"], progress=False, overrides=FAST
     )
     row = res.row("holes")
@@ -204,9 +209,9 @@ def test_all_holes_simulator_gives_nan_with_notes(fake_run):
 def test_unknown_simulator_and_missing_config(fake_run, tmp_path):
     run_dir, _, _ = fake_run
     with pytest.raises(ConfigError, match="unknown simulator 'gigagan'"):
-        evaluate_run(run_dir, simulators=["gigagan"], progress=False)
+        _evaluate(run_dir, simulators=["gigagan"], progress=False)
     with pytest.raises(Sim2RealError, match="config.yaml"):
-        evaluate_run(tmp_path / "nowhere", progress=False)
+        _evaluate(tmp_path / "nowhere", progress=False)
 
 
 def test_compare_table_and_markdown():
@@ -258,7 +263,7 @@ def test_downstream_is_wired_per_simulator(tmp_path, monkeypatch):
     layout = synthesize(tmp_path / "ds", scenes=3, frames=3, width=96, height=72, progress=False, val_fraction=0.34)
     cfg = load_config("tiny", overrides=["data.size=32", f"data.root={layout.root}"])
     run_dir = tmp_path / "run"
-    save_run_config(run_dir, cfg, dataset_root=layout.root)
+    RunFolder(run_dir).save_config(cfg)
     for split in ("val", "train"):
         write_fake_samples(run_dir, cfg, layout, stage=1, split=split)
     seen = {}
@@ -274,13 +279,13 @@ def test_downstream_is_wired_per_simulator(tmp_path, monkeypatch):
 
     monkeypatch.setattr(downstream, "run_downstream", fake_run_downstream)
     opaque = Simulator("opaque", run=lambda s, seed: s.real.copy(), stochastic=False)  # no train-split output
-    res = evaluate_run(
+    res = _evaluate(
         run_dir, fuse=False, downstream=True, seeds=2, simulators=["cad", "random", "stage1", opaque, "real"],
-        progress=False, quick=True,
+        progress=False, overrides=["benchmark.downstream_steps=20"],
     )  # fmt: skip
     assert sorted(seen["train"]) == ["cad", "random", "stage1"]
     assert all(len(objs) > 0 for objs in seen["train"].values()) and len(seen["test"]) > 0 and len(seen["real"]) > 0
-    assert seen["seeds"] == [0, 1] and seen["kw"]["steps"] <= 30  # quick
+    assert seen["seeds"] == [0, 1] and seen["kw"]["steps"] == 20  # benchmark.downstream_steps
     assert "opaque: downstream: no output" in res.summary["downstream"]["note"]
     cad = res.row("cad")
     assert cad["ds_cls_acc_pct"] == pytest.approx(55.0) and cad["ds_cls_acc_pct_n"] == 2
@@ -291,7 +296,7 @@ def test_downstream_is_wired_per_simulator(tmp_path, monkeypatch):
 
 def test_downstream_without_instance_ids_leaves_a_note(fake_run):
     run_dir, _, _ = fake_run
-    res = evaluate_run(run_dir, fuse=False, downstream=True, seeds=1, simulators=["cad", "real"], progress=False)
+    res = _evaluate(run_dir, fuse=False, downstream=True, seeds=1, simulators=["cad", "real"], progress=False)
     assert res.summary["downstream"]["note"].startswith("not run:")
     assert "ds_cls_acc_pct" not in res.row("cad")
 
@@ -310,7 +315,7 @@ def test_stage_seeds_beyond_the_saved_sample_are_resampled(fake_run):
     Sim2RealPipeline.build(pipe_cfg, [ControlledDenoiser.from_config(pipe_cfg)]).save_pretrained(
         run_dir / "stage1" / "pipeline"
     )
-    res = evaluate_run(
+    res = _evaluate(
         run_dir, fuse=False, downstream=False, seeds=2, simulators=["stage1"], progress=False,
         overrides=["sampling.steps=2"],
     )  # fmt: skip

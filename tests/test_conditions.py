@@ -12,13 +12,14 @@ import pytest
 import torch
 from conftest import TINY_MODEL
 
-from sim2real_kit import stages
+from sim2real_kit import simulate, stage1, stage2
 from sim2real_kit.camera import Camera, look_at
-from sim2real_kit.config import load_config, save_run_config
+from sim2real_kit.config import load_config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.patches import patch_grid, save_flag_file
 from sim2real_kit.pipeline import Sim2RealPipeline
+from sim2real_kit.run import RunFolder, resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 16
@@ -83,7 +84,9 @@ def test_stage1_condition_equals_the_pipelines(tmp_path, holes):
     layout = _layout_with_holes(tmp_path / "ds")
     cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.holes={holes}", *TINY_MODEL])
     ds = PairedDepthDataset.from_config(cfg, layout, "val", train=False)
-    pipe = Sim2RealPipeline.build(cfg, [stages.build_stage(cfg)[1]])
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
     seen = _record_encodes(pipe)
     cad = np.stack([layout.read_depth(r, "gt") for r in ds.refs])
     pipe(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
@@ -107,21 +110,21 @@ def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
         "train.val_frames=1",
         "model.target_std=0",
     ]
-    cfg = load_config("tiny", overrides=overrides)
-    save_run_config(run, cfg)
-    stages.train_stage1(run, progress=False)
-    stages.sample_split(run, "train", stage=1, progress=False)
-    samples = stages.load_samples(run, 1, "train")
+    run = RunFolder(run)
+    cfg = resolve_config(run, overrides=overrides)
+    stage1.train_stage1(run, cfg, progress=False)
+    simulate.sample_split(run, cfg, "train", stage=1, progress=False)
+    layout = DepthLayout(layout.root)
+    samples = run.load_samples(1, "train", layout)
     boxes = patch_grid(SIZE, SIZE, 8, 8)
     save_flag_file(
-        stages.disc_dir(run, 1) / "flags" / "train" / "flags.npz", scores=torch.full((len(samples.refs), 4), 0.2),
+        run.flags_path(1, "train"), scores=torch.full((len(samples.refs), 4), 0.2),
         boxes=boxes, frame_ids=[str(r) for r in samples.refs], frame_size=SIZE, threshold=0.5, binary=True,
         split="train",
     )  # fmt: skip
-    cfg = stages.run_config(run, save=False)
-    ds = stages.StageNDataset(cfg, DepthLayout(layout.root), run, 2)
-    stage1 = stages.load_pipeline(run, 1)
-    pipe = Sim2RealPipeline.build(cfg, [stage1.denoisers[0], stage1.denoisers[0].expand_condition(2)])
+    ds = stage2.stage_n_dataset(run, cfg, layout, 2)
+    first = simulate.load_pipeline(run, 1, cfg)
+    pipe = Sim2RealPipeline.build(cfg, [first.denoisers[0], first.denoisers[0].expand_condition(2)])
     seen = _record_encodes(pipe)
     cad = np.stack([layout.read_depth(r, "gt") for r in ds.base.refs])
     gen = torch.Generator().manual_seed(cfg.seed + 1000)  # sample_split's generator for Stage-I

@@ -1,4 +1,3 @@
-import json
 import re
 from pathlib import Path
 
@@ -6,7 +5,7 @@ import pytest
 import tomllib
 import yaml
 
-from sim2real_kit.config import PRESETS, Config, load_config, save_run_config
+from sim2real_kit.config import PRESETS, Config, load_config
 from sim2real_kit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,16 +65,6 @@ def test_bad_yaml_file(tmp_path):
     p.write_text("train:\n  steps: 3.5\n")
     with pytest.raises(ConfigError, match="c.yaml.*integer"):
         Config.from_yaml(p)
-
-
-def test_run_folder_has_config_and_provenance(tmp_path, plane_layout):
-    cfg = load_config("tiny")
-    save_run_config(tmp_path / "run", cfg, dataset_root=plane_layout.root, command=["sim2real", "x"])
-    assert Config.from_yaml(tmp_path / "run" / "config.yaml") == cfg
-    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
-    assert prov["command"] == ["sim2real", "x"]
-    assert re.fullmatch(r"[0-9a-f]{16}", prov["dataset_fingerprint"])
-    assert prov["packages"]["numpy"]
 
 
 def _norm(name: str) -> str:

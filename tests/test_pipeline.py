@@ -13,9 +13,10 @@ from conftest import TINY_MODEL, write_tiny_sd
 from sim2real_kit.camera import Camera
 from sim2real_kit.config import load_config
 from sim2real_kit.depth import DEPTH_MAX_M, decode_residual, denormalize_depth, normalize_depth
+from sim2real_kit.depth import previous_stage_condition as previous_stage_map
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError
 from sim2real_kit.models.denoiser import ControlledDenoiser
-from sim2real_kit.pipeline import Sim2RealOutput, Sim2RealPipeline, previous_stage_map
+from sim2real_kit.pipeline import Sim2RealOutput, Sim2RealPipeline
 
 SIZE = 16
 TINY = [f"data.size={SIZE}", *TINY_MODEL, "sampling.steps=4"]

@@ -18,6 +18,7 @@ from sim2real_kit import real_sample as rs
 from sim2real_kit.config import load_config
 from sim2real_kit.data.convert import REPORT_NAME
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
+from sim2real_kit.run import RunFolder, resolve_config
 
 pytest.importorskip("open3d")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,7 +48,7 @@ def toy_cfg():
 
 # ---------------------------------------------------------------------- import
 def test_import_is_reused_and_repaired(run, tmp_path):
-    data = rs.sample_dir(run) / "data"
+    data = RunFolder(run).real_sample_dir / "data"
     stamp = (data / "dataset.yaml").stat().st_mtime_ns
     lay = rs.import_real_sample(run)
     assert (data / "dataset.yaml").stat().st_mtime_ns == stamp  # complete import: reused as is
@@ -55,9 +56,9 @@ def test_import_is_reused_and_repaired(run, tmp_path):
     # an incomplete import (no report) of another run is imported again
     broken = tmp_path / "run2"
     rs.import_real_sample(broken)
-    (rs.sample_dir(broken) / "data" / REPORT_NAME).unlink()
+    (RunFolder(broken).real_sample_dir / "data" / REPORT_NAME).unlink()
     rs.import_real_sample(broken)
-    assert (rs.sample_dir(broken) / "data" / REPORT_NAME).is_file()
+    assert (RunFolder(broken).real_sample_dir / "data" / REPORT_NAME).is_file()
 
 
 def test_sample_path_resolves_from_any_working_directory(tmp_path, monkeypatch):
@@ -78,7 +79,9 @@ def test_sample_summary_numbers(frames):
 
 
 def test_physical_baseline_statistics(frames, toy_cfg):
-    region = rs._Region.of(frames, frames.object_mask(), 0.05, 1)
+    from sim2real_kit.real_sample.measure import _Region
+
+    region = _Region.of(frames, frames.object_mask(), 0.05, 1)
     sims = rs.baseline_simulators(toy_cfg)
     assert set(sims) == {"cad", "random", "physical", "physical_redwood"}
     rows = {
@@ -98,7 +101,9 @@ def test_physical_baseline_statistics(frames, toy_cfg):
 
 # ---------------------------------------------------------------------- held-out object
 def test_heldout_pixels_never_reach_the_loss(frames, toy_cfg):
-    from sim2real_kit.stages import _loss_fn, _StageModel, build_stage
+    from sim2real_kit.models.codec import build_codec
+    from sim2real_kit.models.denoiser import make_scheduler
+    from sim2real_kit.stage1 import StageModel, denoising_loss
 
     held = rs.resolve_holdout(frames, "mug")
     ds = rs.heldout_dataset(frames, toy_cfg, held)
@@ -118,8 +123,8 @@ def test_heldout_pixels_never_reach_the_loss(frames, toy_cfg):
     # spreads the noisy input x_t (which holds the target at every pixel) to the loss pixels around: that
     # is why the held-out target is the CAD-only zero residual above, not the real one under weight 0
     batch = {k: torch.stack([ds.crop(f, left, top)[k], ds[1][k]]) for k in ("cad_n", "target", "mask", "heldout")}
-    codec, _, scheduler = build_stage(toy_cfg, cond_maps=1)
-    model, loss_fn = _StageModel(codec, _PixelLocal()), _loss_fn(scheduler, use_prev=False, reweight=False)
+    codec, scheduler = build_codec(toy_cfg), make_scheduler(toy_cfg)
+    model, loss_fn = StageModel(codec, _PixelLocal()), denoising_loss(scheduler, use_prev=False, reweight=False)
     with torch.no_grad():
         base = loss_fn(model, batch, torch.Generator().manual_seed(3))
         same = loss_fn(model, {**batch, "target": batch["target"] + batch["heldout"]}, torch.Generator().manual_seed(3))
@@ -189,7 +194,8 @@ def test_tile_boxes_cover_the_region():
 
 # ---------------------------------------------------------------------- the whole section
 def test_evaluate_real_sample_writes_the_table(run):
-    result = rs.evaluate_real_sample(run, holdout="mug", steps=4, seeds=1, quick=True, overrides=TOY, progress=False)
+    cfg = resolve_config(run, "tiny", overrides=TOY, quick=True, save=False)
+    result = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=4, seeds=1, progress=False)
     for name in ("results.csv", "results.md", "summary.json", "figures/w1_heldout.png", "figures/heldout_panels.png"):
         assert result.paths[name].is_file(), name
     assert {(e["region"], e["simulator"]) for e in result.table} >= {
@@ -208,7 +214,8 @@ def test_bad_holdout_is_named(frames, run):
     with pytest.raises(ConfigError, match=r"held-out object 99 .*8 \(009_gelatin_box\)"):
         rs.resolve_holdout(frames, 99)
     with pytest.raises(Sim2RealError, match="'banana'"):
-        rs.evaluate_real_sample(run, holdout="banana", steps=1, seeds=1, quick=True, overrides=TOY, progress=False)
+        cfg = resolve_config(run, "tiny", overrides=TOY, quick=True, save=False)
+        rs.evaluate_real_sample(run, cfg, holdout="banana", steps=1, seeds=1, progress=False)
     assert rs.resolve_holdout(frames, "025_mug") == rs.resolve_holdout(frames, "mug") == 14
     assert rs.resolve_holdout(frames) == 21  # default: the object with the most pixels (foam brick)
 

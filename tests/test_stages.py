@@ -1,22 +1,25 @@
-"""The flow over a run folder: bad input of the stage functions, the Stage-II loss weighting and its
-batch fallback, and the CLI's error handling. (The flow itself runs in tests/test_notebooks.py.)"""
+"""The flow over a run folder (stage1, flagging, stage2, simulate): bad input of the stage functions, the
+Stage-II loss weighting and its batch fallback, the target scale, and the CLI's error handling. (The flow
+itself runs in tests/test_notebooks.py and tests/test_knobs.py.)"""
 
 import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL
 
-from sim2real_kit import stages
+from sim2real_kit import flagging, simulate, stage1, stage2
 from sim2real_kit.cli import main
-from sim2real_kit.config import load_config, save_run_config
+from sim2real_kit.config import load_config
+from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.errors import ConfigError, MissingArtifactError
 from sim2real_kit.models.denoiser import diffusion_loss
+from sim2real_kit.run import RunFolder, SampleSet, resolve_config
 
 
 @pytest.fixture
 def run_dir(tmp_path, plane_layout):
     cfg = load_config("tiny", overrides=[f"data.root={plane_layout.root}", "data.size=16", *_TINY])
-    save_run_config(tmp_path / "run", cfg)
+    RunFolder(tmp_path / "run").save_config(cfg)
     return tmp_path / "run"
 
 
@@ -25,35 +28,38 @@ _TINY = TINY_MODEL
 
 def test_stage2_without_stage1_names_the_command(run_dir):
     with pytest.raises(MissingArtifactError, match=r"sim2real sample --run .* --split train --stages 1"):
-        stages.train_stage_n(run_dir, 2)
+        stage2.train_stage_n(run_dir, resolve_config(run_dir), 2)
 
 
 def test_sampling_without_pipeline_names_the_command(run_dir):
     with pytest.raises(MissingArtifactError, match="sim2real train --stage 1"):
-        stages.sample_split(run_dir, "val", 1)
+        simulate.sample_split(run_dir, resolve_config(run_dir), "val", 1)
 
 
 def test_flag_without_samples_names_the_command(run_dir):
     with pytest.raises(MissingArtifactError, match="sim2real sample"):
-        stages.train_and_flag(run_dir)
+        flagging.train_and_flag(run_dir, resolve_config(run_dir))
 
 
 @pytest.mark.parametrize("override", ["stage2.flagged_weight=-1", "stage2.other_weight=-0.5", "disc.threshold=2"])
 def test_bad_weights_and_threshold(run_dir, override):
     with pytest.raises(ConfigError):
-        stages.run_config(run_dir, overrides=[override])
+        resolve_config(run_dir, overrides=[override])
 
 
 def test_flag_threshold_outside_unit_interval(run_dir):
     with pytest.raises(ConfigError, match="threshold"):
-        stages.train_and_flag(run_dir, threshold=1.5)
+        flagging.train_and_flag(run_dir, resolve_config(run_dir, overrides=["disc.threshold=1.5"]))
 
 
 def test_weighted_loss_and_batch_fallback(run_dir):
-    cfg = stages.run_config(run_dir, save=False)
-    codec, denoiser, scheduler = stages.build_stage(cfg, cond_maps=2)
-    model = stages._StageModel(codec, denoiser)
-    loss_fn = stages._loss_fn(scheduler, use_prev=True, reweight=True)
+    from sim2real_kit.models.codec import build_codec
+    from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
+
+    cfg = resolve_config(run_dir, save=False)
+    codec, denoiser, scheduler = build_codec(cfg), ControlledDenoiser.from_config(cfg, 2), make_scheduler(cfg)
+    model = stage1.StageModel(codec, denoiser)
+    loss_fn = stage1.denoising_loss(scheduler, use_prev=True, reweight=True)
     b = 2
     batch = {
         "target": torch.rand(b, 1, 16, 16) * 0.2,
@@ -101,10 +107,13 @@ def test_cli_validate_ok(plane_layout, capsys):
     assert "OK" in capsys.readouterr().out
 
 
-def test_quick_overrides_are_valid_config():
-    cfg = load_config("tiny", overrides=list(stages.QUICK_OVERRIDES))
-    assert cfg.data.size == 32 and cfg.train.steps < 100
-    assert np.isfinite(cfg.train.lr)
+def test_quick_overlay_shrinks_the_pixel_presets():
+    for preset in ("tiny", "small"):
+        cfg = load_config(preset, quick=True)
+        assert cfg.data.size == 32 and cfg.train.steps < 100 and cfg.benchmark.seeds == 1, preset
+        assert cfg.preset == preset and np.isfinite(cfg.train.lr)
+    # the user's overrides go on top of the overlay
+    assert load_config("tiny", overrides=["train.steps=7"], quick=True).train.steps == 7
 
 
 def test_simulate_meshes_and_trajectory(tmp_path, one_thread):
@@ -116,8 +125,9 @@ def test_simulate_meshes_and_trajectory(tmp_path, one_thread):
     from sim2real_kit.pipeline import Sim2RealPipeline
 
     cfg = load_config("tiny", overrides=["data.size=16", *TINY_MODEL, "sampling.steps=2"])
-    _, denoiser, _ = stages.build_stage(cfg)
-    Sim2RealPipeline.build(cfg, [denoiser]).save_pretrained(tmp_path / "pipe")
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+
+    Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)]).save_pretrained(tmp_path / "pipe")
     box = o3d.geometry.TriangleMesh.create_box(1.0, 1.0, 1.0).translate([-0.5, -0.5, 0.0])
     o3d.io.write_triangle_mesh(str(tmp_path / "box.ply"), box)
     poses = np.stack([look_at([2.0 * np.cos(a), 2.0 * np.sin(a), 1.2], [0, 0, 0.5]) for a in (0.0, 0.4, 0.8)])
@@ -141,8 +151,8 @@ def test_simulate_meshes_and_trajectory(tmp_path, one_thread):
         == 0
     )
     assert validate(out) == []
-    lay = stages.DepthLayout(out)
-    assert lay.frames("train") == [stages.FrameRef("box", "0000"), stages.FrameRef("box", "0001")]
+    lay = DepthLayout(out)
+    assert lay.frames("train") == [FrameRef("box", "0000"), FrameRef("box", "0001")]
     frame = lay.read_frame(lay.frames("train")[0])
     assert frame["cad"].shape == (16, 16) and (frame["cad"] > 0).any()
     np.testing.assert_allclose(frame["pose"], poses[0], atol=1e-6)
@@ -155,22 +165,22 @@ def test_target_std_sets_the_residual_scale(run_dir, plane_layout):
     """model.target_std: the train split's target, scaled, has exactly that std (on the pixels the loss uses)."""
     from sim2real_kit.data.dataset import PairedDepthDataset
 
-    cfg = stages.run_config(run_dir, overrides=["model.target_std=0.5"], save=False)
-    scale = stages.resolve_target_scale(cfg, plane_layout)
+    cfg = resolve_config(run_dir, overrides=["model.target_std=0.5"], save=False)
+    scale = stage1.resolve_target_scale(cfg, plane_layout)
     assert scale == cfg.model.residual_scale and scale > 0.5  # the planes' 1 cm noise is tiny in log units
     ds = PairedDepthDataset.from_config(cfg, plane_layout, "train", train=False)
     items = [ds[i] for i in range(len(ds))]
     target = torch.cat([it["target"][it["mask"] > 0] for it in items])
     assert float(target.std(unbiased=False)) == pytest.approx(0.5, rel=1e-4)
     # off (0) or a direct target: the configured scale stays
-    off = stages.run_config(run_dir, overrides=["model.target_std=0"], save=False)
-    assert stages.resolve_target_scale(off, plane_layout) is None and off.model.residual_scale == 0.5
+    off = resolve_config(run_dir, overrides=["model.target_std=0"], save=False)
+    assert stage1.resolve_target_scale(off, plane_layout) is None and off.model.residual_scale == 0.5
     # the pixel presets turn it on (configs/tiny.yaml: model.target_std 0.5)
-    assert stages.run_config(run_dir, save=False).model.target_std == 0.5
-    direct = stages.run_config(run_dir, overrides=["model.target_std=0.5", "model.target=direct"], save=False)
-    assert stages.resolve_target_scale(direct, plane_layout) is None
+    assert resolve_config(run_dir, save=False).model.target_std == 0.5
+    direct = resolve_config(run_dir, overrides=["model.target_std=0.5", "model.target=direct"], save=False)
+    assert stage1.resolve_target_scale(direct, plane_layout) is None
     with pytest.raises(ConfigError, match="target_std"):
-        stages.run_config(run_dir, overrides=["model.target_std=-1"], save=False)
+        resolve_config(run_dir, overrides=["model.target_std=-1"], save=False)
 
 
 def test_target_std_ignores_holes_and_mismatches(run_dir, plane_layout):
@@ -180,10 +190,10 @@ def test_target_std_ignores_holes_and_mismatches(run_dir, plane_layout):
 
     stds = {}
     for holes in ("mask", "generate"):
-        cfg = stages.run_config(run_dir, overrides=["model.target_std=0.5", f"data.holes={holes}"], save=False)
-        stds[holes] = stages.target_std(cfg, plane_layout)
+        cfg = resolve_config(run_dir, overrides=["model.target_std=0.5", f"data.holes={holes}"], save=False)
+        stds[holes] = stage1.target_std(cfg, plane_layout)
     assert stds["generate"] == pytest.approx(stds["mask"], rel=1e-9)
-    cfg = stages.run_config(run_dir, overrides=["model.target_std=0.5", "data.holes=generate"], save=False)
+    cfg = resolve_config(run_dir, overrides=["model.target_std=0.5", "data.holes=generate"], save=False)
     ds = PairedDepthDataset.from_config(cfg, plane_layout, "train", train=False)
     ds.residual_scale = 1.0
     items = [ds[i] for i in range(len(ds))]
@@ -198,10 +208,14 @@ def test_train_stage1_saves_the_resolved_scale(run_dir):
 
     from sim2real_kit.config import Config
 
-    summary = stages.train_stage1(
-        run_dir, overrides=["model.target_std=0.5", "train.steps=2", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2"],
-        progress=False,
-    )  # fmt: skip
+    overrides = [
+        "model.target_std=0.5",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.val_frames=1",
+        "sampling.steps=2",
+    ]
+    summary = stage1.train_stage1(run_dir, resolve_config(run_dir, overrides=overrides), progress=False)
     saved = Config.from_yaml(run_dir / "config.yaml").model
     index = json.loads((run_dir / "stage1" / "pipeline" / "model_index.json").read_text())
     assert saved.target_std == 0.5 and saved.residual_scale == pytest.approx(summary["residual_scale"])
@@ -223,12 +237,12 @@ def test_discriminator_patches_share_the_loss_pixels():
     real[:, 10:12, :] = 0.0  # holes
     sim = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
     cam = Camera(20.0, 20.0, size / 2, size / 2, size, size)
-    samples = stages.SampleSet([None] * frames, cad, real, {1: sim}, cam, np.stack([np.eye(4)] * frames))
+    samples = SampleSet([None] * frames, cad, real, {1: sim}, cam, np.stack([np.eye(4)] * frames))
     for holes, flying_kept in (("mask", False), ("generate", True)):
         cfg = load_config(
             "tiny", overrides=[f"data.holes={holes}", "disc.patch_size=8", "disc.stride=8", "disc.num_points=64"]
         )
-        real_pp, fake_pp, _ = stages.patch_sets(samples, 1, cfg, seed=0)
+        real_pp, fake_pp, _ = flagging.patch_sets(samples, 1, cfg, seed=0)
         real_z = real_pp.camera_points()[0][..., 2][real_pp.valid]  # [M, N] metres
         assert bool((real_z > 2.5).any()) == flying_kept, holes
         if holes == "mask":

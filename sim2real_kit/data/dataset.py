@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from sim2real_kit.camera import Camera
 from sim2real_kit.data.layout import DepthLayout, FrameRef
-from sim2real_kit.depth import cad_condition, encode_residual, normalize_depth, valid_mask
+from sim2real_kit.depth import cad_condition, encode_residual, normalize_depth, previous_stage_condition, valid_mask
 from sim2real_kit.errors import LayoutError, Sim2RealError
 
 MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask", "valid")
@@ -192,3 +192,53 @@ class PairedDepthDataset(Dataset):
         """Metres [S, S] -> dict of [1, S, S] tensors (for maps already at the model size)."""
         maps = self.encode_maps(cad, real)
         return {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(MAP_KEYS)}
+
+
+class StageNDataset(Dataset):
+    """Stage-k training data (paper Sec. 3.4): the items of `base` (the eval crop of the train split, as
+    the release) plus
+
+    - `prev_n`: [1, S, S] the previous stage's saved output (`previous` {"scene/frame": [S, S] metres}) as
+      the second condition, `depth.previous_stage_condition` of `condition` ("depth" | "residual");
+    - `flag_weight`: [1, S, S] λ (`flagged_weight`) on flagged patches, ω (`other_weight`) elsewhere
+      (continuous scores for "w/o bin"), from the `flags` of the previous stage's output (a FlagFile);
+    - `has_flag`: whether any patch of the frame is flagged (the loss re-weights a batch only then)."""
+
+    def __init__(
+        self,
+        base: PairedDepthDataset,
+        previous: dict[str, np.ndarray],
+        flags,
+        condition: str = "depth",
+        residual_scale: float = 0.5,
+        flagged_weight: float = 1.5,
+        other_weight: float = 0.5,
+    ):
+        missing = [str(r) for r in base.refs if str(r) not in previous]
+        if missing:
+            raise LayoutError(f"{len(missing)} train frames have no previous-stage output (e.g. {missing[0]})")
+        if flagged_weight < 0 or other_weight < 0:
+            raise Sim2RealError(f"stage2 weights must be >= 0, got λ={flagged_weight}, ω={other_weight}")
+        self.base, self.previous, self.flags = base, previous, flags
+        self.condition, self.residual_scale = condition, residual_scale
+        self.flagged_weight, self.other_weight = flagged_weight, other_weight
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        key = f"{item['scene']}/{item['frame']}"
+        prev_m = torch.from_numpy(self.previous[key])[None]  # [1, S, S]
+        item["prev_n"] = previous_stage_condition(
+            prev_m[None], item["cad_n"][None], self.condition, self.residual_scale
+        )[0]
+        flags = self.flags.flags_for([key])  # [1, P]
+        item["flag_weight"] = self.flags.weight_map(
+            [key], flagged_weight=self.flagged_weight, other_weight=self.other_weight
+        )[0]  # [1, S, S]
+        item["has_flag"] = torch.tensor(bool((flags > 0).any()))
+        return item

@@ -1,0 +1,86 @@
+"""The benchmark: every simulator of a run in one table (DESIGN §5; the paper's Table 4 analog of
+Sec. 4.4, the discriminator accuracy of Sec. 4.5 and the downstream Tables 1-3 analogs).
+
+On one split (validation by default) of a run folder, each simulator turns the CAD frames of the
+run's samples (model size, metres) into simulated captures, seed by seed, and is scored against
+the real captures of the same views:
+
+1. depth realism: AbsRel, RMSE, δ1 of simulated vs real depth, Wasserstein-1 of the residual
+   distributions (CAD − simulated vs CAD − real, mm), hole rates (all / at CAD edges / flat) next to
+   the real ones and their absolute gap, residuals at edges vs flat areas;
+2. 3D realism: each scene's frames fused by TSDF (`fusion.fuse_frames`, model-frame camera, the
+   frames' poses) and compared with the fused real capture of that scene by the DisCo metrics
+   (`metrics.disco_metrics`, normalised per scene): mIoU %, CD-L2 ×1000, F-score %;
+3. the share of the simulator's patches that the frozen Stage-I discriminator judges fake (%);
+4. the downstream task (`downstream.run_downstream`): networks trained on the simulator's output of
+   the train split, tested on real captures of the split;
+5. stability: spread of the output over seeds (mean per-pixel std, mm) and disagreement of
+   consecutive views of a scene (`metrics.view_consistency`, mm), next to the same on real and CAD.
+
+Simulators (`SIMULATORS`): `cad` (w/o sim), `random` (Gaussian + dropout), `physical` (a textbook
+Kinect noise model, `data.sensor.GenericSensor`, on CAD depth with incidence from CAD normals),
+`pix2pix`, `cyclegan` (`models.baselines`, trained into `run_dir/baselines/<kind>/`), `direct` (a
+pipeline trained with `model.target=direct` in `run_dir/direct/`), `stage1`..`stage3` (the run's
+saved samples, re-sampled for seeds > 0) and `real` (the reference row: the ceiling, W1 0, CD 0).
+A simulator whose artifacts are missing gets a row saying why; frames sets that differ between
+stages are an error naming the frames.
+
+Outputs in `out` (default `run_dir/benchmark/`, all written atomically): `results.csv` (one row per
+simulator × seed), `results.md` (one table, mean ± std over seeds, best per column in bold),
+`summary.json` (nested: what notebook 05 writes into its metrics.json), `figures/*.png` bar charts
+and `meshes/<scene>_<sim>.ply` (first scene: real, cad and the best stage). open3d is used only
+through `fusion` (imported when `fuse=True`).
+"""
+
+from sim2real_kit.benchmark.evaluate import DOWNSTREAM_METRICS, evaluate_run, run_benchmark_downstream
+from sim2real_kit.benchmark.realism import depth_realism, fuse_scenes, realism_3d, view_consistency_mm
+from sim2real_kit.benchmark.simulators import (
+    LABELS,
+    REFERENCE,
+    SIMULATORS,
+    Simulator,
+    available_simulators,
+    benchmark_samples,
+    cad_incidence,
+    cad_normals,
+    make_simulator,
+)
+from sim2real_kit.benchmark.tables import (
+    COLUMNS,
+    DOWNSTREAM_COLUMNS,
+    FIGURES,
+    BenchmarkResult,
+    Column,
+    bar_chart,
+    compare_table,
+    markdown_table,
+    write_csv,
+)
+
+__all__ = [
+    "SIMULATORS",
+    "LABELS",
+    "REFERENCE",
+    "COLUMNS",
+    "DOWNSTREAM_COLUMNS",
+    "DOWNSTREAM_METRICS",
+    "FIGURES",
+    "Column",
+    "Simulator",
+    "BenchmarkResult",
+    "available_simulators",
+    "make_simulator",
+    "benchmark_samples",
+    "cad_normals",
+    "cad_incidence",
+    "depth_realism",
+    "fuse_scenes",
+    "realism_3d",
+    "view_consistency_mm",
+    "run_benchmark_downstream",
+    "compare_table",
+    "markdown_table",
+    "write_csv",
+    "bar_chart",
+    "evaluate_run",
+]

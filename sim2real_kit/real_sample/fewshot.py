@@ -1,0 +1,194 @@
+"""A few-shot Stage-I on the real sample: native-resolution crops of the real frames with one object held out
+of the loss (`HeldOutCrops`), trained with the kit's `stage1.train_denoiser`, then run on model-size tiles
+covering the objects (`simulate_tiles`)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sim2real_kit.config import Config
+from sim2real_kit.data.dataset import MAP_KEYS
+from sim2real_kit.data.layout import DepthLayout
+from sim2real_kit.errors import ConfigError, LayoutError
+from sim2real_kit.io import atomic_write_json
+from sim2real_kit.real_sample.frames import RealFrames
+
+_MAPS = MAP_KEYS  # channels of PairedDepthDataset.encode_maps
+_MASK, _TARGET, _VALID = _MAPS.index("mask"), _MAPS.index("target"), _MAPS.index("valid")
+
+
+# ====================================================================== few-shot Stage-I
+class HeldOutCrops(Dataset):
+    """Random native-resolution crops (side `size` px) of the real frames for Stage-I, one object held out.
+
+    The maps are the kit's (`PairedDepthDataset.encode_maps` of `encoder`: log-normalised CAD and real,
+    residual target, loss mask of `data.holes`) at full resolution. On the held-out object's pixels they
+    are replaced by the maps of (CAD, CAD) — the CAD condition stays, the real depth is gone, the target
+    is a zero residual — and the loss weight is set to 0: its real depth never reaches the model. (A zero
+    weight alone would not do: the noisy input x_t holds the target at every pixel, and the UNet carries
+    it to the loss pixels around.) Crops
+    are centred on a random loss-weighted pixel, drawn from (seed, epoch, index).
+
+    Items: `cad_n`, `target`, `mask`, `heldout` (1 on held-out pixels), each [1, S, S] float32."""
+
+    def __init__(
+        self,
+        frames: RealFrames,
+        encoder,
+        holdout_id: int,
+        size: int,
+        length: int = 256,
+        seed: int = 0,
+        keys: Sequence[str] = ("cad_n", "target", "mask", "heldout"),
+    ):
+        H, W = frames.cad.shape[-2:]
+        if not 0 < size <= min(H, W):
+            raise ConfigError(f"crop size {size} px does not fit the {W}x{H} frames (data.size)")
+        unknown = [k for k in keys if k not in (*_MAPS, "heldout")]
+        if unknown:
+            raise ConfigError(f"unknown map keys {unknown}; valid: {', '.join((*_MAPS, 'heldout'))}")
+        self.size, self.length, self.seed, self.keys = int(size), int(length), int(seed), tuple(keys)
+        self.epoch = 0
+        self.holdout_id = int(holdout_id)
+        self.heldout = frames.instance == self.holdout_id  # [F, H, W]
+        maps = []
+        for cad, real, held in zip(frames.cad, frames.real, self.heldout):
+            m = encoder.encode_maps(cad, real)  # [6, H, W]
+            m[:, held] = encoder.encode_maps(cad, cad)[:, held]  # CAD only: no trace of the real depth
+            m[_MASK, held] = m[_VALID, held] = 0.0
+            maps.append(m)
+        self.maps = np.stack(maps)  # [F, 6, H, W]
+        self.residual_scale = float(encoder.residual_scale)
+        self.target_kind = encoder.target
+        self.centres = np.argwhere(self.maps[:, _MASK] > 0)  # [N, 3] (frame, row, col) of loss pixels
+        if not len(self.centres):
+            raise LayoutError(f"no loss-weighted pixel left once object {holdout_id} is held out", frames.root)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def box(self, index: int) -> tuple[int, int, int, int]:
+        """(frame, left, top, size) of item `index` in the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        f, row, col = self.centres[rng.integers(len(self.centres))]
+        H, W = self.maps.shape[-2:]
+        half = self.size // 2
+        left = int(np.clip(col - half, 0, W - self.size))
+        top = int(np.clip(row - half, 0, H - self.size))
+        return int(f), left, top, self.size
+
+    def crop(self, frame: int, left: int, top: int) -> dict[str, torch.Tensor]:
+        """The maps of the window [left, left+S) x [top, top+S) of `frame` as [1, S, S] tensors."""
+        win = (slice(top, top + self.size), slice(left, left + self.size))
+        out = {}
+        for key in self.keys:
+            if key == "heldout":
+                arr = self.heldout[frame][win].astype(np.float32)
+            else:
+                arr = self.maps[frame, _MAPS.index(key)][win]
+            out[key] = torch.from_numpy(np.ascontiguousarray(arr)[None])
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        f, left, top, _ = self.box(index)
+        return self.crop(f, left, top)
+
+    def target_std(self) -> float:
+        """Std of the unscaled residual (real_n - cad_n) over the pixels where CAD and real are both valid
+        and within max_diff (held-out excluded): holes (generate mode) never set the scale."""
+        keep = (self.maps[:, _MASK] > 0) & (self.maps[:, _VALID] > 0)
+        t = self.maps[:, _TARGET][keep].astype(np.float64) / self.residual_scale
+        return float(t.std())
+
+    def set_residual_scale(self, scale: float) -> None:
+        """Re-scale the residual target to `scale` x (real_n - cad_n)."""
+        if self.target_kind != "residual":
+            raise ConfigError("set_residual_scale needs model.target = residual")
+        self.maps[:, _TARGET] *= float(scale) / self.residual_scale
+        self.residual_scale = float(scale)
+
+
+def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int, length: int = 256) -> HeldOutCrops:
+    """`HeldOutCrops` at the config's model size with the kit's encoding (`data.holes`, `model.target`,
+    `model.residual_scale`, `data.max_diff_m`). With `model.target_std > 0` (a residual target) the scale is
+    set from the training pixels so the target has that std, and written into `cfg.model.residual_scale`."""
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    layout = DepthLayout(frames.root)
+    encoder = PairedDepthDataset.from_config(cfg, layout, "train", train=False)
+    ds = HeldOutCrops(frames, encoder, holdout_id, cfg.data.size, length=length, seed=cfg.seed)
+    target_std = cfg.model.target_std
+    if target_std > 0 and cfg.model.target == "residual":
+        std = ds.target_std()
+        if not std > 1e-9:
+            raise ConfigError(f"model.target_std: CAD and real depth agree on the training pixels of {frames.root}")
+        ds.set_residual_scale(target_std / std)
+        cfg.model.residual_scale = ds.residual_scale
+    return ds
+
+
+def train_heldout_stage1(
+    frames: RealFrames, cfg: Config, holdout_id: int, out_dir: str | Path, steps: int, progress: bool = False
+):
+    """Train (or reuse) a Stage-I on `HeldOutCrops` with `stage1.train_denoiser` into `out_dir` (checkpoints,
+    losses.csv, `pipeline/`, `settings.json`). A finished run with the same settings is loaded, not retrained; other
+    settings start over. Returns (Sim2RealPipeline on the kit's device, summary dict)."""
+    from sim2real_kit.pipeline import Sim2RealPipeline
+    from sim2real_kit.stage1 import device, train_denoiser
+
+    cfg = copy.deepcopy(cfg)
+    out_dir = Path(out_dir)
+    ds = heldout_dataset(frames, cfg, holdout_id)
+    cfg.train = dataclasses.replace(cfg.train, steps=int(steps), val_every=0, sample_every=0)
+    settings = json.loads(json.dumps({
+        "holdout_id": int(holdout_id), "steps": int(steps), "size": int(cfg.data.size), "seed": int(cfg.seed),
+        "source": str(frames.root), "holes": cfg.data.holes, "max_diff_m": cfg.data.max_diff_m,
+        "model": dataclasses.asdict(cfg.model), "train": dataclasses.asdict(cfg.train),
+    }, default=str))  # fmt: skip
+    settings_path, pipe_dir = out_dir / "settings.json", out_dir / "pipeline"
+    same = settings_path.is_file() and json.loads(settings_path.read_text()) == settings
+    summary: dict = {"steps": int(steps), "residual_scale": ds.residual_scale, "reused": False}
+    if same and (pipe_dir / "model_index.json").is_file():
+        summary["reused"] = True
+        return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
+    atomic_write_json(settings_path, settings)
+    summary.update(train_denoiser(cfg, ds, out_dir, resume=same, overwrite=not same, progress=progress))
+    return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
+
+
+def tile_boxes(region: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """(left, top) of the size x size tiles of a regular grid over a frame [H, W] that hold a pixel of
+    `region` (the last row / column of tiles is shifted to end at the frame's border)."""
+    H, W = region.shape
+    lefts = sorted({*range(0, W - size + 1, size), W - size})
+    tops = sorted({*range(0, H - size + 1, size), H - size})
+    return [(x, y) for y in tops for x in lefts if region[y : y + size, x : x + size].any()]
+
+
+def simulate_tiles(
+    pipe, frames: RealFrames, region: np.ndarray, seed: int, steps: int | None = None, eta: float = 0.0
+) -> np.ndarray:
+    """Full-resolution simulated depth [F, H, W] (0 outside the tiles): the pipeline run on model-size
+    native-resolution tiles of the CAD covering `region` [F, H, W] (no resize: tile side = pipeline size)."""
+    size = int(pipe.config.size)
+    boxes = [(f, x, y) for f in range(len(frames.refs)) for x, y in tile_boxes(region[f], size)]
+    out = np.zeros_like(frames.cad)
+    if not boxes:
+        return out
+    tiles = np.stack([frames.cad[f, y : y + size, x : x + size] for f, x, y in boxes])  # [N, S, S]
+    gen = torch.Generator().manual_seed(int(seed))
+    depth = np.asarray(pipe(tiles, num_inference_steps=steps, eta=eta, generator=gen).depth)
+    for (f, x, y), tile in zip(boxes, depth):
+        out[f, y : y + size, x : x + size] = tile
+    return out

@@ -1,0 +1,215 @@
+"""Running a trained chain (paper Sec. 3.5): on a run's split, paired with the real capture, for
+evaluation and as the input of the next stage (`sample_split`); and on CAD alone — depth frames, a folder of
+PNGs, a layout, or meshes + a camera trajectory — into a layout with point clouds and a fused mesh, the
+simulated 3D data a user trains other networks on (`simulate_frames`, `simulate_folder`, `simulate_meshes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sim2real_kit.camera import Camera, check_pose
+from sim2real_kit.config import Config
+from sim2real_kit.data.dataset import PairedDepthDataset
+from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.depth import read_depth_png
+from sim2real_kit.errors import MissingArtifactError
+from sim2real_kit.io import atomic_write_json
+from sim2real_kit.run import RunFolder, as_run, prepare_data
+from sim2real_kit.stage1 import collate, device
+
+
+def load_pipeline(run: RunFolder | str | Path, stage: int, cfg: Config):
+    """The saved pipeline of stages 1..`stage` of a run with the run's `sampling` section applied (steps,
+    batch, eta, precision, CUDA graph, compile): the run's config says how to sample, not the values frozen
+    into the pipeline when it was trained."""
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    run = as_run(run)
+    path = run.pipeline_dir(stage)
+    if not (path / "model_index.json").is_file():
+        cmd = (
+            f"sim2real train --stage 1 --out {run.root}"
+            if stage == 1
+            else f"sim2real train --stage {stage} --run {run.root}"
+        )
+        raise MissingArtifactError(f"no Stage-{stage} pipeline at {path}; make it with: {cmd}")
+    s = cfg.sampling
+    pipe = Sim2RealPipeline.from_pretrained(path)
+    return pipe.set_sampling(s.precision, s.cuda_graph, s.compile, s.steps, s.batch_size, s.eta).to(device())
+
+
+def sample_split(
+    run: RunFolder | str | Path,
+    cfg: Config,
+    split: str = "val",
+    stage: int = 1,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Sample every frame of `split` with stages 1..`stage` into `stage<stage>/samples/<split>/` of the run:
+    `<scene>/<frame>_{gt,scan,sim1..simK}.png` at the model size (mm) beside `camera.json` (the eval crop's
+    camera). The noise comes from seed `cfg.seed + 1000 * stage`. Never writes into the user's dataset."""
+    from tqdm.auto import tqdm
+
+    run = as_run(run)
+    layout = prepare_data(run, cfg, progress=False)
+    pipe = load_pipeline(run, stage, cfg)
+    ds = PairedDepthDataset.from_config(cfg, layout, split, train=False, max_frames=max_frames)
+    cam = Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * stage)
+    bs = cfg.sampling.batch_size
+    bar = tqdm(total=len(ds), desc=f"sample stage{stage} {split}", disable=not progress)
+    for start in range(0, len(ds), bs):
+        items = [ds[i] for i in range(start, min(start + bs, len(ds)))]
+        out = pipe(collate(items)["cad"][:, 0], generator=gen, return_all_stages=True)  # the run's sampling settings
+        stages_out = [s.cpu().numpy() for s in out.stages]
+        run.write_samples(stage, split, [
+            {"scene": it["scene"], "frame": it["frame"], "cad": it["cad"][0].numpy(), "real": it["real"][0].numpy(),
+             "sims": [s[j] for s in stages_out]}
+            for j, it in enumerate(items)
+        ], cam)  # fmt: skip
+        bar.update(len(items))
+    bar.close()
+    run.finish_samples(stage, split, len(ds), cfg.data.size)
+    return run.samples_dir(stage, split)
+
+
+def load_any_pipeline(pipeline: Path):
+    """A saved pipeline folder as it is, or a run folder's last stage with the run's sampling settings."""
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    if (pipeline / "model_index.json").is_file():
+        return Sim2RealPipeline.from_pretrained(pipeline).to(device())
+    run = RunFolder(pipeline)
+    last = max((int(p.name[5:]) for p in pipeline.glob("stage[0-9]*") if (p / "pipeline").is_dir()), default=0)
+    if not last:
+        raise MissingArtifactError(f"{pipeline} holds no saved pipeline (stageN/pipeline/model_index.json)")
+    if run.has_config():
+        return load_pipeline(run, last, run.load_config())
+    return Sim2RealPipeline.from_pretrained(run.pipeline_dir(last)).to(device())
+
+
+def simulate_frames(
+    pipe,
+    cad_frames: list[np.ndarray],
+    camera: Camera,
+    refs: list[FrameRef],
+    poses,
+    out_dir,
+    stages: int | None = None,
+    seed: int = 0,
+    fuse: bool = True,
+    progress: bool = True,
+) -> DepthLayout:
+    """Simulate captured depth for CAD frames [H, W] metres (one camera) and write it as a layout at the
+    model size: `_gt` = the CAD crop, `_scan` = the simulated depth, poses as given (camera-to-world);
+    plus `points/<scene>/<frame>.ply` (back-projected, world frame) and, with `fuse`, a TSDF mesh per
+    scene `meshes/<scene>/simulated.ply` — training data for 3D networks elsewhere."""
+    from tqdm.auto import tqdm
+
+    from sim2real_kit.fusion import fuse_frames, save_mesh, save_point_cloud
+
+    out_dir = Path(out_dir)
+    gen = torch.Generator().manual_seed(seed)
+    sims, cads, model_cam = [], [], None
+    for cad in tqdm(cad_frames, desc="simulate", disable=not progress):
+        out = pipe(cad, camera=camera, stages=stages, generator=gen)
+        sims.append(np.asarray(out.depth[0], dtype=np.float32))
+        cads.append(np.asarray(out.cad[0], dtype=np.float32))
+        model_cam = out.camera
+    layout = DepthLayout.create(out_dir, model_cam, meta={"source": "simulated", "stages": stages or pipe.num_stages})
+    for ref, cad, sim, pose in zip(refs, cads, sims, poses):
+        layout.write_frame(ref, cad, sim, pose)
+        save_point_cloud(model_cam.backproject(sim, pose)[sim > 0], out_dir / "points" / ref.scene / f"{ref.frame}.ply")
+    # every 5th frame in val.lst (at least one), the rest in train.lst: the layout validates as is
+    val = set(refs[4::5] or refs[-1:])
+    layout.write_split("train", [r for r in refs if r not in val] or refs)
+    layout.write_split("val", [r for r in refs if r in val])
+    if fuse:
+        for scene in sorted({r.scene for r in refs}):
+            idx = [i for i, r in enumerate(refs) if r.scene == scene]
+            mesh = fuse_frames([sims[i] for i in idx], [poses[i] for i in idx], model_cam, progress=False)
+            save_mesh(mesh, layout.mesh_path(scene, "simulated"))
+    atomic_write_json(
+        out_dir / "simulate.json", {"frames": len(refs), "stages": stages or pipe.num_stages, "fused": fuse}
+    )
+    return layout
+
+
+def simulate_folder(
+    pipeline: str | Path, cad_dir: str | Path, out_dir: str | Path, stages: int | None = None, progress: bool = True
+) -> DepthLayout:
+    """Simulate every CAD depth PNG under `cad_dir` (uint16 mm): a `lasa_depth` layout root (its poses
+    and intrinsics are used, scenes fused), or any folder of depth PNGs (`intrinsics.json` beside them,
+    else the LASA camera; identity poses, no fusion). See `simulate_frames` for the output."""
+    from sim2real_kit.data.layout import read_pose
+
+    pipe = load_any_pipeline(Path(pipeline))
+    cad_dir = Path(cad_dir)
+    if (cad_dir / "lasa_depth").is_dir():  # a layout: simulate its CAD frames with their poses
+        layout = DepthLayout(cad_dir)
+        refs = sorted(
+            {r for split in ("train", "val") if layout.list_path(split).is_file() for r in layout.frames(split)}
+        )
+        cads = [layout.read_depth(r, "gt") for r in refs]
+        poses = [layout.read_pose(r) for r in refs]
+        return simulate_frames(pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress)
+    files = sorted(p for p in cad_dir.rglob("*.png") if not p.name.endswith(("_scan.png", "_rgb.png", "_inst.png")))
+    if not files:
+        raise MissingArtifactError(f"no CAD depth PNGs under {cad_dir}")
+    intr = cad_dir / "intrinsics.json"
+    cads = [read_depth_png(f) for f in files]
+    camera = Camera.load_json(intr) if intr.is_file() else Camera.lasa()
+    for f, cad in zip(files, cads):
+        if cad.shape != (camera.height, camera.width):
+            raise MissingArtifactError(
+                f"{f}: {cad.shape[1]}x{cad.shape[0]} depth but the camera ({intr if intr.is_file() else 'LASA default'}) "
+                f"is {camera.width}x{camera.height}; put the right intrinsics.json beside the PNGs"
+            )
+    refs = [
+        FrameRef("cad", str(f.relative_to(cad_dir).with_suffix("")).replace("/", "_").removesuffix("_gt"))
+        for f in files
+    ]
+    poses = []
+    for f in files:
+        pose_file = f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt")
+        poses.append(read_pose(pose_file) if pose_file.is_file() else np.eye(4))
+    known = all(f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt").is_file() for f in files)
+    return simulate_frames(pipe, cads, camera, refs, poses, out_dir, stages, fuse=known, progress=progress)
+
+
+def simulate_meshes(
+    pipeline: str | Path,
+    mesh: str | Path,
+    trajectory,
+    out_dir: str | Path,
+    camera: Camera | None = None,
+    stages: int | None = None,
+    progress: bool = True,
+) -> DepthLayout:
+    """CAD meshes + a camera trajectory -> rendered CAD depth -> simulated depth in a layout, point clouds
+    and a fused mesh (`simulate_frames`). `trajectory`: [N, 4, 4] camera-to-world poses, or a text file of
+    N x 16 numbers (one row-major 4x4 per line); `camera` defaults to the LASA ARKit camera."""
+    from sim2real_kit.data.render import SceneRenderer
+    from sim2real_kit.fusion import load_mesh
+
+    if isinstance(trajectory, (str, Path)):
+        rows = np.loadtxt(trajectory, dtype=np.float64, ndmin=2)
+        if rows.shape[1] != 16:
+            raise MissingArtifactError(
+                f"{trajectory}: each line must hold one row-major 4x4 pose (16 numbers), got {rows.shape[1]}"
+            )
+        trajectory = rows.reshape(-1, 4, 4)
+    poses = [check_pose(p, f"trajectory pose {i}") for i, p in enumerate(np.asarray(trajectory))]
+    camera = camera or Camera.lasa()
+    renderer = SceneRenderer({1: load_mesh(mesh)})
+    cads = [renderer.render(camera, pose, full=False).depth.astype(np.float32) for pose in poses]
+    scene = Path(mesh).stem
+    refs = [FrameRef(scene, f"{i:04d}") for i in range(len(poses))]
+    return simulate_frames(
+        load_any_pipeline(Path(pipeline)), cads, camera, refs, poses, out_dir, stages, progress=progress
+    )

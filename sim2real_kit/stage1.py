@@ -1,0 +1,205 @@
+"""Stage-I: residual depth diffusion conditioned on the CAD depth (paper Sec. 3.2), and the training of
+any stage of the chain.
+
+`train_denoiser` trains one stage on a dataset of model-ready maps (`PairedDepthDataset` items: `cad_n`,
+`target`, `mask`; later stages also `prev_n` and flag weights) and saves the chain's pipeline: Stage-I here,
+Stage-N in `stage2`, the few-shot Stage-I of the real sample in `real_sample`. `train_stage1` is Stage-I of a
+run folder; `resolve_target_scale` sets the residual's scale to the schedule's noise (kit extension).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sim2real_kit.config import Config
+from sim2real_kit.data.dataset import PairedDepthDataset
+from sim2real_kit.data.layout import DepthLayout
+from sim2real_kit.errors import ConfigError, LayoutError, Sim2RealError
+from sim2real_kit.run import RunFolder, as_run, prepare_data
+
+
+def device() -> torch.device:
+    """CUDA when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class StageModel(torch.nn.Module):
+    """Denoiser + frozen codec as one module, so the Trainer saves and moves them together."""
+
+    def __init__(self, codec, denoiser):
+        super().__init__()
+        self.codec, self.denoiser = codec, denoiser
+        for p in codec.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, noisy, timesteps, condition):
+        return self.denoiser(noisy, timesteps, condition)
+
+
+def denoising_loss(scheduler, use_prev: bool, reweight: bool):
+    """loss_fn(model, batch, generator) of one stage (paper Eq. 4-6): the diffusion loss of the batch's
+    `target` conditioned on `cad_n` (+ `prev_n` for stage k > 1), weighted by `mask`; with `reweight`, by
+    `flag_weight` x `mask` when some sample of the batch is flagged (the release's rule, no host sync)."""
+    from sim2real_kit.models.denoiser import diffusion_loss
+    from sim2real_kit.training import unwrap_model
+
+    def loss_fn(model, batch, generator):
+        inner = unwrap_model(model)
+        conds = [batch["cad_n"], batch["prev_n"]] if use_prev else [batch["cad_n"]]
+        weight = batch["mask"]
+        if reweight and "flag_weight" in batch:
+            weight = torch.where(batch["has_flag"].any(), batch["flag_weight"] * weight, weight)
+        loss, _ = diffusion_loss(model, inner.codec, scheduler, batch["target"], conds, weight, generator)
+        return loss
+
+    return loss_fn
+
+
+def collate(items):
+    return torch.utils.data.default_collate(items)
+
+
+def train_denoiser(
+    cfg: Config,
+    dataset,
+    out_dir: str | Path,
+    previous=(),
+    reweight: bool = False,
+    *,
+    codec=None,
+    seed: int | None = None,
+    val_layout: DepthLayout | None = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train stage k = len(previous) + 1 of the chain on `dataset` into `out_dir` (checkpoints, losses.csv;
+    resumes a stopped run) and save the chain (previous stages + this one) to `out_dir/pipeline`.
+
+    Stage-I (no `previous`) is a new denoiser conditioned on the CAD; stage k > 1 is conditioned on the CAD and
+    stage k-1's output and starts from stage k-1's weights (`stage2.init: stage1`) or anew (`base`).
+    `reweight`: weigh the loss by the flags (Stage-II). `codec`: default the config's. `seed`: default
+    `cfg.seed`; it seeds the initialisation and the Trainer. `val_layout`: sample its val frames during
+    training and log their residual W1 (Stage-I). Returns the Trainer's summary."""
+    from sim2real_kit.models.codec import build_codec
+    from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
+    from sim2real_kit.training import Trainer
+
+    seed = cfg.seed if seed is None else int(seed)
+    previous = list(previous)
+    torch.manual_seed(seed)
+    codec = codec if codec is not None else build_codec(cfg)
+    if not previous:
+        denoiser = ControlledDenoiser.from_config(cfg, cond_maps=1)
+    elif cfg.stage2.init == "stage1":
+        denoiser = previous[-1].expand_condition(2)
+    else:
+        denoiser = ControlledDenoiser.from_config(cfg, cond_maps=2)
+    loss_fn = denoising_loss(make_scheduler(cfg, "ddpm"), use_prev=bool(previous), reweight=reweight)
+    val_fn = None if val_layout is None else _val_fn(cfg, val_layout, codec, previous, cfg.train.val_frames)
+    trainer = Trainer(
+        StageModel(codec, denoiser), loss_fn, dataset, cfg.train, out_dir, seed=seed, collate_fn=collate,
+        val_fn=val_fn, best_metric="w1_mm" if val_fn else None, best_mode="min", resume=resume,
+        overwrite=overwrite, num_workers=cfg.data.num_workers, progress=progress,
+    )  # fmt: skip
+    summary = trainer.fit()
+    save_chain(cfg, trainer, codec, previous, Path(out_dir) / "pipeline")
+    return summary
+
+
+def save_chain(cfg: Config, trainer, codec, previous: list, out: Path) -> None:
+    """Save the pipeline of `previous` + the trainer's denoiser (EMA weights when kept)."""
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    with trainer.ema_weights():
+        denoiser = trainer.unwrapped_model.denoiser
+        Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec).save_pretrained(out)
+
+
+def train_stage1(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> dict:
+    """Train Stage-I (paper Sec. 3.2) of a run into `stage1/` (resuming a stopped run) and save its pipeline.
+
+    `cfg` is the call's resolved config (`run.resolve_config`); the residual scale it resolves
+    (`model.target_std`) is written into it and saved with the run and the stage. Returns the Trainer's
+    summary and the scale."""
+    run = as_run(run)
+    layout = prepare_data(run, cfg, progress=progress)
+    resolve_target_scale(cfg, layout)
+    run.save_config(cfg)
+    cfg.to_yaml(run.stage_config_path(1))  # what this stage was trained with
+    run.record_step("stage1", cfg, steps=cfg.train.steps)
+    # only the maps the loss reads: a third less work per item and half the worker -> main transfer
+    train_ds = PairedDepthDataset.from_config(cfg, layout, "train", train=True, keys=("cad_n", "target", "mask"))
+    summary = train_denoiser(cfg, train_ds, run.stage_dir(1), val_layout=layout, progress=progress)
+    return {**summary, "residual_scale": cfg.model.residual_scale}
+
+
+def target_std(cfg: Config, layout: DepthLayout, max_frames: int = 256) -> float:
+    """Std of the unscaled Stage-I target (real_n - cad_n) over the pixels where CAD and real are both
+    valid and within `data.max_diff_m` (the same pixels in either `data.holes` mode: a hole is not a
+    residual and must not set its scale), on up to `max_frames` train frames spread evenly over the
+    split (eval crop, so deterministic)."""
+    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("target", "valid"))
+    ds.residual_scale = 1.0
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_frames)).round().astype(int))
+    total = count = total_sq = 0.0
+    for i in picks:
+        item = ds[int(i)]
+        t = item["target"][item["valid"] > 0].double()
+        total, total_sq, count = total + float(t.sum()), total_sq + float((t * t).sum()), count + t.numel()
+    if count == 0:
+        raise LayoutError(
+            "no pixel with valid CAD and real depth in the sampled train frames: cannot set the target scale",
+            layout.root,
+        )
+    mean = total / count
+    return math.sqrt(max(total_sq / count - mean * mean, 0.0))
+
+
+def resolve_target_scale(cfg: Config, layout: DepthLayout) -> float | None:
+    """Scale the Stage-I residual target to the noise of the schedule (kit extension).
+
+    The release multiplies the normalised residual by 0.5, which suits SD's latent space. In pixel
+    space the residual of a real sensor is tiny (std ~0.008 at scale 0.5 on the procedural world): far
+    below the noise even at t = 1 (sqrt(1 - alpha_bar) = 0.04), so x_t carries no information about x0
+    and the denoiser degenerates into a regressor of E[residual | CAD] (docs/results_gpu.md). With
+    `model.target_std > 0` the scale becomes target_std / std(real_n - cad_n) over the train split,
+    written into `cfg.model.residual_scale` (saved with the run and the pipeline; decoding divides by
+    the same value). Returns the new scale, or None when off or the target is not a residual."""
+    m = cfg.model
+    if m.target_std <= 0 or m.target != "residual":
+        return None
+    std = target_std(cfg, layout)
+    if not std > 1e-6:
+        raise ConfigError(
+            f"model.target_std: real and CAD depth agree on the train split of {layout.root} (std {std:g})"
+        )
+    m.residual_scale = float(m.target_std / std)
+    return m.residual_scale
+
+
+def _val_fn(cfg: Config, layout: DepthLayout, codec, previous: list, num_frames: int):
+    """Validation: sample `num_frames` val frames with the current weights, W1 of residuals (mm)."""
+    from sim2real_kit.metrics import residual_w1
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    try:
+        val_ds = PairedDepthDataset.from_config(cfg, layout, "val", train=False, max_frames=num_frames)
+    except Sim2RealError:
+        return None
+    batch = collate([val_ds[i] for i in range(len(val_ds))])
+
+    def val_fn(model):
+        from sim2real_kit.training import unwrap_model
+
+        pipe = Sim2RealPipeline.build(cfg, [*previous, unwrap_model(model).denoiser], codec=codec)
+        out = pipe(batch["cad"][:, 0].to(torch.float32), generator=torch.Generator().manual_seed(cfg.seed))
+        sim = out.depth.cpu().numpy()
+        cad, real = batch["cad"][:, 0].numpy(), batch["real"][:, 0].numpy()
+        return {"w1_mm": 1000 * residual_w1(cad, sim, real), "w1_cad_mm": 1000 * residual_w1(cad, cad, real)}
+
+    return val_fn
