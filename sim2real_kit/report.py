@@ -68,10 +68,14 @@ def plain(obj: Any, *, strict_json: bool = False) -> Any:
 # ============================================================================ CSV
 def csv_cell(value: Any, nan: str = "") -> Any:
     """What `write_csv` writes for one value: None -> "", NaN -> `nan`, other floats -> `repr`
-    (every digit, "inf" / "-inf"), lists and dicts -> JSON, numpy / torch values as plain values,
-    anything else as `csv` writes it (`str`)."""
+    (every digit, "inf" / "-inf"; a numpy float32 / float16 with the shortest digits of its own
+    precision, `np.float32(0.3)` -> "0.3"), lists and dicts -> JSON, other numpy / torch values as
+    plain values, anything else as `csv` writes it (`str`)."""
     if value is None:
         return ""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.floating) and not isinstance(value, float):
+        return nan if np.isnan(value) else str(value)  # float32: its own shortest digits, "0.3"
     value = plain(value)
     if isinstance(value, float):
         return nan if math.isnan(value) else repr(value)
