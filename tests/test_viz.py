@@ -59,6 +59,18 @@ def test_import_is_light():
     assert out.strip() == "[]"
 
 
+def test_package_reexports_the_public_api():
+    """`viz` is a package (figures, curves, plot3d, widgets): every name of `__all__` resolves from it, and
+    the names notebooks, real_sample.py and benchmarks use are among them."""
+    for name in viz.__all__:
+        assert getattr(viz, name) is not None, name
+    used = {"depth_panels", "effects_gallery", "frame_browser", "frame_point_clouds", "notebook_setup"}
+    used |= {"residual_histograms", "loss_curve", "sample_grid", "val_curve", "flag_overlay", "patch_explorer"}
+    used |= {"patch_figure", "metric_bars", "point_cloud_figure", "mesh_figure", "ablation_plot", "save_figure"}
+    used |= {"save_sample_grid", "TRACE_COLORS"}
+    assert used <= set(viz.__all__)
+
+
 # ---------------------------------------------------------------------------- 1. depth panels
 def test_depth_panels_axes_scales_and_residual_sign():
     cad, real = _pair()
