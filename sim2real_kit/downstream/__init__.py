@@ -51,6 +51,7 @@ block is `models.pointnet`. Everything public is importable from here (`from sim
 ds; ds.extract_objects`). open3d is imported lazily (only to read the per-instance meshes).
 """
 
+from sim2real_kit.downstream.networks import MIN_PRED_POINTS as MIN_PRED_POINTS
 from sim2real_kit.downstream.networks import (
     OCC_THRESHOLD,
     OccupancyNetwork,
@@ -67,6 +68,8 @@ from sim2real_kit.downstream.networks import (
     train_classifier,
     train_occupancy,
 )
+from sim2real_kit.downstream.objects import ROOM_ID_MIN as ROOM_ID_MIN
+from sim2real_kit.downstream.objects import DepthSource as DepthSource
 from sim2real_kit.downstream.objects import (
     ObjectSet,
     extract_objects,
@@ -86,6 +89,7 @@ from sim2real_kit.downstream.protocol import (
     summary_markdown,
 )
 
+# the public API of the former module downstream.py (ROOM_ID_MIN, MIN_PRED_POINTS and DepthSource are reachable too)
 __all__ = [
     "ObjectSet",
     "extract_objects",

@@ -97,7 +97,7 @@ class OccupancyNetwork(nn.Module):
         return self.decode(self.encode(points), queries)
 
 
-# ---------------------------------------------------------------------- training
+# ---------------------------------------------------------------------- training (both tasks)
 @contextlib.contextmanager
 def _seeded(seed: int):
     """torch's global RNG seeded for model init / dropout inside the block, restored afterwards."""
@@ -346,3 +346,22 @@ def evaluate_reconstruction(
     if per_category:
         out.update({f"iou[{name}]": value for name, value in per_cat.items()})
     return out
+
+
+__all__ = [
+    "MIN_PRED_POINTS",
+    "OCC_THRESHOLD",
+    "OccupancyNetwork",
+    "PointNetClassifier",
+    "SharedMLP",
+    "evaluate_classifier",
+    "evaluate_reconstruction",
+    "extract_surface",
+    "grid_points",
+    "occupancy_labels",
+    "occupancy_pool",
+    "predict_occupancy",
+    "thin_shell",
+    "train_classifier",
+    "train_occupancy",
+]

@@ -10,6 +10,7 @@ cutting, see the package docstring, step 1) and its parts: `scene_categories`, `
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -148,8 +149,6 @@ class ObjectSet:
 
     def save(self, path: str | Path) -> Path:
         """Write the set to one `.npz` file (atomic)."""
-        import json
-
         from sim2real_kit.io import atomic_path
 
         arrays = {"points": self.points.numpy(), "categories": self.categories.numpy()}
@@ -170,8 +169,6 @@ class ObjectSet:
 
     @classmethod
     def load(cls, path: str | Path) -> ObjectSet:
-        import json
-
         path = Path(path)
         if not path.is_file():
             raise Sim2RealError("object set file does not exist", path)
@@ -191,6 +188,7 @@ class ObjectSet:
 
 
 def _check_set(objects: ObjectSet, what: str, need_gt: bool = False) -> None:
+    """ConfigError naming `what` when the set is empty or (need_gt) has no complete shapes."""
     if len(objects) == 0:
         raise ConfigError(f"{what}: the object set is empty (no object had enough points; lower min_points?)")
     if need_gt and objects.gt_points is None:
@@ -271,6 +269,7 @@ def _call_source(source: Callable | str, ref: FrameRef, layout: DepthLayout, fra
     return depth, cam
 
 
+# ====================================================================== resampling
 def resample_to_camera(image: np.ndarray, src: Camera, dst: Camera, fill: int = 0) -> np.ndarray:
     """Nearest resampling of a per-pixel map (e.g. instance ids) [H, W] of camera `src` to the pixels of
     `dst`, a crop / resize of `src` (same optical axis orientation). Matches the dataset's nearest
@@ -308,8 +307,6 @@ def _resample(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
 # ====================================================================== extraction
 def scene_categories(layout: DepthLayout, scene: str, categories: Sequence[str] = CATEGORIES) -> dict[int, str]:
     """{instance id: category} of the furniture of a scene, from `meshes/<scene>/scene.json`."""
-    import json
-
     path = layout.scene_info_path(scene)
     if not path.is_file():
         raise LayoutError(
@@ -532,3 +529,16 @@ def _object_set(
         counts=torch.tensor([r["count"] for r in rows]),
         meta=meta,
     )
+
+
+__all__ = [
+    "DepthSource",
+    "ObjectSet",
+    "extract_objects",
+    "folder_depth_source",
+    "instance_meshes",
+    "resample_to_camera",
+    "scene_categories",
+    "simulator_depth_source",
+    "voxel_downsample",
+]

@@ -128,6 +128,7 @@ def _train(task: str, objects: ObjectSet, steps: int, seed: int, s: _Settings, m
 
 
 def _evaluate(task: str, model, test: ObjectSet, seed: int, s: _Settings) -> dict:
+    """The scores of a `task` network on `test` (`evaluate_classifier` / `evaluate_reconstruction`)."""
     if task == "classification":
         return evaluate_classifier(model, test)
     return evaluate_reconstruction(
@@ -215,3 +216,6 @@ def summary_markdown(
             cells.append("" if mean is None else f"{mean:.{digits}f} ± {s.get(f'{m}_std', 0.0):.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["TASKS", "few_shot_subset", "mean_spread", "run_downstream", "summarize", "summary_markdown"]
