@@ -177,6 +177,119 @@ def test_max_pool_makes_it_order_invariant():
     assert torch.allclose(model(pts, cad), model(pts[:, perm], cad[:, perm]), atol=1e-5)
 
 
+# ---------------------------------------------------------------------- the shared PointNet block holds every number
+class _FrozenPointNorm(torch.nn.Module):
+    """`_PointNorm` of models/discriminator.py before the shared block (models/pointnet.py), verbatim."""
+
+    def __init__(self, channels: int, kind: str, affine: bool = True):
+        super().__init__()
+        self.kind = kind
+        self.norm = torch.nn.BatchNorm1d(channels, affine=affine) if kind == "batch" else torch.nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "batch":
+            return self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        return self.norm(x)
+
+
+class _FrozenDiscriminator(torch.nn.Module):
+    """PointNetDiscriminator's network before the shared block: the same construction code and forward."""
+
+    def __init__(self, hidden, cad_guidance, head_hidden, norm, dropout, guidance_input):
+        super().__init__()
+        nn = torch.nn
+        self.cad_guidance, self.guidance_input = cad_guidance, guidance_input
+        self.in_channels = 6 if cad_guidance else 3
+        layers: list[nn.Module] = [_FrozenPointNorm(self.in_channels, "batch", affine=False)]
+        c = self.in_channels
+        for w in hidden:
+            layers += [nn.Linear(c, w), _FrozenPointNorm(w, norm), nn.ReLU(inplace=True)]
+            c = w
+        self.point_mlp = nn.Sequential(*layers)
+        head: list[nn.Module] = []
+        for w in head_hidden:
+            head += [nn.Linear(c, w), nn.LayerNorm(w) if norm == "layer" else nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                head.append(nn.Dropout(dropout))
+            c = w
+        head.append(nn.Linear(c, 1))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, points, cad_points=None):
+        if not self.cad_guidance:
+            x = points
+        elif self.guidance_input == "offset":
+            x = torch.cat([points - cad_points, cad_points], dim=-1)
+        else:
+            x = torch.cat([points, cad_points], dim=-1)
+        return self.head(self.point_mlp(x).amax(dim=1))[:, 0]
+
+
+def _assert_same_network(old: torch.nn.Module, new: torch.nn.Module, inputs: tuple) -> None:
+    """Same state_dict keys (in order) and values, same outputs (train mode, then eval mode), same gradients
+    and same BatchNorm running statistics after the training step: bit for bit (torch.equal)."""
+    assert list(old.state_dict()) == list(new.state_dict())
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+    assert [n for n, _ in old.named_parameters()] == [n for n, _ in new.named_parameters()]
+    outs = []
+    for model in (old, new):
+        model.train()
+        torch.manual_seed(1)  # dropout
+        out = model(*inputs)
+        out.sum().backward()
+        outs.append(out)
+    assert torch.equal(outs[0], outs[1])
+    grads = [{n: p.grad for n, p in model.named_parameters()} for model in (old, new)]
+    assert all(torch.equal(g, grads[1][n]) for n, g in grads[0].items())
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())  # running stats
+    assert torch.equal(old.eval()(*inputs), new.eval()(*inputs))
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+@pytest.mark.parametrize(("cad_guidance", "guidance_input"), [(True, "offset"), (True, "concat"), (False, "offset")])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_shared_pointnet_block_holds_weights_keys_and_outputs(norm, cad_guidance, guidance_input, dropout):
+    """The discriminator built from models.pointnet is the network it was before (frozen copy above): same
+    initial weights for a seed, same state_dict keys (saved checkpoints load), same outputs."""
+    kw = dict(hidden=(16, 32, 64), cad_guidance=cad_guidance, head_hidden=(32, 16), norm=norm, dropout=dropout)
+    kw["guidance_input"] = guidance_input
+    torch.manual_seed(0)
+    old = _FrozenDiscriminator(**kw)
+    torch.manual_seed(0)
+    new = PointNetDiscriminator(**kw)
+    g = torch.Generator().manual_seed(2)
+    pts, cad = torch.randn(4, 50, 3, generator=g), torch.randn(4, 50, 3, generator=g)
+    _assert_same_network(old, new, (pts, cad) if cad_guidance else (pts,))
+    loaded = PointNetDiscriminator(**kw)
+    loaded.load_state_dict(old.state_dict(), strict=True)  # a checkpoint of the old network loads
+    assert torch.equal(loaded.eval()(pts, cad), old.eval()(pts, cad))
+
+
+def test_discriminator_state_dict_keys_are_the_checkpoint_format():
+    keys = list(PointNetDiscriminator(hidden=(8,), head_hidden=(4,)).state_dict())
+    assert keys == [
+        "point_mlp.0.norm.running_mean",
+        "point_mlp.0.norm.running_var",
+        "point_mlp.0.norm.num_batches_tracked",
+        "point_mlp.1.weight",
+        "point_mlp.1.bias",
+        "point_mlp.2.norm.weight",
+        "point_mlp.2.norm.bias",
+        "point_mlp.2.norm.running_mean",
+        "point_mlp.2.norm.running_var",
+        "point_mlp.2.norm.num_batches_tracked",
+        "head.0.weight",
+        "head.0.bias",
+        "head.1.weight",
+        "head.1.bias",
+        "head.1.running_mean",
+        "head.1.running_var",
+        "head.1.num_batches_tracked",
+        "head.3.weight",
+        "head.3.bias",
+    ]
+
+
 # ---------------------------------------------------------------------- training
 def test_separates_noisy_from_clean_planes(noisy_vs_clean):
     h = noisy_vs_clean["history"]

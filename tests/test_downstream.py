@@ -18,6 +18,7 @@ from sim2real_kit.downstream import (
     ObjectSet,
     OccupancyNetwork,
     PointNetClassifier,
+    SharedMLP,
     evaluate_classifier,
     evaluate_reconstruction,
     extract_objects,
@@ -262,6 +263,112 @@ def test_occupancy_network_beats_the_partial_input():
     assert scores["empty_rate"] == 0.0
     assert scores["iou"] > 0.5 and scores["iou"] > floor["iou"] + 0.2, (scores, floor)
     assert scores["cd_l2_x1000"] < floor["cd_l2_x1000"] / 5
+
+
+# ---------------------------------------------------------------------- the shared PointNet block holds every number
+class _FrozenSharedMLP(torch.nn.Module):
+    """downstream.py's SharedMLP before the shared block (models/pointnet.py), verbatim."""
+
+    def __init__(self, in_dim, widths):
+        super().__init__()
+        self.linears = torch.nn.ModuleList()
+        self.norms = torch.nn.ModuleList()
+        for w in widths:
+            self.linears.append(torch.nn.Linear(in_dim, w))
+            self.norms.append(torch.nn.BatchNorm1d(w))
+            in_dim = w
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        for linear, norm in zip(self.linears, self.norms):
+            x = torch.nn.functional.relu(norm(linear(x).reshape(B * N, -1)).reshape(B, N, -1))
+        return x
+
+
+class _FrozenClassifier(torch.nn.Module):
+    """downstream.py's PointNetClassifier before the shared block, verbatim."""
+
+    def __init__(self, num_classes=6, widths=(64, 128, 256), head=128, dropout=0.3):
+        super().__init__()
+        nn = torch.nn
+        self.encoder = _FrozenSharedMLP(3, widths)
+        self.head = nn.Sequential(
+            nn.Linear(widths[-1], head),
+            nn.BatchNorm1d(head),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(head, num_classes),
+        )
+
+    def forward(self, points):
+        return self.head(self.encoder(points).amax(dim=1))
+
+
+class _FrozenOccupancy(torch.nn.Module):
+    """downstream.py's OccupancyNetwork before the shared block, verbatim (forward only)."""
+
+    def __init__(self, latent=128, hidden=128, layers=3, widths=(64, 128, 256), fourier=4):
+        super().__init__()
+        nn = torch.nn
+        self.encoder = _FrozenSharedMLP(3, widths)
+        self.to_latent = nn.Linear(widths[-1], latent)
+        self.fourier = int(fourier)
+        in_dim = latent + 3 + 6 * self.fourier
+        mlp = []
+        for _ in range(layers):
+            mlp += [nn.Linear(in_dim, hidden), nn.ReLU()]
+            in_dim = hidden
+        mlp.append(nn.Linear(hidden, 1))
+        self.decoder = nn.Sequential(*mlp)
+
+    def forward(self, points, queries):
+        latent = self.to_latent(self.encoder(points).amax(dim=1))
+        if self.fourier:
+            freqs = (2.0 ** torch.arange(self.fourier, dtype=queries.dtype)) * math.pi
+            angles = queries[..., None] * freqs
+            queries = torch.cat([queries, angles.sin().flatten(-2), angles.cos().flatten(-2)], dim=-1)
+        z = latent[:, None, :].expand(-1, queries.shape[1], -1)
+        return self.decoder(torch.cat([z, queries], dim=-1)).squeeze(-1)
+
+
+NETWORKS = [
+    (_FrozenClassifier, PointNetClassifier, {}),
+    (_FrozenClassifier, PointNetClassifier, {"num_classes": 3, "widths": (8, 16), "head": 12, "dropout": 0.0}),
+    (_FrozenOccupancy, OccupancyNetwork, {}),
+    (
+        _FrozenOccupancy,
+        OccupancyNetwork,
+        {"latent": 16, "hidden": 24, "layers": 2, "widths": (8, 16, 32), "fourier": 0},
+    ),
+    (_FrozenSharedMLP, SharedMLP, {"in_dim": 3, "widths": (8, 16)}),
+]
+
+
+@pytest.mark.parametrize(("frozen", "network", "kw"), NETWORKS)
+def test_shared_pointnet_block_holds_weights_keys_and_outputs(frozen, network, kw):
+    """The downstream networks built from models.pointnet are the networks they were before (frozen copies above):
+    same initial weights for a seed, same state_dict keys, same outputs, gradients and BatchNorm statistics."""
+    torch.manual_seed(0)
+    old = frozen(**kw)
+    torch.manual_seed(0)
+    new = network(**kw)
+    assert list(old.state_dict()) == list(new.state_dict())
+    assert [n for n, _ in old.named_parameters()] == [n for n, _ in new.named_parameters()]
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+    g = torch.Generator().manual_seed(2)
+    inputs = (torch.randn(4, 50, 3, generator=g),)
+    if network is OccupancyNetwork:
+        inputs += (torch.randn(4, 30, 3, generator=g),)
+    outs = []
+    for model in (old, new):
+        torch.manual_seed(1)  # dropout
+        out = model.train()(*inputs)
+        out.sum().backward()
+        outs.append(out)
+    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(old.parameters(), new.parameters()))
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())  # running statistics
+    assert torch.equal(old.eval()(*inputs), new.eval()(*inputs))
 
 
 # ---------------------------------------------------------------------- protocol

@@ -19,7 +19,7 @@ unguided (`python benchmarks/bench_disc_input.py --run runs/i17`, docs/figures/d
 "offset" is the default: the run's tie-break (agreement of the flags with the sensor's effect masks,
 mean F1 0.410 vs 0.403) and the slope case favour it.
 The network then is a shared per-point MLP (Linear + BatchNorm/LayerNorm + ReLU, widths
-`cfg.disc.hidden`), a max-pool over points and an MLP head -> one logit of P(real).
+`cfg.disc.hidden`; `models.pointnet.point_mlp`), a max-pool over points and an MLP head -> one logit of P(real).
 
 The library functions around it (no CLI): `train_discriminator` (balanced real-vs-fake batches,
 AdamW, BCE-with-logits; validation accuracy and ROC-AUC on held-out whole frames or scenes,
@@ -46,6 +46,7 @@ from torch import nn
 from sim2real_kit.camera import Camera
 from sim2real_kit.errors import CheckpointError, ConfigError, Sim2RealError
 from sim2real_kit.io import atomic_path, atomic_write_json
+from sim2real_kit.models.pointnet import NORMS, max_pool, norm_layer, point_mlp
 from sim2real_kit.patches import (
     PatchPoints,
     check_threshold,
@@ -55,26 +56,10 @@ from sim2real_kit.patches import (
 )
 
 MODEL_FORMAT = "sim2real_kit.PointNetDiscriminator"
-NORMS = ("batch", "layer")
 GUIDANCE_INPUTS = ("offset", "concat")  # CAD-guided input per point: (p - c, c) | (p, c)
 
 
 # ---------------------------------------------------------------------- the network
-class _PointNorm(nn.Module):
-    """Normalisation of per-point features [B, N, C]: BatchNorm over all points of the batch
-    (PointNet's Conv1d + BatchNorm1d) or LayerNorm per point."""
-
-    def __init__(self, channels: int, kind: str, affine: bool = True):
-        super().__init__()
-        self.kind = kind
-        self.norm = nn.BatchNorm1d(channels, affine=affine) if kind == "batch" else nn.LayerNorm(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "batch":
-            return self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
-        return self.norm(x)
-
-
 class PointNetDiscriminator(nn.Module):
     """PointNet patch classifier: points [B, N, 3] (+ CAD points [B, N, 3]) -> logit of P(real) [B]."""
 
@@ -105,15 +90,11 @@ class PointNetDiscriminator(nn.Module):
 
         # per-channel standardisation of the input: the depth-CAD offset is 1-3 orders of magnitude
         # smaller than the patch extent; without it the network needs thousands of steps to see it
-        layers: list[nn.Module] = [_PointNorm(self.in_channels, "batch", affine=False)]
-        c = self.in_channels
-        for w in self.hidden:
-            layers += [nn.Linear(c, w), _PointNorm(w, norm), nn.ReLU(inplace=True)]
-            c = w
-        self.point_mlp = nn.Sequential(*layers)
+        self.point_mlp = point_mlp(self.in_channels, self.hidden, norm, input_norm=True)
+        c = self.hidden[-1]
         head: list[nn.Module] = []
         for w in self.head_hidden:
-            head += [nn.Linear(c, w), nn.LayerNorm(w) if norm == "layer" else nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            head += [nn.Linear(c, w), norm_layer(w, norm), nn.ReLU(inplace=True)]
             if self.dropout > 0:
                 head.append(nn.Dropout(self.dropout))
             c = w
@@ -164,7 +145,7 @@ class PointNetDiscriminator(nn.Module):
     def forward(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
         """points, cad_points [B, N, 3] (normalised patch points) -> logits [B] of P(real)."""
         x = self.point_mlp(self.features(points, cad_points))  # [B, N, C]
-        x = x.amax(dim=1)  # [B, C]: symmetric max-pool over points
+        x = max_pool(x)  # [B, C]: symmetric over the points
         return self.head(x)[:, 0]  # [B]
 
     def prob_real(self, points: torch.Tensor, cad_points: torch.Tensor | None = None) -> torch.Tensor:
