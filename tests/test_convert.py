@@ -5,6 +5,7 @@ bad-input tests use two-frame copies and fail before or during rendering."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -307,3 +308,104 @@ def test_bop_bad_depth_scale_and_missing_model(tmp_path, imported):
         import_bop(src, tmp_path / "out", progress=False)
     with pytest.raises(Sim2RealError, match="split folder 'train'"):
         import_bop(src, tmp_path / "out", split="train", progress=False)
+
+
+# ---------------------------------------------------------------------- the refactor's reference
+def _digest(*parts) -> str:
+    """sha256 (first 16 hex digits) of arrays (dtype, shape and bytes), strings and bytes, in order."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, str):
+            p = p.encode()
+        elif not isinstance(p, bytes):
+            a = np.ascontiguousarray(p)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            p = a.tobytes()
+        h.update(p)
+    return h.hexdigest()[:16]
+
+
+def _tree_fingerprint(root: Path, replace: dict[str, str]) -> dict[str, str]:
+    """Per kind of file (PNG suffix or folder, meshes, poses, metadata): digest of the decoded contents
+    (PNG pixels, PLY vertices / triangles, text with the machine's paths replaced), in path order."""
+    import open3d as o3d
+
+    groups: dict[str, list] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if path.suffix == ".png":
+            kind = rel.parent.name if rel.parent.name in ("depth", "rgb", "mask_visib") else rel.stem.rsplit("_")[-1]
+            with Image.open(path) as im:
+                content = _digest(np.asarray(im))
+        elif path.suffix == ".ply":
+            kind = "models"
+            mesh = o3d.io.read_triangle_mesh(str(path))
+            content = _digest(np.asarray(mesh.vertices), np.asarray(mesh.triangles))
+        else:
+            kind = "poses" if rel.parts[0] == "lasa_pose" else "metadata"
+            text = path.read_text()
+            for old, new in replace.items():
+                text = text.replace(old, new)
+            content = _digest(text)
+        groups.setdefault(kind, []).append(f"{rel.as_posix()}={content}")
+    return {kind: _digest("\n".join(items)) for kind, items in sorted(groups.items())}
+
+
+def _import_fingerprint(root: Path) -> dict[str, dict[str, str]]:
+    """The YCB-Video import, its BOP export and the BOP import of the shipped sample under `root`."""
+    replace = {str(SAMPLE.resolve()): "<SAMPLE>", str(root.resolve()): "<ROOT>", str(root): "<ROOT>"}
+    return {name: _tree_fingerprint(root / name, replace) for name in ("ycbv_ds", "bop_src", "bop_ds")}
+
+
+# Reference of the module split of convert.py (a pure refactor, "every number held"): these digests
+# were computed by the code *before* the split (commit ad6e622) and must come out unchanged. They
+# are hard-coded on purpose: they are the reference, not a property. Should ray casting or PNG / PLY
+# decoding of another machine or library version ever be the cause of a failure, recompute them by
+# running `_import_fingerprint` on the code of ad6e622 on that machine, never from the code under test.
+IMPORT_FINGERPRINT = {
+    "ycbv_ds": {
+        "gt": "52ecf7c1e634e0dd",
+        "inst": "3434d8ab67dd5e65",
+        "metadata": "c16109938eb969d7",
+        "poses": "fe036d8c106fe07a",
+        "rgb": "92868a6526c80fa6",
+        "scan": "bd35a7c9b1abc6f1",
+    },
+    "bop_src": {
+        "depth": "b9a804680ea884c5",
+        "mask_visib": "0c25629a57f80715",
+        "metadata": "48d7435e2dd8567a",
+        "models": "49ae338361a39f6a",
+        "rgb": "04cec13ce85e8b4e",
+    },
+    "bop_ds": {
+        "gt": "53f896e04fc5de7f",
+        "inst": "237211979220e1a7",
+        "metadata": "0e0bf7fb11347a1e",
+        "poses": "2d6baa20ec3bcf09",
+        "rgb": "2b133af67cdfef7a",
+        "scan": "a6dbf6334e631729",
+    },
+}
+
+
+def test_imports_are_bit_identical_to_the_reference(imported):
+    assert _import_fingerprint(imported["root"]) == IMPORT_FINGERPRINT
+
+
+def test_convert_keeps_its_public_names_after_the_split():
+    """`sim2real_kit.data.convert` re-exports the names that moved to convert_build.py / convert_bop.py."""
+    from sim2real_kit.data import convert, convert_bop, convert_build
+
+    assert set(convert.__all__) >= {
+        "REPORT_NAME",
+        "import_ycbv",
+        "import_bop",
+        "export_bop",
+        "camera_from_opencv_K",
+        "render_objects",
+        "read_report",
+    }
+    for name in ("REPORT_NAME", "camera_from_opencv_K", "render_objects", "read_report"):
+        assert getattr(convert, name) is getattr(convert_build, name), name
+    assert convert.export_bop is convert_bop.export_bop

@@ -3,6 +3,8 @@ maps, the release's diff_id/position files and the per-split flag file."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -331,3 +333,89 @@ def test_flag_file_mismatch_and_bad_threshold_name_the_file(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(Sim2RealError, match="bad.npz"):
         load_flag_file(tmp_path / "bad.npz")
+
+
+# ---------------------------------------------------------------------- the refactor's reference
+def _digest(*parts) -> str:
+    """sha256 (first 16 hex digits) of tensors / arrays (dtype, shape and bytes) and bytes, in order."""
+    h = hashlib.sha256()
+    for p in parts:
+        if not isinstance(p, bytes):
+            a = np.ascontiguousarray(p.numpy() if isinstance(p, torch.Tensor) else p)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            p = a.tobytes()
+        h.update(p)
+    return h.hexdigest()[:16]
+
+
+def _patch_fingerprint(tmp_path) -> dict[str, str]:
+    """Grid, patch points of the three normalisations, flags / masks / weights, the release files and
+    a flag file, on seeded random 48x64 frames."""
+    g = _gen(0)
+    H, W = 48, 64
+    camera = Camera(50.0, 50.0, 32.0, 24.0, W, H)
+    depth = torch.rand(2, H, W, generator=g) + 1.0
+    depth[:, :10, :10] = 0
+    cad = depth + 0.01 * torch.randn(2, H, W, generator=g)
+    boxes = patch_grid(H, W, 16, 12)
+    out = {"grid": _digest(boxes)}
+    for normalize in ("cad", "pair", "none"):
+        pp = extract_patch_points(depth, cad, camera, boxes, 64, generator=_gen(1), normalize=normalize)
+        out[f"points_{normalize}"] = _digest(pp.points, pp.cad_points, pp.valid, pp.n_valid, pp.centre, pp.scale)
+    scores = torch.rand(2, len(boxes), generator=g)
+    flags = flags_from_scores(scores, threshold=0.4)
+    mask = flags_to_mask(flags, boxes, H, W)
+    out["flags"] = _digest(flags, flags_from_scores(scores, binary=False), mask, mask_to_flags(mask, boxes, 0.3))
+    out["weights"] = _digest(weight_map(flags, boxes, H, W, out_size=(24, 32)), weight_map(scores, boxes, H, W))
+    boxes_512 = scale_boxes(boxes, (H, W), RELEASE_FRAME)
+    write_release_flags(tmp_path / "rel", "s0/000", boxes_512[:3], [0, 4, 7], pp.points[0, :3], absolute_paths=False)
+    files = sorted(p for p in (tmp_path / "rel").rglob("*") if p.is_file())
+    out["release"] = _digest(*(f"{p.name}".encode() + p.read_bytes() for p in files))
+    out["release_read"] = _digest(boxes_512, read_release_flags(tmp_path / "rel", "s0/000"))
+    path = save_flag_file(tmp_path / "flags" / "val.npz", scores, boxes, ["s0/000", "s0/001"], (H, W), 0.4, True, "val")
+    ff = load_flag_file(path)
+    out["flag_file"] = _digest(
+        path.with_suffix(".json").read_bytes(), ff.scores, ff.valid, ff.boxes, ff.flags, ff.weight_map(["s0/001"])
+    )
+    return out
+
+
+# Reference of the module split of patches.py (a pure refactor, "every number held"): these digests
+# were computed by the code *before* the split (commit ad6e622) and must come out unchanged. They
+# are hard-coded on purpose: they are the reference, not a property. Should floating point of
+# another machine or torch version ever be the cause of a failure, recompute them by running
+# `_patch_fingerprint` on the code of ad6e622 on that machine, never from the code under test.
+PATCH_FINGERPRINT = {
+    "grid": "03b8ac9c39808bea",
+    "points_cad": "c6fdbcf30ba1930b",
+    "points_pair": "59c4aeb651943531",
+    "points_none": "1394608e96ea194d",
+    "flags": "d56a211d011368c3",
+    "weights": "6f40f7458afc1799",
+    "release": "7852591580575a8b",
+    "release_read": "1e4689b380567212",
+    "flag_file": "40d29175a96628cf",
+}
+
+
+def test_patch_and_flag_numbers_are_bit_identical_to_the_reference(tmp_path):
+    assert _patch_fingerprint(tmp_path) == PATCH_FINGERPRINT
+
+
+def test_patches_keeps_every_public_name_after_the_split():
+    """`sim2real_kit.patches` re-exports the names that moved to patch_boxes.py and flags.py."""
+    from sim2real_kit import flags, patch_boxes, patches
+
+    names = set(
+        "RELEASE_FRAME NORMALIZE_MODES FLAG_FILE_FORMAT FLAG_FILE_VERSION FlagFile PatchPoints batch_has_flags "
+        "boxes_to_flags check_boxes check_threshold extract_patch_points flags_from_scores flags_to_mask "
+        "load_flag_file mask_box_fraction mask_to_flags patch_grid read_release_flags save_flag_file scale_boxes "
+        "weight_map write_release_flags".split()
+    )
+    assert names <= set(patches.__all__)
+    for name in names:
+        assert hasattr(patches, name), name
+    for name in flags.__all__:
+        assert getattr(patches, name) is getattr(flags, name), name
+    for name in ("check_boxes", "patch_grid", "scale_boxes"):
+        assert getattr(patches, name) is getattr(patch_boxes, name), name
