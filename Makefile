@@ -61,6 +61,7 @@ test: install lint
 lint:
 	$(BIN)/ruff check sim2real_kit tests benchmarks
 	$(BIN)/ruff format --check sim2real_kit tests benchmarks
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff format sim2real_kit tests benchmarks

@@ -137,9 +137,15 @@ def cmd_evaluate_real(args) -> int:
 
     cfg = resolve_config(args.run, "tiny", overrides=args.overrides, quick=args.quick, save=False)
     result = real_sample.evaluate_real_sample(
-        args.run, cfg, args.sample, out=args.out, holdout=args.holdout, steps=args.steps, seeds=args.seeds,
+        args.run,
+        cfg,
+        args.sample,
+        out=args.out,
+        holdout=args.holdout,
+        steps=args.steps,
+        seeds=args.seeds,
         stage1=not args.no_stage1,
-    )  # fmt: skip
+    )
     print(result.markdown())
     print(f"wrote {result.out_dir} ({result.seconds:.0f} s)")
     return 0

@@ -230,7 +230,9 @@ class Config:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
-        return _to_plain(dataclasses.asdict(self))
+        from sim2real_kit.report import plain
+
+        return plain(dataclasses.asdict(self))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -443,14 +445,6 @@ def provenance(dataset_root: str | Path | None = None, command: list[str] | None
 
 
 # ---------------------------------------------------------------------- internals
-def _to_plain(obj):
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
 def _merge(target, d: dict, prefix: str, source: str) -> None:
     if not isinstance(d, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {d!r}")

@@ -134,7 +134,7 @@ def train_and_flag(run: RunFolder | str | Path, cfg: Config, stage: int = 1, pro
         seed=cfg.seed,
         progress=progress,
         groups=torch.tensor([scenes.index(r.scene) for r in train.refs]),
-    )  # validation on held-out scenes (disc.val_fraction of them): no frame or scene on both sides
+    )  # validation: held-out scenes (disc.val_fraction); no frame or scene on both sides
     model.save(run.disc_model(stage))
     metrics = {"train_history": {k: v for k, v in history.items() if not isinstance(v, list)}}
     threshold = cfg.disc.threshold
@@ -143,10 +143,16 @@ def train_and_flag(run: RunFolder | str | Path, cfg: Config, stage: int = 1, pro
         s_real, valid_real, _ = score_depth(model, samples.real, samples, cfg)
         flags = flags_from_scores(s_fake, valid_fake, threshold, cfg.disc.binary)
         save_flag_file(
-            run.flags_path(stage, split), scores=s_fake, boxes=boxes, frame_ids=[str(r) for r in samples.refs],
-            frame_size=samples.cad.shape[-1], threshold=threshold, binary=cfg.disc.binary, split=split,
+            run.flags_path(stage, split),
+            scores=s_fake,
+            boxes=boxes,
+            frame_ids=[str(r) for r in samples.refs],
+            frame_size=samples.cad.shape[-1],
+            threshold=threshold,
+            binary=cfg.disc.binary,
+            split=split,
             valid=valid_fake,
-        )  # fmt: skip
+        )
         np.savez_compressed(run.real_scores_path(stage, split), scores=s_real.numpy(), valid=valid_real.numpy())
         metrics[split] = {
             "acc_generated": discriminator_accuracy(s_fake, valid_fake, threshold),  # paper: 67.8 % on Stage-I
@@ -171,9 +177,15 @@ def patch_points_for(samples: SampleSet, frame: int, patch: int, boxes, depths: 
     box = boxes[patch : patch + 1]
     for name, depth in depths.items():
         pp = extract_patch_points(
-            torch.from_numpy(np.asarray(depth)[frame : frame + 1]), cad, samples.camera, box, num_points, 1,
-            generator=torch.Generator().manual_seed(0), normalize="none",
-        )  # fmt: skip
+            torch.from_numpy(np.asarray(depth)[frame : frame + 1]),
+            cad,
+            samples.camera,
+            box,
+            num_points,
+            1,
+            generator=torch.Generator().manual_seed(0),
+            normalize="none",
+        )
         out[name] = pp.points[0, 0].numpy()
         out["CAD"] = pp.cad_points[0, 0].numpy()
     return out

@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from sim2real_kit.camera import Camera, check_pose, invert_pose
+from sim2real_kit.config import BenchmarkConfig
 from sim2real_kit.depth import check_depth
 from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_path
 from sim2real_kit.metrics import _as_geometry, _surface_points, _to_numpy
 
-VOXEL_M = 0.01  # TSDF voxel edge, metres (release: 1 cm)
-TRUNC_M = 0.04  # signed-distance truncation, metres (release: 4 cm)
-DEPTH_TRUNC_M = 4.8  # depth beyond this is dropped before integration (release: 4.8 m)
+_DEFAULTS = BenchmarkConfig()  # voxel_m 1 cm, trunc_m 4 cm, depth_trunc_m 4.8 m (release): defaults live in config
 BLOCK_COUNT = 4096  # initial hash-map capacity in 16^3-voxel blocks (32 KB each without colour)
 WEIGHT_THRESHOLD = 0.5  # extract voxels observed at least once (each frame adds weight 1)
 
@@ -43,9 +42,9 @@ def fuse_frames(
     depths: Iterable,
     poses: Iterable,
     camera: Camera,
-    voxel_m: float = VOXEL_M,
-    trunc_m: float = TRUNC_M,
-    depth_trunc_m: float = DEPTH_TRUNC_M,
+    voxel_m: float = _DEFAULTS.voxel_m,
+    trunc_m: float = _DEFAULTS.trunc_m,
+    depth_trunc_m: float = _DEFAULTS.depth_trunc_m,
     colors: Iterable | None = None,
     progress: bool = True,
     block_count: int = BLOCK_COUNT,

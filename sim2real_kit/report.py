@@ -4,8 +4,8 @@ results table of the kit (ablation grids, benchmark, real sample, downstream).
 - :func:`plain` turns what a run computes (dicts, tuples, numpy scalars and arrays, torch tensors,
   Paths) into plain Python values that JSON and YAML writers take as they are.
 - :func:`write_csv` writes rows (mappings) as a CSV file, atomically, with one rule for what is
-  missing: ``None`` and NaN are written as an empty cell (``nan="nan"`` writes NaN as ``nan``
-  instead, which is what the kit's CSV files held before this module existed).
+  missing: ``None`` is an empty cell (no value), NaN is written ``nan`` (a value that is not a number:
+  a metric that could not be computed), as every CSV of the kit has always held.
 - :func:`format_value` and :func:`markdown_table` render numbers and rows as GitHub markdown.
 
 Nothing here imports numpy or torch: a value can only be a numpy array or a torch tensor when its
@@ -66,7 +66,7 @@ def plain(obj: Any, *, strict_json: bool = False) -> Any:
 
 
 # ============================================================================ CSV
-def csv_cell(value: Any, nan: str = "") -> Any:
+def csv_cell(value: Any, nan: str = "nan") -> Any:
     """What `write_csv` writes for one value: None -> "", NaN -> `nan`, other floats -> `repr`
     (every digit, "inf" / "-inf"; a numpy float32 / float16 with the shortest digits of its own
     precision, `np.float32(0.3)` -> "0.3"), lists and dicts -> JSON, other numpy / torch values as
@@ -85,7 +85,7 @@ def csv_cell(value: Any, nan: str = "") -> Any:
 
 
 def write_csv(
-    path: str | Path, rows: Sequence[Mapping], columns: Sequence[str] | None = None, *, nan: str = ""
+    path: str | Path, rows: Sequence[Mapping], columns: Sequence[str] | None = None, *, nan: str = "nan"
 ) -> Path:
     """Write `rows` as CSV to `path` atomically and return the path.
 

@@ -269,9 +269,16 @@ def prepare_data(run: RunFolder | str | Path, cfg: Config, progress: bool = True
         from sim2real_kit.data.synth import synthesize
 
         return synthesize(
-            root, scenes=d.synth_scenes, frames=d.synth_frames, seed=cfg.seed, width=d.synth_width,
-            height=d.synth_height, val_fraction=d.val_fraction, progress=progress, workers=d.synth_workers,
-        )  # fmt: skip
+            root,
+            scenes=d.synth_scenes,
+            frames=d.synth_frames,
+            seed=cfg.seed,
+            width=d.synth_width,
+            height=d.synth_height,
+            val_fraction=d.val_fraction,
+            progress=progress,
+            workers=d.synth_workers,
+        )
     if not root.is_dir():
         raise MissingArtifactError(f"data.root {root} does not exist (set data.root=/path/to/dataset)")
     return DepthLayout(root)

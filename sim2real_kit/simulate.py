@@ -67,11 +67,21 @@ def sample_split(
         items = [ds[i] for i in range(start, min(start + bs, len(ds)))]
         out = pipe(collate(items)["cad"][:, 0], generator=gen, return_all_stages=True)  # the run's sampling settings
         stages_out = [s.cpu().numpy() for s in out.stages]
-        run.write_samples(stage, split, [
-            {"scene": it["scene"], "frame": it["frame"], "cad": it["cad"][0].numpy(), "real": it["real"][0].numpy(),
-             "sims": [s[j] for s in stages_out]}
-            for j, it in enumerate(items)
-        ], cam)  # fmt: skip
+        run.write_samples(
+            stage,
+            split,
+            [
+                {
+                    "scene": it["scene"],
+                    "frame": it["frame"],
+                    "cad": it["cad"][0].numpy(),
+                    "real": it["real"][0].numpy(),
+                    "sims": [s[j] for s in stages_out],
+                }
+                for j, it in enumerate(items)
+            ],
+            cam,
+        )
         bar.update(len(items))
     bar.close()
     run.finish_samples(stage, split, len(ds), cfg.data.size)

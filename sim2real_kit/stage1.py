@@ -102,10 +102,21 @@ def train_denoiser(
     loss_fn = denoising_loss(make_scheduler(cfg, "ddpm"), use_prev=bool(previous), reweight=reweight)
     val_fn = None if val_layout is None else _val_fn(cfg, val_layout, codec, previous, cfg.train.val_frames)
     trainer = Trainer(
-        StageModel(codec, denoiser), loss_fn, dataset, cfg.train, out_dir, seed=seed, collate_fn=collate,
-        val_fn=val_fn, best_metric="w1_mm" if val_fn else None, best_mode="min", resume=resume,
-        overwrite=overwrite, num_workers=cfg.data.num_workers, progress=progress,
-    )  # fmt: skip
+        StageModel(codec, denoiser),
+        loss_fn,
+        dataset,
+        cfg.train,
+        out_dir,
+        seed=seed,
+        collate_fn=collate,
+        val_fn=val_fn,
+        best_metric="w1_mm" if val_fn else None,
+        best_mode="min",
+        resume=resume,
+        overwrite=overwrite,
+        num_workers=cfg.data.num_workers,
+        progress=progress,
+    )
     summary = trainer.fit()
     save_chain(cfg, trainer, codec, previous, Path(out_dir) / "pipeline")
     return summary

@@ -67,9 +67,15 @@ def train_stage_n(run: RunFolder | str | Path, cfg: Config, stage: int = 2, prog
     run.record_step(f"stage{stage}", cfg, steps=cfg.train.steps, reweight=cfg.stage2.reweight)
     prev_pipe = load_pipeline(run, stage - 1, cfg).to("cpu")
     return train_denoiser(
-        cfg, ds, run.stage_dir(stage), previous=list(prev_pipe.denoisers), reweight=cfg.stage2.reweight,
-        codec=prev_pipe.codec, seed=cfg.seed + stage, progress=progress,
-    )  # fmt: skip
+        cfg,
+        ds,
+        run.stage_dir(stage),
+        previous=list(prev_pipe.denoisers),
+        reweight=cfg.stage2.reweight,
+        codec=prev_pipe.codec,
+        seed=cfg.seed + stage,
+        progress=progress,
+    )
 
 
 def train_chain(

@@ -87,7 +87,7 @@ def test_write_csv_round_trip_and_nan_rule(tmp_path):
     assert [r["name"] for r in back] == ["a", "b", "c"]
     assert float(back[0]["x"]) == 0.1 + 0.2  # repr: every digit
     assert back[1]["x"] == "1e-09" and back[1]["n"] == "-4" and back[2]["x"] == "inf"
-    assert back[0]["v"] == "" and back[1]["v"] == ""  # NaN and None: empty cell
+    assert back[0]["v"] == "nan" and back[1]["v"] == ""  # NaN: "nan" (not a number), None: empty (no value)
     assert json.loads(back[0]["l"]) == [1, 2.5] and json.loads(back[0]["d"]) == {"k": 1}
     assert back[1]["l"] == "" and back[2]["flag"] == "True" and back[2]["t"] == "0.25"
     assert "ignored" not in back[1]
@@ -97,16 +97,16 @@ def test_write_csv_round_trip_and_nan_rule(tmp_path):
 
 def test_write_csv_nan_as_text_and_default_columns(tmp_path):
     rows = [{"a": 1.0, "b": float("nan")}, {"c": None, "a": np.float32("nan")}]
-    path = write_csv(tmp_path / "t.csv", rows, nan="nan")
-    assert path.read_text() == "a,b,c\n1.0,nan,\nnan,,\n"  # columns: keys in order of appearance
-    assert write_csv(tmp_path / "e.csv", rows).read_text() == "a,b,c\n1.0,,\n,,\n"
+    path = write_csv(tmp_path / "t.csv", rows)
+    assert path.read_text() == "a,b,c\n1.0,nan,\nnan,,\n"  # columns: keys in order of appearance; None empty
+    assert write_csv(tmp_path / "e.csv", rows, nan="").read_text() == "a,b,c\n1.0,,\n,,\n"
 
 
 def test_csv_cell():
-    assert csv_cell(None) == "" and csv_cell(float("nan")) == "" and csv_cell(float("nan"), nan="NA") == "NA"
+    assert csv_cell(None) == "" and csv_cell(float("nan")) == "nan" and csv_cell(float("nan"), nan="NA") == "NA"
     assert csv_cell(0.5) == "0.5" and csv_cell(-math.inf) == "-inf" and csv_cell(-0.0) == "-0.0"
     assert csv_cell(np.float32(0.3)) == "0.3" and csv_cell(np.float16(0.1)) == "0.1"  # digits of its precision
-    assert csv_cell(np.float32("nan")) == "" and csv_cell(np.float32("nan"), nan="nan") == "nan"
+    assert csv_cell(np.float32("nan")) == "nan" and csv_cell(np.float32("nan"), nan="") == ""
     assert csv_cell(np.float64(1 / 3)) == "0.3333333333333333" and csv_cell(np.bool_(False)) is False
     assert csv_cell((1, 2)) == "[1, 2]" and csv_cell("s") == "s" and csv_cell(7) == 7
 

@@ -54,8 +54,8 @@ from sim2real_kit.benchmark.tables import (
     bar_chart,
     compare_table,
     markdown_table,
-    write_csv,
 )
+from sim2real_kit.report import write_csv
 
 __all__ = [
     "SIMULATORS",

@@ -41,17 +41,16 @@ from sim2real_kit.benchmark.tables import (
     BenchmarkResult,
     _best,
     _finite,
-    _plain,
     bar_chart,
     compare_table,
     markdown_table,
-    write_csv,
 )
 from sim2real_kit.camera import Camera
 from sim2real_kit.config import Config
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_write_json, atomic_write_text
+from sim2real_kit.report import plain, write_csv
 from sim2real_kit.run import RunFolder, SampleSet, as_run
 
 
@@ -134,9 +133,24 @@ def evaluate_run(
         )
         rows = _merge_downstream(rows, ds_rows, len(samples.refs))
     return _write_outputs(
-        run, cfg, out_dir, split, frames, seed_list, names, sims, skipped, rows, per_scene, first_meshes, ds_rows,
-        ds_note, disc_note, fuse, t_start,
-    )  # fmt: skip
+        run,
+        cfg,
+        out_dir,
+        split,
+        frames,
+        seed_list,
+        names,
+        sims,
+        skipped,
+        rows,
+        per_scene,
+        first_meshes,
+        ds_rows,
+        ds_note,
+        disc_note,
+        fuse,
+        t_start,
+    )
 
 
 def _choose_simulators(run: RunFolder, cfg: Config, split: str, simulators, train_baselines: bool):
@@ -174,9 +188,15 @@ def _load_simulators(run, cfg, split, requested, stage_samples, train_baselines,
             continue
         try:
             sims[s] = make_simulator(
-                s, run, cfg, split, stage_samples=stage_samples, train_baselines=train_baselines,
-                baseline_steps=baseline_steps, progress=progress,
-            )  # fmt: skip
+                s,
+                run,
+                cfg,
+                split,
+                stage_samples=stage_samples,
+                train_baselines=train_baselines,
+                baseline_steps=baseline_steps,
+                progress=progress,
+            )
         except MissingArtifactError as e:
             skipped[s] = str(e)
     return sims, skipped
@@ -297,9 +317,24 @@ def _score_one(name, sim, seed, depth, frames: _Frames, cfg, fuse, disc_model) -
 
 
 def _write_outputs(
-    run, cfg, out_dir, split, frames: _Frames, seed_list, names, sims, skipped, rows, per_scene, first_meshes,
-    ds_rows, ds_note, disc_note, fuse, t_start,
-) -> BenchmarkResult:  # fmt: skip
+    run,
+    cfg,
+    out_dir,
+    split,
+    frames: _Frames,
+    seed_list,
+    names,
+    sims,
+    skipped,
+    rows,
+    per_scene,
+    first_meshes,
+    ds_rows,
+    ds_note,
+    disc_note,
+    fuse,
+    t_start,
+) -> BenchmarkResult:
     """6. The table (mean ± std per simulator), results.csv / .md, figures, meshes, summary.json."""
     samples, scenes, reference = frames.samples, frames.scenes, frames.reference
     metric_keys = _metric_keys(rows)
@@ -335,10 +370,27 @@ def _write_outputs(
     if fuse and first_meshes:
         paths.update(_save_meshes(first_meshes, table, next(iter(scenes)), out_dir / "meshes"))
     summary = _summary(
-        run.root, cfg, split, samples, scenes, seed_list, names, sims, skipped, table, metric_keys, reference,
-        per_scene, ds_rows, ds_note, columns, seconds, int(cfg.benchmark.num_points), disc_note,
-    )  # fmt: skip
-    atomic_write_json(out_dir / "summary.json", _plain(summary))
+        run.root,
+        cfg,
+        split,
+        samples,
+        scenes,
+        seed_list,
+        names,
+        sims,
+        skipped,
+        table,
+        metric_keys,
+        reference,
+        per_scene,
+        ds_rows,
+        ds_note,
+        columns,
+        seconds,
+        int(cfg.benchmark.num_points),
+        disc_note,
+    )
+    atomic_write_json(out_dir / "summary.json", plain(summary, strict_json=True))
     paths["summary.json"] = out_dir / "summary.json"
     if ds_rows:
         paths["downstream.csv"] = write_csv(out_dir / "downstream.csv", ds_rows)
@@ -427,9 +479,26 @@ def _save_meshes(first_meshes: Mapping, table: Sequence[Mapping], scene: str, fo
 
 
 def _summary(
-    run_dir, cfg, split, samples, scenes, seed_list, names, sims, skipped, table, metric_keys, reference,
-    per_scene, ds_rows, ds_note, columns, seconds, num_points, disc_note,
-) -> dict:  # fmt: skip
+    run_dir,
+    cfg,
+    split,
+    samples,
+    scenes,
+    seed_list,
+    names,
+    sims,
+    skipped,
+    table,
+    metric_keys,
+    reference,
+    per_scene,
+    ds_rows,
+    ds_note,
+    columns,
+    seconds,
+    num_points,
+    disc_note,
+) -> dict:
     sims_out = {}
     for entry in table:
         name = entry["simulator"]
@@ -446,8 +515,13 @@ def _summary(
     for c in columns:
         value = _best(table, c, "simulator", (REFERENCE,))
         if value is not None:
-            best[c.key] = [e["simulator"] for e in table if _finite([e.get(c.key)]) and
-                           round(e[c.key], c.digits) == round(value, c.digits) and e["simulator"] != REFERENCE]  # fmt: skip
+            best[c.key] = [
+                e["simulator"]
+                for e in table
+                if _finite([e.get(c.key)])
+                and round(e[c.key], c.digits) == round(value, c.digits)
+                and e["simulator"] != REFERENCE
+            ]
     out = {
         "run": str(run_dir),
         "run_name": Path(run_dir).name,
@@ -548,11 +622,16 @@ def run_benchmark_downstream(
         train_sets[name] = objects
     real_train = ds.extract_objects(layout, "train", _crop_source(layout, "real", size, crop), name="real", **kw)
     rows = ds.run_downstream(
-        train_sets, test, seeds=list(seeds), few_shot_k=cfg.benchmark.downstream_few_shot_k,
+        train_sets,
+        test,
+        seeds=list(seeds),
+        few_shot_k=cfg.benchmark.downstream_few_shot_k,
         real_train_objects=real_train if len(real_train) else None,
-        tasks=tuple(cfg.benchmark.downstream_tasks), steps=steps, progress=progress,
+        tasks=tuple(cfg.benchmark.downstream_tasks),
+        steps=steps,
+        progress=progress,
         num_threads=1,  # these small networks run 5-15x faster on one thread than on two busy cores
-    )  # fmt: skip
+    )
     return rows, skipped
 
 

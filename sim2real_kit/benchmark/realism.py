@@ -46,9 +46,11 @@ def depth_realism(sim, samples: SampleSet, edges: np.ndarray, real_holes: Mappin
     out["hole_gap_pct"] = out.pop("hole_all_gap_pct")
     stats = masked_edge_stats(samples.cad, sim, edge_mask=edges)
     out.update(
-        edge_mae_mm=1000 * stats["edge_mean_abs"], flat_mae_mm=1000 * stats["flat_mean_abs"],
-        edge_std_mm=1000 * stats["edge_std"], flat_std_mm=1000 * stats["flat_std"],
-    )  # fmt: skip
+        edge_mae_mm=1000 * stats["edge_mean_abs"],
+        flat_mae_mm=1000 * stats["flat_mean_abs"],
+        edge_std_mm=1000 * stats["edge_std"],
+        flat_std_mm=1000 * stats["flat_std"],
+    )
     return out, notes
 
 
@@ -60,9 +62,14 @@ def fuse_scenes(depth, samples: SampleSet, scenes: Mapping[str, list[int]], bcfg
     for scene, idx in scenes.items():
         try:
             meshes[scene] = fuse_frames(
-                [depth[i] for i in idx], samples.poses[idx], samples.camera, voxel_m=bcfg.voxel_m,
-                trunc_m=bcfg.trunc_m, depth_trunc_m=bcfg.depth_trunc_m, progress=False,
-            )  # fmt: skip
+                [depth[i] for i in idx],
+                samples.poses[idx],
+                samples.camera,
+                voxel_m=bcfg.voxel_m,
+                trunc_m=bcfg.trunc_m,
+                depth_trunc_m=bcfg.depth_trunc_m,
+                progress=False,
+            )
         except Sim2RealError as e:
             meshes[scene], why[scene] = None, str(e)
     return meshes, why
@@ -83,9 +90,14 @@ def realism_3d(meshes: Mapping, real_meshes: Mapping, bcfg, num_points: int) -> 
             continue
         try:
             m = disco_metrics(
-                mesh, ref, num_points=num_points, fscore_threshold=bcfg.fscore_threshold, seed=0,
-                occupancy=bcfg.iou_occupancy, shell_width=bcfg.shell_width,
-            )  # fmt: skip
+                mesh,
+                ref,
+                num_points=num_points,
+                fscore_threshold=bcfg.fscore_threshold,
+                seed=0,
+                occupancy=bcfg.iou_occupancy,
+                shell_width=bcfg.shell_width,
+            )
             per_scene[scene] = {
                 "miou_pct": 100 * m["iou"],
                 "cd_l2_x1000": m["cd_l2_x1000"],

@@ -3,8 +3,6 @@ each column in bold, bar charts, CSV; and `BenchmarkResult`, what `evaluate_run`
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sim2real_kit.benchmark.simulators import REFERENCE
-from sim2real_kit.io import atomic_path, atomic_write_text
+from sim2real_kit.io import atomic_path
 
 
 def _finite(values) -> list[float]:
@@ -168,44 +166,6 @@ class BenchmarkResult:
 
     def markdown(self) -> str:
         return self.paths["results.md"].read_text() if "results.md" in self.paths else ""
-
-
-def _plain(obj):
-    """JSON-safe copy: NaN / inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_csv(path, rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> Path:
-    """Rows as CSV (atomic); columns default to the union of keys in order of appearance; NaN -> "nan"."""
-    if columns is None:
-        columns = []
-        for r in rows:
-            columns += [k for k in r if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: _csv_value(r.get(k)) for k in columns})
-    atomic_write_text(path, buf.getvalue())
-    return Path(path)
-
-
-def _csv_value(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else repr(v)
-    return v
 
 
 def bar_chart(table: Sequence[Mapping], metric: str, title: str, path, group_key: str = "simulator") -> Path | None:

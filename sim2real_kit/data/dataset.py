@@ -129,10 +129,19 @@ class PairedDepthDataset(Dataset):
     def from_config(cls, cfg, root, split: str = "train", train: bool | None = None, **kw) -> PairedDepthDataset:
         d = cfg.data
         return cls(
-            root, split, size=d.size, train=train, holes=d.holes, target=cfg.model.target,
-            residual_scale=cfg.model.residual_scale, max_diff_m=d.max_diff_m, crop_scale=d.crop_scale,
-            eval_crop=d.eval_crop, seed=cfg.seed, **kw,
-        )  # fmt: skip
+            root,
+            split,
+            size=d.size,
+            train=train,
+            holes=d.holes,
+            target=cfg.model.target,
+            residual_scale=cfg.model.residual_scale,
+            max_diff_m=d.max_diff_m,
+            crop_scale=d.crop_scale,
+            eval_crop=d.eval_crop,
+            seed=cfg.seed,
+            **kw,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Random crops are a function of (seed, epoch, index): resumable and worker-independent."""

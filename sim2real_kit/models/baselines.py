@@ -430,9 +430,13 @@ class BaselineSimulator:
     only `size`-pixel frames: feed the pipeline's model-size crops)."""
 
     def __init__(
-        self, generator: nn.Module, kind: str, size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        generator: nn.Module,
+        kind: str,
+        size: int | None = None,
+        device: str | torch.device = "cpu",
         batch_size: int = 16,
-    ):  # fmt: skip
+    ):
         _check_kind(kind)
         self.kind, self.name, self.size = kind, kind, size
         self.device = torch.device(device)

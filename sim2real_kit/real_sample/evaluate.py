@@ -27,6 +27,7 @@ from sim2real_kit.real_sample.frames import (
     resolve_holdout,
 )
 from sim2real_kit.real_sample.measure import _Region, baseline_simulators, region_metrics
+from sim2real_kit.report import plain
 from sim2real_kit.run import RunFolder, as_run
 
 # ====================================================================== the evaluation
@@ -88,8 +89,7 @@ def evaluate_real_sample(
     held-out object and, with `benchmark.real_sample_seen`, on the objects it trained on. stage1=False skips
     it. Writes results.csv, results.md, summary.json and figures/ into `out` (default the run's
     benchmark/real_sample)."""
-    from sim2real_kit.benchmark import Column, bar_chart, compare_table, markdown_table, write_csv
-    from sim2real_kit.benchmark.tables import _plain
+    from sim2real_kit.report import write_csv
 
     t_start = time.perf_counter()
     run = as_run(run)
@@ -99,36 +99,17 @@ def evaluate_real_sample(
     if not seed_list:
         raise ConfigError("seeds is empty: give a count >= 1 or a list of seeds")
     steps = int(steps if steps is not None else (bcfg.real_sample_steps or cfg.train.steps))
-    if holdout is None:
-        holdout = bcfg.real_sample_holdout
-
-    # 1. the sample, the held-out object, the regions -----------------------------------------
-    layout = import_real_sample(run, src, progress=progress)
-    frames = load_frames(layout)
-    holdout_id = resolve_holdout(frames, holdout)
-    masks = {
-        "objects": frames.object_mask(),
-        "heldout": frames.object_mask(holdout_id),
-        "seen": frames.object_mask() & (frames.instance != holdout_id),
-    }
-    regions = {k: _Region.of(frames, m, bcfg.edge_threshold_m, bcfg.edge_dilate) for k, m in masks.items()}
-
-    # 2. simulators: physical baselines, few-shot Stage-I, real ----------------------------------
-    rows: list[dict] = []
-    first: dict[str, np.ndarray] = {}  # first seed's full-frame output per simulator (figures)
-
-    def score(name: str, seed: int, depth: np.ndarray, where: Sequence[str], note: str = "") -> None:
-        first.setdefault(name, depth)
-        for region in where:
-            metrics, notes = region_metrics(depth, regions[region])
-            rows.append({"region": region, "simulator": name, "seed": seed, **metrics,
-                         "note": "; ".join(filter(None, [note, *notes]))})  # fmt: skip
-
+    # 1. the sample, the held-out object, the regions
+    frames = load_frames(import_real_sample(run, src, progress=progress))
+    holdout_id = resolve_holdout(frames, bcfg.real_sample_holdout if holdout is None else holdout)
+    masks, regions = _regions(frames, holdout_id, bcfg)
+    # 2. simulators: physical baselines, few-shot Stage-I, real
+    scores = _Scores(regions)
     sims = baseline_simulators(cfg)
     labels = {**LABELS, **{n: s.label for n, s in sims.items()}}
     for name, sim in sims.items():
         for seed in seed_list if sim.stochastic else seed_list[:1]:
-            score(name, seed, sim.from_cad(frames.cad, frames.camera, seed), REGIONS)
+            scores.add(name, seed, sim.from_cad(frames.cad, frames.camera, seed), REGIONS)
     train_summary: dict = {}
     if stage1:
         pipe, train_summary = train_heldout_stage1(
@@ -137,39 +118,101 @@ def evaluate_real_sample(
         seen = bcfg.real_sample_seen  # off (quick): tiles over the held-out object only, a quarter of the work
         tiled, where = (masks["objects"], ("heldout", "seen")) if seen else (masks["heldout"], ("heldout",))
         for seed in seed_list:
-            score(
-                "stage1", seed, simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta), where
-            )
-    score("real", seed_list[0], frames.real, REGIONS)
-
-    # 3. tables, files, figures ---------------------------------------------------------------
-    order = [*sims, "stage1", "real"]
-    metric_keys = [k for k in rows[0] if k not in ("region", "simulator", "seed", "note")]
-    table: list[dict] = []
-    for region in REGIONS:
-        region_rows = sorted((r for r in rows if r["region"] == region), key=lambda r: order.index(r["simulator"]))
-        table += [{"region": region, **entry} for entry in compare_table(region_rows, metric_keys)]
-    rows.sort(key=lambda r: (REGIONS.index(r["region"]), order.index(r["simulator"]), r["seed"]))
+            depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta)
+            scores.add("stage1", seed, depth, where)
+    scores.add("real", seed_list[0], frames.real, REGIONS)
+    # 3. tables, files, figures
+    rows, table, metric_keys = scores.table([*sims, "stage1", "real"])
     name = frames.classes.get(holdout_id, str(holdout_id))
     held_px = int(masks["heldout"].sum())
-    paths: dict[str, Path] = {}
-    paths["results.csv"] = write_csv(
-        out_dir / "results.csv", rows, ["region", "simulator", "seed", *metric_keys, "note"]
-    )
-    columns = [Column(*c) for c in COLUMNS_SPEC]
-    md = [
+    paths = {
+        "results.csv": write_csv(out_dir / "results.csv", rows, ["region", "simulator", "seed", *metric_keys, "note"])
+    }
+    head = (
         f"Real sample ({SENSOR}): {len(frames.refs)} frames of {frames.camera.width}x{frames.camera.height} from "
         f"{frames.root}; run `{run.root.name}`; seeds {seed_list} (deterministic simulators: seed {seed_list[0]}); "
-        f"held-out object {holdout_id} ({name}, {held_px} px over the frames). Residual = CAD − depth on the "
-        "region's pixels; W1 = Wasserstein-1 of the residual distribution vs the real sensor's (mm); holes = "
-        "share of the region's pixels without depth. Best in bold (the `real` row excluded).\n",
+        f"held-out object {holdout_id} ({name}, {held_px} px over the frames)."
+    )
+    md = _markdown(head, table, labels, cfg, steps, train_summary if stage1 else None)
+    atomic_write_text(out_dir / "results.md", md)
+    paths["results.md"] = out_dir / "results.md"
+    figures = _figures(frames, regions, scores.first, labels, holdout_id, name)
+    paths.update(_write_figures(figures, table, out_dir / "figures"))
+    seconds = time.perf_counter() - t_start
+    summary = _summary(
+        table,
+        metric_keys,
+        frames,
+        holdout_id,
+        name,
+        held_px,
+        seed_list,
+        steps,
+        stage1,
+        train_summary,
+        labels,
+        cfg,
+        seconds,
+    )
+    atomic_write_json(out_dir / "summary.json", plain(summary, strict_json=True))
+    paths["summary.json"] = out_dir / "summary.json"
+    run.record_step("real_sample", cfg, holdout=name, steps=steps, seeds=seed_list)
+    return RealSampleResult(out_dir, rows, table, summary, paths, figures, seconds)
+
+
+def _regions(frames, holdout_id: int, bcfg) -> tuple[dict, dict]:
+    """({region: pixel mask [F, H, W]}, {region: _Region}) of all objects, the held-out one, the others."""
+    masks = {
+        "objects": frames.object_mask(),
+        "heldout": frames.object_mask(holdout_id),
+        "seen": frames.object_mask() & (frames.instance != holdout_id),
+    }
+    return masks, {k: _Region.of(frames, m, bcfg.edge_threshold_m, bcfg.edge_dilate) for k, m in masks.items()}
+
+
+class _Scores:
+    """Rows (region x simulator x seed) of the regions' metrics, and each simulator's first full-frame output."""
+
+    def __init__(self, regions: dict):
+        self.regions, self.rows, self.first = regions, [], {}
+
+    def add(self, name: str, seed: int, depth: np.ndarray, where: Sequence[str], note: str = "") -> None:
+        self.first.setdefault(name, depth)
+        for region in where:
+            metrics, notes = region_metrics(depth, self.regions[region])
+            note_text = "; ".join(filter(None, [note, *notes]))
+            self.rows.append({"region": region, "simulator": name, "seed": seed, **metrics, "note": note_text})
+
+    def table(self, order: list[str]) -> tuple[list[dict], list[dict], list[str]]:
+        """(rows sorted, mean ± std per region x simulator, metric keys)."""
+        from sim2real_kit.benchmark import compare_table
+
+        metric_keys = [k for k in self.rows[0] if k not in ("region", "simulator", "seed", "note")]
+        table: list[dict] = []
+        for region in REGIONS:
+            region_rows = [r for r in self.rows if r["region"] == region]
+            region_rows.sort(key=lambda r: order.index(r["simulator"]))
+            table += [{"region": region, **entry} for entry in compare_table(region_rows, metric_keys)]
+        rows = sorted(self.rows, key=lambda r: (REGIONS.index(r["region"]), order.index(r["simulator"]), r["seed"]))
+        return rows, table, metric_keys
+
+
+def _markdown(head: str, table, labels, cfg: Config, steps: int, train_summary: dict | None) -> str:
+    """results.md: what was measured and how to read it, then one table per region."""
+    from sim2real_kit.benchmark import Column, markdown_table
+
+    md = [
+        head + " Residual = CAD − depth on the region's pixels; W1 = Wasserstein-1 of the residual distribution vs "
+        "the real sensor's (mm); holes = share of the region's pixels without depth. Best in bold (the `real` row "
+        "excluded).\n",
     ]
-    if stage1:
+    if train_summary is not None:
+        covering = "the objects" if cfg.benchmark.real_sample_seen else "the held-out object"
         md.append(
             f"Stage-I: {cfg.preset} preset model trained {steps} steps (batch {cfg.train.batch_size}) on "
             f"{cfg.data.size}x{cfg.data.size} native-resolution crops, residual scale "
             f"{train_summary.get('residual_scale', cfg.model.residual_scale):.4g}, DDIM-{cfg.sampling.steps} on "
-            f"{cfg.data.size}-px tiles covering {'the objects' if bcfg.real_sample_seen else 'the held-out object'}. {HELD_OUT_NOTE}\n"
+            f"{cfg.data.size}-px tiles covering {covering}. {HELD_OUT_NOTE}\n"
         )
         if cfg.model.target_std > 0:
             md.append(
@@ -177,29 +220,26 @@ def evaluate_real_sample(
                 f"{cfg.model.target_std}): the spread of Stage-I's output is calibrated on real data by construction, "
                 "so read W1 together with where the large residuals go (edge vs flat columns).\n"
             )
+    columns = [Column(*c) for c in COLUMNS_SPEC]
     for region in REGIONS:
         entries = [e for e in table if e["region"] == region]
         md.append(markdown_table(entries, columns, header=f"**{region}**: {REGION_TEXT[region]}", labels=labels))
-    atomic_write_text(out_dir / "results.md", "\n".join(md))
-    paths["results.md"] = out_dir / "results.md"
-    figures = _figures(frames, regions, first, labels, holdout_id, name)
-    for key, fig in figures.items():
-        from sim2real_kit.viz import save_figure
+    return "\n".join(md)
 
-        paths[f"figures/{key}.png"] = save_figure(fig, out_dir / "figures" / f"{key}.png")
+
+def _write_figures(figures: dict, table, folder: Path) -> dict[str, Path]:
+    """The figures as PNG, plus W1 bar charts of all objects and of the held-out object."""
+    from sim2real_kit.benchmark import bar_chart
+    from sim2real_kit.viz import save_figure
+
+    paths = {f"figures/{key}.png": save_figure(fig, folder / f"{key}.png") for key, fig in figures.items()}
     for region in ("objects", "heldout"):
         entries = [e for e in table if e["region"] == region]
-        p = bar_chart(entries, "w1_mm", f"Residual W1 vs the real sensor, {region} (mm, lower is better)",
-                      out_dir / "figures" / f"w1_{region}.png")  # fmt: skip
+        title = f"Residual W1 vs the real sensor, {region} (mm, lower is better)"
+        p = bar_chart(entries, "w1_mm", title, folder / f"w1_{region}.png")
         if p is not None:
             paths[f"figures/w1_{region}.png"] = p
-    seconds = time.perf_counter() - t_start
-    summary = _summary(table, metric_keys, frames, holdout_id, name, held_px, seed_list, steps, stage1,
-                       train_summary, labels, cfg, seconds)  # fmt: skip
-    atomic_write_json(out_dir / "summary.json", _plain(summary))
-    paths["summary.json"] = out_dir / "summary.json"
-    run.record_step("real_sample", cfg, holdout=name, steps=steps, seeds=seed_list)
-    return RealSampleResult(out_dir, rows, table, summary, paths, figures, seconds)
+    return paths
 
 
 def _figures(frames, regions, first, labels, holdout_id, name) -> dict:
@@ -221,9 +261,12 @@ def _figures(frames, regions, first, labels, holdout_id, name) -> dict:
         win = (0, slice(top, bottom), slice(left, right))
         maps = {"CAD": frames.cad[win], **{lbl: d[win] for lbl, d in shown.items()}}
         figs["heldout_panels"] = viz.depth_panels(
-            maps, cad=held.cad[win], residual_of=tuple(shown), limit_mm=8,
+            maps,
+            cad=held.cad[win],
+            residual_of=tuple(shown),
+            limit_mm=8,
             title=f"{frames.refs[0]}: held-out object {holdout_id} ({name})",
-        )  # fmt: skip
+        )
     return figs
 
 

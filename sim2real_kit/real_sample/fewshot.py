@@ -151,11 +151,22 @@ def train_heldout_stage1(
     out_dir = Path(out_dir)
     ds = heldout_dataset(frames, cfg, holdout_id)
     cfg.train = dataclasses.replace(cfg.train, steps=int(steps), val_every=0, sample_every=0)
-    settings = json.loads(json.dumps({
-        "holdout_id": int(holdout_id), "steps": int(steps), "size": int(cfg.data.size), "seed": int(cfg.seed),
-        "source": str(frames.root), "holes": cfg.data.holes, "max_diff_m": cfg.data.max_diff_m,
-        "model": dataclasses.asdict(cfg.model), "train": dataclasses.asdict(cfg.train),
-    }, default=str))  # fmt: skip
+    settings = json.loads(
+        json.dumps(
+            {
+                "holdout_id": int(holdout_id),
+                "steps": int(steps),
+                "size": int(cfg.data.size),
+                "seed": int(cfg.seed),
+                "source": str(frames.root),
+                "holes": cfg.data.holes,
+                "max_diff_m": cfg.data.max_diff_m,
+                "model": dataclasses.asdict(cfg.model),
+                "train": dataclasses.asdict(cfg.train),
+            },
+            default=str,
+        )
+    )
     settings_path, pipe_dir = out_dir / "settings.json", out_dir / "pipeline"
     same = settings_path.is_file() and json.loads(settings_path.read_text()) == settings
     summary: dict = {"steps": int(steps), "residual_scale": ds.residual_scale, "reused": False}

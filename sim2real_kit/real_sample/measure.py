@@ -47,8 +47,9 @@ def region_metrics(depth: np.ndarray, region: _Region) -> tuple[dict[str, float]
     out, notes = depth_realism(sim, region.samples, region.edges, region.real_holes)
     res_mm = 1000 * residuals(region.samples.cad, sim)
     if res_mm.size:
-        out.update(res_mean_mm=float(res_mm.mean()), res_std_mm=float(res_mm.std()),
-                   abs_mean_mm=float(np.abs(res_mm).mean()))  # fmt: skip
+        out.update(
+            res_mean_mm=float(res_mm.mean()), res_std_mm=float(res_mm.std()), abs_mean_mm=float(np.abs(res_mm).mean())
+        )
         for q, v in zip(PERCENTILES, np.percentile(np.abs(res_mm), PERCENTILES)):
             out[f"abs_p{q}_mm"] = float(v)
     else:
@@ -88,12 +89,20 @@ def compare_worlds(procedural: Mapping, real: Mapping) -> str:
     """Markdown table of `notebook.dataset_summary` (procedural world) beside `sample_summary` (real sample)."""
     rows = [
         ("pixels counted", "every CAD pixel (CAD everywhere)", "object pixels (CAD on the objects only)"),
-        ("mean |residual| at CAD edges, mm", procedural.get("residual_mean_abs_edge_mm"), real.get("residual_mean_abs_edge_mm")),
-        ("mean |residual| on flat areas, mm", procedural.get("residual_mean_abs_flat_mm"), real.get("residual_mean_abs_flat_mm")),
+        (
+            "mean |residual| at CAD edges, mm",
+            procedural.get("residual_mean_abs_edge_mm"),
+            real.get("residual_mean_abs_edge_mm"),
+        ),
+        (
+            "mean |residual| on flat areas, mm",
+            procedural.get("residual_mean_abs_flat_mm"),
+            real.get("residual_mean_abs_flat_mm"),
+        ),
         ("hole rate at edges", procedural.get("hole_rate_edge"), real.get("hole_rate_edge")),
         ("hole rate on flat areas", procedural.get("hole_rate_flat"), real.get("hole_rate_flat")),
         ("residual W1, clean CAD vs real, mm", procedural.get("w1_cad_vs_real_mm"), real.get("w1_cad_vs_real_mm")),
-    ]  # fmt: skip
+    ]
 
     def cell(v):
         return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)

@@ -119,8 +119,8 @@ def _summarize(grid: Grid, out_dir: Path) -> GridReport:
 
     # NaN is written as "nan", None as an empty cell: the files these tables always were
     metric_cols = sorted({k for r in results for k in r} - set(RESULT_COLUMNS))
-    write_csv(out_dir / "results.csv", results, RESULT_COLUMNS + metric_cols, nan="nan")
+    write_csv(out_dir / "results.csv", results, RESULT_COLUMNS + metric_cols)
     summary_cols = ["variant", "n"] + [f"{k}.{s}" for k in metric_keys for s in ("mean", "std")]
-    write_csv(out_dir / "summary.csv", summary, summary_cols, nan="nan")
+    write_csv(out_dir / "summary.csv", summary, summary_cols)
     atomic_write_text(out_dir / "summary.md", _summary_markdown(grid, results, summary, metric_keys, missing))
     return GridReport(grid.name, out_dir, results, summary, metric_keys, missing_metrics=missing)
