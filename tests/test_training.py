@@ -147,7 +147,7 @@ def test_resume_gives_the_same_run(tmp_path, variant):
         ).fit()
     assert latest_checkpoint(dir_b / "checkpoints").name == "step-000010"
     resumed = Trainer(mlp(seed=7), mse_loss, ToyRegression(), cfg, dir_b, seed=3, resume=True, progress=False)
-    assert resumed.step == 10 and resumed.resumed_from.name == "step-000010"
+    assert resumed.global_step == 10 and resumed.resumed_from.name == "step-000010"
     resumed.fit()
 
     rows_a, rows_b = read_csv(dir_a / "losses.csv"), read_csv(dir_b / "losses.csv")
@@ -187,7 +187,7 @@ def test_checkpoint_layout_atomic_and_leftover_tmp(tmp_path):
     (tmp / "model.safetensors").write_bytes(b"half a file")
     assert latest_checkpoint(ckpts).name == "step-000020"
     trainer = Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(steps=25), tmp_path, resume=True, progress=False)
-    assert trainer.step == 20 and not tmp.exists()
+    assert trainer.global_step == 20 and not tmp.exists()
     # a lost `latest` pointer (crash between rename and pointer update) falls back to the highest step folder
     (ckpts / "latest").unlink()
     assert latest_checkpoint(ckpts).name == "step-000020"
@@ -205,7 +205,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
         Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(steps=5), tmp_path, progress=False)
     assert "checkpoints" in str(err.value)
     fresh = Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(steps=5), tmp_path, overwrite=True, progress=False)
-    assert fresh.step == 0 and not (tmp_path / "checkpoints").exists() and not (tmp_path / "losses.csv").exists()
+    assert fresh.global_step == 0 and not (tmp_path / "checkpoints").exists() and not (tmp_path / "losses.csv").exists()
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):
