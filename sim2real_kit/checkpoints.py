@@ -166,6 +166,15 @@ def read_optimizer_file(path: Path) -> dict:
         raise CheckpointError(f"cannot read optimizer state ({type(e).__name__}: {e})", path) from None
 
 
+def saved_keys(model: nn.Module, trainable_names: list[str], save_frozen: bool) -> list[str]:
+    """The state-dict keys a checkpoint holds: all, or the trainable parameters and the buffers."""
+    keys = list(model.state_dict())
+    if save_frozen:
+        return keys
+    keep = set(trainable_names) | {n for n, _ in model.named_buffers()}
+    return [k for k in keys if k in keep]
+
+
 def to_cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True).contiguous()  # copies: tied / shared tensors are saved separately
 

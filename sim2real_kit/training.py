@@ -56,12 +56,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from sim2real_kit import checkpoints as ckpt
-from sim2real_kit.checkpoints import (
+from sim2real_kit import train_setup as setup
+from sim2real_kit.checkpoints import (  # noqa: F401 - also re-exported, so existing imports keep working
     BEST,
     CHECKPOINTS,
     EMA_FILE,
@@ -77,31 +77,9 @@ from sim2real_kit.checkpoints import (
 from sim2real_kit.errors import CheckpointError, ConfigError, Sim2RealError
 from sim2real_kit.train_log import CsvLog, LogWindow
 
-__all__ = [
-    "BEST",
-    "CHECKPOINTS",
-    "EMA_FILE",
-    "LATEST",
-    "LOSSES_CSV",
-    "LOSS_COLUMNS",
-    "MODEL_FILE",
-    "OPTIMIZER_FILE",
-    "STATE_FILE",
-    "STATE_FORMAT",
-    "VAL_CSV",
-    "LossFn",
-    "Trainer",
-    "TrainingError",
-    "checkpoint_dir",
-    "latest_checkpoint",
-    "load_weights",
-    "unwrap_model",
-]
-
 LOSSES_CSV = "losses.csv"
 VAL_CSV = "val.csv"
 LOSS_COLUMNS = ("step", "epoch", "loss", "lr", "img_per_s")
-_ADAMW_KEYS = ("lr", "betas", "eps", "weight_decay")
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Any]
 
@@ -181,9 +159,9 @@ class Trainer:
         self.num_workers = int(num_workers)
         self.save_frozen = bool(save_frozen)
         self.progress = progress
-        self._check_args(best_metric, best_mode, val_fn)
+        setup.check_args(cfg, self.seed, best_metric, best_mode, val_fn)
         self.best = {"metric": best_metric, "mode": best_mode, "value": None, "step": None}
-        self.num_samples = _dataset_size(train_dataset)  # fail before anything heavy happens
+        self.num_samples = setup.dataset_size(train_dataset)  # fail before anything heavy happens
         self._setup_accelerator(accelerator)
         self._setup_batches()
         self._setup_model(model, param_groups)
@@ -209,7 +187,7 @@ class Trainer:
         self.num_processes = self.accelerator.num_processes
         self.process_index = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
-        self.autocast_dtype = _resolve_precision(self.cfg.mixed_precision, self.device)
+        self.autocast_dtype = setup.resolve_precision(self.cfg.mixed_precision, self.device)
 
     def _setup_batches(self) -> None:
         """Micro-batch geometry of the data stream (`_micro_batches`)."""
@@ -228,11 +206,11 @@ class Trainer:
         model.to(self.device)
         if self.cfg.channels_last and self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        self.groups = _resolve_groups(model, param_groups)
+        self.groups = setup.resolve_groups(model, param_groups)
         self.trainable = [p for params, _ in self.groups.values() for p in params]
         names = {id(p): n for n, p in model.named_parameters()}
         self.trainable_names = [names[id(p)] for p in self.trainable]
-        self._saved_keys = self._keys_to_save()
+        self._saved_keys = ckpt.saved_keys(model, self.trainable_names, self.save_frozen)
 
     def _setup_optimizers(self) -> None:
         """One AdamW and one LR scheduler per group; the model and optimizers through `accelerator.prepare`."""
@@ -254,7 +232,7 @@ class Trainer:
         self.optimizers = dict(zip(self.groups, optimizers))
         warmup = int(cfg.lr_warmup_steps)
         self.schedulers = {
-            name: torch.optim.lr_scheduler.LambdaLR(_inner_optimizer(opt), _Warmup(warmup))
+            name: torch.optim.lr_scheduler.LambdaLR(setup.inner_optimizer(opt), setup.Warmup(warmup))
             for name, opt in self.optimizers.items()
         }
         self._last_lr = self.schedulers[next(iter(self.groups))].get_last_lr()[0]
@@ -396,7 +374,7 @@ class Trainer:
     def _forward_backward(self, batch, micro: int, accum: int) -> torch.Tensor:
         """Loss and backward of one micro-batch (gradients accumulate); returns its total loss, detached."""
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(_derive_seed(self.seed, 1, self.global_step, micro, self.process_index))
+        generator.manual_seed(setup.derive_seed(self.seed, 1, self.global_step, micro, self.process_index))
         last = micro == accum - 1
         sync = contextlib.nullcontext() if (last or not self._use_ddp) else self.accelerator.no_sync(self.forward_model)
         with sync:
@@ -492,7 +470,7 @@ class Trainer:
                 self.epoch, self.sample_in_epoch = self.epoch + 1, 0
                 continue
             order = torch.randperm(
-                self.num_samples, generator=_generator(_derive_seed(self.seed, 2, self.epoch))
+                self.num_samples, generator=setup.seeded_generator(self.seed, 2, self.epoch)
             ).tolist()
             batches = [order[j * gb + r * b : j * gb + (r + 1) * b] for j in range(first, self.batches_per_epoch)]
             if hasattr(self.dataset, "set_epoch"):
@@ -503,14 +481,14 @@ class Trainer:
                 collate_fn=self.collate_fn,
                 num_workers=self.num_workers,
                 pin_memory=self.device.type == "cuda",
-                generator=_generator(_derive_seed(self.seed, 3, self.epoch)),  # keeps the global RNG untouched
+                generator=setup.seeded_generator(self.seed, 3, self.epoch),  # keeps the global RNG untouched
             )
             for j, batch in enumerate(loader, start=first):
                 self.sample_in_epoch = (j + 1) * gb
                 yield send_to_device(batch, self.device, non_blocking=True)
             self.epoch, self.sample_in_epoch = self.epoch + 1, 0
 
-    # ------------------------------------------------------------------ logging, validation, sampling, checkpoints
+    # ------------------------------------------------------------------ logging, validation, samples, checkpoints
     def _periodic(self, total: int, stop: int, pbar) -> None:
         s, cfg = self.global_step, self.cfg
 
@@ -610,14 +588,6 @@ class Trainer:
             "best_step": self.best["step"],
         }
 
-    # ------------------------------------------------------------------ checkpoint contents
-    def _keys_to_save(self) -> list[str]:
-        keys = list(self.model.state_dict())
-        if self.save_frozen:
-            return keys
-        keep = set(self.trainable_names) | {n for n, _ in self.model.named_buffers()}
-        return [k for k in keys if k in keep]
-
     def _check_finite_weights(self, name: str) -> None:
         if not self.trainable:
             return
@@ -629,99 +599,3 @@ class Trainer:
                 f"previous ones are kept (latest: {latest_checkpoint(self.ckpt_root)})",
                 self.run_dir,
             )
-
-    def _check_args(self, best_metric, best_mode, val_fn) -> None:
-        cfg = self.cfg
-        if best_mode not in ("min", "max"):
-            raise ConfigError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
-        if best_metric is not None and val_fn is None:
-            raise ConfigError(f"best_metric={best_metric!r} needs a val_fn")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        for key in ("steps", "batch_size", "grad_accum"):
-            value = getattr(cfg, key)
-            if not (isinstance(value, int) and value > 0):
-                raise ConfigError(f"train.{key} must be a positive integer, got {value!r}")
-        if not cfg.lr > 0:
-            raise ConfigError(f"train.lr must be > 0, got {cfg.lr!r}")
-        if cfg.ema and not 0.0 < cfg.ema_decay < 1.0:
-            raise ConfigError(f"train.ema_decay must be in (0, 1), got {cfg.ema_decay!r}")
-
-
-# ---------------------------------------------------------------------- internals
-class _Warmup:
-    """LR factor: linear warm-up over `steps` optimizer steps, then constant (the release uses a constant LR)."""
-
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def __call__(self, step: int) -> float:
-        return 1.0 if self.steps <= 0 else min(1.0, (step + 1) / self.steps)
-
-
-def _dataset_size(dataset) -> int:
-    try:
-        n = len(dataset)
-    except TypeError:
-        raise Sim2RealError("train_dataset must be a map-style dataset with __len__") from None
-    if n == 0:
-        raise Sim2RealError("train_dataset is empty: no training frames (check the split list of the dataset)")
-    return n
-
-
-def _resolve_groups(model: nn.Module, param_groups) -> dict[str, tuple[list[nn.Parameter], dict]]:
-    in_model = {id(p) for p in model.parameters()}
-    if param_groups is None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ConfigError("the model has no trainable parameters (all requires_grad = False)")
-        return {"model": (params, {})}
-    if not isinstance(param_groups, Mapping) or not param_groups:
-        raise ConfigError("param_groups must be a non-empty dict {name: module | parameters | {'params': ...}}")
-    groups: dict[str, tuple[list[nn.Parameter], dict]] = {}
-    owner: dict[int, str] = {}
-    for name, spec in param_groups.items():
-        opts = {}
-        if isinstance(spec, Mapping):
-            unknown = set(spec) - {"params", *_ADAMW_KEYS}
-            if unknown or "params" not in spec:
-                raise ConfigError(f"param_groups[{name!r}]: needs 'params' and only {_ADAMW_KEYS}, got {sorted(spec)}")
-            opts = {k: v for k, v in spec.items() if k != "params"}
-            spec = spec["params"]
-        params = spec.parameters() if isinstance(spec, nn.Module) else spec
-        params = [p for p in params if p.requires_grad]
-        if not params:
-            raise ConfigError(f"param_groups[{name!r}] holds no trainable parameters")
-        for p in params:
-            if id(p) not in in_model:
-                raise ConfigError(f"param_groups[{name!r}] holds parameters that are not in the model")
-            if id(p) in owner:
-                raise ConfigError(f"param_groups {owner[id(p)]!r} and {name!r} share parameters")
-            owner[id(p)] = name
-        groups[str(name)] = (params, opts)
-    return groups
-
-
-def _inner_optimizer(opt):
-    return getattr(opt, "optimizer", opt)  # AcceleratedOptimizer -> torch optimizer
-
-
-def _resolve_precision(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode in ("no", "fp32"):
-        return None
-    raise ConfigError(f"train.mixed_precision = {mode!r}; allowed: auto, no, bf16")
-
-
-def _derive_seed(*ints: int) -> int:
-    """A 63-bit seed from integers (seed, purpose, ...), independent across any of them."""
-    return int(np.random.SeedSequence([int(i) for i in ints]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def _generator(seed: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
