@@ -3,13 +3,16 @@
 Three sub-commands:
 
     # 1. on a CPU machine with open3d: a procedural dataset, trimmed to what training needs (carried to the GPU)
-    .venv/bin/python benchmarks/gpu_experiment.py make-data --out .gpu/data --scenes 56 --frames 16
+    .venv/bin/python experiments/gpu_experiment.py make-data --out .gpu/data --scenes 56 --frames 16
 
     # 2. on the GPU machine (no open3d): Stage-I -> samples -> discriminator flags -> Stage-II -> metrics
-    python3 benchmarks/gpu_experiment.py run --data .gpu/data --run /tmp/gpu_run --out $OUT --budget 530
+    python3 experiments/gpu_experiment.py run --data .gpu/data --run /tmp/gpu_run --out $OUT --budget 530
 
-    # 3. on the GPU machine: bench_train / bench_sample (sd21-random, small) in one call, JSON into --out
-    python3 benchmarks/gpu_experiment.py perf --out $OUT --budget 520
+    # 3. on the GPU machine: benchmarks/bench_train.py / bench_sample.py (sd21-random, small) in one call, JSON into --out
+    python3 experiments/gpu_experiment.py perf --out $OUT --budget 520
+
+`sim2real_kit` must be importable: `pip install -e .`, or `export PYTHONPATH=$PWD` in a bare checkout (the GPU
+machine's recipe in docs/performance.md and docs/results_gpu.md does).
 
 `run` goes through the kit's own flow over a run folder (`stages.train_stage1`, `sample_split`,
 `train_and_flag`, `train_chain`, `load_samples`, `realism_metrics`, `disc_accuracy`), resumes a run folder
@@ -37,10 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e` (the GPU machine)
-    sys.path.insert(0, str(ROOT))
-
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 T0 = time.perf_counter()
 
 
@@ -200,8 +200,8 @@ def sample_figure(samples2, path: Path, n: int = 4) -> None:
     try:
         from sim2real_kit.viz import save_sample_grid
 
-        save_sample_grid(path, samples2.cad, samples2.real, sims, frames=rows, frame_ids=ids,
-                         title="val frames: CAD / real / Stage-I / Stage-II")  # fmt: skip
+        title = "val frames: CAD / real / Stage-I / Stage-II"
+        save_sample_grid(path, samples2.cad, samples2.real, sims, frames=rows, frame_ids=ids, title=title)
     except ImportError:
         from matplotlib.figure import Figure
 
@@ -315,8 +315,8 @@ def run_experiment(args) -> None:
             t = time.perf_counter()
             stages.sample_split(run_dir, split, stage=1, progress=False)
             n = len(list(stages.samples_dir(run_dir, 1, split).rglob("*_sim1.png")))
-            res.phase(f"sample_stage1_{split}", time.perf_counter() - t, frames=n,
-                      frames_per_s=n / (time.perf_counter() - t))  # fmt: skip
+            seconds = time.perf_counter() - t
+            res.phase(f"sample_stage1_{split}", seconds, frames=n, frames_per_s=n / seconds)
             log(f"sampled Stage-I {split}: {n} frames")
     if not (stages.disc_dir(run_dir, 1) / "flags" / "train" / "flags.npz").is_file():
         t = time.perf_counter()
@@ -337,8 +337,8 @@ def run_experiment(args) -> None:
     t = time.perf_counter()
     s2 = stages.train_chain(run_dir, 2, progress=False)
     shutil.copy2(run_dir / "stage2" / "losses.csv", out / "gpu_stage2_losses.csv")
-    res.phase("stage2_chain", time.perf_counter() - t, summary=s2,
-              img_per_s=logged_img_per_s(run_dir / "stage2" / "losses.csv"))  # fmt: skip
+    rate2 = logged_img_per_s(run_dir / "stage2" / "losses.csv")
+    res.phase("stage2_chain", time.perf_counter() - t, summary=s2, img_per_s=rate2)
     log(f"Stage-II: {s2}")
 
     # 5. metrics: realism per stage (W1 mm vs clean CAD's), discriminator accuracy Stage-I vs Stage-II
@@ -362,8 +362,8 @@ def run_experiment(args) -> None:
     res.data["metrics"] = metrics
     res.phase("metrics", time.perf_counter() - t)
     m1, m2 = metrics["chain_stage1"], metrics["chain_stage2"]
-    log(f"W1 mm: CAD {m1['w1_cad_mm']:.2f}, Stage-I {m1['w1_mm']:.2f}, Stage-II {m2['w1_mm']:.2f}; "
-        f"disc fake share: {metrics['disc1_fake_share']}")  # fmt: skip
+    w1 = f"W1 mm: CAD {m1['w1_cad_mm']:.2f}, Stage-I {m1['w1_mm']:.2f}, Stage-II {m2['w1_mm']:.2f}"
+    log(f"{w1}; disc fake share: {metrics['disc1_fake_share']}")
     try:
         sample_figure(s2_val, out / "gpu_samples.png")
     except Exception as e:  # noqa: BLE001 - the numbers matter more than the figure
@@ -387,14 +387,11 @@ def run_experiment(args) -> None:
 
 # ====================================================================== perf (GPU): the benchmarks in one call
 PERF_JOBS = (
-    # (name, script, args, share of the remaining budget it may take)
-    ("train_sd21", "bench_train.py",
-     ["--preset", "sd21-random", "--device", "cuda", "--steps", "10", "--repeats", "2", "--warmup", "3", "--vae"], 0.5),
-    ("sample_sd21", "bench_sample.py",
-     ["--preset", "sd21-random", "--device", "cuda", "--steps", "50", "--batch-size", "8", "--repeats", "2"], 0.6),
-    ("train_small", "bench_train.py",
-     ["--preset", "small", "--device", "cuda", "--batch-size", "64", "--steps", "10", "--repeats", "2"], 1.0),
-)  # fmt: skip
+    # (name, script in benchmarks/, arguments, share of the remaining budget it may take)
+    ("train_sd21", "bench_train.py", "--preset sd21-random --device cuda --steps 10 --repeats 2 --warmup 3 --vae", 0.5),
+    ("sample_sd21", "bench_sample.py", "--preset sd21-random --device cuda --steps 50 --batch-size 8 --repeats 2", 0.6),
+    ("train_small", "bench_train.py", "--preset small --device cuda --batch-size 64 --steps 10 --repeats 2", 1.0),
+)
 
 
 def run_perf(args) -> None:
@@ -403,7 +400,6 @@ def run_perf(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = T0 + args.budget
-    here = Path(__file__).resolve().parent
     with open(out / "gpu_perf.log", "a") as logf:
         for name, script, job_args, share in PERF_JOBS:
             if args.only and name not in args.only:
@@ -413,7 +409,13 @@ def run_perf(args) -> None:
                 log(f"{name}: skipped, {left:.0f} s left")
                 continue
             timeout = max(30.0, left * share)
-            cmd = [sys.executable, str(here / script), *job_args, "--json", str(out / f"gpu_bench_{name}.json")]
+            cmd = [
+                sys.executable,
+                str(BENCHMARKS / script),
+                *job_args.split(),
+                "--json",
+                str(out / f"gpu_bench_{name}.json"),
+            ]
             log(f"{name}: {' '.join(cmd[1:])} (timeout {timeout:.0f} s)")
             logf.write(f"### {name}\n")
             logf.flush()
