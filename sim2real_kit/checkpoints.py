@@ -136,7 +136,7 @@ def check_state_dict(
 
 # ---------------------------------------------------------------------- the Trainer's files
 def read_trainer_state(folder: Path, groups: list[str]) -> dict:
-    """`trainer_state.json` of a checkpoint folder, checked: its format, the param groups, the data position."""
+    """`trainer_state.json` of a checkpoint folder, checked: its format and its param groups."""
     state_path = folder / STATE_FILE
     try:
         state = json.loads(state_path.read_text())
