@@ -8,18 +8,15 @@ loading never starves a GPU step. Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import plane_layout
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import make_plane_layout  # noqa: E402
-
-from sim2real_kit.data.dataset import MAP_KEYS, PairedDepthDataset  # noqa: E402
+from sim2real_kit.data.dataset import MAP_KEYS, PairedDepthDataset
 
 
 def main() -> None:
@@ -33,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         # ARKit-sized 256x192 frames (the LASA raw size)
-        make_plane_layout(Path(tmp) / "ds", scenes=args.frames // 16 + 1, frames=16, width=256, height=192)
+        plane_layout(Path(tmp) / "ds", scenes=args.frames // 16 + 1, frames=16, width=256, height=192)
         keys = ("cad_n", "target", "mask") if args.training_keys else MAP_KEYS
         ds = PairedDepthDataset(Path(tmp) / "ds", "train", size=args.size, keys=keys)
         loader = torch.utils.data.DataLoader(

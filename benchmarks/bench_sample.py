@@ -4,9 +4,10 @@ metres in -> simulated depth metres out, codec encode/decode included), eager vs
     .venv/bin/python benchmarks/bench_sample.py --preset tiny                      # CPU, DDIM-20, batch 16
     python3 benchmarks/bench_sample.py --preset sd21-random --device cuda --steps 50 --batch-size 8 --json out.json
 
-Presets as in bench_train.py (sd21-random: SD 2.1's UNet architecture with random weights through the kit's
-latent `from_config` path, plus a random-init SD-shaped `AutoencoderKL` as the `LatentCodec`, so the VAE
-encode of the CAD and the decode of the result are inside the timed call).
+Presets as in bench_train.py (benchlib.py; sd21-random: SD 2.1's UNet architecture with random weights through
+the kit's latent `from_config` path, plus a random-init SD-shaped `AutoencoderKL` as the `LatentCodec`, so the
+VAE encode of the CAD and the decode of the result are inside the timed call). `sim2real_kit` must be
+importable (`pip install -e .`, or `PYTHONPATH=.` in a bare checkout).
 
 Variants (`--variants`), each a setting of the pipeline's own sampling options (`Sim2RealPipeline.set_sampling`,
 config section `sampling`), so the benchmark measures the library's code paths:
@@ -30,23 +31,15 @@ import gc
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import PRESETS, build_denoiser, environment, preset_config, random_sd_vae, sync
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sim2real_kit.pipeline import Sim2RealPipeline
 
-from bench_train import build_denoiser, environment, preset_config, random_sd_vae  # noqa: E402
-
-from sim2real_kit.pipeline import Sim2RealPipeline  # noqa: E402
-
-PRESETS = ("tiny", "small", "sd21-random")
 DEFAULT_BATCH = {"tiny": 16, "small": 64, "sd21-random": 8}
 DEFAULT_STEPS = {"tiny": 20, "small": 20, "sd21-random": 50}
 # variant: (sampling.precision, sampling.cuda_graph, sampling.compile, bf16 weights)
@@ -90,11 +83,6 @@ def build_pipeline(preset: str, args):
                 p.normal_(0.0, 1e-3)
     pipe = Sim2RealPipeline.build(cfg, [denoiser], codec=codec)
     return pipe, cfg
-
-
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_calls(pipe, cad, steps: int, batch: int, repeats: int, seed: int) -> tuple[list[float], object, float]:
@@ -143,8 +131,14 @@ def run(preset: str, args, device) -> list[dict]:
                 torch.cuda.reset_peak_memory_stats()
             times, out, warm = time_calls(pipe, cad, args.steps, args.batch_size, args.repeats, 0)
             img_s = [frames / t for t in times]
-            r = {**base, "variant": variant, "img_per_s": statistics.median(img_s), "img_per_s_all": img_s,
-                 "s_per_call": statistics.median(times), "warmup_s": warm}  # fmt: skip
+            r = {
+                **base,
+                "variant": variant,
+                "img_per_s": statistics.median(img_s),
+                "img_per_s_all": img_s,
+                "s_per_call": statistics.median(times),
+                "warmup_s": warm,
+            }
             if device.type == "cuda":
                 r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
             else:

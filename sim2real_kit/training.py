@@ -16,7 +16,11 @@ AdamW, constant learning rate, mixed precision):
 - A `torch.Generator` per micro-batch seeded from (seed, step, micro-batch, process) is passed to the
   loss function: noise and timesteps are reproducible without the global RNG, also across a resume.
 - Atomic safetensors checkpoints with optimizer / scheduler / RNG state and the position in the data
-  stream; `resume=True` continues a run folder and gives the same losses as an uninterrupted run.
+  stream (`sim2real_kit.checkpoints`); `resume=True` continues a run folder and gives the same losses as an
+  uninterrupted run.
+- `fit()` draws the micro-batches and calls `step(*micro_batches)` once per optimizer step, then logs,
+  validates, samples and checkpoints; `step` alone is the optimizer step on batches the caller gives
+  (benchmarks/bench_train.py times it).
 
 Run folder of a stage (`run_dir`, e.g. `runs/x/stage1/`)::
 
@@ -44,41 +48,38 @@ all-reduced by hand after the backward passes. Validation, samples and files are
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import io
-import json
 import math
 import os
-import random
-import re
 import shutil
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from sim2real_kit import checkpoints as ckpt
+from sim2real_kit import train_setup as setup
+from sim2real_kit.checkpoints import (  # noqa: F401 - also re-exported, so existing imports keep working
+    BEST,
+    CHECKPOINTS,
+    EMA_FILE,
+    LATEST,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    STATE_FORMAT,
+    checkpoint_dir,
+    latest_checkpoint,
+    load_weights,
+)
 from sim2real_kit.errors import CheckpointError, ConfigError, Sim2RealError
-from sim2real_kit.io import atomic_write_text
+from sim2real_kit.train_log import CsvLog, LogWindow
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-BEST = "best"
-MODEL_FILE = "model.safetensors"
-EMA_FILE = "ema.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "trainer_state.json"
 LOSSES_CSV = "losses.csv"
 VAL_CSV = "val.csv"
-STATE_FORMAT = "sim2real_kit.trainer/1"
 LOSS_COLUMNS = ("step", "epoch", "loss", "lr", "img_per_s")
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-_ADAMW_KEYS = ("lr", "betas", "eps", "weight_decay")
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Any]
 
@@ -87,7 +88,6 @@ class TrainingError(Sim2RealError):
     """Training cannot go on: the loss or the weights became NaN / inf, or the loss function misbehaves."""
 
 
-# ---------------------------------------------------------------------- public helpers
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The user's module under `torch.compile` / DDP wrappers (what `loss_fn` may use for frozen submodules)."""
     while True:
@@ -97,55 +97,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model.module
         else:
             return model
-
-
-def checkpoint_dir(path: str | Path) -> Path:
-    """Resolve a checkpoint folder: a folder holding `model.safetensors` as is, else the one `latest` names in
-    `path/` or `path/checkpoints/` (a run's stage folder). Raises `CheckpointError` when there is none."""
-    path = Path(path)
-    if (path / MODEL_FILE).is_file():
-        return path
-    for root in (path / CHECKPOINTS, path):
-        found = latest_checkpoint(root)
-        if found is not None:
-            return found
-    raise CheckpointError(f"no checkpoint here (no {MODEL_FILE}, no {CHECKPOINTS}/{LATEST})", path)
-
-
-def latest_checkpoint(checkpoints: str | Path) -> Path | None:
-    """The newest complete `step-N` folder of a `checkpoints/` folder: the one `latest` names when it exists,
-    else the highest step (a crash between the rename and the pointer update); None when there is none.
-    Leftover `.tmp-*` folders of an interrupted write are never considered."""
-    checkpoints = Path(checkpoints)
-    pointer = checkpoints / LATEST
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        if _STEP_DIR.match(name) and (checkpoints / name / STATE_FILE).is_file():
-            return checkpoints / name
-    steps = [d for d in _step_dirs(checkpoints) if (d / STATE_FILE).is_file()]
-    return steps[-1] if steps else None
-
-
-def load_weights(model: nn.Module, ckpt_dir: str | Path, ema: bool = False, skip_mismatched: bool = False) -> list[str]:
-    """Load a checkpoint's weights (or its EMA weights) into `model`; returns the model's state-dict keys that
-    were not loaded (frozen parts saved elsewhere, e.g. a pretrained VAE; mismatched ones when skipped).
-
-    `ckpt_dir`: a checkpoint folder (`checkpoints/step-N`, `checkpoints/best`), a `checkpoints/` folder or a
-    stage folder (its `latest` is used). Raises `CheckpointError` naming the file when it is missing or
-    truncated, and naming the first parameter whose shape differs (a checkpoint of another preset) unless
-    `skip_mismatched` (e.g. Stage-II initialised from Stage-I, whose condition input has 4 channels, not 8)."""
-    folder = checkpoint_dir(ckpt_dir)
-    path = folder / (EMA_FILE if ema else MODEL_FILE)
-    if ema and not path.is_file():
-        raise CheckpointError("no EMA weights in this checkpoint (trained with train.ema = false)", path)
-    state = _read_safetensors(path)
-    if skip_mismatched:
-        expected = model.state_dict()
-        state = {k: v for k, v in state.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
-    else:
-        _check_state_dict(model, state, path)
-    model.load_state_dict(state, strict=False)
-    return [k for k in model.state_dict() if k not in state]
 
 
 # ---------------------------------------------------------------------- the Trainer
@@ -171,6 +122,8 @@ class Trainer:
     resume: continue from `checkpoints/latest` when there is one (else start fresh). Without it, a run folder that
         already holds checkpoints is refused unless `overwrite=True` (which deletes them and losses.csv first).
     save_frozen: also save parameters without requires_grad (default: trainable parameters + buffers only).
+
+    `global_step` counts the optimizer steps done, `epoch` / `sample_in_epoch` the position in the data stream.
     """
 
     def __init__(
@@ -195,8 +148,6 @@ class Trainer:
         progress: bool = True,
         accelerator=None,
     ):
-        from accelerate import Accelerator
-
         self.cfg = cfg
         self.loss_fn = loss_fn
         self.dataset = train_dataset
@@ -208,19 +159,27 @@ class Trainer:
         self.num_workers = int(num_workers)
         self.save_frozen = bool(save_frozen)
         self.progress = progress
-        self._check_args(best_metric, best_mode, val_fn)
+        setup.check_args(cfg, self.seed, best_metric, best_mode, val_fn)
         self.best = {"metric": best_metric, "mode": best_mode, "value": None, "step": None}
+        self.num_samples = setup.dataset_size(train_dataset)  # fail before anything heavy happens
+        self._setup_accelerator(accelerator)
+        self._setup_batches()
+        self._setup_model(model, param_groups)
+        self._setup_optimizers()
+        self._setup_compile()
+        self.ema = None
+        if cfg.ema:
+            from diffusers.training_utils import EMAModel
 
-        # 1. data: fail before anything heavy happens
-        try:
-            self.num_samples = len(train_dataset)
-        except TypeError:
-            raise Sim2RealError("train_dataset must be a map-style dataset with __len__") from None
-        if self.num_samples == 0:
-            raise Sim2RealError("train_dataset is empty: no training frames (check the split list of the dataset)")
+            self.ema = EMAModel(self.trainable, decay=cfg.ema_decay, foreach=True)
+        self._setup_run_folder(resume, overwrite)
 
-        # 2. accelerate: one process (CPU or GPU) or data parallel; mixed precision is ours (autocast below),
-        # so several Trainers with different settings can live in one notebook process.
+    # ------------------------------------------------------------------ set-up, in the order __init__ runs it
+    def _setup_accelerator(self, accelerator) -> None:
+        """One process (CPU or GPU) or data parallel; mixed precision is ours (autocast in `step`), so several
+        Trainers with different settings can live in one notebook process."""
+        from accelerate import Accelerator
+
         self.accelerator = accelerator if accelerator is not None else Accelerator()
         if getattr(self.accelerator, "gradient_accumulation_steps", 1) != 1:
             raise ConfigError("pass an Accelerator without gradient_accumulation_steps; use train.grad_accum")
@@ -228,7 +187,11 @@ class Trainer:
         self.num_processes = self.accelerator.num_processes
         self.process_index = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
-        self.micro_batch = int(cfg.batch_size)
+        self.autocast_dtype = setup.resolve_precision(self.cfg.mixed_precision, self.device)
+
+    def _setup_batches(self) -> None:
+        """Micro-batch geometry of the data stream (`_micro_batches`)."""
+        self.micro_batch = int(self.cfg.batch_size)
         self.global_micro_batch = self.micro_batch * self.num_processes
         if self.num_samples < self.global_micro_batch:
             raise Sim2RealError(
@@ -236,18 +199,22 @@ class Trainer:
                 f"train.batch_size x processes = {self.micro_batch} x {self.num_processes}"
             )
         self.batches_per_epoch = self.num_samples // self.global_micro_batch  # the last partial batch is dropped
-        self.autocast_dtype = _resolve_precision(cfg.mixed_precision, self.device)
 
-        # 3. model, parameter groups, optimizers
+    def _setup_model(self, model: nn.Module, param_groups) -> None:
+        """The model on the device, its parameter groups and the names of what a checkpoint holds."""
         self.model = model  # the user's module; self.forward_model is what loss_fn gets
         model.to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
+        if self.cfg.channels_last and self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        self.groups = _resolve_groups(model, param_groups)
+        self.groups = setup.resolve_groups(model, param_groups)
         self.trainable = [p for params, _ in self.groups.values() for p in params]
         names = {id(p): n for n, p in model.named_parameters()}
         self.trainable_names = [names[id(p)] for p in self.trainable]
-        self._saved_keys = self._keys_to_save()
+        self._saved_keys = ckpt.saved_keys(model, self.trainable_names, self.save_frozen)
+
+    def _setup_optimizers(self) -> None:
+        """One AdamW and one LR scheduler per group; the model and optimizers through `accelerator.prepare`."""
+        cfg = self.cfg
         optimizers = []
         for params, opts in self.groups.values():
             kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, **opts}
@@ -258,44 +225,44 @@ class Trainer:
         # groups (GAN) use several backward passes, so their gradients are all-reduced by hand (_sync_grads).
         self._use_ddp = len(self.groups) == 1
         if self._use_ddp:
-            self.forward_model, *optimizers = self.accelerator.prepare(model, *optimizers)
+            self.forward_model, *optimizers = self.accelerator.prepare(self.model, *optimizers)
         else:
             optimizers = list(self.accelerator.prepare(*optimizers))
-            self.forward_model = model
+            self.forward_model = self.model
         self.optimizers = dict(zip(self.groups, optimizers))
         warmup = int(cfg.lr_warmup_steps)
         self.schedulers = {
-            name: torch.optim.lr_scheduler.LambdaLR(_inner_optimizer(opt), _Warmup(warmup))
+            name: torch.optim.lr_scheduler.LambdaLR(setup.inner_optimizer(opt), setup.Warmup(warmup))
             for name, opt in self.optimizers.items()
         }
         self._last_lr = self.schedulers[next(iter(self.groups))].get_last_lr()[0]
-        if cfg.compile and self.device.type == "cuda":
-            import torch._inductor.config as inductor_config
 
-            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution once
-            # inductor's caches (FX graphs, Triton kernels, autotuning) in the run folder unless the user set
-            # one: a resumed run on the same torch + GPU reuses them instead of compiling again (~170 s)
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.run_dir / "compile_cache"))
-            inductor_config.conv_1x1_as_mm = True  # 1x1 convolutions (attention projections) as matmuls
-            self.forward_model = torch.compile(self.forward_model)
-        self.ema = None
-        if cfg.ema:
-            from diffusers.training_utils import EMAModel
+    def _setup_compile(self) -> None:
+        """`torch.compile` of the forward model on CUDA when `cfg.compile`."""
+        if not (self.cfg.compile and self.device.type == "cuda"):
+            return
+        import torch._inductor.config as inductor_config
 
-            self.ema = EMAModel(self.trainable, decay=cfg.ema_decay, foreach=True)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution once
+        # inductor's caches (FX graphs, Triton kernels, autotuning) in the run folder unless the user set
+        # one: a resumed run on the same torch + GPU reuses them instead of compiling again (~170 s)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.run_dir / "compile_cache"))
+        inductor_config.conv_1x1_as_mm = True  # 1x1 convolutions (attention projections) as matmuls
+        self.forward_model = torch.compile(self.forward_model)
 
-        # 4. run folder: clean interrupted writes, then resume or start
-        self.step = 0  # optimizer steps done
+    def _setup_run_folder(self, resume: bool, overwrite: bool) -> None:
+        """Clean interrupted writes, then resume from `checkpoints/latest` or start (over)."""
+        self.global_step = 0  # optimizer steps done
         self.epoch = 0  # data epoch of the next micro-batch
         self.sample_in_epoch = 0  # samples of this epoch already consumed (all processes together)
         self.last_loss: float | None = None
         self.resumed_from: Path | None = None
-        self._window = _Window()
+        self._window = LogWindow()
         self._rng_to_restore = None
-        self._losses = _CsvLog(self.run_dir / LOSSES_CSV, LOSS_COLUMNS) if self.is_main else None
-        self._val_log = _CsvLog(self.run_dir / VAL_CSV, ("step",)) if self.is_main else None
+        self._losses = CsvLog(self.run_dir / LOSSES_CSV, LOSS_COLUMNS) if self.is_main else None
+        self._val_log = CsvLog(self.run_dir / VAL_CSV, ("step",)) if self.is_main else None
         if self.is_main:
-            self._clean_interrupted()
+            ckpt.clean_interrupted(self.ckpt_root)
         self.accelerator.wait_for_everyone()
         found = latest_checkpoint(self.ckpt_root)
         if found is not None and not resume:
@@ -310,11 +277,11 @@ class Trainer:
                 shutil.rmtree(self.ckpt_root, ignore_errors=True)
                 shutil.rmtree(self.run_dir / "samples", ignore_errors=True)
         if found is not None:
-            self._load_checkpoint(found)
+            ckpt.restore_trainer(self, found)
             self.resumed_from = found
         if self.is_main:  # drop rows written after the checkpoint we continue from (or all, when fresh)
-            self._losses.truncate(self.step)
-            self._val_log.truncate(self.step)
+            self._losses.truncate(self.global_step)
+            self._val_log.truncate(self.global_step)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ public API
@@ -341,101 +308,96 @@ class Trainer:
         "start_step", "best": best metric value or None, "best_step"}. A finished run returns at once."""
         total = int(self.cfg.steps)
         stop = total if until is None else min(int(until), total)
-        start, t0 = self.step, time.perf_counter()
-        if self.step >= stop:
+        start, t0 = self.global_step, time.perf_counter()
+        if self.global_step >= stop:
             return self._summary(start, 0.0, 0)
-        if self._rng_to_restore is not None:
-            _set_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
-        elif self.step == 0:
-            from accelerate.utils import set_seed
-
-            set_seed(self.seed, device_specific=True)
+        self._seed_global_rng()
 
         from tqdm.auto import tqdm
 
         accum = int(self.cfg.grad_accum)
-        images_per_step = self.global_micro_batch * accum
         stream = self._micro_batches()
         pbar = tqdm(
             total=total,
-            initial=self.step,
+            initial=self.global_step,
             desc=self.run_dir.name or "train",
             disable=not (self.progress and self.is_main),
             dynamic_ncols=True,
         )
         self._window.restart_clock()
         try:
-            while self.step < stop:
-                self._train_step(stream, accum)
-                self._window.images += images_per_step
+            while self.global_step < stop:
+                self.step(*[next(stream) for _ in range(accum)])
                 pbar.update(1)
                 self._periodic(total, stop, pbar)
         finally:
             pbar.close()
             stream.close()
         seconds = time.perf_counter() - t0
-        return self._summary(start, seconds, (self.step - start) * images_per_step)
+        return self._summary(start, seconds, (self.global_step - start) * self.global_micro_batch * accum)
+
+    def step(self, *micro_batches) -> torch.Tensor:
+        """One optimizer step, the one `fit` takes: `cfg.grad_accum` micro-batches (collated, on the device; one
+        `batch` when grad_accum is 1), each through `loss_fn` under autocast with its generator seeded from
+        (seed, global_step, micro-batch, process), its loss / grad_accum back-propagated; then per group gradient
+        clipping, AdamW, LR scheduler and `zero_grad`, then the EMA update. Advances `global_step` and the window
+        of logged values; logging, validation, samples and checkpoints are `fit`'s. The global RNG is the
+        caller's (`fit` seeds it once per run). Returns the loss (summed over groups, averaged over the
+        micro-batches) as a 0-dim float32 tensor on the device: no host sync, `float()` it to read it."""
+        accum = int(self.cfg.grad_accum)
+        if len(micro_batches) != accum:
+            raise TrainingError(f"step() takes train.grad_accum = {accum} micro-batches, got {len(micro_batches)}")
+        losses = [self._forward_backward(batch, micro, accum) for micro, batch in enumerate(micro_batches)]
+        self._apply_gradients()
+        self.global_step += 1
+        self._window.steps += 1
+        self._window.images += self.global_micro_batch * accum
+        return losses[0] if accum == 1 else torch.stack(losses).mean()
 
     def save_checkpoint(self, name: str | None = None, metrics: Mapping[str, float] | None = None) -> Path:
         """Write `checkpoints/<name>/` atomically (default `step-N`, which also moves `latest` and prunes)."""
-        name = name or f"step-{self.step:06d}"
+        name = name or f"step-{self.global_step:06d}"
         self._check_finite_weights(name)
         final = self.ckpt_root / name
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            tmp = self.ckpt_root / f".tmp-{name}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            self._write_checkpoint(tmp, metrics)
-            _fsync_dir(tmp)
-            if final.exists():  # never delete the old folder before the new one is in place
-                old = self.ckpt_root / f".old-{name}"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-            _fsync_dir(self.ckpt_root)
-            if _STEP_DIR.match(name):
-                atomic_write_text(self.ckpt_root / LATEST, name + "\n")
-                self._prune()
+            tmp = ckpt.temp_dir(self.ckpt_root, name)
+            ckpt.save_trainer(self, tmp, metrics)
+            ckpt.publish(tmp, final)
+            if ckpt.STEP_DIR.match(name):
+                ckpt.set_latest(self.ckpt_root, name)
+                ckpt.prune_step_dirs(self.ckpt_root, int(getattr(self.cfg, "keep_checkpoints", 2) or 2))
         self.accelerator.wait_for_everyone()
         return final
 
-    # ------------------------------------------------------------------ one optimizer step
-    def _train_step(self, stream: Iterator, accum: int) -> None:
-        window = self._window
-        for micro in range(accum):
-            batch = next(stream)
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(_derive_seed(self.seed, 1, self.step, micro, self.process_index))
-            last = micro == accum - 1
-            sync = (
-                contextlib.nullcontext()
-                if (last or not self._use_ddp)
-                else self.accelerator.no_sync(self.forward_model)
-            )
-            with sync:
-                with torch.autocast(
-                    self.device.type,
-                    dtype=self.autocast_dtype or torch.float32,
-                    enabled=self.autocast_dtype is not None,
-                ):
-                    out = self.loss_fn(self.forward_model, batch, generator)
-                losses, logs = self._split_output(out)
-                names = list(losses)
-                for i, name in enumerate(names):
-                    kw = {} if self._use_ddp else {"inputs": self.groups[name][0], "retain_graph": i < len(names) - 1}
-                    self.accelerator.backward(losses[name] / accum, **kw)
-            total_loss = sum(loss.detach().float() for loss in losses.values())
-            window.add("loss", total_loss)
-            if len(losses) > 1:
-                for name, loss in losses.items():
-                    window.add(f"loss_{name}", loss.detach().float())
-            for key, value in logs.items():
-                window.add(key, value)
+    # ------------------------------------------------------------------ inside one optimizer step
+    def _forward_backward(self, batch, micro: int, accum: int) -> torch.Tensor:
+        """Loss and backward of one micro-batch (gradients accumulate); returns its total loss, detached."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(setup.derive_seed(self.seed, 1, self.global_step, micro, self.process_index))
+        last = micro == accum - 1
+        sync = contextlib.nullcontext() if (last or not self._use_ddp) else self.accelerator.no_sync(self.forward_model)
+        with sync:
+            with torch.autocast(
+                self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+            ):
+                out = self.loss_fn(self.forward_model, batch, generator)
+            losses, logs = self._split_output(out)
+            names = list(losses)
+            for i, name in enumerate(names):
+                kw = {} if self._use_ddp else {"inputs": self.groups[name][0], "retain_graph": i < len(names) - 1}
+                self.accelerator.backward(losses[name] / accum, **kw)
+        total_loss = sum(loss.detach().float() for loss in losses.values())
+        self._window.add("loss", total_loss)
+        if len(losses) > 1:
+            for name, loss in losses.items():
+                self._window.add(f"loss_{name}", loss.detach().float())
+        for key, value in logs.items():
+            self._window.add(key, value)
+        return total_loss
+
+    def _apply_gradients(self) -> None:
+        """All-reduce (several groups, several processes), clip, AdamW + scheduler step per group, then EMA."""
         if not self._use_ddp and self.num_processes > 1:
             self._sync_grads()
         self._last_lr = self.schedulers[next(iter(self.groups))].get_last_lr()[0]  # the LR this step uses
@@ -444,14 +406,13 @@ class Trainer:
             if self.cfg.grad_clip and self.cfg.grad_clip > 0:
                 norm = self.accelerator.clip_grad_norm_(params, self.cfg.grad_clip)
                 if norm is not None:
-                    window.add("grad_norm" if len(self.groups) == 1 else f"grad_norm_{name}", norm.detach().float())
+                    key = "grad_norm" if len(self.groups) == 1 else f"grad_norm_{name}"
+                    self._window.add(key, norm.detach().float())
             opt.step()
             self.schedulers[name].step()
             opt.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.step(self.trainable)
-        self.step += 1
-        window.steps += 1
 
     def _split_output(self, out) -> tuple[dict[str, torch.Tensor], dict]:
         if isinstance(out, tuple):
@@ -486,6 +447,16 @@ class Trainer:
             p.grad = g
 
     # ------------------------------------------------------------------ data stream
+    def _seed_global_rng(self) -> None:
+        """Before a run's first step: the global RNG states of the checkpoint resumed from, or `set_seed`."""
+        if self._rng_to_restore is not None:
+            ckpt.set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+        elif self.global_step == 0:
+            from accelerate.utils import set_seed
+
+            set_seed(self.seed, device_specific=True)
+
     def _micro_batches(self) -> Iterator:
         """This process's micro-batches from the current (epoch, sample_in_epoch) on, forever; the position is
         advanced as batches are consumed so a checkpoint records exactly what was used."""
@@ -499,7 +470,7 @@ class Trainer:
                 self.epoch, self.sample_in_epoch = self.epoch + 1, 0
                 continue
             order = torch.randperm(
-                self.num_samples, generator=_generator(_derive_seed(self.seed, 2, self.epoch))
+                self.num_samples, generator=setup.seeded_generator(self.seed, 2, self.epoch)
             ).tolist()
             batches = [order[j * gb + r * b : j * gb + (r + 1) * b] for j in range(first, self.batches_per_epoch)]
             if hasattr(self.dataset, "set_epoch"):
@@ -510,26 +481,25 @@ class Trainer:
                 collate_fn=self.collate_fn,
                 num_workers=self.num_workers,
                 pin_memory=self.device.type == "cuda",
-                generator=_generator(_derive_seed(self.seed, 3, self.epoch)),  # keeps the global RNG untouched
+                generator=setup.seeded_generator(self.seed, 3, self.epoch),  # keeps the global RNG untouched
             )
             for j, batch in enumerate(loader, start=first):
                 self.sample_in_epoch = (j + 1) * gb
                 yield send_to_device(batch, self.device, non_blocking=True)
             self.epoch, self.sample_in_epoch = self.epoch + 1, 0
 
-    # ------------------------------------------------------------------ logging, validation, sampling, checkpoints
+    # ------------------------------------------------------------------ logging, validation, samples, checkpoints
     def _periodic(self, total: int, stop: int, pbar) -> None:
-        s, cfg = self.step, self.cfg
-        end = s == total
+        s, cfg = self.global_step, self.cfg
 
         def due(every) -> bool:
             return bool(every) and every > 0 and s % every == 0
 
-        if due(cfg.log_every) or end:  # not at an early `until` stop: the window is checkpointed instead
+        if due(cfg.log_every) or s == total:  # not at an early `until` stop: the window is checkpointed instead
             self._log(pbar)
-        if self.val_fn is not None and (due(cfg.val_every) or end):
+        if self.val_fn is not None and (due(cfg.val_every) or s == total):
             self._validate()
-        if self.sample_fn is not None and (due(cfg.sample_every) or end):
+        if self.sample_fn is not None and (due(cfg.sample_every) or s == total):
             self._sample()
         if due(cfg.ckpt_every) or s == stop:
             self.save_checkpoint()
@@ -543,13 +513,16 @@ class Trainer:
         row = dict(zip(keys, vec))
         elapsed = self._window.elapsed()
         row.update(
-            step=self.step, epoch=self.epoch, lr=self._last_lr, img_per_s=self._window.images / max(elapsed, 1e-9)
+            step=self.global_step,
+            epoch=self.epoch,
+            lr=self._last_lr,
+            img_per_s=self._window.images / max(elapsed, 1e-9),
         )
         self.last_loss = row["loss"]
         if not math.isfinite(row["loss"]):
             raise TrainingError(
-                f"loss is {row['loss']} at step {self.step}: training diverged; checkpoints were left as they were "
-                f"(latest: {latest_checkpoint(self.ckpt_root)})",
+                f"loss is {row['loss']} at step {self.global_step}: training diverged; checkpoints were left as "
+                f"they were (latest: {latest_checkpoint(self.ckpt_root)})",
                 self.run_dir,
             )
         if self.is_main:
@@ -562,18 +535,9 @@ class Trainer:
         if self.is_main:
             with self._eval_mode() as model:
                 metrics = {k: float(v) for k, v in dict(self.val_fn(model)).items()}
-            self._val_log.append({"step": self.step, **metrics})
-            key = self.best["metric"]
-            if key is not None:
-                if key not in metrics:
-                    raise Sim2RealError(f"val_fn returned {sorted(metrics)}, no best_metric {key!r}")
-                value, best = metrics[key], self.best["value"]
-                better = math.isfinite(value) and (
-                    best is None or (value < best if self.best["mode"] == "min" else value > best)
-                )
-                if better:
-                    self.best.update(value=value, step=self.step)
-        flag = [self.best["step"] == self.step and metrics is not None]
+            self._val_log.append({"step": self.global_step, **metrics})
+            self._update_best(metrics)
+        flag = [self.best["step"] == self.global_step and metrics is not None]
         if self.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
@@ -582,12 +546,25 @@ class Trainer:
             self.save_checkpoint(BEST, metrics)
         self.accelerator.wait_for_everyone()
 
+    def _update_best(self, metrics: dict[str, float]) -> None:
+        key = self.best["metric"]
+        if key is None:
+            return
+        if key not in metrics:
+            raise Sim2RealError(f"val_fn returned {sorted(metrics)}, no best_metric {key!r}")
+        value, best = metrics[key], self.best["value"]
+        better = math.isfinite(value) and (
+            best is None or (value < best if self.best["mode"] == "min" else value > best)
+        )
+        if better:
+            self.best.update(value=value, step=self.global_step)
+
     def _sample(self) -> None:
         if self.is_main:
-            out_dir = self.run_dir / "samples" / f"step-{self.step:06d}"
+            out_dir = self.run_dir / "samples" / f"step-{self.global_step:06d}"
             out_dir.mkdir(parents=True, exist_ok=True)
             with self._eval_mode() as model:
-                self.sample_fn(model, self.step, out_dir)
+                self.sample_fn(model, self.global_step, out_dir)
         self.accelerator.wait_for_everyone()
 
     @contextlib.contextmanager
@@ -603,21 +580,13 @@ class Trainer:
     def _summary(self, start: int, seconds: float, images: int) -> dict:
         return {
             "loss": self.last_loss,
-            "steps": self.step,
+            "steps": self.global_step,
             "start_step": start,
             "seconds": seconds,
             "img_per_s": images / seconds if seconds > 0 else 0.0,
             "best": self.best["value"],
             "best_step": self.best["step"],
         }
-
-    # ------------------------------------------------------------------ checkpoint internals
-    def _keys_to_save(self) -> list[str]:
-        keys = list(self.model.state_dict())
-        if self.save_frozen:
-            return keys
-        keep = set(self.trainable_names) | {n for n, _ in self.model.named_buffers()}
-        return [k for k in keys if k in keep]
 
     def _check_finite_weights(self, name: str) -> None:
         if not self.trainable:
@@ -626,435 +595,7 @@ class Trainer:
         if not bool(finite):
             bad = next(n for n, p in zip(self.trainable_names, self.trainable) if not torch.isfinite(p).all())
             raise TrainingError(
-                f"weight {bad!r} is NaN/inf at step {self.step}; checkpoint {name!r} not written, the previous "
-                f"ones are kept (latest: {latest_checkpoint(self.ckpt_root)})",
+                f"weight {bad!r} is NaN/inf at step {self.global_step}; checkpoint {name!r} not written, the "
+                f"previous ones are kept (latest: {latest_checkpoint(self.ckpt_root)})",
                 self.run_dir,
             )
-
-    def _write_checkpoint(self, folder: Path, metrics) -> None:
-        from safetensors.torch import save_file
-
-        full = self.model.state_dict()
-        weights = {k: _to_cpu(full[k]) for k in self._saved_keys}
-        meta = {"format": "pt", "step": str(self.step), "trainer": STATE_FORMAT}
-        save_file(weights, str(folder / MODEL_FILE), metadata=meta)
-        if self.ema is not None:
-            ema = dict(weights)
-            for name, shadow in zip(self.trainable_names, self.ema.shadow_params):
-                if name in ema:
-                    ema[name] = _to_cpu(shadow)
-            save_file(ema, str(folder / EMA_FILE), metadata={**meta, "ema_decay": str(self.cfg.ema_decay)})
-        torch.save(
-            {
-                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-            },
-            folder / OPTIMIZER_FILE,
-        )
-        np_state = np.random.get_state()
-        py_state = random.getstate()
-        state = {
-            "format": STATE_FORMAT,
-            "step": self.step,
-            "epoch": self.epoch,
-            "sample_in_epoch": self.sample_in_epoch,
-            "seed": self.seed,
-            "num_processes": self.num_processes,
-            "batch_size": self.micro_batch,
-            "grad_accum": int(self.cfg.grad_accum),
-            "groups": list(self.groups),
-            "saved_keys": "all" if self.save_frozen else "trainable+buffers",
-            "ema_step": None if self.ema is None else int(self.ema.optimization_step),
-            "last_loss": self.last_loss,
-            "last_lr": self._last_lr,
-            "window": self._window.state(),
-            "best": self.best,
-            "metrics": dict(metrics) if metrics is not None else None,
-            "numpy_rng": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-            "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
-            "config": _config_dict(self.cfg),
-        }
-        (folder / STATE_FILE).write_text(json.dumps(state, indent=1, default=str))
-        for f in folder.iterdir():
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
-
-    def _load_checkpoint(self, folder: Path) -> None:
-        state_path = folder / STATE_FILE
-        try:
-            state = json.loads(state_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(
-                f"cannot read the trainer state ({e}); the file is truncated or corrupt", state_path
-            ) from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"not a trainer state of format {STATE_FORMAT}", state_path)
-        if state.get("groups") != list(self.groups):
-            raise CheckpointError(
-                f"checkpoint has param groups {state.get('groups')}, this Trainer {list(self.groups)}", state_path
-            )
-
-        weights_path = folder / MODEL_FILE
-        weights = _read_safetensors(weights_path)
-        _check_state_dict(self.model, weights, weights_path, required=self._saved_keys)
-        self.model.load_state_dict(weights, strict=False)
-        if self.ema is not None:
-            ema_path = folder / EMA_FILE
-            if ema_path.is_file():
-                ema = _read_safetensors(ema_path)
-                _check_state_dict(self.model, ema, ema_path, required=self.trainable_names)
-                with torch.no_grad():
-                    for name, shadow in zip(self.trainable_names, self.ema.shadow_params):
-                        shadow.copy_(ema[name])
-                self.ema.optimization_step = int(state.get("ema_step") or state["step"])
-            else:  # a run that turned EMA on when resuming: the average starts from the loaded weights
-                warnings.warn(f"{folder}: no {EMA_FILE}; EMA restarts from the loaded weights", stacklevel=2)
-                with torch.no_grad():
-                    for p, shadow in zip(self.trainable, self.ema.shadow_params):
-                        shadow.copy_(p)
-
-        opt_path = folder / OPTIMIZER_FILE
-        try:
-            blob = torch.load(opt_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
-            raise CheckpointError(f"cannot read optimizer state ({type(e).__name__}: {e})", opt_path) from None
-        try:
-            for name, opt in self.optimizers.items():
-                opt.load_state_dict(blob["optimizers"][name])
-                self.schedulers[name].load_state_dict(blob["schedulers"][name])
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise CheckpointError(
-                f"optimizer state does not fit this model ({type(e).__name__}: {e})", opt_path
-            ) from None
-
-        for key in ("step", "epoch", "sample_in_epoch"):
-            if not isinstance(state.get(key), int):
-                raise CheckpointError(f"key {key!r} missing or not an integer", state_path)
-        self.step, self.epoch = state["step"], state["epoch"]
-        self.sample_in_epoch = state["sample_in_epoch"]  # in samples: another process count rounds up a batch
-        changed = {
-            k: (state.get(k), v)
-            for k, v in (
-                ("num_processes", self.num_processes),
-                ("batch_size", self.micro_batch),
-                ("grad_accum", int(self.cfg.grad_accum)),
-                ("seed", self.seed),
-            )
-            if state.get(k) != v
-        }
-        if changed:
-            warnings.warn(
-                f"{folder}: resuming with changed {changed}; the run continues but is not the same run", stacklevel=2
-            )
-        self.last_loss = state.get("last_loss")
-        if state.get("last_lr") is not None:
-            self._last_lr = state["last_lr"]
-        self._window.load_state(state.get("window") or {})
-        best = state.get("best") or {}
-        if best.get("metric") == self.best["metric"] and best.get("mode") == self.best["mode"]:
-            self.best.update(value=best.get("value"), step=best.get("step"))
-        try:
-            np_state = state["numpy_rng"]
-            py_state = state["python_rng"]
-            self._rng_to_restore = {
-                "torch": blob["torch_rng"],
-                "cuda": blob.get("cuda_rng"),
-                "numpy": (np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]),
-                "python": (py_state[0], tuple(py_state[1]), py_state[2]),
-            }
-        except (KeyError, IndexError, TypeError) as e:
-            raise CheckpointError(f"RNG state missing or malformed ({e})", state_path) from None
-
-    def _clean_interrupted(self) -> None:
-        if not self.ckpt_root.is_dir():
-            return
-        for d in self.ckpt_root.iterdir():
-            if d.name.startswith(".tmp-") or d.name.startswith(".old-"):
-                shutil.rmtree(d, ignore_errors=True)
-
-    def _prune(self) -> None:
-        keep = int(getattr(self.cfg, "keep_checkpoints", 2) or 2)
-        latest = (self.ckpt_root / LATEST).read_text().strip()
-        steps = [d for d in _step_dirs(self.ckpt_root) if d.name != latest]
-        for d in steps[: max(0, len(steps) - (keep - 1))]:
-            shutil.rmtree(d, ignore_errors=True)
-
-    def _check_args(self, best_metric, best_mode, val_fn) -> None:
-        cfg = self.cfg
-        if best_mode not in ("min", "max"):
-            raise ConfigError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
-        if best_metric is not None and val_fn is None:
-            raise ConfigError(f"best_metric={best_metric!r} needs a val_fn")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        for key in ("steps", "batch_size", "grad_accum"):
-            value = getattr(cfg, key)
-            if not (isinstance(value, int) and value > 0):
-                raise ConfigError(f"train.{key} must be a positive integer, got {value!r}")
-        if not cfg.lr > 0:
-            raise ConfigError(f"train.lr must be > 0, got {cfg.lr!r}")
-        if cfg.ema and not 0.0 < cfg.ema_decay < 1.0:
-            raise ConfigError(f"train.ema_decay must be in (0, 1), got {cfg.ema_decay!r}")
-
-
-# ---------------------------------------------------------------------- internals
-class _Warmup:
-    """LR factor: linear warm-up over `steps` optimizer steps, then constant (the release uses a constant LR)."""
-
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def __call__(self, step: int) -> float:
-        return 1.0 if self.steps <= 0 else min(1.0, (step + 1) / self.steps)
-
-
-class _Window:
-    """Sums of logged values since the last log row, kept on the device (no host sync between log steps)."""
-
-    def __init__(self):
-        self.sums: dict[str, Any] = {}
-        self.counts: dict[str, int] = {}
-        self.steps = 0
-        self.images = 0
-        self._t0 = time.perf_counter()
-
-    def add(self, key: str, value) -> None:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().float()
-            value = value.mean() if value.ndim else value
-        else:
-            value = float(value)
-        self.sums[key] = self.sums.get(key, 0.0) + value
-        self.counts[key] = self.counts.get(key, 0) + 1
-
-    def means(self, device) -> tuple[list[str], torch.Tensor] | None:
-        if not self.sums:
-            return None
-        keys = sorted(self.sums)
-        vec = torch.stack(
-            [
-                torch.as_tensor(self.sums[k], dtype=torch.float32, device=device).reshape(()) / self.counts[k]
-                for k in keys
-            ]
-        )
-        return keys, vec
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._t0
-
-    def reset(self) -> None:
-        self.sums, self.counts, self.steps, self.images = {}, {}, 0, 0
-        self.restart_clock()
-
-    def restart_clock(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def state(self) -> dict:
-        return {
-            "sums": {k: float(v) for k, v in self.sums.items()},
-            "counts": dict(self.counts),
-            "steps": self.steps,
-        }
-
-    def load_state(self, state: dict) -> None:
-        self.sums = {k: float(v) for k, v in (state.get("sums") or {}).items()}
-        self.counts = {k: int(v) for k, v in (state.get("counts") or {}).items()}
-        self.steps = int(state.get("steps") or 0)
-
-
-class _CsvLog:
-    """An append-only CSV whose header is fixed by its first row (or read from the file); `truncate(step)` drops
-    rows after a resumed step so a resumed run never writes a step twice."""
-
-    def __init__(self, path: Path, first_columns: tuple[str, ...]):
-        self.path = path
-        self.first_columns = first_columns
-        self.header: list[str] | None = None
-        self._warned = False
-
-    def _read(self) -> tuple[list[str] | None, list[list[str]]]:
-        if not self.path.is_file():
-            return None, []
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return None, []
-        return rows[0], rows[1:]
-
-    def truncate(self, last_step: int) -> None:
-        header, rows = self._read()
-        if header is None or "step" not in header:
-            if self.path.exists():
-                self.path.unlink()
-            self.header = None
-            return
-        col = header.index("step")
-        kept = [r for r in rows if len(r) == len(header) and r[col].isdigit() and int(r[col]) <= last_step]
-        if not kept:
-            self.path.unlink()
-            self.header = None
-            return
-        self.header = header
-        if len(kept) != len(rows):
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(kept)
-            atomic_write_text(self.path, buf.getvalue())
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        new = self.header is None
-        if new:
-            rest = sorted(k for k in row if k not in self.first_columns)
-            self.header = [c for c in self.first_columns if c in row] + rest
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        extra = set(row) - set(self.header)
-        if extra and not self._warned:
-            warnings.warn(
-                f"{self.path}: columns {sorted(extra)} are not in the header and are not written", stacklevel=3
-            )
-            self._warned = True
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            if new:
-                writer.writerow(self.header)
-            writer.writerow([_fmt(row.get(c, "")) for c in self.header])
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _fmt(value) -> str:
-    if isinstance(value, bool) or isinstance(value, int) or isinstance(value, str):
-        return str(value)
-    if value is None:
-        return ""
-    return f"{float(value):.9g}"
-
-
-def _resolve_groups(model: nn.Module, param_groups) -> dict[str, tuple[list[nn.Parameter], dict]]:
-    in_model = {id(p) for p in model.parameters()}
-    if param_groups is None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ConfigError("the model has no trainable parameters (all requires_grad = False)")
-        return {"model": (params, {})}
-    if not isinstance(param_groups, Mapping) or not param_groups:
-        raise ConfigError("param_groups must be a non-empty dict {name: module | parameters | {'params': ...}}")
-    groups: dict[str, tuple[list[nn.Parameter], dict]] = {}
-    owner: dict[int, str] = {}
-    for name, spec in param_groups.items():
-        opts = {}
-        if isinstance(spec, Mapping):
-            unknown = set(spec) - {"params", *_ADAMW_KEYS}
-            if unknown or "params" not in spec:
-                raise ConfigError(f"param_groups[{name!r}]: needs 'params' and only {_ADAMW_KEYS}, got {sorted(spec)}")
-            opts = {k: v for k, v in spec.items() if k != "params"}
-            spec = spec["params"]
-        params = spec.parameters() if isinstance(spec, nn.Module) else spec
-        params = [p for p in params if p.requires_grad]
-        if not params:
-            raise ConfigError(f"param_groups[{name!r}] holds no trainable parameters")
-        for p in params:
-            if id(p) not in in_model:
-                raise ConfigError(f"param_groups[{name!r}] holds parameters that are not in the model")
-            if id(p) in owner:
-                raise ConfigError(f"param_groups {owner[id(p)]!r} and {name!r} share parameters")
-            owner[id(p)] = name
-        groups[str(name)] = (params, opts)
-    return groups
-
-
-def _inner_optimizer(opt):
-    return getattr(opt, "optimizer", opt)  # AcceleratedOptimizer -> torch optimizer
-
-
-def _resolve_precision(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode in ("no", "fp32"):
-        return None
-    raise ConfigError(f"train.mixed_precision = {mode!r}; allowed: auto, no, bf16")
-
-
-def _derive_seed(*ints: int) -> int:
-    """A 63-bit seed from integers (seed, purpose, ...), independent across any of them."""
-    return int(np.random.SeedSequence([int(i) for i in ints]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def _generator(seed: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
-
-
-def _set_rng_state(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(rng["cuda"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-
-
-def _to_cpu(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to("cpu", copy=True).contiguous()  # copies: tied / shared tensors are saved separately
-
-
-def _step_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), d) for d in root.iterdir() if d.is_dir() and (m := _STEP_DIR.match(d.name))]
-    return [d for _, d in sorted(found)]
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError("weights file is missing", path)
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for truncated headers / data
-        raise CheckpointError(
-            f"cannot read weights ({type(e).__name__}: {e}); the file is truncated or corrupt", path
-        ) from None
-
-
-def _check_state_dict(
-    model: nn.Module, weights: Mapping[str, torch.Tensor], path: Path, required: Iterable[str] = ()
-) -> None:
-    """Names and shapes of a checkpoint against the model, in the model's order: the first mismatch is named."""
-    expected = model.state_dict()
-    for key, tensor in expected.items():
-        if key in weights and tuple(weights[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"parameter {key!r} has shape {tuple(weights[key].shape)} in the checkpoint but {tuple(tensor.shape)} "
-                "in the model (a checkpoint of another preset / model size?)",
-                path,
-            )
-    for key in weights:
-        if key not in expected:
-            raise CheckpointError(
-                f"parameter {key!r} of the checkpoint does not exist in the model (another model?)", path
-            )
-    for key in required:
-        if key not in weights:
-            raise CheckpointError(f"parameter {key!r} of the model is missing from the checkpoint", path)
-
-
-def _config_dict(cfg) -> dict:
-    if dataclasses.is_dataclass(cfg):
-        return dataclasses.asdict(cfg)
-    return {k: v for k, v in vars(cfg).items() if not k.startswith("_")} if hasattr(cfg, "__dict__") else {}
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -118,6 +118,74 @@ def test_loss_goes_down_and_fit_summary(tmp_path):
     assert again.fit()["steps"] == 60 and len(read_csv(tmp_path / "losses.csv")) == 12
 
 
+# ---------------------------------------------------------------------- Trainer.step is the fit loop's step
+def _recording(loss_fn, seen: list):
+    def recording_loss(model, batch, generator):
+        seen.append({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        return loss_fn(model, batch, generator)
+
+    return recording_loss
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"grad_accum": 2, "ema": True, "ema_decay": 0.9, "lr_warmup_steps": 3},
+        {"gan": True, "grad_accum": 2},
+    ],
+)
+def test_step_on_fit_batches_gives_the_fit_weights(tmp_path, variant):
+    """fit() and step() called on the batches fit drew, from the same seed: bit-identical weights (and EMA)."""
+    variant = dict(variant)
+    gan = variant.pop("gan", False)
+    cfg = make_cfg(steps=12, log_every=1, ckpt_every=100, **variant)
+
+    def build(run_dir, loss_fn):
+        if not gan:
+            return Trainer(mlp(), loss_fn, ToyRegression(), cfg, run_dir, seed=5, progress=False)
+        model = TinyGAN()
+        groups = {"G": model.G, "D": {"params": model.D, "lr": 2e-3, "betas": (0.5, 0.999)}}
+        return Trainer(model, loss_fn, ToyRegression(), cfg, run_dir, seed=5, param_groups=groups, progress=False)
+
+    base_loss = gan_loss if gan else mse_loss
+    seen: list[dict] = []
+    fitted = build(tmp_path / "fit", _recording(base_loss, seen))
+    fitted.fit()
+    assert len(seen) == cfg.steps * cfg.grad_accum
+
+    stepped = build(tmp_path / "step", base_loss)
+    accum = cfg.grad_accum
+    losses = []
+    for i in range(cfg.steps):
+        loss = stepped.step(*seen[i * accum : (i + 1) * accum])
+        assert isinstance(loss, torch.Tensor) and loss.ndim == 0  # no host sync inside step
+        losses.append(float(loss))
+    assert stepped.global_step == fitted.global_step == cfg.steps
+    for (name, p), q in zip(fitted.model.named_parameters(), stepped.model.parameters()):
+        assert torch.equal(p, q), name
+    if cfg.ema:
+        for p, q in zip(fitted.ema.shadow_params, stepped.ema.shadow_params):
+            assert torch.equal(p, q)
+    for name in fitted.optimizers:
+        assert fitted.schedulers[name].get_last_lr() == stepped.schedulers[name].get_last_lr()
+    # the loss step returns is the one fit logs (log_every = 1: one row per step)
+    logged = [float(r["loss"]) for r in read_csv(tmp_path / "fit/losses.csv")]
+    assert logged == pytest.approx(losses, rel=1e-6)
+    assert not (tmp_path / "step/losses.csv").exists()  # step alone neither logs nor checkpoints
+    assert not (tmp_path / "step/checkpoints").exists()
+
+
+def test_step_takes_grad_accum_micro_batches(tmp_path):
+    trainer = Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(grad_accum=2), tmp_path, progress=False)
+    batch = {"x": torch.randn(8, 8), "y": torch.randn(8, 1)}
+    with pytest.raises(TrainingError, match="grad_accum = 2 micro-batches, got 1"):
+        trainer.step(batch)
+    assert trainer.global_step == 0
+    trainer.step(batch, batch)
+    assert trainer.global_step == 1
+
+
 # ---------------------------------------------------------------------- exact resume
 class Crash(RuntimeError):
     pass
@@ -147,7 +215,7 @@ def test_resume_gives_the_same_run(tmp_path, variant):
         ).fit()
     assert latest_checkpoint(dir_b / "checkpoints").name == "step-000010"
     resumed = Trainer(mlp(seed=7), mse_loss, ToyRegression(), cfg, dir_b, seed=3, resume=True, progress=False)
-    assert resumed.step == 10 and resumed.resumed_from.name == "step-000010"
+    assert resumed.global_step == 10 and resumed.resumed_from.name == "step-000010"
     resumed.fit()
 
     rows_a, rows_b = read_csv(dir_a / "losses.csv"), read_csv(dir_b / "losses.csv")
@@ -187,7 +255,7 @@ def test_checkpoint_layout_atomic_and_leftover_tmp(tmp_path):
     (tmp / "model.safetensors").write_bytes(b"half a file")
     assert latest_checkpoint(ckpts).name == "step-000020"
     trainer = Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(steps=25), tmp_path, resume=True, progress=False)
-    assert trainer.step == 20 and not tmp.exists()
+    assert trainer.global_step == 20 and not tmp.exists()
     # a lost `latest` pointer (crash between rename and pointer update) falls back to the highest step folder
     (ckpts / "latest").unlink()
     assert latest_checkpoint(ckpts).name == "step-000020"
@@ -205,7 +273,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
         Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(steps=5), tmp_path, progress=False)
     assert "checkpoints" in str(err.value)
     fresh = Trainer(mlp(), mse_loss, ToyRegression(), make_cfg(steps=5), tmp_path, overwrite=True, progress=False)
-    assert fresh.step == 0 and not (tmp_path / "checkpoints").exists() and not (tmp_path / "losses.csv").exists()
+    assert fresh.global_step == 0 and not (tmp_path / "checkpoints").exists() and not (tmp_path / "losses.csv").exists()
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):

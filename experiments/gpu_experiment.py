@@ -3,13 +3,16 @@
 Three sub-commands:
 
     # 1. on a CPU machine with open3d: a procedural dataset, trimmed to what training needs (carried to the GPU)
-    .venv/bin/python benchmarks/gpu_experiment.py make-data --out .gpu/data --scenes 56 --frames 16
+    .venv/bin/python experiments/gpu_experiment.py make-data --out .gpu/data --scenes 56 --frames 16
 
     # 2. on the GPU machine (no open3d): Stage-I -> samples -> discriminator flags -> Stage-II -> metrics
-    python3 benchmarks/gpu_experiment.py run --data .gpu/data --run /tmp/gpu_run --out $OUT --budget 530
+    python3 experiments/gpu_experiment.py run --data .gpu/data --run /tmp/gpu_run --out $OUT --budget 530
 
-    # 3. on the GPU machine: bench_train / bench_sample (sd21-random, small) in one call, JSON into --out
-    python3 benchmarks/gpu_experiment.py perf --out $OUT --budget 520
+    # 3. on the GPU machine: benchmarks/bench_train.py / bench_sample.py (sd21-random, small) in one call, JSON into --out
+    python3 experiments/gpu_experiment.py perf --out $OUT --budget 520
+
+`sim2real_kit` must be importable: `pip install -e .`, or `export PYTHONPATH=$PWD` in a bare checkout (the GPU
+machine's recipe in docs/performance.md and docs/results_gpu.md does).
 
 `run` goes through the kit's own flow over a run folder (`stages.train_stage1`, `sample_split`,
 `train_and_flag`, `train_chain`, `load_samples`, `realism_metrics`, `disc_accuracy`), resumes a run folder
@@ -37,10 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e` (the GPU machine)
-    sys.path.insert(0, str(ROOT))
-
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 T0 = time.perf_counter()
 
 
@@ -200,8 +200,8 @@ def sample_figure(samples2, path: Path, n: int = 4) -> None:
     try:
         from sim2real_kit.viz import save_sample_grid
 
-        save_sample_grid(path, samples2.cad, samples2.real, sims, frames=rows, frame_ids=ids,
-                         title="val frames: CAD / real / Stage-I / Stage-II")  # fmt: skip
+        title = "val frames: CAD / real / Stage-I / Stage-II"
+        save_sample_grid(path, samples2.cad, samples2.real, sims, frames=rows, frame_ids=ids, title=title)
     except ImportError:
         from matplotlib.figure import Figure
 
@@ -216,80 +216,95 @@ def sample_figure(samples2, path: Path, n: int = 4) -> None:
         fig.savefig(path, dpi=100)
 
 
-def run_experiment(args) -> None:
-    import numpy as np
-    import torch
+class Experiment:
+    """One `run`: the run folder, the results record, the config overrides and the time budget its phases share."""
 
-    from sim2real_kit import stages
+    def __init__(self, args):
+        import torch
 
-    deadline = T0 + args.budget
-    out, run_dir, data = Path(args.out), Path(args.run), Path(args.data).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    state_path = run_dir / "gpu_results.json"
-    prev = json.loads(state_path.read_text()) if state_path.is_file() else None
-    res = Results([state_path, out / "gpu_results.json"], prev)
-    res.data.setdefault("env", {}).update(
-        torch=torch.__version__,
-        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        python=sys.version.split()[0],
-        argv=sys.argv,
-    )
-    import diffusers
+        self.args = args
+        self.deadline = T0 + args.budget
+        self.out, self.run_dir, self.data = Path(args.out), Path(args.run), Path(args.data).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        self.res = self._open_results()
+        self.overrides = self._overrides()
+        self.res.data["overrides"] = self.overrides
+        self.res.data["preset"] = args.preset
+        self.res.save()
 
-    res.data["env"]["diffusers"] = diffusers.__version__
-    batch = args.batch_size
-    overrides = [
-        f"data.root={data}",
-        f"train.batch_size={batch}",
-        f"train.lr={args.lr}",
-        f"train.lr_warmup_steps={args.warmup_steps}",
-        "train.ckpt_every=1000000",
-        "train.keep_checkpoints=1",
-        "train.log_every=10",
-        f"train.val_frames={args.val_frames}",
-        f"sampling.steps={args.sampling_steps}",
-        f"sampling.batch_size={args.sample_batch}",
-        f"data.num_workers={args.workers}",
-        f"sampling.precision={'auto' if args.sample_precision == 'bf16' else 'fp32'}",
-        *args.override,
-    ]
-    res.data["overrides"] = overrides
-    res.data["preset"] = args.preset
-    res.save()
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
 
-    def left() -> float:
-        return deadline - time.perf_counter()
+    def _open_results(self) -> Results:
+        """The record of an earlier call on this run folder (it resumes), or a new one; the environment."""
+        import diffusers
+        import torch
 
-    # 1. probe: a short Stage-I run (resumable) measures training img/s; a sampling call measures frames/s
-    plan = res.data.get("plan")
-    if plan is None:
+        state_path = self.run_dir / "gpu_results.json"
+        prev = json.loads(state_path.read_text()) if state_path.is_file() else None
+        res = Results([state_path, self.out / "gpu_results.json"], prev)
+        res.data.setdefault("env", {}).update(
+            torch=torch.__version__,
+            device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            python=sys.version.split()[0],
+            argv=sys.argv,
+        )
+        res.data["env"]["diffusers"] = diffusers.__version__
+        return res
+
+    def _overrides(self) -> list[str]:
+        args = self.args
+        return [
+            f"data.root={self.data}",
+            f"train.batch_size={args.batch_size}",
+            f"train.lr={args.lr}",
+            f"train.lr_warmup_steps={args.warmup_steps}",
+            "train.ckpt_every=1000000",
+            "train.keep_checkpoints=1",
+            "train.log_every=10",
+            f"train.val_frames={args.val_frames}",
+            f"sampling.steps={args.sampling_steps}",
+            f"sampling.batch_size={args.sample_batch}",
+            f"data.num_workers={args.workers}",
+            f"sampling.precision={'auto' if args.sample_precision == 'bf16' else 'fp32'}",
+            *args.override,
+        ]
+
+    def probe_and_plan(self) -> dict:
+        """1. A short Stage-I run (resumable) measures training img/s, a sampling call frames/s; from them the
+        plan of Stage-I's steps. A plan in the record (an earlier call) is kept."""
+        from sim2real_kit import stages
+        from sim2real_kit.data.layout import DepthLayout
+
+        args, run_dir, res = self.args, self.run_dir, self.res
+        plan = res.data.get("plan")
+        if plan is not None:
+            return plan
         t = time.perf_counter()
         stages.train_stage1(
-            run_dir, args.preset, overrides=[*overrides, f"train.steps={args.probe_steps}"], progress=False
+            run_dir, args.preset, overrides=[*self.overrides, f"train.steps={args.probe_steps}"], progress=False
         )
         train_rate = logged_img_per_s(run_dir / "stage1" / "losses.csv")
         sample_rate = time_sampling(run_dir, args.sample_batch, args.sampling_steps, args.sample_batch)
         res.phase("probe", time.perf_counter() - t, train_img_per_s=train_rate, sample_frames_per_s=sample_rate)
         log(f"probe: train {train_rate:.1f} img/s, sampling DDIM-{args.sampling_steps} {sample_rate:.1f} frames/s")
-        from sim2real_kit.data.layout import DepthLayout
-
-        lay = DepthLayout(data)
+        lay = DepthLayout(self.data)
         n_train, n_val = len(lay.frames("train")), len(lay.frames("val"))
         sample_s = (n_train + n_val + 2 * n_val) / sample_rate  # Stage-I both splits + the chain on val
         curve_s = args.curve_frames * sum(args.curve_steps) / args.sampling_steps / sample_rate
         fixed = sample_s + curve_s + args.disc_seconds + args.reserve + 2 * args.stage_overhead
-        train_s = max(60.0, left() - fixed)
+        train_s = max(60.0, self.left() - fixed)
         t1 = args.stage1_seconds if args.stage1_seconds else train_s * args.stage1_share
-        steps1 = max(args.probe_steps + 10, int(t1 * train_rate / batch))
+        steps1 = max(args.probe_steps + 10, int(t1 * train_rate / args.batch_size))
         plan = {
             "train_img_per_s": train_rate,
             "sample_frames_per_s": sample_rate,
             "train_frames": n_train,
             "val_frames": n_val,
-            "seconds_left_at_plan": left(),
+            "seconds_left_at_plan": self.left(),
             "sampling_seconds_planned": sample_s,
             "train_seconds_planned": train_s,
             "stage1_steps": steps1,
@@ -297,104 +312,142 @@ def run_experiment(args) -> None:
         res.data["plan"] = plan
         res.save()
         log(f"plan: {json.dumps(plan)}")
+        return plan
 
-    # 2. Stage-I to its planned steps (resumes the probe's checkpoint)
-    t = time.perf_counter()
-    s1 = stages.train_stage1(run_dir, args.preset, overrides=[f"train.steps={plan['stage1_steps']}"], progress=False)
-    rate1 = logged_img_per_s(run_dir / "stage1" / "losses.csv", args.probe_steps)
-    res.phase("stage1_train", time.perf_counter() - t, summary=s1, img_per_s=rate1)
-    log(f"Stage-I: {s1['steps']} steps, loss {s1['loss']:.4g}, val W1 {s1['best']} mm, {rate1:.1f} img/s")
-    shutil.copy2(run_dir / "stage1" / "losses.csv", out / "gpu_stage1_losses.csv")
+    def train_stage1(self, plan: dict) -> float:
+        """2. Stage-I to its planned steps (resumes the probe's checkpoint); returns its img/s after the probe."""
+        from sim2real_kit import stages
+
+        run_dir = self.run_dir
+        t = time.perf_counter()
+        s1 = stages.train_stage1(
+            run_dir, self.args.preset, overrides=[f"train.steps={plan['stage1_steps']}"], progress=False
+        )
+        rate1 = logged_img_per_s(run_dir / "stage1" / "losses.csv", self.args.probe_steps)
+        self.res.phase("stage1_train", time.perf_counter() - t, summary=s1, img_per_s=rate1)
+        log(f"Stage-I: {s1['steps']} steps, loss {s1['loss']:.4g}, val W1 {s1['best']} mm, {rate1:.1f} img/s")
+        shutil.copy2(run_dir / "stage1" / "losses.csv", self.out / "gpu_stage1_losses.csv")
+        return rate1
+
+    def sample_and_flag(self) -> None:
+        """3. Stage-I samples of both splits, then the discriminator and its flags (each skipped when done)."""
+        from sim2real_kit import stages
+
+        run_dir, res = self.run_dir, self.res
+        for split in ("train", "val"):
+            if not (stages.samples_dir(run_dir, 1, split) / "samples.json").is_file():
+                t = time.perf_counter()
+                stages.sample_split(run_dir, split, stage=1, progress=False)
+                n = len(list(stages.samples_dir(run_dir, 1, split).rglob("*_sim1.png")))
+                seconds = time.perf_counter() - t
+                res.phase(f"sample_stage1_{split}", seconds, frames=n, frames_per_s=n / seconds)
+                log(f"sampled Stage-I {split}: {n} frames")
+        if not (stages.disc_dir(run_dir, 1) / "flags" / "train" / "flags.npz").is_file():
+            t = time.perf_counter()
+            disc_metrics = stages.train_and_flag(run_dir, stage=1, progress=False)
+            res.phase("disc_stage1", time.perf_counter() - t, metrics=disc_metrics)
+            log(f"discriminator: {json.dumps({k: v for k, v in disc_metrics.items() if k != 'train_history'})}")
+
+    def train_stage2(self, plan: dict, rate1: float) -> None:
+        """4. Stage-II: the steps that fit in what is left, then the chain's val samples (`train_chain`)."""
+        from sim2real_kit import stages
+
+        args, run_dir = self.args, self.run_dir
+        if "stage2_steps" not in plan:
+            n_val = plan["val_frames"]
+            rest = self.left() - 2 * n_val / plan["sample_frames_per_s"] - args.reserve - args.stage_overhead
+            rest -= args.curve_frames * sum(args.curve_steps) / args.sampling_steps / plan["sample_frames_per_s"]
+            plan["stage2_steps"] = max(20, min(plan["stage1_steps"], int(rest * rate1 / args.batch_size)))
+            plan["seconds_left_at_stage2"] = self.left()
+            self.res.save()
+            log(f"Stage-II: {plan['stage2_steps']} steps")
+        stages.run_config(run_dir, overrides=[f"train.steps={plan['stage2_steps']}"])  # Stage-II's step count
+        t = time.perf_counter()
+        s2 = stages.train_chain(run_dir, 2, progress=False)
+        shutil.copy2(run_dir / "stage2" / "losses.csv", self.out / "gpu_stage2_losses.csv")
+        rate2 = logged_img_per_s(run_dir / "stage2" / "losses.csv")
+        self.res.phase("stage2_chain", time.perf_counter() - t, summary=s2, img_per_s=rate2)
+        log(f"Stage-II: {s2}")
+
+    def evaluate(self):
+        """5. Realism per stage (W1 mm vs clean CAD's), discriminator fake share of Stage-I vs Stage-II, the
+        sample figure; returns (config, Stage-I val samples, chain val samples)."""
+        from sim2real_kit import stages
+
+        run_dir = self.run_dir
+        t = time.perf_counter()
+        cfg = stages.run_config(run_dir, save=False)
+        s1_val = stages.load_samples(run_dir, 1, "val")
+        s2_val = stages.load_samples(run_dir, 2, "val")
+        metrics = {
+            "stage1_samples": stages.realism_metrics(s1_val, 1),
+            "chain_stage1": stages.realism_metrics(s2_val, 1),
+            "chain_stage2": stages.realism_metrics(s2_val, 2),
+            "disc1_fake_share": {
+                "stage1": stages.disc_accuracy(run_dir, s2_val, s2_val.sims[1], cfg, disc_stage=1),
+                "stage2": stages.disc_accuracy(run_dir, s2_val, s2_val.sims[2], cfg, disc_stage=1),
+                "real": stages.disc_accuracy(run_dir, s2_val, s2_val.real, cfg, disc_stage=1),
+                "cad": stages.disc_accuracy(run_dir, s2_val, s2_val.cad, cfg, disc_stage=1),
+            },
+            "disc_metrics": stages.read_metrics(stages.disc_dir(run_dir, 1) / "metrics.json"),
+        }
+        metrics["disc_metrics"].pop("train_history", None)
+        self.res.data["metrics"] = metrics
+        self.res.phase("metrics", time.perf_counter() - t)
+        m1, m2 = metrics["chain_stage1"], metrics["chain_stage2"]
+        w1 = f"W1 mm: CAD {m1['w1_cad_mm']:.2f}, Stage-I {m1['w1_mm']:.2f}, Stage-II {m2['w1_mm']:.2f}"
+        log(f"{w1}; disc fake share: {metrics['disc1_fake_share']}")
+        try:
+            sample_figure(s2_val, self.out / "gpu_samples.png")
+        except Exception as e:  # noqa: BLE001 - the numbers matter more than the figure
+            log(f"sample figure failed: {type(e).__name__}: {e}")
+        return cfg, s1_val, s2_val
+
+    def quality_vs_steps(self, plan: dict, cfg, s1_val) -> None:
+        """6. Stage-I's residual W1 at each DDIM step count, on as many val frames as the time left allows."""
+        args = self.args
+        rate = plan["sample_frames_per_s"] * args.sampling_steps  # frame-steps per second
+        frames = min(args.curve_frames, int((self.left() - 10) * rate / sum(args.curve_steps)))
+        if frames >= 8:
+            t = time.perf_counter()
+            curve = steps_curve(
+                self.run_dir, s1_val, list(args.curve_steps), frames, args.sample_batch, cfg.seed + 1000
+            )
+            self.res.data["steps_curve"] = curve
+            self.res.phase("steps_curve", time.perf_counter() - t)
+            plot_steps_curve(curve, self.out / "gpu_steps_curve.png")
+
+    def finish(self, s2_val) -> None:
+        import numpy as np
+
+        self.res.data["open3d_imported"] = "open3d" in sys.modules
+        self.res.data["total_seconds"] = time.perf_counter() - T0
+        self.res.data["frames_mean_valid"] = float(np.mean(s2_val.cad > 0))
+        self.res.save()
+        log(f"done; open3d imported: {'open3d' in sys.modules}")
+
+
+def run_experiment(args) -> None:
+    exp = Experiment(args)
+    plan = exp.probe_and_plan()
+    rate1 = exp.train_stage1(plan)
     if args.stop_after == "stage1":
         log("stopping after Stage-I (--stop-after stage1); run again without it to go on")
         return
-
-    # 3. Stage-I samples of both splits, discriminator + flags
-    for split in ("train", "val"):
-        if not (stages.samples_dir(run_dir, 1, split) / "samples.json").is_file():
-            t = time.perf_counter()
-            stages.sample_split(run_dir, split, stage=1, progress=False)
-            n = len(list(stages.samples_dir(run_dir, 1, split).rglob("*_sim1.png")))
-            res.phase(f"sample_stage1_{split}", time.perf_counter() - t, frames=n,
-                      frames_per_s=n / (time.perf_counter() - t))  # fmt: skip
-            log(f"sampled Stage-I {split}: {n} frames")
-    if not (stages.disc_dir(run_dir, 1) / "flags" / "train" / "flags.npz").is_file():
-        t = time.perf_counter()
-        disc_metrics = stages.train_and_flag(run_dir, stage=1, progress=False)
-        res.phase("disc_stage1", time.perf_counter() - t, metrics=disc_metrics)
-        log(f"discriminator: {json.dumps({k: v for k, v in disc_metrics.items() if k != 'train_history'})}")
-
-    # 4. Stage-II: the steps that fit in what is left, then the chain's val samples (train_chain)
-    if "stage2_steps" not in plan:
-        n_val = plan["val_frames"]
-        rest = left() - 2 * n_val / plan["sample_frames_per_s"] - args.reserve - args.stage_overhead
-        rest -= args.curve_frames * sum(args.curve_steps) / args.sampling_steps / plan["sample_frames_per_s"]
-        plan["stage2_steps"] = max(20, min(plan["stage1_steps"], int(rest * rate1 / batch)))
-        plan["seconds_left_at_stage2"] = left()
-        res.save()
-        log(f"Stage-II: {plan['stage2_steps']} steps")
-    stages.run_config(run_dir, overrides=[f"train.steps={plan['stage2_steps']}"])  # Stage-II's step count
-    t = time.perf_counter()
-    s2 = stages.train_chain(run_dir, 2, progress=False)
-    shutil.copy2(run_dir / "stage2" / "losses.csv", out / "gpu_stage2_losses.csv")
-    res.phase("stage2_chain", time.perf_counter() - t, summary=s2,
-              img_per_s=logged_img_per_s(run_dir / "stage2" / "losses.csv"))  # fmt: skip
-    log(f"Stage-II: {s2}")
-
-    # 5. metrics: realism per stage (W1 mm vs clean CAD's), discriminator accuracy Stage-I vs Stage-II
-    t = time.perf_counter()
-    cfg = stages.run_config(run_dir, save=False)
-    s1_val = stages.load_samples(run_dir, 1, "val")
-    s2_val = stages.load_samples(run_dir, 2, "val")
-    metrics = {
-        "stage1_samples": stages.realism_metrics(s1_val, 1),
-        "chain_stage1": stages.realism_metrics(s2_val, 1),
-        "chain_stage2": stages.realism_metrics(s2_val, 2),
-        "disc1_fake_share": {
-            "stage1": stages.disc_accuracy(run_dir, s2_val, s2_val.sims[1], cfg, disc_stage=1),
-            "stage2": stages.disc_accuracy(run_dir, s2_val, s2_val.sims[2], cfg, disc_stage=1),
-            "real": stages.disc_accuracy(run_dir, s2_val, s2_val.real, cfg, disc_stage=1),
-            "cad": stages.disc_accuracy(run_dir, s2_val, s2_val.cad, cfg, disc_stage=1),
-        },
-        "disc_metrics": stages.read_metrics(stages.disc_dir(run_dir, 1) / "metrics.json"),
-    }
-    metrics["disc_metrics"].pop("train_history", None)
-    res.data["metrics"] = metrics
-    res.phase("metrics", time.perf_counter() - t)
-    m1, m2 = metrics["chain_stage1"], metrics["chain_stage2"]
-    log(f"W1 mm: CAD {m1['w1_cad_mm']:.2f}, Stage-I {m1['w1_mm']:.2f}, Stage-II {m2['w1_mm']:.2f}; "
-        f"disc fake share: {metrics['disc1_fake_share']}")  # fmt: skip
-    try:
-        sample_figure(s2_val, out / "gpu_samples.png")
-    except Exception as e:  # noqa: BLE001 - the numbers matter more than the figure
-        log(f"sample figure failed: {type(e).__name__}: {e}")
-
-    # 6. quality vs DDIM steps (Stage-I)
-    rate = plan["sample_frames_per_s"] * args.sampling_steps  # frame-steps per second
-    frames = min(args.curve_frames, int((left() - 10) * rate / sum(args.curve_steps)))
-    if frames >= 8:
-        t = time.perf_counter()
-        curve = steps_curve(run_dir, s1_val, list(args.curve_steps), frames, args.sample_batch, cfg.seed + 1000)
-        res.data["steps_curve"] = curve
-        res.phase("steps_curve", time.perf_counter() - t)
-        plot_steps_curve(curve, out / "gpu_steps_curve.png")
-    res.data["open3d_imported"] = "open3d" in sys.modules
-    res.data["total_seconds"] = time.perf_counter() - T0
-    res.data["frames_mean_valid"] = float(np.mean(s2_val.cad > 0))
-    res.save()
-    log(f"done; open3d imported: {'open3d' in sys.modules}")
+    exp.sample_and_flag()
+    exp.train_stage2(plan, rate1)
+    cfg, s1_val, s2_val = exp.evaluate()
+    exp.quality_vs_steps(plan, cfg, s1_val)
+    exp.finish(s2_val)
 
 
 # ====================================================================== perf (GPU): the benchmarks in one call
 PERF_JOBS = (
-    # (name, script, args, share of the remaining budget it may take)
-    ("train_sd21", "bench_train.py",
-     ["--preset", "sd21-random", "--device", "cuda", "--steps", "10", "--repeats", "2", "--warmup", "3", "--vae"], 0.5),
-    ("sample_sd21", "bench_sample.py",
-     ["--preset", "sd21-random", "--device", "cuda", "--steps", "50", "--batch-size", "8", "--repeats", "2"], 0.6),
-    ("train_small", "bench_train.py",
-     ["--preset", "small", "--device", "cuda", "--batch-size", "64", "--steps", "10", "--repeats", "2"], 1.0),
-)  # fmt: skip
+    # (name, script in benchmarks/, arguments, share of the remaining budget it may take)
+    ("train_sd21", "bench_train.py", "--preset sd21-random --device cuda --steps 10 --repeats 2 --warmup 3 --vae", 0.5),
+    ("sample_sd21", "bench_sample.py", "--preset sd21-random --device cuda --steps 50 --batch-size 8 --repeats 2", 0.6),
+    ("train_small", "bench_train.py", "--preset small --device cuda --batch-size 64 --steps 10 --repeats 2", 1.0),
+)
 
 
 def run_perf(args) -> None:
@@ -403,7 +456,6 @@ def run_perf(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = T0 + args.budget
-    here = Path(__file__).resolve().parent
     with open(out / "gpu_perf.log", "a") as logf:
         for name, script, job_args, share in PERF_JOBS:
             if args.only and name not in args.only:
@@ -413,7 +465,13 @@ def run_perf(args) -> None:
                 log(f"{name}: skipped, {left:.0f} s left")
                 continue
             timeout = max(30.0, left * share)
-            cmd = [sys.executable, str(here / script), *job_args, "--json", str(out / f"gpu_bench_{name}.json")]
+            cmd = [
+                sys.executable,
+                str(BENCHMARKS / script),
+                *job_args.split(),
+                "--json",
+                str(out / f"gpu_bench_{name}.json"),
+            ]
             log(f"{name}: {' '.join(cmd[1:])} (timeout {timeout:.0f} s)")
             logf.write(f"### {name}\n")
             logf.flush()

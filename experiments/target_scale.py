@@ -10,8 +10,8 @@ the target has std 0.5). Each is then sampled on the val frames with DDIM-5 and 
 - seed spread (mm, mean |seed 0 - seed 1|): a sampler draws different noise for different seeds;
 - steps gap (mm, mean |DDIM-5 - DDIM-50|, same seed).
 
-    .venv/bin/python benchmarks/bench_target_scale.py --out /tmp/target_scale            # tiny, CPU
-    python3 benchmarks/bench_target_scale.py --preset small --steps 600 --data DIR --out DIR  # GPU
+    .venv/bin/python experiments/target_scale.py --out /tmp/target_scale            # tiny, CPU
+    python3 experiments/target_scale.py --preset small --steps 600 --data DIR --out DIR  # GPU
 
 The dataset is generated once into `OUT/data` (tiny preset's procedural world) unless `--data` names one.
 Prints a table and writes `OUT/target_scale.json`."""
