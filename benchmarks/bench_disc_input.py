@@ -11,7 +11,7 @@ Every encoding is trained and scored on the same patches with the same seeds.
     CAD, 8 px patches via `collect_patch_set` (`tests/test_discriminator.py::noisy_vs_clean`).
   Validation: whole frames held out (`train_discriminator`'s group split, 20 %).
 (b) A run folder with Stage-I samples (`--run DIR`): train on the train split's patches
-  (`stages.patch_sets`, the run's `cfg.disc`), score the val split's: ROC-AUC, balanced accuracy at
+  (`flagging.patch_sets`, the run's `cfg.disc`), score the val split's: ROC-AUC, balanced accuracy at
   0.5, and for procedural data the agreement of the flags (P(real) < 0.5 on generated val patches)
   with the sensor's ground-truth effect masks (per effect: precision, recall, F1, and the base rate =
   share of valid patches carrying it; a patch carries an effect when >= 5 % of its pixels do; mean_f1
@@ -48,7 +48,7 @@ from sim2real_kit.models.discriminator import (
 
 ENCODINGS = ("offset", "concat", "unguided")
 MIN_EFFECT_FRACTION = (
-    0.05  # a patch carries an effect when this share of its pixels does (stages.flag_effect_agreement)
+    0.05  # a patch carries an effect when this share of its pixels does (flagging.flag_effect_agreement)
 )
 
 
@@ -115,19 +115,19 @@ def synthetic(seeds: list[int]) -> dict:
 
 # ---------------------------------------------------------------------- (b) a run folder
 def run_folder(run_dir: Path, seeds: list[int], steps: int | None, max_frames: int | None) -> dict:
-    from sim2real_kit import stages
-    from sim2real_kit.data.layout import DepthLayout
+    from sim2real_kit import flagging
     from sim2real_kit.patches import mask_box_fraction
+    from sim2real_kit.run import RunFolder
 
-    cfg = stages.run_config(run_dir, save=False)
-    train = stages.load_samples(run_dir, 1, "train")
-    val = stages.load_samples(run_dir, 1, "val")
+    run = RunFolder(run_dir)
+    cfg = run.load_config()
+    layout = run.layout(cfg)
+    train, val = run.load_samples(1, "train", layout), run.load_samples(1, "val", layout)
     if max_frames:
         train, val = (take(s, max_frames) for s in (train, val))
     size = val.cad.shape[-1]
-    layout = DepthLayout(stages.dataset_root(run_dir, cfg))
     t0 = time.perf_counter()
-    masks = stages.effect_masks(layout, val.refs, size, cfg.data.eval_crop)  # {effect: [F, S, S]} or None
+    masks = flagging.effect_masks(layout, val.refs, size, cfg.data.eval_crop)  # {effect: [F, S, S]} or None
     t_masks = time.perf_counter() - t0
     base = cfg.disc if steps is None else dataclasses.replace(cfg.disc, steps=steps)
     out: dict = {
@@ -141,8 +141,8 @@ def run_folder(run_dir: Path, seeds: list[int], steps: int | None, max_frames: i
     }
     per_enc: dict[str, list[dict]] = {e: [] for e in ENCODINGS}
     for seed in seeds:
-        real_tr, fake_tr, boxes = stages.patch_sets(train, 1, cfg, seed=seed)
-        real_va, fake_va, _ = stages.patch_sets(val, 1, cfg, seed=seed + 7)
+        real_tr, fake_tr, boxes = flagging.patch_sets(train, 1, cfg, seed=seed)
+        real_va, fake_va, _ = flagging.patch_sets(val, 1, cfg, seed=seed + 7)
         real_set, fake_set = PatchSet.from_patch_points(real_tr), PatchSet.from_patch_points(fake_tr)
         out.setdefault("patches", {"train_real": len(real_set), "train_fake": len(fake_set)})
         out["patches"].update(val_real=int(real_va.valid.sum()), val_fake=int(fake_va.valid.sum()))

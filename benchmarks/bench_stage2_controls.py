@@ -31,49 +31,49 @@ from pathlib import Path
 ROWS = ("cad", "stage1", "stage1_long", "stage2", "stage2_norew", "stage2_other")
 
 
-def _row_metrics(run_dir: Path, base: Path, stage: int, cfg) -> dict:
-    from sim2real_kit import stages
+def _row_metrics(run, base, stage: int, cfg) -> dict:
+    from sim2real_kit.flagging import run_share_judged_fake
+    from sim2real_kit.notebook import realism_metrics
 
-    val = stages.load_samples(run_dir, stage, "val")
-    m = stages.realism_metrics(val, stage)
+    val = run.load_samples(stage, "val", run.layout(cfg))
+    m = realism_metrics(val, stage)
     return {
         "w1_mm": m["w1_mm"],
         "w1_cad_mm": m["w1_cad_mm"],
         "hole_rate": m["hole_rate"],
-        "fake_pct": 100 * stages.disc_accuracy(base, val, val.sims[stage], cfg),  # base run's Stage-I disc
-        "fake_real_pct": 100 * stages.disc_accuracy(base, val, val.real, cfg),
+        "fake_pct": 100 * run_share_judged_fake(base, val, val.sims[stage], cfg),  # the base run's Stage-I disc
+        "fake_real_pct": 100 * run_share_judged_fake(base, val, val.real, cfg),
     }
 
 
 def run_seed(out: Path, seed: int, preset: str, quick: bool, shared_data: Path | None, progress: bool) -> dict:
-    from sim2real_kit import stages
+    from sim2real_kit import flagging, notebook, simulate, stage1, stage2
+    from sim2real_kit.run import read_json
 
-    base = out / f"seed{seed}"
-    base.mkdir(parents=True, exist_ok=True)
-    if shared_data is not None and not (base / "data").exists():
-        os.symlink(os.path.relpath(shared_data.resolve(), base.resolve()), base / "data")
+    base_dir = out / f"seed{seed}"
+    base_dir.mkdir(parents=True, exist_ok=True)
+    if shared_data is not None and not (base_dir / "data").exists():
+        os.symlink(os.path.relpath(shared_data.resolve(), base_dir.resolve()), base_dir / "data")
     t0 = time.perf_counter()
-    cfg = stages.notebook_config(base, preset, quick, seed, [])
-    stages.train_stage1(base, progress=progress)
+    base, cfg = notebook.setup(base_dir, preset, quick, seed, [])
+    stage1.train_stage1(base, cfg, progress=progress)
     for split in ("val", "train"):
-        if not (stages.samples_dir(base, 1, split) / "samples.json").is_file():
-            stages.sample_split(base, split, stage=1, progress=progress)
-    if not (stages.disc_dir(base, 1) / "metrics.json").is_file():
-        stages.train_and_flag(base, stage=1, progress=progress)
-    flags = json.loads((stages.disc_dir(base, 1) / "metrics.json").read_text())
-    stages.train_chain(base, 2, progress=progress)
+        if not base.has_samples(1, split):
+            simulate.sample_split(base, cfg, split, stage=1, progress=progress)
+    if not base.disc_metrics(1).is_file():
+        flagging.train_and_flag(base, cfg, stage=1, progress=progress)
+    flags = read_json(base.disc_metrics(1))
+    stage2.train_chain(base, cfg, 2, progress=progress)
     other = "residual" if cfg.stage2.condition == "depth" else "depth"
-    controls = {
-        "stage1_long": stages.stage1_control(base, progress=progress),
-        "stage2_norew": stages.control_run(base, "stage2_norew", ["stage2.reweight=false"], share=("stage1", "disc")),
-        "stage2_other": stages.control_run(base, f"stage2_{other}", [f"stage2.condition={other}"], share=("stage1", "disc")),
-    }  # fmt: skip
-    for name in ("stage2_norew", "stage2_other"):
-        stages.train_chain(controls[name], 2, progress=progress, final_splits=("val",))
+    controls = {"stage1_long": (stage2.stage1_control(base, cfg, progress=progress), None)}
+    for name, override in (("stage2_norew", "stage2.reweight=false"), ("stage2_other", f"stage2.condition={other}")):
+        folder = name if name == "stage2_norew" else f"stage2_{other}"
+        controls[name] = stage2.control_run(base, cfg, folder, [override], share=("stage1", "disc"))
+        stage2.train_chain(*controls[name], 2, progress=progress, final_splits=("val",))
     rows = {"stage1": _row_metrics(base, base, 1, cfg), "stage2": _row_metrics(base, base, 2, cfg)}
-    rows["stage1_long"] = _row_metrics(controls["stage1_long"], base, 1, cfg)
+    rows["stage1_long"] = _row_metrics(controls["stage1_long"][0], base, 1, cfg)
     for name in ("stage2_norew", "stage2_other"):
-        rows[name] = _row_metrics(controls[name], base, 2, cfg)
+        rows[name] = _row_metrics(controls[name][0], base, 2, cfg)
     rows["cad"] = {"w1_mm": rows["stage1"]["w1_cad_mm"]}
     return {
         "seed": seed,

@@ -9,14 +9,14 @@ process.
 (`sim2real_kit` must be importable: `pip install -e .`, or `PYTHONPATH=.` in a bare checkout.)
 
 What is timed: `sim2real_kit.training.Trainer.step`, the step `Trainer.fit` takes, on Stage-I's model and
-loss as `stages.train_stage1` builds them (`stages.build_stage`, `stages._StageModel`, `stages._loss_fn`), with
+loss as `stage1.train_denoiser` builds them (`stage1.StageModel`, `stage1.denoising_loss`), with
 the preset's `train` config except the batch size and the variant's settings: `diffusion_loss` under bf16
 autocast on CUDA (fp32 on CPU) -> backward -> `clip_grad_norm_(train.grad_clip)` -> AdamW step -> LR scheduler
 step -> `zero_grad(set_to_none=True)` (-> EMA update when `train.ema`). The batches already lie on the device
 (no data loading); `train.grad_accum` micro-batches make one step. No host sync inside the timed loop; the
 clock is read after `torch.cuda.synchronize()`.
 
-Presets (benchlib.py): tiny, small: `stages.build_stage(load_config(preset))` in pixel space (frame =
+Presets (benchlib.py): tiny, small: the preset's codec and `ControlledDenoiser` in pixel space (frame =
 data.size). sd21-random: SD 2.1's UNet architecture with random weights through the kit's latent
 `from_config` path; the VAE encode of target and condition is NOT in the timed step (the codec is
 `PrecomputedLatents`: the batch holds latents); `--vae` times it separately (random SD-shaped `AutoencoderKL`,
@@ -59,17 +59,17 @@ VARIANTS = ("eager", "compiled", "optimized")
 
 # ---------------------------------------------------------------------- model, loss, batches: the library's
 def build_stage_model(preset: str, cfg, prompt_tokens: int, device):
-    """(Stage-I model, DDPM scheduler) as `stages.train_stage1` builds them; sd21-random: the denoiser of
+    """(Stage-I model, DDPM scheduler) as `stage1.train_denoiser` builds them; sd21-random: the denoiser of
     `benchlib.build_denoiser` (random SD 2.1 UNet, codec `PrecomputedLatents`), the same wrapper."""
-    from sim2real_kit import stages
-    from sim2real_kit.models.denoiser import make_scheduler
+    from sim2real_kit.models.codec import build_codec
+    from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
+    from sim2real_kit.stage1 import StageModel
 
     if preset == "sd21-random":
         denoiser, codec = build_denoiser(preset, cfg, prompt_tokens, device)
-        scheduler = make_scheduler(cfg, "ddpm")
     else:
-        codec, denoiser, scheduler = stages.build_stage(cfg, cond_maps=1)
-    return stages._StageModel(codec, denoiser), scheduler
+        codec, denoiser = build_codec(cfg), ControlledDenoiser.from_config(cfg, cond_maps=1)
+    return StageModel(codec, denoiser), make_scheduler(cfg, "ddpm")
 
 
 def make_batch(preset: str, cfg, batch: int, device, generator: torch.Generator) -> dict:
@@ -105,12 +105,12 @@ def variant_train_config(train, variant: str, batch_size: int):
 
 def make_trainer(model, scheduler, train, seed: int, batches: list[dict], run_dir: Path):
     """A `Trainer` of the model and Stage-I loss; its dataset (never iterated here) holds the first batch."""
-    from sim2real_kit import stages
+    from sim2real_kit.stage1 import collate, denoising_loss
     from sim2real_kit.training import Trainer
 
     dataset = torch.utils.data.StackDataset(**{k: v.cpu() for k, v in batches[0].items()})
-    loss_fn = stages._loss_fn(scheduler, use_prev=False, reweight=False)
-    return Trainer(model, loss_fn, dataset, train, run_dir, seed=seed, collate_fn=stages._collate, progress=False)
+    loss_fn = denoising_loss(scheduler, use_prev=False, reweight=False)
+    return Trainer(model, loss_fn, dataset, train, run_dir, seed=seed, collate_fn=collate, progress=False)
 
 
 # ---------------------------------------------------------------------- timing

@@ -14,7 +14,7 @@ Three sub-commands:
 `sim2real_kit` must be importable: `pip install -e .`, or `export PYTHONPATH=$PWD` in a bare checkout (the GPU
 machine's recipe in docs/performance.md and docs/results_gpu.md does).
 
-`run` goes through the kit's own flow over a run folder (`stages.train_stage1`, `sample_split`,
+`run` goes through the kit's own flow over a run folder (`stage1.train_stage1`, `simulate.sample_split`,
 `train_and_flag`, `train_chain`, `load_samples`, `realism_metrics`, `disc_accuracy`), resumes a run folder
 that exists, and fits its training steps to a wall-clock budget: a 30-step probe measures img/s, Stage-I
 gets the steps that fill its share of the budget, Stage-II those that fit in what is left. After each phase
@@ -119,16 +119,16 @@ def _sync() -> None:
 def time_sampling(run_dir: Path, frames: int, steps: int, batch: int) -> float:
     """Frames/s of the saved Stage-I pipeline on the first `frames` val frames (one warm-up call first)."""
     import torch
-    from sim2real_kit.stages import dataset_root, load_pipeline
 
-    from sim2real_kit.config import Config
     from sim2real_kit.data.dataset import PairedDepthDataset
-    from sim2real_kit.data.layout import DepthLayout
+    from sim2real_kit.run import RunFolder
+    from sim2real_kit.simulate import load_pipeline
 
-    cfg = Config.from_yaml(run_dir / "config.yaml")
-    ds = PairedDepthDataset.from_config(cfg, DepthLayout(dataset_root(run_dir, cfg)), "val", train=False)
+    run = RunFolder(run_dir)
+    cfg = run.load_config()
+    ds = PairedDepthDataset.from_config(cfg, run.layout(cfg), "val", train=False)
     cad = torch.stack([ds[i]["cad"][0] for i in range(min(frames, len(ds)))])
-    pipe = load_pipeline(run_dir, 1)
+    pipe = load_pipeline(run, 1, cfg)
     pipe(cad[:batch], num_inference_steps=2, batch_size=batch, generator=torch.Generator().manual_seed(0))
     _sync()
     t = time.perf_counter()
@@ -140,11 +140,13 @@ def time_sampling(run_dir: Path, frames: int, steps: int, batch: int) -> float:
 def steps_curve(run_dir: Path, samples, step_counts: list[int], frames: int, batch: int, seed: int) -> list[dict]:
     """Residual W1 (mm) of Stage-I vs real at each DDIM step count, on the first `frames` frames of `samples`."""
     import torch
-    from sim2real_kit.stages import load_pipeline
 
     from sim2real_kit.metrics import residual_w1
+    from sim2real_kit.run import RunFolder
+    from sim2real_kit.simulate import load_pipeline
 
-    pipe = load_pipeline(run_dir, 1)
+    run = RunFolder(run_dir)
+    pipe = load_pipeline(run, 1, run.load_config())
     cad = torch.from_numpy(samples.cad[:frames])
     real = samples.real[:frames]
     out = []
@@ -276,17 +278,17 @@ class Experiment:
     def probe_and_plan(self) -> dict:
         """1. A short Stage-I run (resumable) measures training img/s, a sampling call frames/s; from them the
         plan of Stage-I's steps. A plan in the record (an earlier call) is kept."""
-        from sim2real_kit import stages
         from sim2real_kit.data.layout import DepthLayout
+        from sim2real_kit.run import resolve_config
+        from sim2real_kit.stage1 import train_stage1
 
         args, run_dir, res = self.args, self.run_dir, self.res
         plan = res.data.get("plan")
         if plan is not None:
             return plan
         t = time.perf_counter()
-        stages.train_stage1(
-            run_dir, args.preset, overrides=[*self.overrides, f"train.steps={args.probe_steps}"], progress=False
-        )
+        cfg = resolve_config(run_dir, args.preset, overrides=[*self.overrides, f"train.steps={args.probe_steps}"])
+        train_stage1(run_dir, cfg, progress=False)
         train_rate = logged_img_per_s(run_dir / "stage1" / "losses.csv")
         sample_rate = time_sampling(run_dir, args.sample_batch, args.sampling_steps, args.sample_batch)
         res.phase("probe", time.perf_counter() - t, train_img_per_s=train_rate, sample_frames_per_s=sample_rate)
@@ -316,12 +318,13 @@ class Experiment:
 
     def train_stage1(self, plan: dict) -> float:
         """2. Stage-I to its planned steps (resumes the probe's checkpoint); returns its img/s after the probe."""
-        from sim2real_kit import stages
+        from sim2real_kit.run import resolve_config
+        from sim2real_kit.stage1 import train_stage1
 
         run_dir = self.run_dir
         t = time.perf_counter()
-        s1 = stages.train_stage1(
-            run_dir, self.args.preset, overrides=[f"train.steps={plan['stage1_steps']}"], progress=False
+        s1 = train_stage1(
+            run_dir, resolve_config(run_dir, overrides=[f"train.steps={plan['stage1_steps']}"]), progress=False
         )
         rate1 = logged_img_per_s(run_dir / "stage1" / "losses.csv", self.args.probe_steps)
         self.res.phase("stage1_train", time.perf_counter() - t, summary=s1, img_per_s=rate1)
@@ -331,26 +334,31 @@ class Experiment:
 
     def sample_and_flag(self) -> None:
         """3. Stage-I samples of both splits, then the discriminator and its flags (each skipped when done)."""
-        from sim2real_kit import stages
+        from sim2real_kit.flagging import train_and_flag
+        from sim2real_kit.run import RunFolder
+        from sim2real_kit.simulate import sample_split
 
         run_dir, res = self.run_dir, self.res
+        run = RunFolder(run_dir)
+        cfg = run.load_config()
         for split in ("train", "val"):
-            if not (stages.samples_dir(run_dir, 1, split) / "samples.json").is_file():
+            if not run.has_samples(1, split):
                 t = time.perf_counter()
-                stages.sample_split(run_dir, split, stage=1, progress=False)
-                n = len(list(stages.samples_dir(run_dir, 1, split).rglob("*_sim1.png")))
+                sample_split(run, cfg, split, stage=1, progress=False)
+                n = len(list(run.samples_dir(1, split).rglob("*_sim1.png")))
                 seconds = time.perf_counter() - t
                 res.phase(f"sample_stage1_{split}", seconds, frames=n, frames_per_s=n / seconds)
                 log(f"sampled Stage-I {split}: {n} frames")
-        if not (stages.disc_dir(run_dir, 1) / "flags" / "train" / "flags.npz").is_file():
+        if not run.flags_path(1, "train").is_file():
             t = time.perf_counter()
-            disc_metrics = stages.train_and_flag(run_dir, stage=1, progress=False)
+            disc_metrics = train_and_flag(run, cfg, stage=1, progress=False)
             res.phase("disc_stage1", time.perf_counter() - t, metrics=disc_metrics)
             log(f"discriminator: {json.dumps({k: v for k, v in disc_metrics.items() if k != 'train_history'})}")
 
     def train_stage2(self, plan: dict, rate1: float) -> None:
         """4. Stage-II: the steps that fit in what is left, then the chain's val samples (`train_chain`)."""
-        from sim2real_kit import stages
+        from sim2real_kit.run import resolve_config
+        from sim2real_kit.stage2 import train_chain
 
         args, run_dir = self.args, self.run_dir
         if "stage2_steps" not in plan:
@@ -361,9 +369,9 @@ class Experiment:
             plan["seconds_left_at_stage2"] = self.left()
             self.res.save()
             log(f"Stage-II: {plan['stage2_steps']} steps")
-        stages.run_config(run_dir, overrides=[f"train.steps={plan['stage2_steps']}"])  # Stage-II's step count
+        cfg = resolve_config(run_dir, overrides=[f"train.steps={plan['stage2_steps']}"])  # Stage-II's step count
         t = time.perf_counter()
-        s2 = stages.train_chain(run_dir, 2, progress=False)
+        s2 = train_chain(run_dir, cfg, 2, progress=False)
         shutil.copy2(run_dir / "stage2" / "losses.csv", self.out / "gpu_stage2_losses.csv")
         rate2 = logged_img_per_s(run_dir / "stage2" / "losses.csv")
         self.res.phase("stage2_chain", time.perf_counter() - t, summary=s2, img_per_s=rate2)
@@ -372,24 +380,29 @@ class Experiment:
     def evaluate(self):
         """5. Realism per stage (W1 mm vs clean CAD's), discriminator fake share of Stage-I vs Stage-II, the
         sample figure; returns (config, Stage-I val samples, chain val samples)."""
-        from sim2real_kit import stages
+        from sim2real_kit.flagging import run_share_judged_fake
+        from sim2real_kit.notebook import realism_metrics
+        from sim2real_kit.run import RunFolder, read_json
 
-        run_dir = self.run_dir
+        run = RunFolder(self.run_dir)
         t = time.perf_counter()
-        cfg = stages.run_config(run_dir, save=False)
-        s1_val = stages.load_samples(run_dir, 1, "val")
-        s2_val = stages.load_samples(run_dir, 2, "val")
+        cfg = run.load_config()
+        layout = run.layout(cfg)
+        s1_val, s2_val = run.load_samples(1, "val", layout), run.load_samples(2, "val", layout)
         metrics = {
-            "stage1_samples": stages.realism_metrics(s1_val, 1),
-            "chain_stage1": stages.realism_metrics(s2_val, 1),
-            "chain_stage2": stages.realism_metrics(s2_val, 2),
+            "stage1_samples": realism_metrics(s1_val, 1),
+            "chain_stage1": realism_metrics(s2_val, 1),
+            "chain_stage2": realism_metrics(s2_val, 2),
             "disc1_fake_share": {
-                "stage1": stages.disc_accuracy(run_dir, s2_val, s2_val.sims[1], cfg, disc_stage=1),
-                "stage2": stages.disc_accuracy(run_dir, s2_val, s2_val.sims[2], cfg, disc_stage=1),
-                "real": stages.disc_accuracy(run_dir, s2_val, s2_val.real, cfg, disc_stage=1),
-                "cad": stages.disc_accuracy(run_dir, s2_val, s2_val.cad, cfg, disc_stage=1),
+                name: run_share_judged_fake(run, s2_val, depth, cfg)
+                for name, depth in (
+                    ("stage1", s2_val.sims[1]),
+                    ("stage2", s2_val.sims[2]),
+                    ("real", s2_val.real),
+                    ("cad", s2_val.cad),
+                )
             },
-            "disc_metrics": stages.read_metrics(stages.disc_dir(run_dir, 1) / "metrics.json"),
+            "disc_metrics": read_json(run.disc_metrics(1)),
         }
         metrics["disc_metrics"].pop("train_history", None)
         self.res.data["metrics"] = metrics

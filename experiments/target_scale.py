@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim2real_kit import stages
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.metrics import residual_w1, residuals
+from sim2real_kit.run import RunFolder, prepare_data, resolve_config
+from sim2real_kit.simulate import load_pipeline
+from sim2real_kit.stage1 import train_stage1
 
 
 def sample(pipe, cad: torch.Tensor, steps: int, seed: int, batch_size: int) -> np.ndarray:
@@ -38,7 +40,7 @@ def sample(pipe, cad: torch.Tensor, steps: int, seed: int, batch_size: int) -> n
 
 
 def evaluate(run: Path, cad: np.ndarray, real: np.ndarray, batch_size: int, device: str) -> dict:
-    pipe = stages.load_pipeline(run, 1).to(device)
+    pipe = load_pipeline(run, 1, RunFolder(run).load_config()).to(device)
     cad_t = torch.from_numpy(cad)
     out = {"residual_scale": float(pipe.config.residual_scale)}
     d50 = sample(pipe, cad_t, 50, 0, batch_size)
@@ -71,14 +73,14 @@ def main() -> None:
         data = Path(args.data)
     else:
         base = out / "base"
-        cfg = stages.run_config(base, args.preset)
-        data = stages.prepare_data(base, cfg, progress=False).root
+        cfg = resolve_config(base, args.preset)
+        data = prepare_data(base, cfg, progress=False).root
     common = [f"data.root={data}", f"train.steps={args.steps}", "train.val_frames=8", *args.override]
     variants = {
         "fixed 0.5": ["model.target_std=0.0", "model.residual_scale=0.5"],
         f"std {args.std}": [f"model.target_std={args.std}"],
     }
-    cfg = stages.run_config(out / "probe", args.preset, overrides=common, save=False)
+    cfg = resolve_config(out / "probe", args.preset, overrides=common, save=False)
     val = PairedDepthDataset.from_config(cfg, data, "val", train=False, max_frames=args.val_frames)
     items = [val[i] for i in range(len(val))]
     cad = np.stack([it["cad"][0].numpy() for it in items])
@@ -90,7 +92,7 @@ def main() -> None:
     for name, extra in variants.items():
         run = out / name.replace(" ", "_")
         t0 = time.perf_counter()
-        summary = stages.train_stage1(run, args.preset, overrides=[*common, *extra], progress=False)
+        summary = train_stage1(run, resolve_config(run, args.preset, overrides=[*common, *extra]), progress=False)
         row = {"train_s": time.perf_counter() - t0, "loss": summary.get("loss")}
         row.update(evaluate(run, cad, real, batch_size=16, device=device))
         results[name] = row

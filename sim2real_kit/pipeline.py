@@ -179,7 +179,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         """Change the sampling options (kept in the config, saved with the pipeline); None keeps one; returns self.
 
         num_inference_steps / batch_size / eta: the defaults of `__call__` (a run's `sampling` section:
-        `stages.load_pipeline` applies it, so a pipeline saved at training time samples as the run says now).
+        `simulate.load_pipeline` applies it, so a pipeline saved at training time samples as the run says now).
 
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere) | "fp32" | "bf16" (autocast; weights,
         latents and the DDIM update stay fp32). cuda_graph: on CUDA, run each DDIM step (denoiser + update)
