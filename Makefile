@@ -59,13 +59,13 @@ test: install lint
 	$(BIN)/pytest -q -p no:dash $(PYTEST_ARGS)
 
 lint:
-	$(BIN)/ruff check sim2real_kit tests benchmarks
-	$(BIN)/ruff format --check sim2real_kit tests benchmarks
+	$(BIN)/ruff check sim2real_kit tests benchmarks experiments
+	$(BIN)/ruff format --check sim2real_kit tests benchmarks experiments
 	$(BIN)/lint-imports
 
 format:
-	$(BIN)/ruff format sim2real_kit tests benchmarks
-	$(BIN)/ruff check --fix sim2real_kit tests benchmarks
+	$(BIN)/ruff format sim2real_kit tests benchmarks experiments
+	$(BIN)/ruff check --fix sim2real_kit tests benchmarks experiments
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

@@ -8,7 +8,7 @@ the client slept until the poll's timeout, then found the reply at once (the fin
 no timeout the run hangs forever; iopub waits (timeout None) would hang the same way, or drop outputs.
 
 `SteadyKernelManager` gives its client shell/iopub/stdin/control channels that poll in slices of
-at most `POLL_SLICE_S`, so a missed wake-up costs at most that long. Used by `runner._execute_one`.
+at most `POLL_SLICE_S`, so a missed wake-up costs at most that long. Used by `runner.execute._execute_one`.
 """
 
 from __future__ import annotations

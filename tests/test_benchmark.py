@@ -323,3 +323,37 @@ def test_stage_seeds_beyond_the_saved_sample_are_resampled(fake_run):
     assert seed0["w1_mm"] < 1.0  # the saved sample (real + 2 mm)
     assert seed1["w1_mm"] != seed0["w1_mm"] and math.isfinite(seed1["hole_all_pct"])  # an (untrained) re-sample
     assert res.row("stage1")["w1_mm_n"] == 2 and math.isfinite(res.row("stage1")["seed_spread_mm"])
+
+
+# ---------------------------------------------------------------------- extension points (README, "Layout")
+def test_a_new_simulator_is_a_simulator_object(fake_run):
+    """Where to add a simulator: a `benchmark.Simulator` (`run` on the benchmark's frame set; `from_cad` also lets
+    the downstream task run it on the train split), passed to `evaluate_run` or named in `make_simulator` +
+    `SIMULATORS`. Its row gets every column of the table."""
+    from scipy.ndimage import uniform_filter
+
+    def blur(cad, camera, seed):  # a 3x3 box blur of the CAD: a deterministic toy simulator
+        return (uniform_filter(np.asarray(cad), size=(1, 3, 3)) * (np.asarray(cad) > 0)).astype(np.float32)
+
+    run_dir, _, _ = fake_run
+    sim = Simulator("blur", run=lambda s, seed: blur(s.cad, s.camera, seed), stochastic=False, from_cad=blur)
+    sim.label = "3x3 box blur"
+    res = _evaluate(run_dir, fuse=False, downstream=False, seeds=1, simulators=["cad", sim, "real"], progress=False)
+    row = res.row("blur")
+    assert all(math.isfinite(row[k]) for k in ("w1_mm", "abs_rel", "hole_all_pct", "view_mm", "edge_mae_mm"))
+    assert row["w1_mm"] != res.row("cad")["w1_mm"] and "3x3 box blur" in res.markdown()
+
+
+def test_every_column_is_measured(fake_run):
+    """Where to add a metric: compute it per simulator x seed in `benchmark/realism.py` (e.g. `depth_realism`) and
+    give it a `Column` in `benchmark/tables.py`; this test fails for a column no step measures."""
+    from sim2real_kit.benchmark import COLUMNS
+
+    run_dir, _, _ = fake_run
+    res = _evaluate(
+        run_dir, fuse=True, downstream=False, seeds=1, simulators=["cad", "stage1", "real"], progress=False,
+        overrides=FAST,
+    )  # fmt: skip
+    measured = set(res.table[0])
+    assert [c.key for c in COLUMNS if c.key not in measured] == []
+    assert math.isfinite(res.row("stage1")["w1_mm"]) and math.isfinite(res.row("cad")["cd_l2_x1000"])
