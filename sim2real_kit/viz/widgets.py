@@ -595,14 +595,15 @@ def patch_explorer(
             row=1,
             col=col,
         )
-    for i, name in zip(pts_idx, (names[2], names[1], names[0])):
+    role_colors = (TRACE_COLORS["generated"], TRACE_COLORS["real"], TRACE_COLORS["CAD"])  # whatever the names
+    for i, name, color in zip(pts_idx, (names[2], names[1], names[0]), role_colors):
         fig.add_scatter3d(
             x=first["x"][i],
             y=first["y"][i],
             z=first["z"][i],
             mode="markers",
             name=name,
-            marker={"size": 3, "color": TRACE_COLORS.get(name, TRACE_COLORS.get(name.lower(), "#2ca02c"))},
+            marker={"size": 3, "color": color},
             hovertemplate=f"{name}<br>x %{{x:.3f}} m<br>y %{{y:.3f}} m<br>z %{{z:.3f}} m<extra></extra>",
             row=1,
             col=3,
