@@ -23,7 +23,7 @@ from PIL import Image
 from sim2real_kit import viz
 from sim2real_kit.camera import Camera, look_at
 from sim2real_kit.data.layout import FrameRef
-from sim2real_kit.errors import DepthFormatError, MissingArtifactError, Sim2RealError
+from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.metrics import hole_rates
 from sim2real_kit.patches import patch_grid
 from sim2real_kit.viz import widgets
@@ -233,8 +233,12 @@ def test_frame_browser_caps_frames_and_pixels_and_reports_broken_frames(tmp_path
     step = broken.layout.sliders[0].steps[1]
     assert step.label == "s01/001 (error)" and "001_scan.png" in step.args[1]["title.text"]
     assert np.isnan(_z(step.args[0]["z"][2])).all()
+    fixed = viz.frame_browser(lay, "val", frames=[0], limit_mm=50)  # a fixed residual scale, as depth_panels'
+    assert (fixed.layout.coloraxis2.cmin, fixed.layout.coloraxis2.cmax) == (-50, 50)
     with pytest.raises(Sim2RealError, match="frames"):
         viz.frame_browser(lay, "val", frames=[7])
+    with pytest.raises(ConfigError, match="limit_mm"):
+        viz.frame_browser(lay, "val", limit_mm=0)
 
 
 # ---------------------------------------------------------------------------- 6. curves

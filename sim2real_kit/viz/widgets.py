@@ -146,8 +146,9 @@ def _slider(labels: Sequence[str], steps_args: Sequence[list], prefix: str = "fr
         "active": 0,
         "currentvalue": {"prefix": prefix},
         "pad": {"t": 40, "b": 10},
-        "len": 1.0,
-        "x": 0.0,
+        "len": 0.96,
+        "x": 0.02,
+        "font": {"size": 11 if len(labels) <= 10 else 9},
         "steps": [{"label": lab, "method": "update", "args": args} for lab, args in zip(labels, steps_args)],
     }
 
@@ -201,24 +202,28 @@ def frame_browser(
     max_side: int = MAX_SIDE,
     frames: Sequence[int] | None = None,
     percentile: float = RESIDUAL_PERCENTILE,
+    limit_mm: float | None = None,
     decimals: int = 1,
 ) -> go.Figure:
     """Explore a `lasa_depth` layout's `split`: one plotly Figure with a frame slider over at most
     `max_frames` frames (evenly spread over the split, or the split's `frames` indices) and three
     heatmaps per frame, CAD depth, real depth (mm, "Turbo" on the frame's robust 1st-99th percentile
-    range, invalid black) and real − CAD (mm, "RdBu_r" symmetric at the `percentile` of |residual|,
-    grey where either is invalid); hover shows the pixel and its value. The title holds the frame's
-    real holes (share of CAD pixels) and median real − CAD. `size`: show the evaluation transform's
-    centre crop resized to size x size (nearest). Maps are strided to at most `max_side` px per side
-    and rounded to `decimals` mm. A frame that cannot be read stays a step, its error in the title.
+    range, invalid black) and real − CAD (mm, "RdBu_r" symmetric at the frame's `percentile` of
+    |residual|, or at ±`limit_mm` when given; grey where either is invalid); hover shows the pixel and
+    its value. The title holds the frame's real holes (share of CAD pixels) and median real − CAD.
+    `size`: show the evaluation transform's centre crop resized to size x size (nearest). Maps are
+    strided to at most `max_side` px per side and rounded to `decimals` mm. A frame that cannot be
+    read stays a step, its error in the title.
 
     Every frame's data is in the figure (slider steps' "update" arguments): it works offline in an
     exported HTML page. `layout.meta` = {"kind": "frame_browser", "split", "labels", "frames" (indices
-    into the split), "stride", "max_frames", "max_side"}."""
+    into the split), "stride", "max_frames", "max_side", "limit_mm"}."""
     from plotly.subplots import make_subplots
 
     from sim2real_kit.data.layout import DepthLayout
 
+    if limit_mm is not None and not float(limit_mm) > 0:
+        raise ConfigError(f"limit_mm must be > 0 (or None: the {percentile:g}th percentile), got {limit_mm!r}")
     layout = layout if isinstance(layout, DepthLayout) else DepthLayout(layout)
     refs = layout.frames(split)
     if not refs:
@@ -254,7 +259,7 @@ def frame_browser(
             _grid(real_mm, decimals),
             _grid(nums["residual_mm"][::stride, ::stride], decimals),
         ]
-        (lo, hi), lim = nums["depth_range_mm"], nums["residual_limit_mm"]
+        (lo, hi), lim = nums["depth_range_mm"], nums["residual_limit_mm"] if limit_mm is None else float(limit_mm)
         lay = {
             "title.text": _browser_title(split, label, k + 1, len(picked), shape, stride, nums),
             "coloraxis.cmin": round(lo, 1),
@@ -315,6 +320,7 @@ def frame_browser(
             "stride": stride,
             "max_frames": int(max_frames),
             "max_side": int(max_side),
+            "limit_mm": limit_mm,
         },
     )
     return fig
