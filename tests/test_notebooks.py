@@ -164,3 +164,85 @@ def test_cad_only_simulation_from_the_run(quick_run, tmp_path):
     )
     assert validate(layout_out) == []
     assert list((layout_out / "meshes").glob("*/simulated.ply"))
+
+
+def _plotly_figures(html):
+    """Every figure plotly's `to_html` put in a page (`Plotly.newPlot(id, data, layout, ...)`): {"data", "layout"}."""
+    import re
+
+    decoder = json.JSONDecoder()
+    figures = []
+    for m in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', html):
+        data, end = decoder.raw_decode(html, m.end())
+        end += len(html[end:]) - len(html[end:].lstrip(", \n\t"))
+        layout, _ = decoder.raw_decode(html, end)
+        figures.append({"data": data, "layout": layout})
+    return figures
+
+
+def _rectangles(xs, ys):
+    """The closed rectangles of a box trace (None between them) as (x0, x1, y0, y1)."""
+    rects, pts = [], []
+    for x, y in zip(list(xs) + [None], list(ys) + [None]):
+        if x is None:
+            if pts:
+                px, py = zip(*pts)
+                rects.append((min(px), max(px), min(py), max(py)))
+            pts = []
+        else:
+            pts.append((x, y))
+    return rects
+
+
+@pytest.mark.notebook
+def test_explorers_survive_html_export(quick_run):
+    """The report's HTML pages (nbconvert) hold the explorers' data as plotly figures, with plotly.js inline (no
+    CDN): 03's patch explorer has one slider step per explored val frame and, for a flagged patch, its box at the
+    flag file's threshold; 01's frame browser has every explored frame's real − CAD residual."""
+    import numpy as np
+
+    from sim2real_kit.data.layout import DepthLayout
+    from sim2real_kit.patches import load_flag_file
+
+    write_index(quick_run)
+    nb_dir = quick_run / "notebooks"
+
+    html = (nb_dir / "03_discriminator.html").read_text()
+    assert "* plotly.js v" in html and 'src="https://cdn.plot.ly' not in html  # the library itself is in the page
+    found = [f for f in _plotly_figures(html) if (f["layout"].get("meta") or {}).get("kind") == "patch_explorer"]
+    assert len(found) == 1
+    layout = found[0]["layout"]
+    meta, steps = layout["meta"], layout["sliders"][0]["steps"]
+    flags = load_flag_file(quick_run / "disc" / "flags" / "val" / "flags.npz")
+    scores, valid, boxes = flags.scores.numpy(), flags.valid.numpy(), flags.boxes.numpy()
+    assert len(steps) == len(meta["frames"]) == min(len(flags.frame_ids), 16)
+    assert meta["labels"] == [flags.frame_ids[i] for i in meta["frames"]] == [s["label"] for s in steps]
+    assert meta["threshold"] == pytest.approx(flags.threshold)
+    flagged = valid & (scores < flags.threshold)
+    k = next(k for k, f in enumerate(meta["frames"]) if flagged[f].any())
+    f = meta["frames"][k]
+    trace = meta["box_traces"][f"{meta['threshold']:g}"][0]
+    rects = _rectangles(steps[k]["args"][0]["x"][trace], steps[k]["args"][0]["y"][trace])
+    assert len(rects) == int(flagged[f].sum())
+    p = int(np.flatnonzero(flagged[f])[0])
+    r0, r1, c0, c1 = (int(v) for v in boxes[p])
+    assert (c0 - 0.5, c1 - 0.5, r0 - 0.5, r1 - 0.5) in rects
+    assert meta["patches"][k] == int(np.argmin(np.where(valid[f], scores[f], np.inf)))
+    active = layout["updatemenus"][0]["active"]
+    assert layout["updatemenus"][0]["buttons"][active]["label"] == f"P(real) < {meta['threshold']:g}"
+
+    html = (nb_dir / "01_data.html").read_text()
+    found = [f for f in _plotly_figures(html) if (f["layout"].get("meta") or {}).get("kind") == "frame_browser"]
+    assert len(found) == 1
+    meta, steps = found[0]["layout"]["meta"], found[0]["layout"]["sliders"][0]["steps"]
+    data = DepthLayout(quick_run / "data")
+    refs = data.frames("val")
+    assert len(steps) == min(len(refs), 16) and meta["labels"] == [str(refs[i]) for i in meta["frames"]]
+    s = meta["stride"]
+    for k in (0, len(steps) - 1):
+        frame = data.read_frame(refs[meta["frames"][k]])
+        cad, real = frame["cad"].astype(np.float64), frame["real"].astype(np.float64)
+        expected = np.where((cad > 0) & (real > 0), np.round((real - cad) * 1000, 1), np.nan)[::s, ::s]
+        shown = np.array([[np.nan if v is None else v for v in row] for row in steps[k]["args"][0]["z"][2]])
+        np.testing.assert_allclose(shown, expected, atol=1e-6)
+        assert np.isfinite(shown).sum() > 0.5 * shown.size

@@ -1,6 +1,6 @@
-"""viz tests: every figure / widget builds on tiny synthetic inputs with invalid pixels, and the numbers
+"""viz tests: every figure / explorer builds on tiny synthetic inputs with invalid pixels, and the numbers
 they show are the right ones (panel counts, hole rates, effect shares, subsampling, flagged rectangles,
-bar heights, widget updates, an atomically written PNG)."""
+bar heights, the explorers' per-frame data and threshold boxes, an atomically written PNG)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ from PIL import Image
 from sim2real_kit import viz
 from sim2real_kit.camera import Camera, look_at
 from sim2real_kit.data.layout import FrameRef
-from sim2real_kit.errors import DepthFormatError, MissingArtifactError, Sim2RealError
+from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.metrics import hole_rates
 from sim2real_kit.patches import patch_grid
+from sim2real_kit.viz import widgets
 
 H, W = 12, 16
 
@@ -178,32 +179,66 @@ def test_frame_point_clouds_backprojects_valid_pixels():
     assert world.layout.scene.camera.up.z == 1 and len(world.data) == 2
 
 
-# ---------------------------------------------------------------------------- 5. frame browser
-def test_frame_browser_renders_on_change(plane_layout):
-    browser = viz.frame_browser(plane_layout, "val")
-    assert browser.renders == 1 and str(browser.ref) == "s01/000" and browser.error is None
-    assert len(_image_axes(browser.figure)) == 3  # CAD, real, real − CAD
-    first_info = browser.info.value
-    browser.frame_slider.value = 2
-    assert browser.renders == 2 and str(browser.ref) == "s01/002"
-    assert browser.info.value != first_info and "s01/002" in browser.info.value
-    assert "s01/002" in browser.figure.get_suptitle()
-    train = viz.frame_browser(plane_layout.root, "train", size=16)  # a path; centre crop resized
-    assert train.scene_dropdown.options == ("s00",)
-    assert train.figure.axes[0].images[0].get_array().shape == (16, 16)
+# ---------------------------------------------------------------------------- 5. frame browser (plotly, offline)
+def _z(values):
+    """A heatmap's nested lists (None = invalid) as a float array with NaN."""
+    return np.array([[np.nan if v is None else v for v in row] for row in values], float)
 
 
-def test_frame_browser_switches_scene_and_reports_broken_frames(tmp_path):
-    lay = make_plane_layout(tmp_path / "ds", scenes=3, frames=2)
-    browser = viz.frame_browser(lay, "train")
-    assert browser.scene_dropdown.options == ("s00", "s01")
-    browser.frame_slider.value = 1
-    browser.scene_dropdown.value = "s01"
-    assert str(browser.ref) == "s01/000" and browser.frame_slider.value == 0 and browser.renders == 3
+def test_frame_browser_steps_hold_each_frames_depth_and_residual(plane_layout):
+    fig = viz.frame_browser(plane_layout, "val")
+    steps = fig.layout.sliders[0].steps
+    refs = plane_layout.frames("val")
+    assert fig.layout.meta["kind"] == "frame_browser" and fig.layout.meta["frames"] == [0, 1, 2]
+    assert [s.label for s in steps] == ["s01/000", "s01/001", "s01/002"] == [str(r) for r in refs]
+    assert [t.name for t in fig.data] == ["CAD", "real", "real − CAD"] and fig.data[0].dx == 1
+    frame = plane_layout.read_frame(refs[2])
+    cad, real = frame["cad"].astype(np.float64), frame["real"].astype(np.float64)
+    data, lay, traces = steps[2].args
+    assert list(traces) == [0, 1, 2] and "s01/002" in lay["title.text"]
+    cad_mm, real_mm, res_mm = (_z(z) for z in data["z"])
+    np.testing.assert_array_equal(cad_mm, np.round(cad * 1000))  # the layout stores whole millimetres
+    assert np.isnan(real_mm[0]).all() and np.isnan(res_mm[0]).all()  # the row of holes
+    expected = np.round((real - cad) * 1000, 1)
+    np.testing.assert_allclose(res_mm[1:], expected[1:], atol=1e-9)  # real − CAD, mm
+    assert res_mm[5, 7] == pytest.approx(real[5, 7] * 1000 - cad[5, 7] * 1000, abs=0.05)
+    limit = np.percentile(np.abs(expected[1:]), viz.RESIDUAL_PERCENTILE)
+    assert (
+        lay["coloraxis2.cmax"] == pytest.approx(limit, abs=0.006) and lay["coloraxis2.cmin"] == -lay["coloraxis2.cmax"]
+    )
+    lo, hi = np.percentile(cad[cad > 0].tolist() + real[real > 0].tolist(), viz.DEPTH_PERCENTILES)
+    assert (lay["coloraxis.cmin"], lay["coloraxis.cmax"]) == (
+        pytest.approx(1000 * lo, abs=0.06),
+        pytest.approx(1000 * hi, abs=0.06),
+    )
+    assert f"real holes {100 * 32 / 768:.1f} % of CAD px" in lay["title.text"]  # row 0: 32 of 768 CAD pixels
+    np.testing.assert_array_equal(_z(fig.data[2].z), _z(steps[0].args[0]["z"][2]))  # first frame drawn
+    assert fig.layout.coloraxis2.colorscale[0][1] == "rgb(5,48,97)"  # RdBu_r: blue for negative
+
+
+def test_frame_browser_caps_frames_and_pixels_and_reports_broken_frames(tmp_path):
+    lay = make_plane_layout(tmp_path / "ds", scenes=2, frames=7)  # val: s01, 7 frames of 32x24
+    fig = viz.frame_browser(lay, "val", max_frames=4, max_side=10)
+    assert fig.layout.meta["frames"] == [0, 2, 4, 6]  # evenly spread
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["s01/000", "s01/002", "s01/004", "s01/006"]
+    assert fig.layout.meta["stride"] == 4 and fig.data[0].dx == 4  # ceil(32 / 10)
+    assert _z(fig.layout.sliders[0].steps[1].args[0]["z"][0]).shape == (6, 8)
+    assert "shown 8x6" in fig.layout.sliders[0].steps[1].args[1]["title.text"]
+    picked = viz.frame_browser(lay, "val", frames=[5, 1])
+    assert [s.label for s in picked.layout.sliders[0].steps] == ["s01/005", "s01/001"]
+    train = viz.frame_browser(lay.root, "train", size=16)  # a path; centre crop resized
+    assert _z(train.data[0].z).shape == (16, 16) and len(train.layout.sliders[0].steps) == 7
     lay.depth_path(FrameRef("s01", "001"), "scan").unlink()
-    browser.frame_slider.value = 1
-    assert browser.error is not None and "001_scan.png" in browser.info.value
-    assert str(browser.ref) == "s01/000"  # the last good frame stays
+    broken = viz.frame_browser(lay, "val", frames=[0, 1])
+    step = broken.layout.sliders[0].steps[1]
+    assert step.label == "s01/001 (error)" and "001_scan.png" in step.args[1]["title.text"]
+    assert np.isnan(_z(step.args[0]["z"][2])).all()
+    fixed = viz.frame_browser(lay, "val", frames=[0], limit_mm=50)  # a fixed residual scale, as depth_panels'
+    assert (fixed.layout.coloraxis2.cmin, fixed.layout.coloraxis2.cmax) == (-50, 50)
+    with pytest.raises(Sim2RealError, match="frames"):
+        viz.frame_browser(lay, "val", frames=[7])
+    with pytest.raises(ConfigError, match="limit_mm"):
+        viz.frame_browser(lay, "val", limit_mm=0)
 
 
 # ---------------------------------------------------------------------------- 6. curves
@@ -271,29 +306,96 @@ def test_patch_figure_three_toggleable_traces():
     assert all(len(t.x) == 64 for t in fig.data) and fig.layout.title.text == "p"
 
 
-def test_patch_explorer_updates_on_slider_change():
+def _explorer_case():
     F, S = 2, 16
     cad, real = _pair(F=F, h=S, w=S)
     sim = cad + 0.02
     cam = Camera(14.0, 14.0, S / 2, S / 2, S, S)
-    boxes = patch_grid(S, S, 8)  # 4 patches
+    boxes = patch_grid(S, S, 8)  # 4 patches: (0, 8, 0, 8), (0, 8, 8, 16), (8, 16, 0, 8), (8, 16, 8, 16)
     scores = np.array([[0.1, 0.4, 0.6, 0.9], [0.2, 0.2, 0.2, 0.8]])
     valid = np.array([[True, True, True, False], [True, True, True, True]])
-    ex = viz.patch_explorer(cad, real, sim, cam, boxes, torch.from_numpy(scores), valid, num_points=32)
-    assert ex.flag_rate == pytest.approx(2 / 3)  # frame 0, threshold 0.5: patches 0 and 1 of 3 valid
-    assert "P(real) = 0.100" in ex.info.value and "flagged" in ex.info.value and "2/3" in ex.info.value
-    assert len(_red_rects(_image_axes(ex.overlay)[0])) == 2
-    assert [t.name for t in ex.patch_fig.data] == ["generated", "real", "CAD"]
-    np.testing.assert_allclose(np.asarray(ex.patch_fig.data[0].z) - np.asarray(ex.patch_fig.data[2].z), 0.02, atol=1e-5)
-    before = ex.info.value
-    ex.threshold_slider.value = 0.95
-    assert ex.flag_rate == pytest.approx(1.0) and ex.info.value != before and "3/3" in ex.info.value
-    ex.frame_slider.value = 1
-    assert "4/4" in ex.info.value and len(_red_rects(_image_axes(ex.overlay)[0])) == 4
-    ex.patch_slider.value = 3
-    assert "P(real) = 0.800" in ex.info.value and ex.patch_fig.layout.title.text == "frame 1, patch 3"
-    ex.frame_slider.value = 0  # patch 3 of frame 0 is invalid
-    assert "skipped" in ex.info.value
+    return cad, real, sim, cam, boxes, scores, valid
+
+
+def test_explorer_flags_and_box_outlines():
+    _, _, _, _, boxes, scores, valid = _explorer_case()
+    np.testing.assert_array_equal(widgets.explorer_flags(scores, valid, 0.5), [[1, 1, 0, 0], [1, 1, 1, 0]])
+    np.testing.assert_array_equal(widgets.explorer_flags(scores, valid, 0.95), [[1, 1, 1, 0], [1, 1, 1, 1]])
+    assert widgets.most_confident_patch(scores[1], valid[1]) == 0  # ties: the first
+    assert widgets.most_confident_patch(scores[0], np.zeros(4, bool)) is None
+    xs, ys = widgets.box_outline(boxes[1:2])
+    assert xs == [7.5, 15.5, 15.5, 7.5, 7.5, None] and ys == [-0.5, -0.5, 7.5, 7.5, -0.5, None]
+    assert widgets.pick_frames(20, 16)[:4] == [0, 1, 3, 4] and len(widgets.pick_frames(20, 16)) == 16
+    assert widgets.pick_frames(3, 16) == [0, 1, 2] and widgets.heatmap_stride(192, 256, 128) == 2
+
+
+def test_patch_explorer_embeds_boxes_per_threshold_and_the_patch_in_3d():
+    cad, real, sim, cam, boxes, scores, valid = _explorer_case()
+    fig = viz.patch_explorer(cad, real, sim, cam, boxes, torch.from_numpy(scores), valid, num_points=32)
+    meta = fig.layout.meta
+    assert meta["kind"] == "patch_explorer" and meta["thresholds"] == [0.3, 0.5, 0.7] and meta["threshold"] == 0.5
+    assert meta["patches"] == [0, 0] and meta["labels"] == ["frame 0", "frame 1"]
+    steps = fig.layout.sliders[0].steps
+    assert len(steps) == 2 and all(s.method == "update" for s in steps)
+    x_of = {
+        t: [list(steps[k].args[0]["x"][meta["box_traces"][f"{t:g}"][0]]) for k in range(2)] for t in meta["thresholds"]
+    }
+    # frame 0 at 0.5: patches 0 and 1 (P(real) 0.1, 0.4); patch 3 (0.9) is invalid anyway
+    assert x_of[0.5][0] == [-0.5, 7.5, 7.5, -0.5, -0.5, None, 7.5, 15.5, 15.5, 7.5, 7.5, None]
+    assert x_of[0.3][0] == [-0.5, 7.5, 7.5, -0.5, -0.5, None]  # patch 0 only
+    assert x_of[0.7][1].count(None) == 3  # frame 1 at 0.7: patches 0, 1, 2 (patch 3: 0.8)
+    t05 = meta["box_traces"]["0.5"]
+    y05 = list(steps[0].args[0]["y"][t05[1]])  # the same boxes on the real panel
+    assert y05 == [-0.5, -0.5, 7.5, 7.5, -0.5, None, -0.5, -0.5, 7.5, 7.5, -0.5, None]
+    assert [fig.data[i].visible for pair in meta["box_traces"].values() for i in pair] == [0, 0, 1, 1, 0, 0]
+    buttons = fig.layout.updatemenus[0].buttons
+    assert fig.layout.updatemenus[0].active == 1 and [b.label for b in buttons] == [
+        "P(real) < 0.3",
+        "P(real) < 0.5",
+        "P(real) < 0.7",
+    ]
+    assert buttons[2].args[0] == {"visible": [False, False, False, False, True, True]}
+    assert list(buttons[2].args[1]) == [2, 3, 4, 5, 6, 7]
+    title = steps[0].args[1]["title.text"]
+    assert "flagged of 3 valid patches" in title and "1 at 0.3 · 2 at 0.5 · 3 at 0.7" in title
+    hover = steps[0].args[0]["text"][10]  # traces: 2 heatmaps, 6 box, 2 selected, 2 hover, 3 clouds
+    assert hover[0] == "patch 0: P(real) 0.100 · flagged at 0.3, 0.5, 0.7" and "skipped" in hover[3]
+    z_sim = np.array(steps[0].args[0]["z"][0], float)
+    np.testing.assert_array_equal(z_sim, np.round((cad[0] + 0.02).astype(np.float64) * 1000))
+    gen, real_pts, cad_pts = ([np.asarray(steps[0].args[0][a][i], float) for a in "xyz"] for i in (12, 13, 14))
+    assert [t.name for t in fig.data[12:]] == ["generated", "real", "CAD"]
+    assert len(gen[2]) == 32 and len(cad_pts[2]) == 32 and len(real_pts[2]) == 32  # 32 of 64 / 55 valid pixels
+    np.testing.assert_allclose(np.sort(gen[2]) - np.sort(cad_pts[2]), 0.02, atol=1e-9)  # mm-rounded, 2 cm behind
+    assert gen[2].max() <= 2.02 and (np.round(gen[2] * 1000) == gen[2] * 1000).all()
+    assert "patch 0 in 3D: P(real) 0.100" in steps[0].args[1]["annotations[2].text"]
+
+
+def test_patch_explorer_caps_thresholds_and_labels():
+    cad, real, sim, cam, boxes, scores, valid = _explorer_case()
+    fig = viz.patch_explorer(
+        cad,
+        real,
+        sim,
+        cam,
+        boxes,
+        scores,
+        valid,
+        threshold=0.45,
+        labels=["a/000", "a/001"],
+        frames=[1],
+        names=("CAD", "real", "Stage-I"),
+    )
+    assert fig.layout.meta["thresholds"] == [0.3, 0.45, 0.5, 0.7] and fig.layout.updatemenus[0].active == 1
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["a/001"]
+    assert fig.data[0].name == "Stage-I" and fig.data[-3].marker.color == viz.TRACE_COLORS["generated"]
+    assert "of 4 valid patches (P(real) < t): 3 at 0.3 · 3 at 0.45 · 3 at 0.5 · 3 at 0.7" in fig.layout.title.text
+    small = viz.patch_explorer(cad, real, sim, cam, boxes, scores, valid, max_frames=1, max_side=5)
+    assert len(small.layout.sliders[0].steps) == 1 and small.data[0].dx == 4  # ceil(16 / 5)
+    assert np.array(small.data[0].z, float).shape == (4, 4)
+    no_valid = viz.patch_explorer(cad, real, sim, cam, boxes, scores, np.zeros((2, 4), bool))
+    assert no_valid.layout.meta["patches"] == [None, None] and no_valid.data[-1].x == ()
+    with pytest.raises(Sim2RealError, match="labels"):
+        viz.patch_explorer(cad, real, sim, cam, boxes, scores, valid, labels=["one"])
 
 
 # ---------------------------------------------------------------------------- 10. bars

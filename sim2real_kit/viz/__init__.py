@@ -1,12 +1,13 @@
 """Every figure and interactive view of the notebooks (DESIGN §3, §6): matplotlib figures of depth,
 residuals, sensor effects, flagged patches, training curves and benchmark bars; plotly 3D views of
-point clouds, discriminator patches (paper Sec. 3.3, Fig. 3) and fused meshes (Sec. 4); ipywidgets
-explorers of a dataset's frames and of the discriminator's flags with a threshold slider.
+point clouds, discriminator patches (paper Sec. 3.3, Fig. 3) and fused meshes (Sec. 4); plotly
+explorers of a dataset's frames and of the discriminator's flags (frame slider, threshold buttons) that
+keep working in the executed notebooks' static HTML.
 
 Modules: `figures` (matplotlib figures, `save_figure`), `curves` (training / validation curves from
-the Trainer's CSV files), `plot3d` (plotly 3D views, `notebook_setup`), `widgets` (ipywidgets
-explorers) and `_common` (private: colours, input handling, shared scales). Everything public is
-re-exported here: use `from sim2real_kit import viz; viz.depth_panels(...)`.
+the Trainer's CSV files), `plot3d` (plotly 3D views, `notebook_setup`), `widgets` (plotly explorers,
+every frame's data embedded in the figure) and `_common` (private: colours, input handling, shared
+scales). Everything public is re-exported here: use `from sim2real_kit import viz; viz.depth_panels(...)`.
 
 Conventions (shared by every function):
 - depth maps are float metres [H, W] (0 = invalid), numpy arrays or torch tensors; stacks are [F, H, W]
@@ -21,9 +22,10 @@ Conventions (shared by every function):
   `display(fig)`), never a second time at the end of the cell, and is freed with its last reference
   (no `plt.close` needed). `save_sample_grid` uses no pyplot at all (safe in training loops). Save
   with `fig.savefig(path)` or `save_figure` (atomic). plotly functions return `plotly.graph_objects.Figure`;
-  the explorers return an `ipywidgets.VBox` whose controls are attributes (`.frame_slider`, ...).
+  the explorers too (a frame slider and buttons in `layout.sliders` / `layout.updatemenus`, no kernel needed;
+  what they show is listed in `layout.meta`).
 
-matplotlib, plotly and ipywidgets are imported inside the functions: `import sim2real_kit.viz` is light.
+matplotlib and plotly are imported inside the functions: `import sim2real_kit.viz` is light.
 """
 
 from __future__ import annotations

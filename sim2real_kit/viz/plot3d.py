@@ -215,8 +215,10 @@ def mesh_figure(
 # ====================================================================== notebooks
 def notebook_setup(offline_html: bool = True) -> None:
     """Call once at the top of a notebook: plotly figures render both in JupyterLab (mimetype) and in
-    the executed notebook's static HTML (the runner's index.html) with plotly.js embedded, so the 3D
-    views work offline."""
+    the executed notebook's static HTML (the runner's `notebooks/NN_name.html`, nbconvert picks each
+    output's text/html) with plotly.js embedded once (inline, no CDN: the "notebook" renderer puts the
+    library in the output of the notebook's first plotly figure), so the 3D views and the explorers
+    (`frame_browser`, `patch_explorer`: plotly figures with their data embedded) work offline."""
     import plotly.io as pio
 
     pio.renderers.default = "plotly_mimetype+notebook" if offline_html else "plotly_mimetype"
