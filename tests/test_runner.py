@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -94,7 +96,9 @@ def test_sequence_reads_previous_outputs_and_index(tmp_path, capsys):
     assert report.notebooks[0].parameters["run_dir"] == str(run_dir.resolve())
     assert "scale" not in report.notebooks[0].parameters and report.notebooks[1].parameters["scale"] == 3.0
     out = capsys.readouterr().out
-    assert "[1/2] 01_make … ok (" in out and "[2/2] 02_use … ok (" in out
+    # no expected range for quick runs; the tail says how long it took as m:ss
+    assert re.search(r"^\[1/2\] 01_make … done in 0:\d\d$", out, re.M), out
+    assert re.search(r"^\[2/2\] 02_use … done in 0:\d\d$", out, re.M), out
 
     index = write_index(run_dir)
     page = index.read_text()
@@ -138,6 +142,43 @@ def test_timeout_stops_the_notebook(tmp_path):
     assert "04_sleep" in str(info.value) and "cell 2" in str(info.value) and "CellTimeoutError" in str(info.value)
     with pytest.raises(NotebookFailure, match="01_make failed outside any cell: NoSuchKernel"):
         run_notebooks(tmp_path / "k", [MAKE], {}, kernel_name="no_such_kernel", progress=False)
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_progress_line_shows_expected_range(tmp_path, capsys, monkeypatch):
+    from sim2real_kit.runner import notebooks as nbs
+
+    monkeypatch.setitem(nbs.EXPECTED_SECONDS, "tiny", {"01_make": (15, 30), "02_use": (0, 0)})
+    run_notebooks(tmp_path / "run", [MAKE, USE], {"preset": "tiny", "quick": False})
+    out = capsys.readouterr().out
+    assert re.search(r"^\[1/2\] 01_make \(expected 0:15-0:30\) … done in 0:\d\d$", out, re.M), out
+    assert re.search(r"^\[2/2\] 02_use \(expected 0:00-0:00\) … done in 0:\d\d \(slower than expected\)$", out, re.M)
+
+
+def test_expected_seconds_per_preset():
+    from sim2real_kit.runner import EXPECTED_SECONDS, default_notebooks, expected_seconds
+    from sim2real_kit.runner.notebooks import _fmt_clock
+
+    assert expected_seconds("03_discriminator", "tiny") == (25, 60)
+    assert expected_seconds("03_discriminator", "tiny", quick=True) is None  # quick: unknown
+    assert expected_seconds("03_discriminator", "sd21") is None and expected_seconds("99_new", "tiny") is None
+    assert set(EXPECTED_SECONDS["tiny"]) == {p.stem for p in default_notebooks()}  # every notebook has a range
+    assert [_fmt_clock(s) for s in (0, 41, 450, 3725)] == ["0:00", "0:41", "7:30", "1:02:05"]
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_kernel_has_no_open3d_webrtc_banner(tmp_path, monkeypatch):
+    """open3d prints "[Open3D INFO] WebRTC ..." at import in a Jupyter kernel; the runner's kernels do not."""
+    monkeypatch.delenv("OPEN3D_DISABLE_WEB_VISUALIZER", raising=False)
+    path = tmp_path / "01_o3d.ipynb"
+    nbformat.write(_toy_nb("import open3d\nprint('imported')"), path)
+    report = run_notebooks(tmp_path / "run", [path], {}, progress=False)
+    executed = nbformat.read(report.notebooks[0].executed, as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "imported" in text and "Open3D" not in text and "WebRTC" not in text, text
+    assert "OPEN3D_DISABLE_WEB_VISUALIZER" not in os.environ  # set for the kernel only, then restored
 
 
 def test_unknown_parameters_are_errors_listing_declared(tmp_path):
@@ -208,7 +249,7 @@ def test_grid_parallel_jobs_from_base_run(tmp_path, capsys):
     assert len(read_csv(tmp_path / "out" / "results.csv")) == 2 and not (tmp_path / "out" / "_setup").exists()
     assert (tmp_path / "out" / "full" / "seed5" / "config.yaml").read_text() == (base_run / "config.yaml").read_text()
     out = capsys.readouterr().out  # the workers' progress lines are relayed
-    assert "full/seed5 [1/1] 02_use … ok (" in out and "scaled/seed5 [1/1] 02_use … ok (" in out
+    assert "full/seed5 [1/1] 02_use … done in " in out and "scaled/seed5 [1/1] 02_use … done in " in out
 
 
 def test_grid_with_typo_keys_is_config_error(tmp_path):

@@ -84,9 +84,11 @@ from sim2real_kit.runner.index import flatten_metrics, write_index
 from sim2real_kit.runner.jobs import SHARED_FROM_SETUP
 from sim2real_kit.runner.notebooks import (
     COMMON_PARAMETERS,
+    EXPECTED_SECONDS,
     NOTEBOOK_DIR,
     REPO_ROOT,
     default_notebooks,
+    expected_seconds,
     notebook_parameters,
     short_name,
 )
@@ -96,6 +98,7 @@ __all__ = [
     "REPO_ROOT",
     "NOTEBOOK_DIR",
     "COMMON_PARAMETERS",
+    "EXPECTED_SECONDS",
     "GRID_KEYS",
     "VARIANT_KEYS",
     "SHARED_FROM_SETUP",
@@ -109,6 +112,7 @@ __all__ = [
     "short_name",
     "default_notebooks",
     "notebook_parameters",
+    "expected_seconds",
     "run_notebooks",
     "flatten_metrics",
     "write_index",
