@@ -77,13 +77,13 @@ lab: install
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 lint:
-	$(BIN)/ruff check sim2real_kit tests benchmarks experiments
-	$(BIN)/ruff format --check sim2real_kit tests benchmarks experiments
+	$(BIN)/ruff check sim2real_kit tests benchmarks experiments scripts
+	$(BIN)/ruff format --check sim2real_kit tests benchmarks experiments scripts
 	$(BIN)/lint-imports
 
 format:
-	$(BIN)/ruff format sim2real_kit tests benchmarks experiments
-	$(BIN)/ruff check --fix sim2real_kit tests benchmarks experiments
+	$(BIN)/ruff format sim2real_kit tests benchmarks experiments scripts
+	$(BIN)/ruff check --fix sim2real_kit tests benchmarks experiments scripts
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

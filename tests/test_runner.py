@@ -530,6 +530,21 @@ def test_story_table_from_stage1_alone():
     assert headlines("99_new", {"a": 1, "b": "x", "c": {"d": 2.5}}) == [("a", "1", "a"), ("c.d", "2.5", "c.d")]
 
 
+def test_screenshots_script_without_chromium_says_how_to_install(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "scripts" / "screenshots.py"
+    (tmp_path / "run").mkdir()
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)}
+    empty = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True, env=env
+    )
+    assert empty.returncode == 2 and "no index.html" in empty.stderr  # nothing to shoot: says how to write it
+    (tmp_path / "run" / "index.html").write_text("<html></html>")
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2 and "apt-get install -y chromium" in result.stderr, result.stderr
+
+
 def test_flatten_metrics():
     assert flatten_metrics({"a": {"b": 1, "c": {"d": 2.5}}, "e": "x"}) == {"a.b": 1, "a.c.d": 2.5, "e": "x"}
     assert json.loads(json.dumps(flatten_metrics({}))) == {}
