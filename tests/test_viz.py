@@ -439,3 +439,9 @@ def test_clip_limit_rule():
     assert clip_limit([100.0, 1.0]) is None  # fewer than 3 bars
     assert clip_limit([500.0, 400.0, 1.0, 2.0]) is None  # at most half the bars are outliers
     assert clip_limit([500.0, -1.0, 2.0, 3.0]) is None  # negative values: no clipping
+
+
+def test_metric_bars_no_plus_minus_zero():
+    rows = [{"simulator": "a", "w1": 5.0, "sd": 0.0}, {"simulator": "b", "w1": 6.0, "sd": 0.5}]
+    texts = [t.get_text() for t in viz.metric_bars(rows, "w1", err_key="sd").axes[0].texts]
+    assert "5" in texts and "6 ± 0.5" in texts

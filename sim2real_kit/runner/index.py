@@ -219,6 +219,7 @@ td .note { display: block; color: var(--muted); font-size: .82em; max-width: 34e
 tr.ref td { color: var(--muted); background: #fbfbfb; }
 tr.unconv td { color: #8c959f; } tr.unconv td.l { color: var(--warn); }
 td.best { font-weight: 700; }
+table.story th { max-width: 12em; } table.story td.num { min-width: 6em; }
 .unit { color: var(--muted); font-weight: normal; font-size: .85em; }
 .status { display: inline-block; padding: .05em .55em; border-radius: 999px; font-size: .82em; font-weight: 600; }
 .status.ok { background: #dafbe1; color: var(--ok); } .status.failed { background: #ffebe9; color: var(--bad); }

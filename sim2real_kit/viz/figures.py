@@ -400,7 +400,7 @@ def metric_bars(
             texts.append("")  # written at the axis' bottom below
         elif cut[i]:
             texts.append("")
-        elif err_key is not None:
+        elif err_key is not None and errors[i] > 0:  # no "± 0" for a single seed
             texts.append(f"{_bar_value(v, fmt)} ± {errors[i]:.2g}")
         else:
             texts.append(_bar_value(v, fmt))
