@@ -1,7 +1,8 @@
-# sim2real_kit — the two set-up commands of the README:
+# sim2real_kit — the set-up commands of the README:
 #   make demo   install (first time) + run the notebook walkthrough headless into runs/demo/
 #   make test   install (first time) + ruff + the test suite (notebooks included)
-# Both are idempotent: a second run reuses .venv and only re-installs when pyproject.toml changed.
+#   make lab    install (first time) + JupyterLab on the kit's venv, opened on notebooks/
+# All are idempotent: a second run reuses .venv and only re-installs when pyproject.toml changed.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,12 +14,17 @@ STAMP := $(VENV)/.sim2real-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?=
+LAB_ARGS ?=
+# the notebooks' kernels: no open3d WebVisualizer banner in the cells' output (see runner/execute.py KERNEL_ENV)
+LAB_ENV := OPEN3D_DISABLE_WEB_VISUALIZER=true
 
-.PHONY: install demo test lint format sysdeps clean-demo help
+.PHONY: install demo test lab lint format sysdeps clean-demo help
 
 help:
 	@echo "make demo   - install, then run notebooks 01..06 headless on procedural data (tiny preset) into $(DEMO_OUT)/"
 	@echo "make test   - install, then ruff check + pytest (includes the notebooks under papermill)"
+	@echo "make lab    - install, then JupyterLab on notebooks/ (their run_dir \"runs/demo\" is the repo's runs/demo/);"
+	@echo "              extra options: make lab LAB_ARGS=\"--no-browser --ServerApp.port=8899\""
 	@echo "make lint / make format / make sysdeps / make clean-demo"
 
 install: sysdeps $(STAMP)
@@ -58,14 +64,26 @@ demo: install
 test: install lint
 	$(BIN)/pytest -q -p no:dash $(PYTEST_ARGS)
 
+# A notebook's kernel runs in notebooks/ (JupyterLab starts it next to the notebook, wherever Lab itself was
+# started), so the default `run_dir = "runs/demo"` means notebooks/runs/demo: the link notebooks/runs -> ../runs
+# (git-ignored) makes it the repository's runs/demo, the folder `make demo` writes (papermill passes an
+# absolute run_dir). Lab's root is the repository (data/, runs/ and configs/ in its file browser); as root
+# (containers) it needs --allow-root.
+lab: install
+	@mkdir -p runs
+	@if [ -L notebooks/runs ] || [ ! -e notebooks/runs ]; then ln -sfn ../runs notebooks/runs; \
+	 else echo "[lab] notebooks/runs exists and is not a link: the notebooks' run_dir runs/demo points into it"; fi
+	$(LAB_ENV) $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
+
 lint:
-	$(BIN)/ruff check sim2real_kit tests benchmarks experiments
-	$(BIN)/ruff format --check sim2real_kit tests benchmarks experiments
+	$(BIN)/ruff check sim2real_kit tests benchmarks experiments scripts
+	$(BIN)/ruff format --check sim2real_kit tests benchmarks experiments scripts
 	$(BIN)/lint-imports
 
 format:
-	$(BIN)/ruff format sim2real_kit tests benchmarks experiments
-	$(BIN)/ruff check --fix sim2real_kit tests benchmarks experiments
+	$(BIN)/ruff format sim2real_kit tests benchmarks experiments scripts
+	$(BIN)/ruff check --fix sim2real_kit tests benchmarks experiments scripts
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

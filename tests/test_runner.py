@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -94,7 +96,9 @@ def test_sequence_reads_previous_outputs_and_index(tmp_path, capsys):
     assert report.notebooks[0].parameters["run_dir"] == str(run_dir.resolve())
     assert "scale" not in report.notebooks[0].parameters and report.notebooks[1].parameters["scale"] == 3.0
     out = capsys.readouterr().out
-    assert "[1/2] 01_make … ok (" in out and "[2/2] 02_use … ok (" in out
+    # no expected range for quick runs; the tail says how long it took as m:ss
+    assert re.search(r"^\[1/2\] 01_make … done in 0:\d\d$", out, re.M), out
+    assert re.search(r"^\[2/2\] 02_use … done in 0:\d\d$", out, re.M), out
 
     index = write_index(run_dir)
     page = index.read_text()
@@ -102,10 +106,10 @@ def test_sequence_reads_previous_outputs_and_index(tmp_path, capsys):
     for name in ("01_make", "02_use"):
         assert f'href="notebooks/{name}.html"' in page and (run_dir / "notebooks" / f"{name}.html").is_file()
         assert f'href="notebooks/{name}.ipynb"' in page
-    # one table with both notebooks' metrics, nested keys dotted, numbers formatted
-    for column in ("<th>nested.a</th>", "<th>nested.b</th>", "<th>result</th>", "<th>n_overrides</th>"):
-        assert column in page
-    assert "<td>6</td>" in page and "<td>0.5</td>" in page and page.count('class="l ok">ok<') == 2
+    # every metric of each notebook, nested keys dotted, numbers formatted; the toys have no story numbers
+    for key, value in (("nested.a", "1"), ("nested.b", "0.5"), ("result", "6"), ("n_overrides", "1")):
+        assert f'<td class="l">{key}</td><td class="num">{value}</td>' in page
+    assert page.count('class="status ok">ok<') == 2 and "The method in numbers" not in page
     assert "http://" not in page and "https://" not in page  # no external assets
     assert elapsed < 30, f"two toy notebooks took {elapsed:.1f} s"
 
@@ -124,7 +128,7 @@ def test_failure_names_notebook_cell_and_exception(tmp_path):
     assert err.executed_path.is_file()
     assert [r.status for r in err.report.notebooks] == ["ok", "failed", "not run"]
     page = (run_dir / "index.html").read_text()  # index=True writes it even on failure
-    assert 'class="l failed">failed<' in page and 'class="l notrun">not run<' in page
+    assert 'class="status failed">failed<' in page and 'class="status notrun">not run<' in page
     assert "boom on purpose" in page and 'href="notebooks/02_use.html"' not in page
 
 
@@ -138,6 +142,43 @@ def test_timeout_stops_the_notebook(tmp_path):
     assert "04_sleep" in str(info.value) and "cell 2" in str(info.value) and "CellTimeoutError" in str(info.value)
     with pytest.raises(NotebookFailure, match="01_make failed outside any cell: NoSuchKernel"):
         run_notebooks(tmp_path / "k", [MAKE], {}, kernel_name="no_such_kernel", progress=False)
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_progress_line_shows_expected_range(tmp_path, capsys, monkeypatch):
+    from sim2real_kit.runner import notebooks as nbs
+
+    monkeypatch.setitem(nbs.EXPECTED_SECONDS, "tiny", {"01_make": (15, 30), "02_use": (0, 0)})
+    run_notebooks(tmp_path / "run", [MAKE, USE], {"preset": "tiny", "quick": False})
+    out = capsys.readouterr().out
+    assert re.search(r"^\[1/2\] 01_make \(expected 0:15-0:30\) … done in 0:\d\d$", out, re.M), out
+    assert re.search(r"^\[2/2\] 02_use \(expected 0:00-0:00\) … done in 0:\d\d \(slower than expected\)$", out, re.M)
+
+
+def test_expected_seconds_per_preset():
+    from sim2real_kit.runner import EXPECTED_SECONDS, default_notebooks, expected_seconds
+    from sim2real_kit.runner.notebooks import _fmt_clock
+
+    assert expected_seconds("03_discriminator", "tiny") == (25, 60)
+    assert expected_seconds("03_discriminator", "tiny", quick=True) is None  # quick: unknown
+    assert expected_seconds("03_discriminator", "sd21") is None and expected_seconds("99_new", "tiny") is None
+    assert set(EXPECTED_SECONDS["tiny"]) == {p.stem for p in default_notebooks()}  # every notebook has a range
+    assert [_fmt_clock(s) for s in (0, 41, 450, 3725)] == ["0:00", "0:41", "7:30", "1:02:05"]
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_kernel_has_no_open3d_webrtc_banner(tmp_path, monkeypatch):
+    """open3d prints "[Open3D INFO] WebRTC ..." at import in a Jupyter kernel; the runner's kernels do not."""
+    monkeypatch.delenv("OPEN3D_DISABLE_WEB_VISUALIZER", raising=False)
+    path = tmp_path / "01_o3d.ipynb"
+    nbformat.write(_toy_nb("import open3d\nprint('imported')"), path)
+    report = run_notebooks(tmp_path / "run", [path], {}, progress=False)
+    executed = nbformat.read(report.notebooks[0].executed, as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "imported" in text and "Open3D" not in text and "WebRTC" not in text, text
+    assert "OPEN3D_DISABLE_WEB_VISUALIZER" not in os.environ  # set for the kernel only, then restored
 
 
 def test_unknown_parameters_are_errors_listing_declared(tmp_path):
@@ -208,7 +249,7 @@ def test_grid_parallel_jobs_from_base_run(tmp_path, capsys):
     assert len(read_csv(tmp_path / "out" / "results.csv")) == 2 and not (tmp_path / "out" / "_setup").exists()
     assert (tmp_path / "out" / "full" / "seed5" / "config.yaml").read_text() == (base_run / "config.yaml").read_text()
     out = capsys.readouterr().out  # the workers' progress lines are relayed
-    assert "full/seed5 [1/1] 02_use … ok (" in out and "scaled/seed5 [1/1] 02_use … ok (" in out
+    assert "full/seed5 [1/1] 02_use … done in " in out and "scaled/seed5 [1/1] 02_use … done in " in out
 
 
 def test_grid_with_typo_keys_is_config_error(tmp_path):
@@ -306,6 +347,202 @@ def test_check_notebook_catches_each_problem(tmp_path):
     problems = _check(tmp_path, _toy_nb(params=bad_params))
     assert any("`steps = 10 * 2` is not a literal" in p for p in problems)
     assert any("`import os` is not `name = <literal>`" in p for p in problems)
+
+
+# ---------------------------------------------------------------------------- the run report
+def _png(color=(200, 30, 30)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _executed_notebook(path: Path, png: bytes) -> None:
+    """A tiny executed notebook: a heading, a cell that printed, a cell that displayed one PNG."""
+    import base64
+
+    nb = _toy_nb("print('hi')", "fig")
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("## Loss curve\nhow the loss falls"))
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    nb.cells[3].outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}
+        )
+    ]
+    nbformat.write(nb, path)
+
+
+def _fake_run(run_dir: Path) -> bytes:
+    """A run folder as the six notebooks leave it, written by hand: metrics.json of 02-05 (numbers of a real
+    quick run), run.json (02, 04, 05 ok, 03 failed, 06 not run), one executed notebook with a PNG."""
+    nb_dir = run_dir / "notebooks"
+    nb_dir.mkdir(parents=True)
+    metrics = {
+        "02_stage1": {
+            "w1_mm": 42.587,
+            "w1_cad_mm": 64.286,
+            "hole_rate": 0.0,
+            "hole_rate_real": 0.1035,
+            "train": {"loss": 0.184},
+        },
+        "03_discriminator": {
+            "val_auc": 0.92285,
+            "acc_stage1": 0.6302,
+            "train": {"flag_rate": 0.6276},
+            "val": {"flag_rate": 0.6302, "acc_real": 0.9167},
+        },
+        "04_stage2": {
+            "w1_stage1_mm": 43.046,
+            "w1_stage1_long_mm": 48.629,
+            "w1_stage2_mm": 49.183,
+            "w1_cad_mm": 64.286,
+            "acc_stage1": 0.66146,
+            "acc_stage1_long": 0.43229,
+            "acc_stage2": 0.51042,
+            "acc_real": 0.08333,
+            "flagged_train": 0.6276,
+            "per_stage": {"stage1": {"hole_rate": 0.012, "hole_rate_real": 0.1035}, "stage2": {"hole_rate": 0.05}},
+        },
+        "05_benchmark": {
+            "simulators": {  # summary.json sorts its keys
+                "cad": {
+                    "label": "CAD (w/o sim)",
+                    "w1_mm": {"mean": 64.29},
+                    "hole_all_pct": {"mean": 0.0},
+                    "disc_fake_pct": {"mean": 19.8},
+                },
+                "pix2pix": {"label": "Pix2Pix", "w1_mm": {"mean": 1448.6}, "disc_fake_pct": {"mean": 0.0}},
+                "real": {"label": "real (reference)", "w1_mm": {"mean": 0.0}, "disc_fake_pct": {"mean": 8.3}},
+                "stage1": {"label": "Stage-I", "w1_mm": {"mean": 42.59}, "disc_fake_pct": {"mean": 63.0}},
+            }
+        },
+    }
+    for name, m in metrics.items():
+        (nb_dir / f"{name}.metrics.json").write_text(json.dumps(m))
+    params = {"run_dir": str(run_dir), "preset": "tiny", "quick": False, "seed": 0, "overrides": []}
+    entries = {
+        "02_stage1": {"name": "02_stage1", "status": "ok", "duration_s": 125.0, "error": None, "parameters": params},
+        "03_discriminator": {
+            "name": "03_discriminator",
+            "status": "failed",
+            "duration_s": 12.0,
+            "error": "notebook 03_discriminator failed in cell 4: ValueError: <no patches>",
+            "parameters": params,
+        },
+        "04_stage2": {"name": "04_stage2", "status": "ok", "duration_s": 600.0, "error": None, "parameters": params},
+        "05_benchmark": {
+            "name": "05_benchmark",
+            "status": "ok",
+            "duration_s": 400.0,
+            "error": None,
+            "parameters": params,
+        },
+        "06_ablations": {
+            "name": "06_ablations",
+            "status": "not run",
+            "duration_s": None,
+            "error": None,
+            "parameters": params,
+        },
+    }
+    (nb_dir / "run.json").write_text(json.dumps({"order": list(entries), "notebooks": entries}))
+    png = _png()
+    _executed_notebook(nb_dir / "02_stage1.ipynb", png)
+    (run_dir / "config.yaml").write_text("preset: tiny\n")
+    (run_dir / "provenance.json").write_text("{}")
+    (run_dir / "benchmark" / "figures").mkdir(parents=True)
+    (run_dir / "benchmark" / "figures" / "w1_mm.png").write_bytes(_png((0, 0, 200)))
+    return png
+
+
+def _cells(page: str, first_cell: str) -> list[str]:
+    """The text of the cells after the first one of the table row whose first cell holds `first_cell`."""
+    row = re.search(r"<tr[^>]*><td class=\"l\"[^>]*>" + re.escape(first_cell) + r"(.*?)</tr>", page, re.S)
+    assert row, f"no row {first_cell!r}"
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)]
+
+
+def test_run_report_story_notebooks_figures_links(tmp_path):
+    run_dir = tmp_path / "run"
+    png = _fake_run(run_dir)
+    page = write_index(run_dir).read_text()
+
+    # (a) the story: notebook 04's numbers first, then 02 / 03 / the benchmark; "—" where nothing measured it
+    story = page[page.index("The method in numbers") : page.index("Benchmark (notebook 05)")]
+    assert _cells(story, "<b>clean CAD</b>") == ["64.3", "0.0", "19.8", "—"]  # holes, fake share: benchmark
+    assert _cells(story, "<b>Stage-I</b>") == ["43.0", "1.2", "66.1", "0.923"]  # AUC: 03's val_auc
+    assert _cells(story, "<b>Stage-I control</b>") == ["48.6", "—", "43.2", "—"]
+    assert _cells(story, "<b>Stage-II</b>") == ["49.2", "5.0", "51.0", "—"]
+    assert _cells(story, "<b>real capture</b>") == ["—", "10.3", "8.3", "—"]
+    assert 'title="04_stage2: w1_stage1_mm"' in story and 'title="03_discriminator: val_auc"' in story
+    assert "train 62.8 %, val 63.0 %" in story  # 03's flagged shares
+    # the benchmark in the SIMULATORS order, the reference last, the unconverged GAN marked and out of the best
+    bench = page[page.index("Benchmark (notebook 05)") : page.index("The notebooks")]
+    assert [m for m in re.findall(r'<td class="l"[^>]*>([^<]+)</td>', bench)] == [
+        "CAD (w/o sim)",
+        "Pix2Pix (unconverged)",
+        "Stage-I",
+        "real (reference)",
+    ]
+    assert '<tr class="unconv"><td class="l" title="W1 1448.6 mm &gt; clean CAD&#x27;s 64.3 mm">' in bench
+    assert _cells(bench, "CAD (w/o sim)")[-1] == "19.8" and '<td class="num best">19.8</td>' in bench
+
+    # (c) each notebook: status, time, expected range (tiny preset), three headline numbers, the error
+    nbs = page[page.index("The notebooks") : page.index("<h2>Figures")]
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", nbs, re.S) if ">02_stage1</a>" in r)
+    stage1 = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    assert stage1[:5] == ["1", "02_stage1", "ok", "2:05", "2:30-7:30"]
+    assert "Stage-I W1: 42.6 mm vs clean CAD 64.3 mm" in stage1[5] and "final loss: 0.184" in stage1[5]
+    assert '<span class="slow" title="slower than expected">10:00</span>' in nbs  # 04: 600 s > 9:00
+    assert 'class="status failed">failed<' in nbs and "ValueError: &lt;no patches&gt;" in nbs
+    assert 'class="status notrun">not run<' in nbs
+
+    # (b) figures: the notebook's PNG output extracted and shown as a thumbnail linking to the full image
+    fig = run_dir / "notebooks" / "figures" / "02_1.png"
+    assert fig.read_bytes() == png and not (run_dir / "notebooks" / "figures" / "02_2.png").exists()
+    assert '<a href="notebooks/figures/02_1.png"><img src="notebooks/figures/02_1.png"' in page
+    assert "02_1 · Loss curve" in page
+    assert '<img src="benchmark/figures/w1_mm.png"' in page  # what the run wrote, folded
+
+    # (d) links: the notebook's HTML and executed copy, config.yaml, provenance.json
+    for href in ("notebooks/02_stage1.html", "notebooks/02_stage1.ipynb", "config.yaml", "provenance.json"):
+        assert f'href="{href}"' in page, href
+    assert 'href="notebooks/03_discriminator.html"' not in page  # failed, no executed copy
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # offline
+    # a second report re-extracts (no stale NN_k.png left behind)
+    (run_dir / "notebooks" / "figures" / "02_7.png").write_bytes(png)
+    write_index(run_dir)
+    assert sorted(p.name for p in (run_dir / "notebooks" / "figures").iterdir()) == ["02_1.png"]
+
+
+def test_story_table_from_stage1_alone():
+    from sim2real_kit.runner.story import headlines, story_table
+
+    rows = story_table({"02_stage1": {"w1_mm": 20.3, "w1_cad_mm": 54.8, "hole_rate": 0.1, "hole_rate_real": 0.12}})
+    by_key = {r["key"]: r for r in rows}
+    assert [r["key"] for r in rows] == ["cad", "stage1", "stage1_long", "stage2", "real"]
+    assert (by_key["cad"]["w1"], by_key["stage1"]["w1"], by_key["stage1"]["holes"]) == (54.8, 20.3, 10.0)
+    assert by_key["stage1"]["w1_source"] == "02_stage1: w1_mm" and by_key["stage2"]["w1"] is None
+    assert headlines("04_stage2", {})[0] == ("Stage-II W1", "—", "w1_stage2_mm")
+    assert headlines("99_new", {"a": 1, "b": "x", "c": {"d": 2.5}}) == [("a", "1", "a"), ("c.d", "2.5", "c.d")]
+
+
+def test_screenshots_script_without_chromium_says_how_to_install(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "scripts" / "screenshots.py"
+    (tmp_path / "run").mkdir()
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)}
+    empty = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True, env=env
+    )
+    assert empty.returncode == 2 and "no index.html" in empty.stderr  # nothing to shoot: says how to write it
+    (tmp_path / "run" / "index.html").write_text("<html></html>")
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2 and "apt-get install -y chromium" in result.stderr, result.stderr
 
 
 def test_flatten_metrics():

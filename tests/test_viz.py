@@ -495,3 +495,55 @@ def test_ablation_plot_groups_sorted_lines(tmp_path):
     assert viz.save_figure(fig, tmp_path / "abl.png").stat().st_size > 0
     html = viz.save_figure(viz.point_cloud_figure({"a": np.ones((3, 3))}), tmp_path / "pc.html")
     assert "plotly" in html.read_text()[:5000].lower()
+
+
+# ============================================================================ figures (issue 21): bar scales
+# (appended block, kept apart from the explorers' tests above to ease merging)
+def test_metric_bars_clip_cuts_outliers_and_labels_them():
+    rows = [
+        {"simulator": "CAD", "w1": 64.3},
+        {"simulator": "physical", "w1": 57.6},
+        {"simulator": "Pix2Pix (unconverged)", "w1": 1448.6},
+        {"simulator": "CycleGAN (unconverged)", "w1": 486.0},
+        {"simulator": "Stage-I", "w1": 42.6},
+        {"simulator": "real", "w1": 0.0},
+    ]
+    fig = viz.metric_bars(rows, "w1", clip="auto")
+    ax = fig.axes[0]
+    limit = 1.3 * 64.3
+    assert ax.get_ylim()[1] == pytest.approx(limit)  # the good simulators fill the axis
+    assert [b.get_height() for b in ax.patches] == pytest.approx([64.3, 57.6, limit, limit, 42.6, 0.0])
+    assert [b.get_hatch() for b in ax.patches] == [None, None, "//", "//", None, None]
+    texts = [t.get_text() for t in ax.texts]
+    assert "1449 ↑" in texts and "486 ↑" in texts and "64.3" in texts  # cut bars carry their value
+    assert "cut at the axis top" in ax.get_xlabel()
+    # no outlier: nothing cut; a fixed limit cuts what is above it
+    plain = viz.metric_bars(rows[:2] + rows[4:], "w1", clip="auto").axes[0]
+    assert [b.get_hatch() for b in plain.patches] == [None] * 4 and plain.get_xlabel() == ""
+    fixed = viz.metric_bars(rows, "w1", clip=100.0).axes[0]
+    assert fixed.get_ylim()[1] == 100.0 and sum(b.get_hatch() == "//" for b in fixed.patches) == 2
+
+
+def test_metric_bars_log_axis():
+    rows = [{"simulator": "a", "w1": 50.0}, {"simulator": "b", "w1": 1500.0}, {"simulator": "real", "w1": 0.0}]
+    ax = viz.metric_bars(rows, "w1", log=True).axes[0]
+    assert ax.get_yscale() == "log"
+    texts = [t.get_text() for t in ax.texts]
+    assert "1500" in texts and any("not on a log axis" in t for t in texts)
+
+
+def test_clip_limit_rule():
+    from sim2real_kit.viz.figures import clip_limit
+
+    assert clip_limit([64.3, 57.6, 1448.6, 486.0, 42.6, 0.0]) == pytest.approx(1.3 * 64.3)
+    assert clip_limit([64.3, 57.6, 1448.6], [1.0, 0.0, 0.0]) == pytest.approx(1.3 * 65.3)  # error bar counted
+    assert clip_limit([10.0, 9.0, 30.0]) is None  # 30 < 4 × 10: no gap
+    assert clip_limit([100.0, 1.0]) is None  # fewer than 3 bars
+    assert clip_limit([500.0, 400.0, 1.0, 2.0]) is None  # at most half the bars are outliers
+    assert clip_limit([500.0, -1.0, 2.0, 3.0]) is None  # negative values: no clipping
+
+
+def test_metric_bars_no_plus_minus_zero():
+    rows = [{"simulator": "a", "w1": 5.0, "sd": 0.0}, {"simulator": "b", "w1": 6.0, "sd": 0.5}]
+    texts = [t.get_text() for t in viz.metric_bars(rows, "w1", err_key="sd").axes[0].texts]
+    assert "5" in texts and "6 ± 0.5" in texts

@@ -1,8 +1,11 @@
 """The benchmark's tables: mean ± std per simulator over seeds, the markdown table with the best value of
-each column in bold, bar charts, CSV; and `BenchmarkResult`, what `evaluate_run` returns."""
+each column in bold, the same split into themed tables (`THEMES`: depth, holes, 3D, discriminator, stability,
+downstream), the rule that marks unconverged baselines (`unconverged`), bar charts whose scale an outlier does
+not squash, CSV; and `BenchmarkResult`, what `evaluate_run` returns."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +97,137 @@ FIGURES = (
 )
 
 
+@dataclass(frozen=True)
+class Theme:
+    """A group of columns shown as one table: `name` (short key), `title` (the table's heading), `columns`."""
+
+    name: str
+    title: str
+    columns: tuple[Column, ...]
+
+
+def _columns(*keys: str) -> tuple[Column, ...]:
+    by_key = {c.key: c for c in (*COLUMNS, *DOWNSTREAM_COLUMNS)}
+    return tuple(by_key[k] for k in keys)
+
+
+# `COLUMNS` + `DOWNSTREAM_COLUMNS` grouped by what they measure: one table per theme in notebook 05 (every
+# column in exactly one theme; tests/test_benchmark.py checks it).
+THEMES = (
+    Theme(
+        "depth",
+        "Depth realism (per pixel, against the real frame)",
+        _columns("abs_rel", "rmse_mm", "delta1_pct", "w1_mm"),
+    ),
+    Theme(
+        "holes",
+        "Holes and edges",
+        _columns("hole_all_pct", "hole_gap_pct", "hole_edge_gap_pct", "edge_mae_mm"),
+    ),
+    Theme(
+        "3d",
+        "3D realism (TSDF-fused scenes against the fused real capture)",
+        _columns("miou_pct", "cd_l2_x1000", "fscore_pct"),
+    ),
+    Theme("discriminator", "Realism as the frozen Stage-I discriminator judges it", _columns("disc_fake_pct")),
+    Theme(
+        "stability",
+        "Stability (across seeds and overlapping views)",
+        _columns("seed_spread_mm", "view_mm", "view_gap_mm"),
+    ),
+    Theme(
+        "downstream",
+        "Downstream (networks trained on each simulator's output, tested on real)",
+        DOWNSTREAM_COLUMNS,
+    ),
+)
+
+# Simulators that are trained (and so can fail to converge); the others are fixed rules or the reference.
+UNTRAINED = ("cad", "random", "physical", REFERENCE)
+UNCONVERGED = "unconverged"  # the word added to an unconverged simulator's label
+
+
+def loss_fell(losses: Sequence[float], window: float = 0.2) -> bool | None:
+    """Did a training loss fall? Mean of the last `window` share of the logged values < mean of the first;
+    None (unknown) with fewer than 4 finite values."""
+    vals = _finite(losses)
+    if len(vals) < 4:
+        return None
+    k = max(1, int(round(len(vals) * window)))
+    return float(np.mean(vals[-k:])) < float(np.mean(vals[:k]))
+
+
+def read_losses(path: str | Path, columns: Sequence[str] = ("loss_G", "loss")) -> list[float]:
+    """The first of `columns` present in a Trainer's losses.csv (a GAN's generator loss, else the total);
+    [] when the file or the columns are missing."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    column = next((c for c in columns if rows and c in rows[0]), None)
+    if column is None:
+        return []
+    out = []
+    for r in rows:
+        try:
+            out.append(float(r[column]))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def baseline_losses(run_dir: str | Path, kinds: Sequence[str] = ("pix2pix", "cyclegan")) -> dict[str, list[float]]:
+    """{kind: generator losses} of the GAN baselines a run folder trained (`baselines/<kind>/losses.csv`)."""
+    from sim2real_kit.run import as_run
+
+    run = as_run(run_dir)
+    out = {k: read_losses(run.baseline_dir(k) / "losses.csv") for k in kinds}
+    return {k: v for k, v in out.items() if v}
+
+
+def unconverged(
+    table: Sequence[Mapping],
+    losses: Mapping[str, Sequence[float]] | None = None,
+    *,
+    baseline: str = "cad",
+    metric: str = "w1_mm",
+    untrained: Sequence[str] = UNTRAINED,
+    group_key: str = "simulator",
+) -> dict[str, str]:
+    """{simulator: why} for the trained simulators of `table` (`compare_table` entries) that did not
+    converge: its residual W1 is above clean CAD's (`baseline`: doing nothing is better), or its training
+    loss (`losses`: {simulator: logged values}) did not fall (`loss_fell`). Fixed simulators (`untrained`)
+    are never marked."""
+    ref = next((e.get(metric) for e in table if e.get(group_key) == baseline), None)
+    ref = _finite([ref])
+    out: dict[str, str] = {}
+    for entry in table:
+        name = str(entry.get(group_key))
+        if name in untrained:
+            continue
+        reasons = []
+        value = _finite([entry.get(metric)])
+        if ref and value and value[0] > ref[0]:
+            reasons.append(f"W1 {value[0]:.1f} mm > clean CAD's {ref[0]:.1f} mm")
+        if losses and name in losses and loss_fell(losses[name]) is False:
+            reasons.append("training loss did not fall")
+        if reasons:
+            out[name] = "; ".join(reasons)
+    return out
+
+
+def marked_labels(
+    names: Sequence[str], labels: Mapping[str, str] | None = None, flagged: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """{name: label}, "(unconverged)" appended to the `flagged` ones (labels default to the names)."""
+    out = {}
+    for n in names:
+        label = (labels or {}).get(n, n)
+        out[n] = f"{label} ({UNCONVERGED})" if n in (flagged or {}) else label
+    return out
+
+
 def _best(table: Sequence[Mapping], column: Column, group_key: str, exclude: Sequence[str]) -> float | None:
     vals = [r.get(column.key) for r in table if r.get(group_key) not in exclude]
     vals = _finite(vals)
@@ -144,6 +278,41 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def themed_markdown(
+    table: Sequence[Mapping],
+    themes: Sequence[Theme] = THEMES,
+    group_key: str = "simulator",
+    labels: Mapping[str, str] | None = None,
+    flagged: Mapping[str, str] | None = None,
+    exclude_from_best: Sequence[str] = (REFERENCE,),
+    level: str = "####",
+) -> str:
+    """`markdown_table` split by theme: a heading and a table per theme that has any value (the columns
+    nothing measured are left out), then the notes (the rows' notes and why a simulator is marked
+    "(unconverged)", one line each). `flagged`: {simulator: why} from `unconverged`: such rows get
+    "(unconverged)" in their label and do not compete for the best value."""
+    names = [str(e.get(group_key)) for e in table]
+    shown = marked_labels(names, labels, flagged)
+    exclude = (*exclude_from_best, *(flagged or {}))
+    parts = []
+    for theme in themes:
+        cols = [c for c in theme.columns if any(_finite([e.get(c.key)]) for e in table)]
+        if not cols:
+            continue
+        parts.append(f"{level} {theme.title}\n")
+        parts.append(markdown_table(table, cols, group_key, exclude_from_best=exclude, labels=shown, notes=False))
+    notes = []
+    for e in table:
+        name = str(e.get(group_key))
+        why = [(flagged or {}).get(name, ""), str(e.get("note") or "")]
+        why = [w for w in why if w]
+        if why:
+            notes.append(f"- `{name}`: " + "; ".join(why))
+    if notes:
+        parts.append(f"{level} Notes\n\n" + "\n".join(notes) + "\n")
+    return "\n".join(parts)
+
+
 # ====================================================================== result and outputs
 @dataclass
 class BenchmarkResult:
@@ -167,10 +336,57 @@ class BenchmarkResult:
     def markdown(self) -> str:
         return self.paths["results.md"].read_text() if "results.md" in self.paths else ""
 
+    def unconverged(self) -> dict[str, str]:
+        """{simulator: why} of `unconverged`, with the GAN baselines' training losses of the run."""
+        run_dir = self.summary.get("run")
+        losses = baseline_losses(run_dir) if run_dir and Path(run_dir).is_dir() else {}
+        return unconverged(self.table, losses)
 
-def bar_chart(table: Sequence[Mapping], metric: str, title: str, path, group_key: str = "simulator") -> Path | None:
+    def labels(self) -> dict[str, str]:
+        """{simulator: label}, "(unconverged)" appended where `unconverged` says so."""
+        names = [e["simulator"] for e in self.table]
+        sims = self.summary.get("simulators", {})
+        return marked_labels(names, {n: sims.get(n, {}).get("label", n) for n in names}, self.unconverged())
+
+    def themed_markdown(self) -> str:
+        """The benchmark as one table per `THEMES` entry (unconverged baselines marked, out of the best)."""
+        sims = self.summary.get("simulators", {})
+        labels = {e["simulator"]: sims.get(e["simulator"], {}).get("label", e["simulator"]) for e in self.table}
+        return themed_markdown(self.table, labels=labels, flagged=self.unconverged())
+
+
+def clip_limit(values: Sequence[float], errors: Sequence[float] | None = None, ratio: float = 4.0) -> float | None:
+    """Top of a bar chart's axis that keeps the ordinary bars readable when a few are far larger (e.g.
+    unconverged GANs at ~500 mm W1 next to simulators at ~50 mm): sorted from the top, the first value more
+    than `ratio` × the next one and everything above it are outliers (at most half of the bars); the limit
+    is 1.3 × the largest remaining bar (its error bar included). None when there is no such gap, fewer than
+    3 finite values, or a negative value."""
+    vals = [float(v) for v in values]
+    errs = [float(e) if e is not None and math.isfinite(float(e)) else 0.0 for e in (errors or [0.0] * len(vals))]
+    pairs = sorted(((v, e) for v, e in zip(vals, errs) if math.isfinite(v)), reverse=True)
+    if len(pairs) < 3 or pairs[-1][0] < 0:
+        return None
+    for k in range((len(pairs) - 1) // 2):
+        if pairs[k + 1][0] > 0 and pairs[k][0] > ratio * pairs[k + 1][0]:
+            return 1.3 * max(v + e for v, e in pairs[k + 1 :])
+    return None
+
+
+def bar_chart(
+    table: Sequence[Mapping],
+    metric: str,
+    title: str,
+    path,
+    group_key: str = "simulator",
+    flagged: Mapping[str, str] | None = None,
+    clip: bool = True,
+) -> Path | None:
     """Bar chart (mean, std error bars) of one metric per group, written atomically as PNG with
-    matplotlib's object API (no pyplot state, no backend switch). None when no group has a value."""
+    matplotlib's object API (no pyplot state, no backend switch). None when no group has a value.
+
+    flagged: {group: why} marked "(unconverged)" in the labels; default `unconverged(table)` (the W1 rule).
+    clip: bars far above the others (`clip_limit`) are cut at the axis' top, hatched and labelled with
+    their value, so they do not squash the rest."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -178,16 +394,46 @@ def bar_chart(table: Sequence[Mapping], metric: str, title: str, path, group_key
     if not entries:
         return None
     names = [str(e[group_key]) for e in entries]
+    flagged = unconverged(table, group_key=group_key) if flagged is None else flagged
+    shown = marked_labels(names, None, flagged)
     means = [float(e[metric]) for e in entries]
-    stds = [float(e.get(f"{metric}_std", 0.0)) for e in entries]
-    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.2), dpi=100)
+    stds = [float(e.get(f"{metric}_std", 0.0) or 0.0) for e in entries]
+    limit = clip_limit(means, stds) if clip else None
+    clipped = [limit is not None and m > limit for m in means]
+    heights = [limit if c else m for m, c in zip(means, clipped)]
+    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     colors = ["0.6" if n == REFERENCE else "C0" if n.startswith("stage") else "C1" for n in names]
-    ax.bar(range(len(names)), means, yerr=stds, color=colors, capsize=3)
+    bars = ax.bar(
+        range(len(names)),
+        heights,
+        yerr=[0.0 if c else sd for sd, c in zip(stds, clipped)],
+        color=colors,
+        capsize=3,
+    )
+    for bar, c, m in zip(bars, clipped, means):
+        if c:
+            bar.set_hatch("//")
+            bar.set_edgecolor("white")
+            ax.annotate(
+                f"{m:.0f} ↑" if abs(m) >= 1000 else f"{m:.3g} ↑",
+                (bar.get_x() + bar.get_width() / 2, limit),
+                ha="center",
+                va="top",
+                fontsize=8,
+                xytext=(0, -3),
+                textcoords="offset points",
+                color="black",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
+    if limit is not None:
+        ax.set_ylim(top=limit)
+        ax.set_title(f"{title}\n(hatched bars are cut at the axis top; their value is written on them)", fontsize=9)
+    else:
+        ax.set_title(title, fontsize=9)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_title(title, fontsize=9)
+    ax.set_xticklabels([shown[n] for n in names], rotation=30, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:

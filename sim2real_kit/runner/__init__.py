@@ -3,8 +3,9 @@ grids over config switches (the paper's Tab. 5-6 ablations: w/o residual, w/o re
 w/o binarisation, discriminator thresholds, number of stages, CAD guidance) and notebook
 hygiene checks (DESIGN §6).
 
-Modules: ``notebooks`` (where the notebooks are, what parameters each declares), ``execute``
-(:func:`run_notebooks`, papermill), ``index`` (:func:`write_index`, index.html), ``grid`` (grid
+Modules: ``notebooks`` (where the notebooks are, what parameters each declares, their expected times),
+``execute`` (:func:`run_notebooks`, papermill), ``index`` (:func:`write_index`, the run report index.html),
+``story`` (the report's numbers from the notebooks' metrics.json), ``grid`` (grid
 files, :func:`run_grid`, :func:`summarize_grid`, :func:`ablation_axis`), ``jobs`` (variant-seeds,
 worker processes), ``summary`` (results.csv / summary.csv / summary.md), ``hygiene``
 (:func:`check_notebook`). Every public name is importable from ``sim2real_kit.runner``.
@@ -24,7 +25,9 @@ A run folder after :func:`run_notebooks` and :func:`write_index`::
     run_dir/notebooks/NN_name.metrics.json   written by the notebook itself
     run_dir/notebooks/NN_name.html           rendered by nbconvert (write_index)
     run_dir/notebooks/run.json               status, duration, error of every notebook run
-    run_dir/index.html                       links + one table of all metrics
+    run_dir/notebooks/figures/NN_k.png       the PNG outputs of the executed notebooks (write_index)
+    run_dir/index.html                       the run report: the method's story in numbers, the benchmark,
+                                             each notebook's status / time / headline numbers, figures, links
 
 Ablation grid file (YAML)
 -------------------------
@@ -84,9 +87,11 @@ from sim2real_kit.runner.index import flatten_metrics, write_index
 from sim2real_kit.runner.jobs import SHARED_FROM_SETUP
 from sim2real_kit.runner.notebooks import (
     COMMON_PARAMETERS,
+    EXPECTED_SECONDS,
     NOTEBOOK_DIR,
     REPO_ROOT,
     default_notebooks,
+    expected_seconds,
     notebook_parameters,
     short_name,
 )
@@ -96,6 +101,7 @@ __all__ = [
     "REPO_ROOT",
     "NOTEBOOK_DIR",
     "COMMON_PARAMETERS",
+    "EXPECTED_SECONDS",
     "GRID_KEYS",
     "VARIANT_KEYS",
     "SHARED_FROM_SETUP",
@@ -109,6 +115,7 @@ __all__ = [
     "short_name",
     "default_notebooks",
     "notebook_parameters",
+    "expected_seconds",
     "run_notebooks",
     "flatten_metrics",
     "write_index",

@@ -4,9 +4,11 @@ which notebook failed and how, :class:`RunReport` / :class:`NotebookResult` hold
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from sim2real_kit.runner.index import write_index
 from sim2real_kit.runner.notebooks import (
     NOTEBOOK_DIR,
     _first_line,
+    _fmt_clock,
     _fmt_duration,
     _literal,
     _plan_parameters,
@@ -24,11 +27,19 @@ from sim2real_kit.runner.notebooks import (
     _resolve_notebooks,
     _validate_config,
     default_notebooks,
+    expected_seconds,
+    notebook_parameters,
     short_name,
 )
 
 # the kernel warns on stderr about unencrypted local TCP at every start; keep the console readable
 _KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
+# Environment of the notebooks' kernels (a value already set in the environment wins). open3d, when
+# imported in a Jupyter kernel, prints "Jupyter environment detected. Enabling Open3D WebVisualizer." and two
+# "[Open3D INFO] WebRTC ..." lines into the cell's output (open3d/__init__.py, at import: too early for
+# `set_verbosity_level`); the kit draws its 3D views with plotly and never uses that visualizer.
+# `make lab` exports the same variables for JupyterLab's kernels.
+KERNEL_ENV = {"OPEN3D_DISABLE_WEB_VISUALIZER": "true"}
 
 
 class NotebookFailure(Sim2RealError):
@@ -203,6 +214,19 @@ def _failure_from_exception(
 
 
 @contextlib.contextmanager
+def _kernel_environment(env: dict[str, str] = KERNEL_ENV):
+    """Set `env` (where not already set) in os.environ while a kernel starts: it inherits this process's
+    environment. Restored afterwards."""
+    added = [k for k in env if k not in os.environ]
+    os.environ.update({k: env[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+@contextlib.contextmanager
 def _quiet_papermill():
     """Papermill's parameter warnings are replaced by the runner's own checks (errors, not warnings);
     it also mis-reads `a=b` strings in parameters cells ("Unable to parse line")."""
@@ -246,7 +270,7 @@ def _execute_one(
     param_idx = next((i for i, c in enumerate(source_nb.cells) if "parameters" in c.metadata.get("tags", [])), None)
     injected_index = param_idx + 1 if (parameters and param_idx is not None) else (0 if parameters else None)
     try:
-        with _quiet_papermill():
+        with _quiet_papermill(), _kernel_environment():
             papermill.execute_notebook(
                 str(path),
                 str(executed),
@@ -305,9 +329,11 @@ def _run_one(
     kernel_name: str,
     progress: bool,
     labelled: bool,
+    expected: tuple[float, float] | None = None,
 ) -> None:
     """Execute one notebook of `report` and record its status, duration and metrics in it and in
-    run.json; prints the tail of its progress line; re-raises a failure (NotebookFailure gets `.report`)."""
+    run.json; prints the tail of its progress line ("done in 0:41", "FAILED after 0:12"; "slower than
+    expected" past `expected`'s high end); re-raises a failure (NotebookFailure gets `.report`)."""
     results = report.notebooks
     start = time.monotonic()
     try:
@@ -325,7 +351,7 @@ def _run_one(
         r.error = str(err) if isinstance(err, NotebookFailure) else f"{type(err).__name__}: {err}"
         _write_run_json(report.run_dir, results)
         if progress:
-            tail = f"FAILED ({_fmt_duration(r.duration_s)})"
+            tail = f"FAILED after {_fmt_clock(r.duration_s)}"
             print(tail if not labelled else f"{head} {tail}", flush=True)
         if isinstance(err, NotebookFailure):
             err.report = report
@@ -336,9 +362,33 @@ def _run_one(
     r.metrics = _read_json(metrics_path) if metrics_path.is_file() else None
     _write_run_json(report.run_dir, results)
     if progress:
-        note = "" if r.metrics is not None else ", no metrics.json"
-        tail = f"ok ({_fmt_duration(r.duration_s)}{note})"
+        notes = [] if r.metrics is not None else ["no metrics.json"]
+        if expected is not None and r.duration_s > expected[1]:
+            notes.append("slower than expected")
+        tail = f"done in {_fmt_clock(r.duration_s)}" + (f" ({', '.join(notes)})" if notes else "")
         print(tail if not labelled else f"{head} {tail}", flush=True)
+
+
+def _expected_for(r: NotebookResult) -> tuple[float, float] | None:
+    """The expected time range of a notebook with the parameters it was given (its preset, quick)."""
+    declared = notebook_parameters(r.source)
+    preset = r.parameters.get("preset", _default_literal(declared.get("preset"), "tiny"))
+    quick = r.parameters.get("quick", _default_literal(declared.get("quick"), False))
+    return expected_seconds(r.name, preset, bool(quick))
+
+
+def _default_literal(source: str | None, fallback):
+    """A parameters-cell default (its source text) as a value; `fallback` when absent or not a literal."""
+    if source is None:
+        return fallback
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return fallback
+
+
+def _fmt_expected(expected: tuple[float, float] | None) -> str:
+    return "" if expected is None else f" (expected {_fmt_clock(expected[0])}-{_fmt_clock(expected[1])})"
 
 
 def run_notebooks(
@@ -362,7 +412,8 @@ def run_notebooks(
     per_notebook: {notebook_name: {param: value}} on top, for that notebook only (must be declared).
     timeout_s: wall clock per notebook (seconds, kernel start included); each cell gets the time left.
     cell_timeout_s: limit per cell (seconds). index: write run_dir/index.html at the end (also on failure).
-    Prints `[2/6] 02_stage1 … ok (83 s)` per notebook; stops at the first failure by raising
+    Prints `[2/6] 02_stage1 (expected 2:30-7:30) … done in 4:12` per notebook (the range from
+    `EXPECTED_SECONDS` of the notebook's preset; none for quick runs); stops at the first failure by raising
     NotebookFailure (its `.report` holds the RunReport; later notebooks are "not run").
     Executed copies, metrics.json and html of the notebooks in the sequence are removed first, so
     nothing stale survives a failed re-run.
@@ -383,7 +434,8 @@ def run_notebooks(
     _write_run_json(run_dir, results)
     try:
         for i, r in enumerate(results, start=1):
-            head = f"{_label}[{i}/{len(results)}] {r.name} …"
+            expected = _expected_for(r)
+            head = f"{_label}[{i}/{len(results)}] {r.name}{_fmt_expected(expected)} …"
             if progress and not _label:
                 print(head, end=" ", flush=True)
             _run_one(
@@ -395,6 +447,7 @@ def run_notebooks(
                 kernel_name=kernel_name,
                 progress=progress,
                 labelled=bool(_label),
+                expected=expected,
             )
     finally:
         if index:

@@ -16,6 +16,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 COMMON_PARAMETERS = ("run_dir", "preset", "quick", "seed", "overrides")
 
+# Expected wall time of each notebook (seconds, low-high, kernel start included) per preset, measured with
+# `make demo` on this project's 2-core CPU machine (spread: the machine is shared). The one place these
+# ranges live: the runner's progress line shows them ("[3/6] 03_discriminator (expected 0:25-1:00) …").
+# A preset or notebook not listed, or a `quick` run, has no range.
+EXPECTED_SECONDS: dict[str, dict[str, tuple[float, float]]] = {
+    "tiny": {
+        "01_data": (15, 30),
+        "02_stage1": (150, 450),
+        "03_discriminator": (25, 60),
+        "04_stage2": (240, 540),
+        "05_benchmark": (340, 840),
+        "06_ablations": (70, 150),
+    },
+}
+
 
 def short_name(name: str) -> str:
     """`02_stage1` -> `stage1` (the key of a notebook's metrics in merged tables)."""
@@ -167,6 +182,22 @@ def _literal(value: Any) -> Any:
 def _first_line(source: str) -> str:
     line = next((s.strip() for s in source.splitlines() if s.strip()), "")
     return line if len(line) <= 80 else line[:77] + "..."
+
+
+def expected_seconds(name: str, preset: str | None = "tiny", quick: bool = False) -> tuple[float, float] | None:
+    """(low, high) expected seconds of notebook `name` (stem) under `preset` (see `EXPECTED_SECONDS`);
+    None when unknown (quick runs, other presets, other notebooks)."""
+    if quick:
+        return None
+    return EXPECTED_SECONDS.get(str(preset or "tiny"), {}).get(name)
+
+
+def _fmt_clock(seconds: float) -> str:
+    """83 -> "1:23", 3725 -> "1:02:05" (the progress line's durations)."""
+    total = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -349,10 +349,17 @@ def metric_bars(
     *,
     colors: Mapping[str, str] | Sequence[str] | None = None,
     fmt: str = "{:.3g}",
+    clip: str | float | None = None,
+    log: bool = False,
 ) -> Figure:
     """Bar chart of `metric` per row in the given order, labelled by `label_key`, with error bars from
     `err_key` when given and the value written on each bar. With `lower_is_better` True/False the
-    best bar is outlined and the axis says which way is better."""
+    best bar is outlined and the axis says which way is better.
+
+    Scales for values far apart (e.g. two unconverged GANs at ~500 mm next to simulators at ~50 mm):
+    `clip="auto"` cuts the bars far above the others (`clip_limit`) at the axis top, hatched, with their
+    value written on them (a number: cut above that value); `log=True` a logarithmic axis (bars <= 0
+    are not drawn, their label says so)."""
     if not rows:
         raise Sim2RealError("metric_bars got no rows")
     labels, values, errors = [], [], []
@@ -375,18 +382,59 @@ def metric_bars(
     fig = _new_figure(max(4.0, 0.9 * n + 1.5), 4.2)
     ax = fig.subplots()
     x = np.arange(n)
-    bars = ax.bar(
-        x, values, color=bar_colors, yerr=errors if err_key is not None else None, capsize=4 if err_key else 0
-    )
+    if clip == "auto":
+        limit = clip_limit(values, errors or None)
+    elif clip is None:
+        limit = None
+    else:
+        limit = float(clip)
+    cut = [limit is not None and math.isfinite(v) and v > limit for v in values]
+    heights = [limit if c else v for v, c in zip(values, cut)]
+    errs = [0.0 if c else e for e, c in zip(errors, cut)] if err_key is not None else None
+    bars = ax.bar(x, heights, color=bar_colors, yerr=errs, capsize=4 if err_key else 0)
     texts = []
     for i, v in enumerate(values):
         if not math.isfinite(v):
             texts.append("n/a")
-        elif err_key is not None:
-            texts.append(f"{fmt.format(v)} ± {errors[i]:.2g}")
+        elif log and v <= 0:
+            texts.append("")  # written at the axis' bottom below
+        elif cut[i]:
+            texts.append("")
+        elif err_key is not None and errors[i] > 0:  # no "± 0" for a single seed
+            texts.append(f"{_bar_value(v, fmt)} ± {errors[i]:.2g}")
         else:
-            texts.append(fmt.format(v))
+            texts.append(_bar_value(v, fmt))
     ax.bar_label(bars, labels=texts, padding=2, fontsize=8)
+    for i, v in enumerate(values):
+        if log and math.isfinite(v) and v <= 0:
+            ax.text(
+                i,
+                0.02,
+                f"{_bar_value(v, fmt)}\n(not on a log axis)",
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                fontsize=7,
+            )
+    for i, bar in enumerate(bars):
+        if cut[i]:  # cut bar: hatched, a zigzag at its top, its value inside
+            bar.set_hatch("//")
+            bar.set_edgecolor("white")
+            cx, w = bar.get_x() + bar.get_width() / 2, bar.get_width()
+            ax.plot(
+                [cx - w / 2, cx - w / 4, cx, cx + w / 4, cx + w / 2],
+                [limit * f for f in (0.955, 0.975, 0.955, 0.975, 0.955)],
+                color="white",
+                lw=2.5,
+                clip_on=False,
+            )
+            ax.annotate(
+                f"{_bar_value(values[i], fmt)} ↑",
+                (cx, limit * 0.93),
+                ha="center",
+                va="top",
+                fontsize=8,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9},
+            )
     long = max(len(lbl) for lbl in labels) > 8
     ax.set_xticks(x, labels, rotation=30 if long else 0, ha="right" if long else "center")
     ylabel = metric
@@ -397,10 +445,38 @@ def metric_bars(
         bars[best].set_linewidth(2.0)
         ylabel += "  (↓ lower is better)" if lower_is_better else "  (↑ higher is better)"
     ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
     ax.margins(y=0.15)
+    if limit is not None and any(cut):
+        ax.set_ylim(0, limit)
+        ax.set_xlabel("hatched bars are cut at the axis top; their value is written on them", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or metric)
     return fig
+
+
+def _bar_value(value: float, fmt: str) -> str:
+    """`fmt` of a bar's value; whole numbers from 1000 on (1449, not 1.45e+03)."""
+    return f"{value:.0f}" if abs(value) >= 1000 else fmt.format(value)
+
+
+def clip_limit(values: Sequence[float], errors: Sequence[float] | None = None, ratio: float = 4.0) -> float | None:
+    """Top of a bar chart's axis that keeps the ordinary bars readable when a few are far larger (e.g.
+    unconverged GANs at ~500 mm W1 next to simulators at ~50 mm): sorted from the top, the first value more
+    than `ratio` × the next one and everything above it are outliers (at most half of the bars); the limit
+    is 1.3 × the largest remaining bar (its error bar included). None when there is no such gap, fewer than
+    3 finite values, or a negative value. (`benchmark.tables.clip_limit` is the same rule for the PNGs the
+    benchmark writes: the two packages do not import each other.)"""
+    vals = [float(v) for v in values]
+    errs = [float(e) if e is not None and math.isfinite(float(e)) else 0.0 for e in (errors or [0.0] * len(vals))]
+    pairs = sorted(((v, e) for v, e in zip(vals, errs) if math.isfinite(v)), reverse=True)
+    if len(pairs) < 3 or pairs[-1][0] < 0:
+        return None
+    for k in range((len(pairs) - 1) // 2):
+        if pairs[k + 1][0] > 0 and pairs[k][0] > ratio * pairs[k + 1][0]:
+            return 1.3 * max(v + e for v, e in pairs[k + 1 :])
+    return None
 
 
 # ====================================================================== sample grids
