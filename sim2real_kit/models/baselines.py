@@ -320,7 +320,9 @@ def train_baseline(
     if kind == "cyclegan" and batch_size < 2:
         raise ConfigError(f"CycleGAN pair shuffling needs batches of >= 2 frames, got batch_size = {batch_size}")
 
-    model = build_baseline(kind, bcfg, size)
+    with torch.random.fork_rng(devices=[]):  # the initial weights follow `seed`, not whatever ran before
+        torch.manual_seed(seed)
+        model = build_baseline(kind, bcfg, size)
     run_dir = Path(run_dir)
     meta = {"format": BASELINE_FORMAT, "kind": kind, "size": size, "seed": seed, "config": dataclasses.asdict(bcfg)}
     meta_path = run_dir / BASELINE_FILE
