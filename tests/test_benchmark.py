@@ -119,6 +119,14 @@ def test_evaluate_run_on_fake_run(fake_run):
     assert summary["simulators"]["stage1"]["w1_mm"]["n"] == 1
     assert summary["simulators"]["real"]["w1_mm"]["mean"] == 0.0
     assert "stage1" in summary["best"]["w1_mm"]
+    assert summary["best_bold"]["w1_mm"] == {"simulators": ["stage1"], "spread_tested": False}  # one seed
+    assert "one seed: no spread" in md
+    # the new depth keys; the plane layout has no instance ids: per-object columns empty, with the reason
+    for key in ("w1_pooled_mm", "w1_edge0_2_mm", "w1_inc0_30_mm", "tail_pct", "tail_gap_pct", "hole_flat_gap_pct"):
+        assert math.isfinite(stage1[key]), key
+    assert real["tail_gap_pct"] == 0.0 and summary["reference"]["real"]["tail_pct"] == 0.0
+    assert math.isnan(stage1["obj_miou_pct"]) and stage1["obj_count"] == 0
+    assert "no instance ids (<frame>_inst.png) for 3 of 3 frames" in md
 
 
 def test_stability_and_unavailable_simulators(fake_run):
@@ -453,3 +461,63 @@ def test_a_smooth_blob_cannot_win_the_depth_metrics():
     assert wrong["w1_pooled_mm"] == pytest.approx(good["w1_pooled_mm"], rel=1e-3)
     for key in ("w1_edge0_2_mm", "w1_edge5_mm", "w1_inc60_90_mm", "hole_edge_gap_pct", "hole_flat_gap_pct"):
         assert wrong[key] > 5 * good[key], key
+
+
+# ---------------------------------------------------------------------- per-object 3D
+def test_object_masks_come_from_cad_instance_ids():
+    from sim2real_kit.benchmark import object_realism, object_references
+    from sim2real_kit.config import BenchmarkConfig
+    from sim2real_kit.data.layout import FrameRef
+    from sim2real_kit.run import SampleSet
+
+    cam = Camera(16.0, 16.0, 8.0, 8.0, 16, 16)
+    cad = np.full((1, 16, 16), 2.0, np.float32)
+    cad[0, 8:, :8] = 1.5  # object 2 stands in front
+    inst = np.full((1, 16, 16), 100)  # room surface: never an object
+    inst[0, :8] = 1
+    inst[0, 8:, :8] = 2
+    inst[0, 15, 14:] = 3  # 2 pixels: too few points
+    real = cad + np.random.default_rng(0).normal(0, 0.005, cad.shape).astype(np.float32)
+    real[0, :4] = 0.0  # the real capture loses half of object 1: its mask stays the CAD's
+    samples = SampleSet([FrameRef("s", "000")], cad, real, {}, cam, np.eye(4)[None])
+    objects, notes = object_references(samples, inst, {"s": [0]})
+    assert [o.key for o in objects] == ["s/1", "s/2"] and "1 objects with < 50" in notes[0]
+    one = objects[0]
+    assert one.masks[0].sum() == 128 and len(one.cad) == 128 and len(one.real) == 64
+    bcfg = BenchmarkConfig()
+    means, per_object, notes = object_realism(real, samples, objects, bcfg, 5000)
+    assert means["obj_count"] == 2 and notes == []
+    assert means["obj_miou_pct"] == pytest.approx(100.0) and means["obj_cd_l2_x1000"] == pytest.approx(0.0)
+    sim = cad.copy()
+    sim[0, 8:, :8] = 0.0  # no point on object 2
+    means, per_object, notes = object_realism(sim, samples, objects, bcfg, 5000)
+    assert per_object["s/2"] == {"obj_miou_pct": 0.0, "obj_cd_l2_x1000": pytest.approx(math.nan, nan_ok=True),
+                                 "obj_fscore_pct": 0.0}  # fmt: skip
+    assert math.isnan(means["obj_cd_l2_x1000"]) and "no simulated point on 1 objects (s/2)" in notes[0]
+    assert means["obj_fscore_pct"] == pytest.approx(per_object["s/1"]["obj_fscore_pct"] / 2)
+
+
+def test_per_object_3d_on_a_layout_with_instance_ids(tmp_path):
+    from sim2real_kit.data.synth import synthesize
+
+    layout = synthesize(tmp_path / "ds", scenes=3, frames=3, width=96, height=72, progress=False, val_fraction=0.34)
+    cfg = load_config("tiny", overrides=["data.size=32", f"data.root={layout.root}"])
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).save_config(cfg)
+    write_fake_samples(run_dir, cfg, layout, stage=1, split="val")
+    res = _evaluate(
+        run_dir, fuse=True, downstream=False, seeds=1, simulators=["cad", "stage1", "real"], progress=False,
+        overrides=FAST,
+    )  # fmt: skip
+    objects = res.summary["reference"]["objects"]
+    assert objects["count"] > 0 and all(int(k.split("/")[1]) < 100 for k in objects["keys"])
+    real, cad, stage1 = res.row("real"), res.row("cad"), res.row("stage1")
+    assert real["obj_count"] == stage1["obj_count"] == objects["count"]
+    assert real["obj_miou_pct"] == pytest.approx(100.0) and real["obj_fscore_pct"] == pytest.approx(100.0)
+    assert real["obj_cd_l2_x1000"] == pytest.approx(0.0, abs=1e-9)
+    # sim1 = real + 2 mm: far nearer the real objects than clean CAD
+    assert stage1["obj_cd_l2_x1000"] < cad["obj_cd_l2_x1000"] and stage1["obj_fscore_pct"] > cad["obj_fscore_pct"]
+    scene = res.summary["scenes"][0]
+    per_object = res.summary["per_scene_3d"]["stage1"]["0"][scene]["objects"]
+    assert len(per_object) == objects["count"] and "miou_pct" in res.summary["per_scene_3d"]["stage1"]["0"][scene]
+    assert f"DisCo metrics of {objects['count']} objects" in res.markdown()
