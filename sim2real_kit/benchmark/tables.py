@@ -533,10 +533,11 @@ def binned_bars(
     default the residual W1 by distance to CAD edges and by CAD incidence), the bins along x, one bar per
     simulator in one colour per simulator (legend: `labels`, default the names), std error bars. Bars far
     above the others (`clip_limit` over all bars) are cut at the axis top, hatched, with their value written.
-    Returns the matplotlib Figure (object API, no pyplot state), also written atomically as PNG to `path`
-    when given; None when no simulator has a value."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    Returns the matplotlib Figure, also written atomically as PNG to `path` when given; None when no
+    simulator has a value. The figure is made by pyplot and closed at once (pyplot keeps no reference):
+    that sets up a Jupyter kernel's inline display of Figures, so `display(binned_bars(...))` shows the
+    image even when no pyplot figure was made before."""
+    import matplotlib.pyplot as plt
 
     keys = [k for _, ks, _ in groups for k in ks]
     entries = [e for e in table if _finite([e.get(k) for k in keys])]
@@ -548,8 +549,8 @@ def binned_bars(
     flat = [m for row in means for m in row if math.isfinite(m)]
     errs = [s for row_m, row_s in zip(means, stds) for m, s in zip(row_m, row_s) if math.isfinite(m)]
     limit = clip_limit(flat, errs) if clip else None
-    fig = Figure(figsize=(max(6.0, 1.2 * len(names) + 4.0), 3.6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = plt.figure(figsize=(max(6.0, 1.2 * len(names) + 4.0), 3.6), dpi=100)
+    plt.close(fig)
     axes = [fig.add_subplot(1, len(groups), g + 1) for g in range(len(groups))]
     width = 0.8 / len(names)
     col = 0
