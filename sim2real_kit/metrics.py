@@ -3,7 +3,13 @@
 Depth level (a simulated frame against the real capture of the same view):
 - `depth_metrics`: AbsRel, SqRel, RMSE, RMSE-log, δ < 1.25^k on pixels valid in both frames.
 - `residual_w1`: Wasserstein-1 distance between the distributions of (CAD − simulated) and
-  (CAD − real), each over its own valid pixels (the release's evaluation), in metres.
+  (CAD − real), each over its own valid pixels (the release's evaluation), in metres. Pooled: every
+  magnitude of every pixel counts, so matching the real spread with errors at the wrong pixels scores well.
+- `matched_residual_w1`: the same distance on one pixel set, pixels valid in CAD, simulated and real whose
+  two residuals are both below the mismatch limit (0.5 m); `tail_share` measures what it leaves out (the
+  share of a map's valid pixels at or above the limit), `hole_rates` the holes.
+- `residual_bins`, `binned_residual_w1`: the matched W1 by distance to the CAD depth edges (`edge_distance`,
+  0-2 / 2-5 / > 5 px) and by incidence of the CAD surface (`geometry.cad_incidence`, 0-30 / 30-60 / 60-90°).
 - `residuals`, `residual_stats`: the pooled residual values and their summary (histograms).
 - `depth_edges`, `hole_rates`, `masked_edge_stats`: where the sensor loses data (all / at CAD
   depth discontinuities / on flat areas) and how residuals differ at edges.
@@ -34,6 +40,7 @@ from scipy.spatial import cKDTree
 from sim2real_kit.camera import Camera, check_pose
 from sim2real_kit.depth import check_depth
 from sim2real_kit.errors import ConfigError, DepthFormatError, Sim2RealError
+from sim2real_kit.geometry import cad_incidence
 
 DELTA_BASE = 1.25  # δ thresholds are 1.25, 1.25², 1.25³ (Eigen et al.)
 DEFAULT_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -194,6 +201,50 @@ def residual_w1(cad, sim, real, mask=None, max_abs_m: float | None = None) -> fl
     return wasserstein_1d(res_sim, res_real)
 
 
+def matched_residuals(cad, sim, real, max_abs_m: float | None = None, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """(cad − sim, cad − real) in metres on the same pixels, pooled over frames: pixels valid in all three
+    maps (cad, sim, real > 0, and `mask`) where both |residual| < `max_abs_m` (when given). The two arrays
+    hold the same pixels in the same order."""
+    frames = _matched_frames({"cad": cad, "sim": sim, "real": real})
+    masks = _masks(mask, frames["cad"])
+    out_sim, out_real = [], []
+    for c, s, r, m in zip(frames["cad"], frames["sim"], frames["real"], masks):
+        keep = (c > 0) & (s > 0) & (r > 0) & m
+        rs, rr = c - s, c - r
+        if max_abs_m is not None:
+            keep &= (np.abs(rs) < max_abs_m) & (np.abs(rr) < max_abs_m)
+        out_sim.append(rs[keep])
+        out_real.append(rr[keep])
+    return np.concatenate(out_sim), np.concatenate(out_real)
+
+
+def matched_residual_w1(cad, sim, real, max_abs_m: float | None = 0.5, mask=None) -> float:
+    """Wasserstein-1 distance (metres) between the residuals cad − sim and cad − real on the same pixels
+    (`matched_residuals`: valid in CAD, sim and real, both |residual| < `max_abs_m`, the release's 0.5 m
+    mismatch rule by default). Unlike `residual_w1`, holes and gross mismatches cannot move it (they are
+    measured apart, by `hole_rates` and `tail_share`), and a simulator cannot win by reproducing the real
+    spread with values at the wrong pixels pooled from elsewhere: both distributions come from one pixel set.
+    Raises DepthFormatError when no pixel qualifies."""
+    res_sim, res_real = matched_residuals(cad, sim, real, max_abs_m, mask)
+    if res_sim.size == 0:
+        raise DepthFormatError("no pixel valid in CAD, sim and real within the residual limit: residual W1 undefined")
+    return wasserstein_1d(res_sim, res_real)
+
+
+def tail_share(cad, depth, max_abs_m: float = 0.5, mask=None) -> float:
+    """Share in [0, 1] of the depth's valid pixels (cad > 0 and depth > 0, and `mask`), pooled over frames,
+    whose |cad − depth| >= `max_abs_m`: gross mismatches (flying pixels, wrong surfaces) that the matched
+    W1 leaves out. NaN when no pixel is valid."""
+    frames = _matched_frames({"cad": cad, "depth": depth})
+    masks = _masks(mask, frames["cad"])
+    tail = valid = 0
+    for c, d, m in zip(frames["cad"], frames["depth"], masks):
+        v = (c > 0) & (d > 0) & m
+        valid += int(np.count_nonzero(v))
+        tail += int(np.count_nonzero(v & (np.abs(c - d) >= max_abs_m)))
+    return tail / valid if valid else math.nan
+
+
 def residual_stats(cad, depth, mask=None, quantiles: Sequence[float] = DEFAULT_QUANTILES, max_abs_m=None) -> dict:
     """Summary of the residual cad − depth (metres) on the depth's valid pixels: n, mean, std,
     mean_abs, and one key per quantile (`q01`, `q50`, ... for 0.01, 0.5, ...)."""
@@ -280,6 +331,81 @@ def masked_edge_stats(cad, depth, edge_mask=None, threshold_m: float = 0.05, dil
         out[f"{region}_mean_abs"] = float(np.abs(res).mean()) if res.size else math.nan
         out[f"{region}_std"] = float(res.std()) if res.size else math.nan
         out[f"{region}_hole_rate"] = holes[region]
+    return out
+
+
+# ====================================================================== residuals by region
+EDGE_BINS_PX = (2.0, 5.0)  # distance to CAD depth edges: [0, 2], (2, 5], (5, inf) px
+INCIDENCE_BINS_DEG = (30.0, 60.0)  # CAD incidence: [0, 30], (30, 60], (60, 90] degrees
+
+
+def edge_distance(cad, threshold_m: float = 0.05) -> np.ndarray:
+    """Distance in pixels (Euclidean, `scipy.ndimage.distance_transform_edt`) of every pixel to the nearest
+    CAD depth edge (`depth_edges(cad, threshold_m, dilate=0)`: both pixels of a jump are at distance 0).
+    cad: [H, W] or [B, H, W], each frame on its own; a frame without any edge gets inf."""
+    from scipy.ndimage import distance_transform_edt
+
+    cad_arr = _to_numpy(cad, np.float64)
+    edges = depth_edges(cad_arr, threshold_m, dilate=0)
+    frames = edges[None] if edges.ndim == 2 else edges
+    out = np.full(frames.shape, np.inf)
+    for i, e in enumerate(frames):
+        if e.any():
+            out[i] = distance_transform_edt(~e)
+    return out[0] if edges.ndim == 2 else out
+
+
+def _bin_names(prefix: str, edges: Sequence[float], top: float | None) -> list[str]:
+    bounds = [0.0, *edges]
+    names = [f"{prefix}{bounds[k]:g}_{bounds[k + 1]:g}" for k in range(len(edges))]
+    last = f"{prefix}{bounds[-1]:g}" if top is None else f"{prefix}{bounds[-1]:g}_{top:g}"
+    return [*names, last]
+
+
+def value_bins(values, edges: Sequence[float], prefix: str, top: float | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks of `values` (any shape) per bin: the first bin is [0, e0], then (e0, e1], ..., and
+    (e_last, inf) — upper bounds included. Names `f"{prefix}{lo}_{hi}"`, the last `f"{prefix}{lo}"` (or
+    `..._{top}` when `top` is given, e.g. 90 for angles). NaN values fall in no bin."""
+    vals = _to_numpy(values, np.float64)
+    if list(edges) != sorted(edges) or any(e <= 0 for e in edges):
+        raise ConfigError(f"bin edges must be positive and increasing, got {list(edges)}")
+    finite = ~np.isnan(vals)
+    idx = np.digitize(np.where(finite, vals, 0.0), edges, right=True)  # edges[k-1] < v <= edges[k] -> k
+    return {name: finite & (idx == k) for k, name in enumerate(_bin_names(prefix, edges, top))}
+
+
+def residual_bins(
+    cad,
+    camera: Camera | None = None,
+    edge_threshold_m: float = 0.05,
+    edge_bins_px: Sequence[float] = EDGE_BINS_PX,
+    incidence_bins_deg: Sequence[float] | None = INCIDENCE_BINS_DEG,
+) -> dict[str, np.ndarray]:
+    """Pixel masks [B, H, W] (or [H, W]) of the CAD frames by where the sensor errs: distance to the CAD
+    depth edges (`edge_distance`; "edge0_2", "edge2_5", "edge5" px with the default bins) and, when a
+    `camera` is given, incidence of the CAD surface (`geometry.cad_incidence`; "inc0_30", "inc30_60",
+    "inc60_90" degrees; pixels whose normal is undefined are in no incidence bin). Only CAD-valid
+    pixels (cad > 0) are in a bin."""
+    cad_arr = _to_numpy(cad, np.float64)
+    check_depth(cad_arr, "cad")
+    frames = cad_arr[None] if cad_arr.ndim == 2 else cad_arr
+    if frames.ndim != 3:
+        raise DepthFormatError(f"cad must be [H, W] or [B, H, W], got shape {cad_arr.shape}")
+    valid = frames > 0
+    bins = {k: m & valid for k, m in value_bins(edge_distance(frames, edge_threshold_m), edge_bins_px, "edge").items()}
+    if camera is not None and incidence_bins_deg is not None:
+        inc = np.stack([np.degrees(cad_incidence(f, camera, undefined=np.nan)) for f in frames])
+        bins.update({k: m & valid for k, m in value_bins(inc, incidence_bins_deg, "inc", top=90).items()})
+    return {k: v[0] for k, v in bins.items()} if cad_arr.ndim == 2 else bins
+
+
+def binned_residual_w1(cad, sim, real, bins: dict, max_abs_m: float | None = 0.5) -> dict[str, float]:
+    """`matched_residual_w1` inside each mask of `bins` ({name: mask [B, H, W] or [H, W]}, e.g.
+    `residual_bins`): {name: W1 in metres, NaN when the bin holds no qualifying pixel}."""
+    out = {}
+    for name, mask in bins.items():
+        res_sim, res_real = matched_residuals(cad, sim, real, max_abs_m, mask)
+        out[name] = wasserstein_1d(res_sim, res_real) if res_sim.size else math.nan
     return out
 
 
@@ -406,23 +532,26 @@ def normalization(points) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2, 2.0 / side
 
 
-def normalize_pair(pred_pts, gt_pts, reference: str = "gt") -> tuple[np.ndarray, np.ndarray]:
+def normalize_pair(pred_pts, gt_pts, reference="gt") -> tuple[np.ndarray, np.ndarray]:
     """Apply one transform to both clouds [N, 3] so that the reference's longest bounding-box side
-    spans [−1, 1] (centred on its bounding box). reference: "gt", "pred" or "both" (their union)."""
+    spans [−1, 1] (centred on its bounding box). reference: "gt", "pred", "both" (their union) or a
+    third geometry (points [N, 3], a mesh)."""
     pred, _ = _as_geometry(pred_pts, "pred")
     gt, _ = _as_geometry(gt_pts, "gt")
     centre, scale = normalization(_reference_points(pred, gt, reference))
     return (pred - centre) * scale, (gt - centre) * scale
 
 
-def _reference_points(pred: np.ndarray, gt: np.ndarray, reference: str) -> np.ndarray:
+def _reference_points(pred: np.ndarray, gt: np.ndarray, reference) -> np.ndarray:
+    if not isinstance(reference, str):  # a third geometry, e.g. the CAD object both are compared on
+        return _as_geometry(reference, "reference")[0]
     if reference == "gt":
         return gt
     if reference == "pred":
         return pred
     if reference == "both":
         return np.concatenate([pred, gt])
-    raise ConfigError(f"normalisation reference must be 'gt', 'pred' or 'both', got {reference!r}")
+    raise ConfigError(f"normalisation reference must be 'gt', 'pred', 'both' or points, got {reference!r}")
 
 
 def chamfer_fscore(pred_pts, gt_pts, threshold: float = 0.01) -> dict[str, float]:
@@ -491,7 +620,7 @@ def disco_metrics(
     fscore_threshold: float = 0.01,
     seed: int = 0,
     *,
-    reference: str = "gt",
+    reference="gt",
     occupancy: str = "auto",
     shell_width: float = SHELL_WIDTH,
 ) -> dict[str, float]:
@@ -500,7 +629,8 @@ def disco_metrics(
     pred, gt: point arrays [N, 3] (numpy / torch), (vertices, triangles) pairs, open3d TriangleMesh
     or PointCloud. Steps, all seeded by `seed`:
     1. One transform puts the longest bounding-box side of the reference (`reference`: "gt",
-       "pred" or "both") on [−1, 1] and is applied to both inputs.
+       "pred", "both", or a third geometry such as the CAD object both sides are compared on) on
+       [−1, 1] and is applied to both inputs.
     2. `num_points` surface points per side: meshes by area-weighted barycentric sampling; point
        clouds subsampled without replacement when larger (used as they are otherwise). Both
        sides draw from the same random stream, so identical inputs score exactly IoU 1, CD 0,

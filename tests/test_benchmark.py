@@ -119,6 +119,14 @@ def test_evaluate_run_on_fake_run(fake_run):
     assert summary["simulators"]["stage1"]["w1_mm"]["n"] == 1
     assert summary["simulators"]["real"]["w1_mm"]["mean"] == 0.0
     assert "stage1" in summary["best"]["w1_mm"]
+    assert summary["best_bold"]["w1_mm"] == {"simulators": ["stage1"], "spread_tested": False}  # one seed
+    assert "one seed: no spread" in md
+    # the new depth keys; the plane layout has no instance ids: per-object columns empty, with the reason
+    for key in ("w1_pooled_mm", "w1_edge0_2_mm", "w1_inc0_30_mm", "tail_pct", "tail_gap_pct", "hole_flat_gap_pct"):
+        assert math.isfinite(stage1[key]), key
+    assert real["tail_gap_pct"] == 0.0 and summary["reference"]["real"]["tail_pct"] == 0.0
+    assert math.isnan(stage1["obj_miou_pct"]) and stage1["obj_count"] == 0
+    assert "no instance ids (<frame>_inst.png) for 3 of 3 frames" in md
 
 
 def test_stability_and_unavailable_simulators(fake_run):
@@ -357,3 +365,159 @@ def test_every_column_is_measured(fake_run):
     measured = set(res.table[0])
     assert [c.key for c in COLUMNS if c.key not in measured] == []
     assert math.isfinite(res.row("stage1")["w1_mm"]) and math.isfinite(res.row("cad")["cd_l2_x1000"])
+
+
+# ---------------------------------------------------------------------- metrics that cannot be gamed
+BLOB_KEYS = (  # every depth metric the blob must not win: matched W1, each bin, the tail gap, the hole gaps
+    "w1_mm",
+    "w1_edge0_2_mm",
+    "w1_edge2_5_mm",
+    "w1_edge5_mm",
+    "w1_inc0_30_mm",
+    "w1_inc30_60_mm",
+    "w1_inc60_90_mm",
+    "tail_gap_pct",
+    "hole_gap_pct",
+    "hole_edge_gap_pct",
+    "hole_flat_gap_pct",
+)
+
+
+def _blob_world(seed=0, frames=2, size=96):
+    """A CAD frame (a wall at 3.5 m, a floor seen at grazing incidence, a panel tilted 50°, a box at 1.3 m),
+    a sensor whose noise grows at CAD edges and at grazing incidence, with holes and flying pixels at edges
+    and holes at grazing incidence; `real` and `good` are two independent captures of that law, `blob` the
+    CAD plus a smooth bump reaching +400 mm plus 2 mm noise (no hole), `noise_wrong` good's deviations
+    shuffled over the frame (the same values, placed uniformly)."""
+    from scipy.ndimage import maximum_filter
+
+    from sim2real_kit.data.layout import FrameRef
+    from sim2real_kit.geometry import cad_incidence
+    from sim2real_kit.metrics import edge_distance
+    from sim2real_kit.run import SampleSet
+
+    cam = Camera(70.0, 70.0, size / 2, size / 2, size, size)
+    rays = cam.pixel_rays()
+
+    def plane(normal, point):
+        n = np.asarray(normal, float) / np.linalg.norm(normal)
+        with np.errstate(divide="ignore"):
+            z = (n @ np.asarray(point, float)) / (rays @ n)
+        return np.where(z > 0, z, np.inf)
+
+    v, u = np.mgrid[0:size, 0:size]
+    cad = np.minimum(plane([0, 0, -1], [0, 0, 3.5]), plane([0, -1, 0], [0, 1.2, 0]))  # wall, floor (y down)
+    panel = (u >= 8) & (u < 40) & (v >= 16) & (v < 64)
+    tilt = np.radians(50)
+    cad = np.where(panel, np.minimum(cad, plane([np.sin(tilt), 0, -np.cos(tilt)], [-0.5, 0, 1.9])), cad)
+    cad = np.where((u >= 58) & (u < 86) & (v >= 28) & (v < 56), 1.3, cad).astype(np.float32)
+    dist, inc = edge_distance(cad), np.degrees(cad_incidence(cad, cam))
+    sigma = 0.002 + 0.012 * np.exp(-dist / 1.5) + 0.003 * np.tan(np.radians(np.minimum(inc, 80)))
+    behind = maximum_filter(cad, size=5)  # a flying pixel takes the far side's depth
+    rng = np.random.default_rng(seed)
+
+    def capture():
+        depth = cad + rng.normal(0, 1, cad.shape) * sigma
+        near = dist <= 1
+        hole = (near & (rng.random(cad.shape) < 0.4)) | ((inc > 58) & (rng.random(cad.shape) < 0.3))
+        depth = np.where(near & ~hole & (rng.random(cad.shape) < 0.15), behind, depth)
+        return np.where(hole, 0.0, depth).astype(np.float32)
+
+    real = np.stack([capture() for _ in range(frames)])
+    good = np.stack([capture() for _ in range(frames)])
+    wrong = []
+    for g in good:
+        dev = np.where(g > 0, g - cad, np.nan).ravel()[rng.permutation(g.size)].reshape(g.shape)
+        wrong.append(np.where(np.isnan(dev), 0.0, cad + np.nan_to_num(dev)).astype(np.float32))
+    bump = 0.4 * np.exp(-(((u - 66) / 14.0) ** 2 + ((v - 40) / 14.0) ** 2))
+    blob = np.stack([cad + bump + rng.normal(0, 0.002, cad.shape) for _ in range(frames)]).astype(np.float32)
+    cads = np.stack([cad] * frames)
+    refs = [FrameRef("s", f"{i:03d}") for i in range(frames)]
+    samples = SampleSet(refs, cads, real, {}, cam, np.stack([np.eye(4)] * frames))
+    return samples, {"cad": cads, "good": good, "blob": blob, "noise_wrong": np.stack(wrong), "real": real}
+
+
+def test_a_smooth_blob_cannot_win_the_depth_metrics():
+    """GPU run 1: a smooth +400 mm blob scored well on the pooled W1. On matched pixels, per region, in the tail
+    and in the hole gaps, it is never the best of {clean CAD, a capture of the real law, the blob}."""
+    from sim2real_kit.benchmark import depth_realism
+    from sim2real_kit.metrics import depth_edges, hole_rates
+
+    samples, sims = _blob_world()
+    edges = depth_edges(samples.cad, 0.05, 1)
+    holes = hole_rates(samples.cad, samples.real, edge_mask=edges)
+    real_holes = {k: 100 * holes[k] for k in ("all", "edge", "flat")}
+    rows = {name: depth_realism(d, samples, edges, real_holes)[0] for name, d in sims.items()}
+    assert rows["real"]["tail_real_pct"] > 0 and real_holes["flat"] > 0  # the real law has a tail and flat holes
+    for key in BLOB_KEYS:
+        cad, good, blob = rows["cad"][key], rows["good"][key], rows["blob"][key]
+        assert all(math.isfinite(v) for v in (cad, good, blob)), key
+        assert blob > min(cad, good), f"{key}: the blob is the best ({cad=}, {good=}, {blob=})"
+        assert good < blob, f"{key}: the blob beats a capture of the real law ({good=}, {blob=})"
+        assert rows["real"][key] == 0.0, key
+    assert rows["blob"]["w1_mm"] > 3 * rows["cad"]["w1_mm"]  # the bump's pixels stay in: |400 mm| < 0.5 m
+    # the same deviations at the wrong places: the pooled W1 cannot tell, the region bins and hole gaps can
+    good, wrong = rows["good"], rows["noise_wrong"]
+    assert wrong["w1_pooled_mm"] == pytest.approx(good["w1_pooled_mm"], rel=1e-3)
+    for key in ("w1_edge0_2_mm", "w1_edge5_mm", "w1_inc60_90_mm", "hole_edge_gap_pct", "hole_flat_gap_pct"):
+        assert wrong[key] > 5 * good[key], key
+
+
+# ---------------------------------------------------------------------- per-object 3D
+def test_object_masks_come_from_cad_instance_ids():
+    from sim2real_kit.benchmark import object_realism, object_references
+    from sim2real_kit.config import BenchmarkConfig
+    from sim2real_kit.data.layout import FrameRef
+    from sim2real_kit.run import SampleSet
+
+    cam = Camera(16.0, 16.0, 8.0, 8.0, 16, 16)
+    cad = np.full((1, 16, 16), 2.0, np.float32)
+    cad[0, 8:, :8] = 1.5  # object 2 stands in front
+    inst = np.full((1, 16, 16), 100)  # room surface: never an object
+    inst[0, :8] = 1
+    inst[0, 8:, :8] = 2
+    inst[0, 15, 14:] = 3  # 2 pixels: too few points
+    real = cad + np.random.default_rng(0).normal(0, 0.005, cad.shape).astype(np.float32)
+    real[0, :4] = 0.0  # the real capture loses half of object 1: its mask stays the CAD's
+    samples = SampleSet([FrameRef("s", "000")], cad, real, {}, cam, np.eye(4)[None])
+    objects, notes = object_references(samples, inst, {"s": [0]})
+    assert [o.key for o in objects] == ["s/1", "s/2"] and "1 objects with < 50" in notes[0]
+    one = objects[0]
+    assert one.masks[0].sum() == 128 and len(one.cad) == 128 and len(one.real) == 64
+    bcfg = BenchmarkConfig()
+    means, per_object, notes = object_realism(real, samples, objects, bcfg, 5000)
+    assert means["obj_count"] == 2 and notes == []
+    assert means["obj_miou_pct"] == pytest.approx(100.0) and means["obj_cd_l2_x1000"] == pytest.approx(0.0)
+    sim = cad.copy()
+    sim[0, 8:, :8] = 0.0  # no point on object 2
+    means, per_object, notes = object_realism(sim, samples, objects, bcfg, 5000)
+    assert per_object["s/2"] == {"obj_miou_pct": 0.0, "obj_cd_l2_x1000": pytest.approx(math.nan, nan_ok=True),
+                                 "obj_fscore_pct": 0.0}  # fmt: skip
+    assert math.isnan(means["obj_cd_l2_x1000"]) and "no simulated point on 1 objects (s/2)" in notes[0]
+    assert means["obj_fscore_pct"] == pytest.approx(per_object["s/1"]["obj_fscore_pct"] / 2)
+
+
+def test_per_object_3d_on_a_layout_with_instance_ids(tmp_path):
+    from sim2real_kit.data.synth import synthesize
+
+    layout = synthesize(tmp_path / "ds", scenes=3, frames=3, width=96, height=72, progress=False, val_fraction=0.34)
+    cfg = load_config("tiny", overrides=["data.size=32", f"data.root={layout.root}"])
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).save_config(cfg)
+    write_fake_samples(run_dir, cfg, layout, stage=1, split="val")
+    res = _evaluate(
+        run_dir, fuse=True, downstream=False, seeds=1, simulators=["cad", "stage1", "real"], progress=False,
+        overrides=FAST,
+    )  # fmt: skip
+    objects = res.summary["reference"]["objects"]
+    assert objects["count"] > 0 and all(int(k.split("/")[1]) < 100 for k in objects["keys"])
+    real, cad, stage1 = res.row("real"), res.row("cad"), res.row("stage1")
+    assert real["obj_count"] == stage1["obj_count"] == objects["count"]
+    assert real["obj_miou_pct"] == pytest.approx(100.0) and real["obj_fscore_pct"] == pytest.approx(100.0)
+    assert real["obj_cd_l2_x1000"] == pytest.approx(0.0, abs=1e-9)
+    # sim1 = real + 2 mm: far nearer the real objects than clean CAD
+    assert stage1["obj_cd_l2_x1000"] < cad["obj_cd_l2_x1000"] and stage1["obj_fscore_pct"] > cad["obj_fscore_pct"]
+    scene = res.summary["scenes"][0]
+    per_object = res.summary["per_scene_3d"]["stage1"]["0"][scene]["objects"]
+    assert len(per_object) == objects["count"] and "miou_pct" in res.summary["per_scene_3d"]["stage1"]["0"][scene]
+    assert f"DisCo metrics of {objects['count']} objects" in res.markdown()

@@ -13,19 +13,26 @@ from scipy.stats import wasserstein_distance
 from sim2real_kit.camera import Camera, look_at
 from sim2real_kit.errors import ConfigError, DepthFormatError, PoseError, Sim2RealError
 from sim2real_kit.metrics import (
+    binned_residual_w1,
     chamfer_fscore,
     depth_edges,
     depth_metrics,
     disco_metrics,
+    edge_distance,
     hole_rates,
     is_watertight,
     masked_edge_stats,
+    matched_residual_w1,
+    matched_residuals,
     normalize_pair,
+    residual_bins,
     residual_stats,
     residual_w1,
     residuals,
     sample_mesh_surface,
     stability_across_seeds,
+    tail_share,
+    value_bins,
     view_consistency,
     wasserstein_1d,
 )
@@ -128,6 +135,82 @@ def test_residual_w1_bad_inputs():
         residual_w1(cad, np.ones((8, 8)), np.ones((4, 8)))
     with pytest.raises(DepthFormatError, match="real holds 1 frames"):
         residual_w1([cad, cad], [cad, cad], [cad])
+
+
+def test_matched_w1_of_two_point_masses():
+    cad = np.full((4, 5), 2.0)
+    sim, real = cad - 0.01, cad - 0.03  # residuals: a point mass at +1 cm and one at +3 cm
+    assert wasserstein_1d([0.01], [0.03]) == pytest.approx(0.02)
+    assert matched_residual_w1(cad, sim, real) == pytest.approx(0.02)
+    # pixels of one map only do not count: a sim hole, a real hole, a real mismatch >= 0.5 m, a CAD-less pixel
+    sim[0, 0], real[0, 1], real[0, 2], cad[0, 3] = 0.0, 0.0, 2.6, 0.0
+    res_sim, res_real = matched_residuals(cad, sim, real, 0.5)
+    assert res_sim.size == res_real.size == 16 and np.allclose(res_sim, 0.01) and np.allclose(res_real, 0.03)
+    assert matched_residual_w1(cad, sim, real, 0.5) == pytest.approx(0.02)
+    # without the limit the 0.6 m mismatch is one more matched pixel (0.01 vs -0.6)
+    assert matched_residual_w1(cad, sim, real, None) == pytest.approx((16 * 0.02 + 0.61) / 17)
+    # the pooled W1 mixes the maps' own pixels: another pixel set per map
+    assert residual_w1(cad, sim, real) != pytest.approx(0.02)
+    with pytest.raises(DepthFormatError, match="residual W1 undefined"):
+        matched_residual_w1(cad, np.zeros_like(cad), real)
+
+
+def test_tail_share_hand_made():
+    cad = np.full((2, 5), 2.0)
+    depth = cad.copy()
+    depth[0, :3] = 2.6  # 3 pixels 0.6 m off
+    depth[0, 3] = 1.5  # exactly 0.5 m: counts (|residual| >= max diff)
+    depth[0, 4] = 0.0  # a hole: not a valid pixel
+    assert tail_share(cad, depth, 0.5) == pytest.approx(4 / 9)
+    assert tail_share(cad, depth, 0.7) == 0.0
+    assert math.isnan(tail_share(cad, np.zeros_like(cad)))
+
+
+def test_bins_of_hand_made_pixels():
+    cad = np.full((6, 12), 2.0)
+    cad[:, 8:] = 3.0  # a step between columns 7 and 8: both are edge pixels (distance 0)
+    assert edge_distance(cad)[0].tolist() == [7, 6, 5, 4, 3, 2, 1, 0, 0, 1, 2, 3]
+    bins = residual_bins(cad)
+    assert list(bins) == ["edge0_2", "edge2_5", "edge5"]  # no camera: no incidence bins
+    row = {name: np.flatnonzero(m[0]).tolist() for name, m in bins.items()}
+    # distances <= 2 | (2, 5] | > 5 (upper bounds included)
+    assert row == {"edge0_2": [5, 6, 7, 8, 9, 10], "edge2_5": [2, 3, 4, 11], "edge5": [0, 1]}
+    assert np.isinf(edge_distance(np.full((4, 4), 2.0))).all()  # no edge at all
+    names = value_bins(np.array([0.0, 30.0, 30.5, 60.0, 89.0, np.nan]), (30, 60), "inc", top=90)
+    assert {k: np.flatnonzero(v).tolist() for k, v in names.items()} == {
+        "inc0_30": [0, 1],
+        "inc30_60": [2, 3],
+        "inc60_90": [4],
+    }
+    with pytest.raises(ConfigError, match="increasing"):
+        value_bins(np.zeros(3), (5, 2), "x")
+
+
+@pytest.mark.parametrize(("tilt_deg", "expected"), [(10, "inc0_30"), (45, "inc30_60"), (75, "inc60_90")])
+def test_incidence_bins_of_tilted_planes(tilt_deg, expected):
+    cam = Camera(200.0, 200.0, 8.0, 8.0, 16, 16)  # a narrow view: every ray within 3° of the axis
+    normal = np.array([0.0, -np.sin(np.radians(tilt_deg)), -np.cos(np.radians(tilt_deg))])
+    depth = (2 * np.cos(np.radians(tilt_deg)) / -(cam.pixel_rays() @ normal)).astype(np.float32)
+    bins = residual_bins(depth, cam)
+    assert bins[expected][2:-2, 2:-2].all()
+    assert sum(int(m.sum()) for k, m in bins.items() if k.startswith("inc")) == 16 * 16
+    holed = depth.copy()
+    holed[:, :] = 0.0
+    holed[5, 5] = 2.0  # a lone pixel: no neighbour, no normal, no incidence bin
+    assert not any(m[5, 5] for k, m in residual_bins(holed, cam).items() if k.startswith("inc"))
+
+
+def test_binned_residual_w1():
+    cad = np.full((4, 16), 2.0)
+    cad[:, 8:] = 3.0  # edge pixels: columns 7 and 8; distance of column c: 7 - c left, c - 8 right
+    sim = cad - 0.01
+    real = cad - np.where((np.arange(16) >= 9) & (np.arange(16) <= 11), 0.05, 0.01)  # distances 1, 2, 3 differ
+    w1 = binned_residual_w1(cad, sim, real, residual_bins(cad))
+    assert w1["edge0_2"] == pytest.approx(0.04 * 2 / 6)  # columns 5-10: 9 and 10 are 4 cm off
+    assert w1["edge2_5"] == pytest.approx(0.04 * 1 / 6)  # columns 2-4 and 11-13: 11 is
+    assert w1["edge5"] == pytest.approx(0.0)  # columns 0, 1, 14, 15
+    w1 = binned_residual_w1(cad, sim, real, {"none": np.zeros(cad.shape, bool)})
+    assert math.isnan(w1["none"])
 
 
 def test_residuals_and_stats():

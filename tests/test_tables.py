@@ -39,7 +39,18 @@ def _table() -> list[dict]:
 def test_every_column_in_exactly_one_theme():
     keys = [c.key for theme in T.THEMES for c in theme.columns]
     assert sorted(keys) == sorted(c.key for c in (*COLUMNS, *DOWNSTREAM_COLUMNS))
-    assert [t.name for t in T.THEMES] == ["depth", "holes", "3d", "discriminator", "stability", "downstream"]
+    assert [t.name for t in T.THEMES] == [
+        "depth",
+        "w1_bins",
+        "holes",
+        "3d",
+        "discriminator",
+        "stability",
+        "downstream",
+    ]
+    assert all(c.better == "lower" for c in T._columns(*T.W1_BINS, "w1_pooled_mm", "tail_gap_pct", "obj_cd_l2_x1000"))
+    assert all(c.better == "higher" for c in T._columns("obj_miou_pct", "obj_fscore_pct"))
+    assert T._columns("tail_pct")[0].better is None  # shown next to the real one, not a score
 
 
 def test_unconverged_rule():
@@ -69,8 +80,8 @@ def test_themed_markdown_marks_unconverged_and_skips_empty_themes():
     md = T.themed_markdown(table, labels={"pix2pix": "Pix2Pix"}, flagged=flagged)
     headings = [line for line in md.splitlines() if line.startswith("#### ")]
     assert headings == [
-        "#### Depth realism (per pixel, against the real frame)",
-        "#### Holes and edges",
+        "#### Depth realism (per pixel, against the real frame; W1 on matched pixels, pooled W1 as the release)",
+        "#### Holes, gross mismatches and edges",
         "#### Realism as the frozen Stage-I discriminator judges it",
         "#### Notes",
     ]  # 3D, stability and downstream measured nothing here
@@ -83,6 +94,58 @@ def test_themed_markdown_marks_unconverged_and_skips_empty_themes():
     assert "| stage1 | 2 | **43.60 ± 1.41** |" in lines  # mean ± std over seeds, best W1
     assert "- `pix2pix`: W1 1448.6 mm > clean CAD's 64.3 mm" in lines and "- `random`: one seed" in lines
     assert T.marked_labels(["a", "b"], {"a": "A"}, {"b": "x"}) == {"a": "A", "b": "b (unconverged)"}
+
+
+def _entry(name, key, values):
+    return compare_table([{"simulator": name, "seed": i, key: v} for i, v in enumerate(values)], [key])[0]
+
+
+def test_bold_only_out_of_the_seeds_spread():
+    col = T.Column("w1", "W1 ↓", "lower", 2)
+    # 10 ± 1 vs 14 ± 1: the gap (4) exceeds both stds -> bold
+    table = [_entry("a", "w1", [9.0, 11.0]), _entry("b", "w1", [13.0, 15.0]), _entry("real", "w1", [0.0])]
+    assert T.best_entries(table, col) == (["a"], False)
+    # 10 ± 1 vs 12 ± 2.83: the gap (2) is inside b's spread -> nothing bold
+    table = [_entry("a", "w1", [9.0, 11.0]), _entry("b", "w1", [10.0, 14.0])]
+    assert T.best_entries(table, col) == ([], False)
+    md = T.markdown_table(table, [col])
+    assert "**" not in md and T.NO_SPREAD not in md
+    # the second best ran one seed (a deterministic simulator): tested against the best's spread alone
+    assert T.best_entries([_entry("a", "w1", [9.0, 11.0]), _entry("cad", "w1", [11.5])], col) == (["a"], False)
+    assert T.best_entries([_entry("a", "w1", [9.0, 11.0]), _entry("cad", "w1", [10.5])], col) == ([], False)
+    # higher is better: the order flips
+    hi = T.Column("f", "F ↑", "higher", 1)
+    table = [_entry("a", "f", [60.0, 62.0]), _entry("b", "f", [50.0, 52.0])]
+    assert T.best_entries(table, hi) == (["a"], False)
+
+
+def test_one_seed_keeps_the_old_rule_and_marks_the_table():
+    col = T.Column("w1", "W1 ↓", "lower", 2)
+    table = [_entry("a", "w1", [10.0]), _entry("b", "w1", [10.001]), _entry("c", "w1", [12.0])]
+    assert T.best_entries(table, col) == (["a", "b"], True)  # equal at 2 decimals: both bold, no spread known
+    md = T.markdown_table(table, [col])
+    assert "| a | 1 | **10.00** |" in md and "| b | 1 | **10.00** |" in md and "| c | 1 | 12.00 |" in md
+    assert f"_{T.NO_SPREAD}:" in md
+    assert T.best_entries([_entry("a", "w1", [10.0])], col) == (["a"], False)  # a lone competitor
+    assert T.best_entries(table, T.Column("w1", "W1", None)) == ([], False)  # no direction: no bold
+
+
+def test_binned_bars(tmp_path):
+    rows = [
+        {"simulator": "cad", "seed": 0, **dict.fromkeys(T.W1_BINS, 5.0)},
+        {"simulator": "stage1", "seed": 0, **dict.fromkeys(T.W1_BINS, 2.0)},
+        {"simulator": "stage1", "seed": 1, **dict.fromkeys(T.W1_BINS, 3.0)},
+        {"simulator": "pix2pix", "seed": 0, **dict.fromkeys(T.W1_BINS, 900.0), "w1_inc60_90_mm": math.nan},
+        {"simulator": "real", "seed": 0, **dict.fromkeys(T.W1_BINS, 0.0)},
+    ]
+    table = compare_table(rows, list(T.W1_BINS))
+    fig = T.binned_bars(table, labels={"stage1": "Stage-I"}, path=tmp_path / "bins.png")
+    assert len(fig.axes) == 2 and Image.open(tmp_path / "bins.png").size[0] > 500
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0-2 px", "2-5 px", "> 5 px"]
+    assert fig.axes[0].get_ylim()[1] < 900  # the outlier is cut at the axis top
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["cad", "Stage-I", "pix2pix", "real"]
+    assert T.binned_bars([{"simulator": "x"}]) is None
 
 
 def test_bar_chart_clips_and_marks(tmp_path):

@@ -16,9 +16,13 @@ import torch
 
 from sim2real_kit.benchmark.realism import (
     KEYS_3D,
+    OBJ_KEYS,
+    ObjectRef,
     _nan_metrics,
     depth_realism,
     fuse_scenes,
+    object_realism,
+    object_references,
     realism_3d,
     view_consistency_mm,
 )
@@ -42,6 +46,7 @@ from sim2real_kit.benchmark.tables import (
     _best,
     _finite,
     bar_chart,
+    best_entries,
     compare_table,
     markdown_table,
 )
@@ -74,8 +79,11 @@ class _Frames:
     scenes: dict[str, list[int]]
     edges: np.ndarray  # [F, S, S] CAD depth edges
     real_holes: dict[str, float]  # %: all / edge / flat
-    reference: dict  # real and CAD reference values (holes, view disagreement, failed fusions)
+    reference: dict  # real and CAD reference values (holes, tail, view disagreement, failed fusions, objects)
     real_meshes: dict  # {scene: fused real mesh}
+    bins: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # W1 bins {name: [F, S, S] mask}
+    objects: list[ObjectRef] = dataclasses.field(default_factory=list)  # per-object 3D: the objects scored
+    object_note: str = ""  # why there are no per-object columns (no instance ids, no object)
 
 
 def evaluate_run(
@@ -119,7 +127,7 @@ def evaluate_run(
     sims, skipped = _load_simulators(
         run, cfg, split, requested, stage_samples, train_baselines, baseline_steps, progress
     )
-    frames = _references(samples, cfg, fuse)
+    frames = _references(samples, cfg, fuse, layout)
     disc_path = run.disc_model(1)
     disc_model = _frozen_discriminator(disc_path)
     rows, per_scene, first_meshes = _score_simulators(sims, frames, cfg, seed_list, fuse, disc_model, progress)
@@ -202,31 +210,62 @@ def _load_simulators(run, cfg, split, requested, stage_samples, train_baselines,
     return sims, skipped
 
 
-def _references(samples: SampleSet, cfg: Config, fuse: bool) -> _Frames:
-    """3. What the real capture (and clean CAD) measure on the frame set: edges, holes, fused real meshes,
-    view disagreement."""
-    from sim2real_kit.metrics import depth_edges, hole_rates
+def _references(samples: SampleSet, cfg: Config, fuse: bool, layout: DepthLayout | None = None) -> _Frames:
+    """3. What the real capture (and clean CAD) measure on the frame set: edges, W1 bins, holes, tail of gross
+    mismatches, fused real meshes, view disagreement, and the objects of the per-object 3D metrics (CAD
+    instance ids of the layout, when it has them and `fuse`)."""
+    from sim2real_kit.metrics import depth_edges, hole_rates, residual_bins, tail_share
 
     bcfg = cfg.benchmark
+    max_diff = float(cfg.data.max_diff_m)
     scenes = _scenes(samples.refs)
     edges = depth_edges(samples.cad, bcfg.edge_threshold_m, bcfg.edge_dilate)  # [F, S, S]
+    bins = residual_bins(samples.cad, samples.camera, bcfg.edge_threshold_m)
     real_h = hole_rates(samples.cad, samples.real, edge_mask=edges)
     real_holes = {k: 100 * real_h[k] for k in ("all", "edge", "flat")}
-    max_view = float(cfg.data.max_diff_m)
     reference = {
         "real": {
             "hole_all_pct": real_holes["all"],
             "hole_edge_pct": real_holes["edge"],
             "hole_flat_pct": real_holes["flat"],
-            "view_mm": view_consistency_mm(samples.real, samples, scenes, max_view),
+            "tail_pct": 100 * tail_share(samples.cad, samples.real, max_diff),
+            "view_mm": view_consistency_mm(samples.real, samples, scenes, max_diff),
         },
-        "cad": {"view_mm": view_consistency_mm(samples.cad, samples, scenes, max_view)},
+        "cad": {"view_mm": view_consistency_mm(samples.cad, samples, scenes, max_diff)},
+        "max_diff_m": max_diff,
+        "w1_bins_px": {k: int(np.count_nonzero(v)) for k, v in bins.items()},
     }
     real_meshes: dict = {}
+    objects: list[ObjectRef] = []
+    object_note = "per-object 3D: not run (fuse=False)"
     if fuse:
         real_meshes, why = fuse_scenes(samples.real, samples, scenes, bcfg)
         reference["real"]["fusion_failed"] = why
-    return _Frames(samples, scenes, edges, real_holes, reference, real_meshes)
+        instances, object_note = _instances(layout, samples, cfg)
+        if instances is not None:
+            objects, notes = object_references(samples, instances, scenes)
+            object_note = "; ".join(notes) if objects else "per-object 3D: no object visible in the frame set"
+        reference["objects"] = {"count": len(objects), "keys": [o.key for o in objects], "note": object_note}
+    return _Frames(samples, scenes, edges, real_holes, reference, real_meshes, bins, objects, object_note)
+
+
+def _instances(layout: DepthLayout | None, samples: SampleSet, cfg: Config) -> tuple[np.ndarray | None, str]:
+    """(CAD instance ids [F, S, S] of the frame set, or None, why not): the layout's `<frame>_inst.png` cut
+    to the frames by the evaluation transform (`data.dataset.eval_box` centre crop, nearest resize)."""
+    from sim2real_kit.data.dataset import crop_resize, eval_box
+
+    if layout is None:
+        return None, "per-object 3D: no layout to read instance ids from"
+    missing = [r for r in samples.refs if not layout.depth_path(r, "inst").is_file()]
+    if missing:
+        return None, (
+            f"per-object 3D: skipped, the layout has no instance ids (<frame>_inst.png) for {len(missing)} of "
+            f"{len(samples.refs)} frames, e.g. {_frame_list(missing, 2)}"
+        )
+    box = eval_box(layout.camera, cfg.data.eval_crop)
+    size = int(samples.cad.shape[-1])
+    ids = [crop_resize(layout.read_frame(r, instance=True)["instance"], box, size) for r in samples.refs]
+    return np.stack(ids).astype(np.int64), ""
 
 
 def _frozen_discriminator(path: Path):
@@ -290,7 +329,14 @@ def _score_one(name, sim, seed, depth, frames: _Frames, cfg, fuse, disc_model) -
     samples, bcfg = frames.samples, cfg.benchmark
     row: dict = {"simulator": name, "seed": seed, "frames": len(samples.refs)}
     notes = [sim.note] if sim.note else []
-    metrics, n = depth_realism(depth, samples, frames.edges, frames.real_holes)
+    metrics, n = depth_realism(
+        depth,
+        samples,
+        frames.edges,
+        frames.real_holes,
+        max_diff_m=float(cfg.data.max_diff_m),
+        bins=frames.bins,
+    )
     row.update(metrics)
     notes += n
     scene_vals, meshes = {}, {}
@@ -301,8 +347,15 @@ def _score_one(name, sim, seed, depth, frames: _Frames, cfg, fuse, disc_model) -
         m3d, scene_vals, n = realism_3d(meshes, frames.real_meshes, bcfg, int(bcfg.num_points))
         row.update(m3d)
         notes += n
+        mobj, obj_vals, n = object_realism(depth, samples, frames.objects, bcfg, int(bcfg.num_points))
+        row.update(mobj)
+        notes += n
+        for key, vals in obj_vals.items():  # per-object values beside their scene's: per_scene_3d[scene]["objects"]
+            scene, oid = key.rsplit("/", 1)
+            scene_vals.setdefault(scene, {}).setdefault("objects", {})[oid] = vals
     else:
         row.update(_nan_metrics(KEYS_3D))  # fuse=False: 3D columns stay empty
+        row.update({**_nan_metrics(OBJ_KEYS), "obj_count": 0})
     row["disc_fake_pct"] = math.nan
     if disc_model is not None:
         try:
@@ -345,9 +398,14 @@ def _write_outputs(
     header = (
         f"Benchmark of run `{run.root.name}` ({run.root}): split {split}, {len(samples.refs)} frames in "
         f"{len(scenes)} scenes at {samples.cad.shape[-1]} px, seeds {seed_list} (deterministic simulators: "
-        f"seed {seed_list[0]}); mean ± std over seeds; best in bold (the `real` reference row excluded). "
-        f"Real holes {frames.real_holes['all']:.1f} % (edges {frames.real_holes['edge']:.1f} %), real view "
-        f"disagreement {reference['real']['view_mm']:.2f} mm, CAD {reference['cad']['view_mm']:.2f} mm; {disc_note}."
+        f"seed {seed_list[0]}); mean ± std over seeds; best in bold when its gap to the second best exceeds the "
+        f"seeds' std of both (the `real` reference row excluded). "
+        f"Real holes {frames.real_holes['all']:.1f} % (edges {frames.real_holes['edge']:.1f} %), real tail "
+        f"(|CAD − real| >= {reference['max_diff_m']:g} m) {reference['real']['tail_pct']:.2f} %, real view "
+        f"disagreement {reference['real']['view_mm']:.2f} mm, CAD {reference['cad']['view_mm']:.2f} mm; {disc_note}. "
+        f"Residual W1 on the pixels valid in CAD, simulated and real with both |residual| < "
+        f"{reference['max_diff_m']:g} m (binned: by distance to CAD depth edges, by CAD incidence); pooled W1: "
+        f"each map over its own valid pixels, every magnitude (the release's). {_objects_line(frames)}"
     )
     labels = {n: (sims[n].label if n in sims else LABELS.get(n, n)) for n in order}
     paths: dict[str, Path] = {}
@@ -399,6 +457,18 @@ def _write_outputs(
 
 
 # ====================================================================== steps of evaluate_run
+def _objects_line(frames: _Frames) -> str:
+    """The header's sentence on the per-object 3D columns: how many objects, or why there are none."""
+    if frames.objects:
+        scenes = len({o.scene for o in frames.objects})
+        line = (
+            f"Per-object 3D (obj_*): DisCo metrics of {len(frames.objects)} objects in {scenes} scenes (CAD "
+            f"instance ids; points of each object's CAD pixels, normalised by the object's CAD points), mean over objects"
+        )
+        return line + (f" ({frames.object_note})." if frames.object_note else ".")
+    return (frames.object_note or "per-object 3D: no object") + "."
+
+
 def _check_output(name: str, depth, samples: SampleSet) -> np.ndarray:
     """The simulator's output as float32 [F, S, S]; other frame counts or sizes are an error naming it."""
     from sim2real_kit.depth import check_depth
@@ -511,8 +581,11 @@ def _summary(
             "note": entry.get("note", ""),
             **{k: {"mean": entry[k], "std": entry[f"{k}_std"], "n": entry[f"{k}_n"]} for k in metric_keys},
         }
-    best = {}
+    best, bold = {}, {}
     for c in columns:
+        names_bold, no_spread = best_entries(table, c, "simulator", (REFERENCE,))
+        if names_bold:
+            bold[c.key] = {"simulators": names_bold, "spread_tested": not no_spread}
         value = _best(table, c, "simulator", (REFERENCE,))
         if value is not None:
             best[c.key] = [
@@ -534,6 +607,7 @@ def _summary(
         "skipped": skipped,
         "reference": reference,
         "best": best,
+        "best_bold": bold,  # the markdown table's bold: best only when out of the seeds' spread (tables.best_entries)
         "per_scene_3d": per_scene,
         "downstream": {"note": ds_note},
         "discriminator": disc_note,

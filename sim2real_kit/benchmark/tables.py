@@ -1,7 +1,8 @@
 """The benchmark's tables: mean ± std per simulator over seeds, the markdown table with the best value of
-each column in bold, the same split into themed tables (`THEMES`: depth, holes, 3D, discriminator, stability,
-downstream), the rule that marks unconverged baselines (`unconverged`), bar charts whose scale an outlier does
-not squash, CSV; and `BenchmarkResult`, what `evaluate_run` returns."""
+each column in bold when it stands out of the seeds' spread (`best_entries`), the same split into themed
+tables (`THEMES`: depth, W1 by region, holes and tails, 3D, discriminator, stability, downstream), the rule
+that marks unconverged baselines (`unconverged`), bar charts whose scale an outlier does not squash (one metric:
+`bar_chart`; binned metrics grouped: `binned_bars`), CSV; and `BenchmarkResult`, what `evaluate_run` returns."""
 
 from __future__ import annotations
 
@@ -65,19 +66,34 @@ class Column:
     digits: int = 2
 
 
-# The benchmark table: metric groups (depth | holes | 3D | discriminator | stability | downstream) as columns.
+# The benchmark table: metric groups (depth | W1 by region | holes, tails and edges | 3D | discriminator |
+# stability | downstream) as columns. `w1_mm` is the matched W1 (pixels valid in CAD, simulated and real, both
+# |residual| < data.max_diff_m); `w1_pooled_mm` the release's (each map's own pixels, every magnitude).
 COLUMNS = (
     Column("abs_rel", "depth AbsRel ↓", "lower", 4),
     Column("rmse_mm", "depth RMSE mm ↓", "lower", 1),
     Column("delta1_pct", "depth δ1 % ↑", "higher", 1),
     Column("w1_mm", "residual W1 mm ↓", "lower", 2),
+    Column("w1_pooled_mm", "pooled W1 mm (release) ↓", "lower", 2),
+    Column("w1_edge0_2_mm", "W1 at edges 0-2 px mm ↓", "lower", 2),
+    Column("w1_edge2_5_mm", "W1 2-5 px mm ↓", "lower", 2),
+    Column("w1_edge5_mm", "W1 > 5 px mm ↓", "lower", 2),
+    Column("w1_inc0_30_mm", "W1 incidence 0-30° mm ↓", "lower", 2),
+    Column("w1_inc30_60_mm", "W1 30-60° mm ↓", "lower", 2),
+    Column("w1_inc60_90_mm", "W1 60-90° mm ↓", "lower", 2),
     Column("hole_all_pct", "holes %", None, 1),
     Column("hole_gap_pct", "hole gap pp ↓", "lower", 1),
     Column("hole_edge_gap_pct", "edge-hole gap pp ↓", "lower", 1),
+    Column("hole_flat_gap_pct", "flat-hole gap pp ↓", "lower", 1),
+    Column("tail_pct", "tail % (≥ max diff)", None, 2),
+    Column("tail_gap_pct", "tail gap pp ↓", "lower", 2),
     Column("edge_mae_mm", "edge residual mm", None, 1),
     Column("miou_pct", "3D mIoU % ↑", "higher", 1),
     Column("cd_l2_x1000", "3D CD-L2 ×1000 ↓", "lower", 3),
     Column("fscore_pct", "3D F % ↑", "higher", 1),
+    Column("obj_miou_pct", "object mIoU % ↑", "higher", 1),
+    Column("obj_cd_l2_x1000", "object CD-L2 ×1000 ↓", "lower", 3),
+    Column("obj_fscore_pct", "object F % ↑", "higher", 1),
     Column("disc_fake_pct", "D judged fake % ↓", "lower", 1),
     Column("seed_spread_mm", "seed spread mm", None, 2),
     Column("view_mm", "view disagreement mm", None, 2),
@@ -89,11 +105,20 @@ DOWNSTREAM_COLUMNS = (
     Column("ds_rec_cd_l2_x1000", "down. rec CD ↓", "lower", 2),
 )
 FIGURES = (
-    ("w1_mm", "Residual W1 (mm, lower is better)"),
+    ("w1_mm", "Residual W1 on matched pixels (mm, lower is better)"),
     ("hole_gap_pct", "Hole-rate gap to real (percentage points, lower is better)"),
+    ("tail_gap_pct", "Gap to real in the share of |residual| >= max diff (percentage points, lower is better)"),
     ("cd_l2_x1000", "CD-L2 ×1000 vs fused real (lower is better)"),
     ("fscore_pct", "F-score % vs fused real (higher is better)"),
+    ("obj_cd_l2_x1000", "Per-object CD-L2 ×1000 vs real (lower is better)"),
     ("disc_fake_pct", "Patches judged fake by the Stage-I discriminator (%, lower is better)"),
+)
+
+
+W1_BINS = ("w1_edge0_2_mm", "w1_edge2_5_mm", "w1_edge5_mm", "w1_inc0_30_mm", "w1_inc30_60_mm", "w1_inc60_90_mm")
+W1_BIN_GROUPS = (  # `binned_bars`: (title, keys, bin labels)
+    ("distance to CAD depth edges", W1_BINS[:3], ("0-2 px", "2-5 px", "> 5 px")),
+    ("incidence of the CAD surface", W1_BINS[3:], ("0-30°", "30-60°", "60-90°")),
 )
 
 
@@ -116,18 +141,31 @@ def _columns(*keys: str) -> tuple[Column, ...]:
 THEMES = (
     Theme(
         "depth",
-        "Depth realism (per pixel, against the real frame)",
-        _columns("abs_rel", "rmse_mm", "delta1_pct", "w1_mm"),
+        "Depth realism (per pixel, against the real frame; W1 on matched pixels, pooled W1 as the release)",
+        _columns("abs_rel", "rmse_mm", "delta1_pct", "w1_mm", "w1_pooled_mm"),
+    ),
+    Theme(
+        "w1_bins",
+        "Residual W1 by region (distance to CAD depth edges; incidence of the CAD surface)",
+        _columns(*W1_BINS),
     ),
     Theme(
         "holes",
-        "Holes and edges",
-        _columns("hole_all_pct", "hole_gap_pct", "hole_edge_gap_pct", "edge_mae_mm"),
+        "Holes, gross mismatches and edges",
+        _columns(
+            "hole_all_pct",
+            "hole_gap_pct",
+            "hole_edge_gap_pct",
+            "hole_flat_gap_pct",
+            "tail_pct",
+            "tail_gap_pct",
+            "edge_mae_mm",
+        ),  # fmt: skip
     ),
     Theme(
         "3d",
-        "3D realism (TSDF-fused scenes against the fused real capture)",
-        _columns("miou_pct", "cd_l2_x1000", "fscore_pct"),
+        "3D realism (scene: TSDF-fused scenes vs the fused real scene; object: DisCo per object, mean)",
+        _columns("miou_pct", "cd_l2_x1000", "fscore_pct", "obj_miou_pct", "obj_cd_l2_x1000", "obj_fscore_pct"),
     ),
     Theme("discriminator", "Realism as the frozen Stage-I discriminator judges it", _columns("disc_fake_pct")),
     Theme(
@@ -236,16 +274,49 @@ def _best(table: Sequence[Mapping], column: Column, group_key: str, exclude: Seq
     return min(vals) if column.better == "lower" else max(vals)
 
 
-def _cell(entry: Mapping, column: Column, best: float | None) -> str:
+NO_SPREAD = "one seed: no spread"  # the mark of a table whose bold values had no seed spread to test against
+
+
+def _spread(entry: Mapping, key: str) -> float | None:
+    """The seeds' std of a table entry's metric, None when unknown (fewer than two values)."""
+    std = _finite([entry.get(f"{key}_std")])
+    return std[0] if entry.get(f"{key}_n", 1) > 1 and std else None
+
+
+def best_entries(
+    table: Sequence[Mapping], column: Column, group_key: str = "simulator", exclude: Sequence[str] = (REFERENCE,)
+) -> tuple[list[str], bool]:
+    """(names to show in bold, spread unknown) for one column. The best entry (rows in `exclude` do not
+    compete) is bold only when its gap to the second best exceeds the seeds' std of both (of the one whose
+    std is known when the other ran one seed). When neither has a known std (one seed each), today's rule
+    holds: every entry equal to the best at the column's decimals is bold, and the second value is True so
+    that the table says "one seed: no spread". A lone competitor is bold; no `better`: nothing is."""
+    if column.better is None:
+        return [], False
+    entries = [e for e in table if e.get(group_key) not in exclude and _finite([e.get(column.key)])]
+    if not entries:
+        return [], False
+    entries.sort(key=lambda e: float(e[column.key]) * (1 if column.better == "lower" else -1))
+    best = entries[0]
+    if len(entries) == 1:
+        return [str(best.get(group_key))], False
+    second = entries[1]
+    known = [s for s in (_spread(best, column.key), _spread(second, column.key)) if s is not None]
+    if not known:
+        top = round(float(best[column.key]), column.digits)
+        return [str(e.get(group_key)) for e in entries if round(float(e[column.key]), column.digits) == top], True
+    gap = abs(float(best[column.key]) - float(second[column.key]))
+    return ([str(best.get(group_key))] if gap > max(known) else []), False
+
+
+def _cell(entry: Mapping, column: Column, bold: bool) -> str:
     mean = entry.get(column.key)
     if mean is None or not isinstance(mean, (int, float)) or not math.isfinite(float(mean)):
         return "—"
     text = f"{mean:.{column.digits}f}"
     if entry.get(f"{column.key}_n", 1) > 1:
         text += f" ± {entry.get(f'{column.key}_std', 0.0):.{column.digits}f}"
-    if best is not None and round(float(mean), column.digits) == round(best, column.digits):
-        text = f"**{text}**"
-    return text
+    return f"**{text}**" if bold else text
 
 
 def markdown_table(
@@ -259,10 +330,16 @@ def markdown_table(
 ) -> str:
     """Markdown table of `compare_table` output: one row per group, one column per `Column` (or
     (key, label[, better[, digits]]) tuple) as "mean ± std" (the ± part when a metric has more than
-    one value), "—" for NaN, the best value of each column in bold (rows in `exclude_from_best`, the
-    reference, do not compete), a seeds column and the notes. `header`: a line above the table."""
+    one value), "—" for NaN, the best value of each column in bold when it stands out of the seeds'
+    spread (`best_entries`; rows in `exclude_from_best`, the reference, do not compete), a seeds column
+    and the notes. `header`: a line above the table. A column whose bold value had no spread to be
+    tested against (one seed) marks the table with a line "one seed: no spread" below it."""
     cols = [c if isinstance(c, Column) else Column(*c) for c in columns]
-    best = {c.key: _best(table, c, group_key, exclude_from_best) for c in cols}
+    bold, no_spread = {}, []
+    for c in cols:
+        bold[c.key], unknown = best_entries(table, c, group_key, exclude_from_best)
+        if unknown:
+            no_spread.append(c.label)
     head = [group_key, "seeds", *[c.label for c in cols]] + (["note"] if notes else [])
     lines = [header, ""] if header else []
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -271,10 +348,12 @@ def markdown_table(
         label = (labels or {}).get(name)
         seeds = max([entry.get(f"{c.key}_n", 0) for c in cols] + [0])
         cells = [f"{label} (`{name}`)" if label and label != name else name, str(seeds)]
-        cells += [_cell(entry, c, best[c.key]) for c in cols]
+        cells += [_cell(entry, c, name in bold[c.key]) for c in cols]
         if notes:
             cells.append(str(entry.get("note") or "").replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
+    if no_spread:
+        lines += ["", f"_{NO_SPREAD}: bold is the best value without a test against the seeds' spread._"]
     return "\n".join(lines) + "\n"
 
 
@@ -439,3 +518,85 @@ def bar_chart(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
+
+
+def binned_bars(
+    table: Sequence[Mapping],
+    groups: Sequence[tuple[str, Sequence[str], Sequence[str]]] = W1_BIN_GROUPS,
+    group_key: str = "simulator",
+    labels: Mapping[str, str] | None = None,
+    title: str = "Residual W1 by region (mm, lower is better; mean ± std over seeds)",
+    path=None,
+    clip: bool = True,
+):
+    """Grouped bar chart of binned metrics: one panel per group of `groups` ((title, keys, bin labels);
+    default the residual W1 by distance to CAD edges and by CAD incidence), the bins along x, one bar per
+    simulator in one colour per simulator (legend: `labels`, default the names), std error bars. Bars far
+    above the others (`clip_limit` over all bars) are cut at the axis top, hatched, with their value written.
+    Returns the matplotlib Figure, also written atomically as PNG to `path` when given; None when no
+    simulator has a value. The figure is made by pyplot and closed at once (pyplot keeps no reference):
+    that sets up a Jupyter kernel's inline display of Figures, so `display(binned_bars(...))` shows the
+    image even when no pyplot figure was made before."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for _, ks, _ in groups for k in ks]
+    entries = [e for e in table if _finite([e.get(k) for k in keys])]
+    if not entries:
+        return None
+    names = [str(e[group_key]) for e in entries]
+    means = [[float(e.get(k, math.nan)) for k in keys] for e in entries]
+    stds = [[float(e.get(f"{k}_std", 0.0) or 0.0) for k in keys] for e in entries]
+    flat = [m for row in means for m in row if math.isfinite(m)]
+    errs = [s for row_m, row_s in zip(means, stds) for m, s in zip(row_m, row_s) if math.isfinite(m)]
+    limit = clip_limit(flat, errs) if clip else None
+    fig = plt.figure(figsize=(max(6.0, 1.2 * len(names) + 4.0), 3.6), dpi=100)
+    plt.close(fig)
+    axes = [fig.add_subplot(1, len(groups), g + 1) for g in range(len(groups))]
+    width = 0.8 / len(names)
+    col = 0
+    for ax, (group_title, ks, bin_labels) in zip(axes, groups):
+        for i, name in enumerate(names):
+            vals = means[i][col : col + len(ks)]
+            sds = stds[i][col : col + len(ks)]
+            x = np.arange(len(ks)) - 0.4 + width * (i + 0.5)
+            clipped = [limit is not None and math.isfinite(v) and v > limit for v in vals]
+            heights = [limit if c else (v if math.isfinite(v) else 0.0) for v, c in zip(vals, clipped)]
+            colour = "0.6" if name == REFERENCE else f"C{i % 10}"
+            bars = ax.bar(
+                x,
+                heights,
+                width,
+                yerr=[0.0 if c or not math.isfinite(v) else sd for v, sd, c in zip(vals, sds, clipped)],
+                color=colour,
+                capsize=2,
+                label=(labels or {}).get(name, name),
+            )
+            for bar, c, v in zip(bars, clipped, vals):
+                if c:
+                    bar.set_hatch("//")
+                    bar.set_edgecolor("white")
+                    ax.annotate(
+                        f"{v:.3g}",
+                        (bar.get_x() + bar.get_width() / 2, limit),
+                        ha="center",
+                        va="top",
+                        fontsize=7,
+                        rotation=90,
+                        xytext=(0, -3),
+                        textcoords="offset points",
+                    )
+        col += len(ks)
+        ax.set_xticks(range(len(ks)))
+        ax.set_xticklabels(list(bin_labels), fontsize=8)
+        ax.set_title(group_title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        if limit is not None:
+            ax.set_ylim(top=limit)
+    axes[0].set_ylabel("W1 mm")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    return fig
