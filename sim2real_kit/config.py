@@ -42,6 +42,7 @@ class DataConfig:
     synth_height: int = 192  # rendered frame height
     val_fraction: float = 0.25  # share of scenes in val.lst
     synth_workers: int = 1  # processes for synthesis (2 is fastest on 2 cores)
+    world: str = "procedural"  # "procedural" (real geometry differs from CAD) | "sensor_only" (real geometry = CAD: residuals are sensor effects only)
 
 
 @dataclass
@@ -292,6 +293,7 @@ class Config:
     def validate(self, source: str = "config") -> None:
         choices = {
             "data.holes": (self.data.holes, ("mask", "generate")),
+            "data.world": (self.data.world, ("procedural", "sensor_only")),
             "model.space": (self.model.space, ("pixel", "latent")),
             "model.target": (self.model.target, ("residual", "direct")),
             "model.prediction_type": (self.model.prediction_type, ("sample", "epsilon", "v_prediction")),

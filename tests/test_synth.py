@@ -115,6 +115,7 @@ def test_refuses_to_mix_with_a_different_dataset(small_ds):
         ({"generator": SceneConfig(n_objects=(0, 2))}, ConfigError, "n_objects"),
         ({"sensor": {"speckle": False}}, SensorError, "speckle"),
         ({"generator": {"room_size": 3}}, ConfigError, "room_size"),
+        ({"world": "mars"}, ConfigError, "world"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, kw, err, key):
@@ -182,3 +183,87 @@ def test_reproduce_frame_regenerates_the_sensor_ground_truth(small_ds):
     assert (holes == (dropped | (truth.real.depth == 0))).all()
     with pytest.raises(ConfigError, match="frame"):
         reproduce_frame(small_ds, "s0000/007")
+
+
+# ---------------------------------------------------------------------- the sensor-only world
+DISCRETE = ("thin_structures", "flying_pixels", "edge_dropout", "grazing_dropout", "material_holes", "range_limit")
+
+
+def test_default_world_is_unchanged_by_the_world_option(small_ds, tmp_path):
+    """world="procedural" is the default: the same bytes, and dataset.yaml has no `world` key (as before)."""
+    root = tmp_path / "explicit"
+    synthesize(root, scenes=3, frames=3, seed=5, world="procedural", **SMALL)
+    a, b = _files(small_ds), _files(root)
+    assert a.keys() == b.keys()
+    for rel in a:
+        assert a[rel].read_bytes() == b[rel].read_bytes(), rel
+    assert "world" not in yaml.safe_load((root / "dataset.yaml").read_text())
+    assert "world" not in json.loads(DepthLayout(root).scene_info_path("s0000").read_text())
+
+
+def test_sensor_only_world_without_sensor_effects_is_the_cad(tmp_path):
+    """Real geometry = CAD geometry: with every sensor component off, the scan equals the CAD depth on
+    every pixel (holes included)."""
+    root = tmp_path / "so"
+    synthesize(root, scenes=2, frames=2, seed=0, world="sensor_only", sensor=SensorConfig().only(), **SMALL)
+    lay = DepthLayout(root)
+    assert lay.meta["world"] == "sensor_only"
+    assert json.loads(lay.scene_info_path("s0000").read_text())["world"] == "sensor_only"
+    for ref in lay.frames("train") + lay.frames("val"):
+        f = lay.read_frame(ref)
+        assert (f["cad"] > 0).mean() > 0.95
+        np.testing.assert_array_equal(f["real"], f["cad"])
+
+
+def test_sensor_only_world_residual_is_the_sensor_effects(small_ds, tmp_path):
+    """With the discrete sensor components only, real == CAD outside their ground-truth effect masks
+    (exactly: both go through the same 1 mm PNG) and the hole effects are holes; with the default
+    sensor, the scan is `SensorModel.capture` of the CAD geometry's rendering, and the CAD depth and poses
+    are those of the procedural world of the same seed."""
+    from sim2real_kit.data.scenes import make_scene
+    from sim2real_kit.data.sensor import SensorModel
+    from sim2real_kit.data.synth import _frame_rng, scene_seed
+
+    root = tmp_path / "discrete"
+    synthesize(root, scenes=2, frames=2, seed=0, world="sensor_only", sensor=SensorConfig().only(*DISCRETE), **SMALL)
+    lay = DepthLayout(root)
+    touched = 0.0
+    for ref in lay.frames("train") + lay.frames("val"):
+        f = lay.read_frame(ref)
+        effects = reproduce_frame(root, ref).capture.effects
+        any_effect = np.zeros_like(f["cad"], dtype=bool)
+        for name in DISCRETE:
+            any_effect |= effects[name]
+        np.testing.assert_array_equal(f["real"][~any_effect], f["cad"][~any_effect])
+        for name in ("edge_dropout", "grazing_dropout", "material_holes", "range_limit"):
+            assert (f["real"][effects[name]] == 0).all(), name
+        touched += any_effect.mean()
+    assert touched > 0  # the effects did act
+
+    full = tmp_path / "full"
+    synthesize(full, scenes=3, frames=3, seed=5, world="sensor_only", **SMALL)
+    lay, proc = DepthLayout(full), DepthLayout(small_ds)
+    sensor = SensorModel(SensorConfig())
+    for ref in lay.frames("val") + lay.frames("train")[:2]:
+        f, g = lay.read_frame(ref), proc.read_frame(ref)
+        np.testing.assert_array_equal(f["cad"], g["cad"])
+        np.testing.assert_array_equal(f["pose"], g["pose"])
+        index, frame = int(ref.scene[1:]), int(ref.frame)
+        scene = make_scene(scene_seed(5, index), 3, lay.camera, SceneConfig())  # the procedural scene's CAD
+        capture = sensor.capture(scene.render(frame, "cad", full=True), lay.camera, _frame_rng(5, index, frame))
+        np.testing.assert_allclose(f["real"], capture.depth, atol=6e-4)  # up to the PNG's 1 mm
+        assert not np.array_equal(f["real"], g["real"])  # the procedural world's real geometry differs
+
+
+def test_sensor_only_world_is_not_mixed_with_the_procedural_one(small_ds):
+    with pytest.raises(LayoutError, match="differs in: .*world"):
+        synthesize(small_ds, scenes=3, frames=3, seed=5, world="sensor_only", **SMALL)
+
+
+def test_config_key_data_world_is_validated():
+    from sim2real_kit.config import load_config
+
+    assert load_config("tiny").data.world == "procedural"
+    assert load_config("tiny", overrides=["data.world=sensor_only"]).data.world == "sensor_only"
+    with pytest.raises(ConfigError, match="data.world.*allowed: procedural, sensor_only"):
+        load_config("tiny", overrides=["data.world=mars"])

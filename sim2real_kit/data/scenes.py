@@ -16,6 +16,13 @@ Instance ids (the same in CAD and real geometry and in the rendered `instance` m
 0 = nothing, 1..N = furniture in placement order, 100 = floor, 101-104 = walls, 105 = ceiling.
 `CLASS_NAMES` maps the category codes of `Scene.category_map` (0 none, 1-6 furniture, 7 floor,
 8 wall, 9 ceiling). The real room differs from the CAD room by baseboards and a rug.
+
+Worlds (`WORLDS`, `make_scene(world=...)`): "procedural" (the default) has the real geometry above,
+more detailed than the CAD and slightly misplaced; "sensor_only" draws the very same room, furniture,
+placement and camera path (the same random draws) but makes the real geometry *equal* the CAD one:
+every piece of furniture at its CAD pose with its CAD mesh, and the plain room (floor, walls, ceiling;
+no baseboards, no rug; present even when `cad_includes_room` is False). Captured depth then differs
+from the CAD depth by the sensor's effects alone.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ FLOOR_ID, WALL_IDS, CEILING_ID = 100, (101, 102, 103, 104), 105
 ROOM_ID_MIN = 100
 MAX_OBJECTS = 99
 CLASS_NAMES = ("none", *CATEGORIES, "floor", "wall", "ceiling")
+WORLDS = ("procedural", "sensor_only")  # what the real geometry is: detailed + misplaced, or the CAD itself
 
 # chance that a category stands with its back against a wall
 _WALL_PROB = {"chair": 0.1, "table": 0.2, "sofa": 0.8, "bed": 0.95, "cabinet": 0.9, "shelf": 0.95}
@@ -131,6 +139,7 @@ class Scene:
     poses: np.ndarray  # [F, 4, 4] camera-to-world
     config: SceneConfig
     render_threads: int = 0  # open3d ray-casting threads (0 = all cores)
+    world: str = "procedural"  # one of WORLDS: "sensor_only" = the real geometry is the CAD geometry
     _renderers: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -200,7 +209,7 @@ class Scene:
             "camera": self.camera.to_dict(),
             "n_frames": self.n_frames,
             "mesh_vertex_colour": "red channel = instance id / 255",
-        }
+        } | ({} if self.world == "procedural" else {"world": self.world})
 
 
 # ====================================================================== room
@@ -373,13 +382,27 @@ def _pose_with_roll(eye, target, rng, roll_deg: float) -> np.ndarray:
 
 
 # ====================================================================== scene
+def check_world(world: str) -> str:
+    if world not in WORLDS:
+        raise ConfigError(f"unknown world {world!r}; valid: {', '.join(WORLDS)}")
+    return world
+
+
 def make_scene(
-    seed: int, n_frames: int, camera: Camera | None = None, cfg: SceneConfig | None = None, n_objects: int | None = None
+    seed: int,
+    n_frames: int,
+    camera: Camera | None = None,
+    cfg: SceneConfig | None = None,
+    n_objects: int | None = None,
+    world: str = "procedural",
 ) -> Scene:
     """Build room, furniture and camera trajectory from `seed` (deterministic).
 
-    `n_frames` > 0 frames; `n_objects` overrides the drawn furniture count (1..99)."""
+    `n_frames` > 0 frames; `n_objects` overrides the drawn furniture count (1..99). `world`
+    "sensor_only": the same scene (same draws, CAD and camera path) with real geometry = CAD geometry
+    (plus the plain room), see the module docstring."""
     cfg = (cfg or SceneConfig()).check()
+    world = check_world(world)
     if not isinstance(n_frames, int | np.integer) or n_frames <= 0:
         raise ConfigError(f"n_frames must be a positive integer, got {n_frames!r}")
     if n_objects is not None and (not isinstance(n_objects, int | np.integer) or not 0 < n_objects <= MAX_OBJECTS):
@@ -456,7 +479,23 @@ def make_scene(
     if not len(centres):
         centres = np.array([[w / 2, d / 2, 0.5]])
     scene.poses = _trajectory(rng, cfg, room, centres, rects, n_frames, view_ok)
+    if world == "sensor_only":  # after every draw: the scene is the procedural one but for its real geometry
+        scene.real_parts = {i: cad_parts[i] for i in cad_parts if i < ROOM_ID_MIN}
+        scene.real_parts.update(room_cad)
+        scene.room = {**room, "baseboards": False, "baseboard_height": 0.0, "rug": None}
+        scene.world = world
     return scene
 
 
-__all__ = ["SceneConfig", "Scene", "make_scene", "CLASS_NAMES", "FLOOR_ID", "WALL_IDS", "CEILING_ID", "ROOM_ID_MIN"]
+__all__ = [
+    "SceneConfig",
+    "Scene",
+    "make_scene",
+    "check_world",
+    "CLASS_NAMES",
+    "WORLDS",
+    "FLOOR_ID",
+    "WALL_IDS",
+    "CEILING_ID",
+    "ROOM_ID_MIN",
+]

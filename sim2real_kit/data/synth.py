@@ -13,6 +13,13 @@ Per scene (`scenes.make_scene`) and frame:
 - `intrinsics.json`, `dataset.yaml` (every generator and sensor parameter, the seed), `train.lst` /
   `val.lst` split by scene.
 
+`world="sensor_only"` (`scenes.WORLDS`) makes the real geometry the CAD geometry itself (no bevels,
+clutter, misplacement, baseboards or rug): the scan is `SensorModel` applied to the CAD geometry, so
+the residual is the sensor's alone. The CAD depth, poses and layout are those of the default world
+("procedural") for the same seed. dataset.yaml records `world` when it is not the default; a
+dataset.yaml without the key is of the procedural world (so the default world's files, dataset.yaml
+included, are byte-identical to those written before the option existed, and older datasets resume).
+
 Scene i is generated from the seed sequence (seed, i), so a dataset is deterministic for a seed and
 scene i does not depend on how many scenes are asked for. Each file is written atomically; a scene
 is marked done after all its files, and a re-run skips done scenes (resume after an interruption,
@@ -30,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from sim2real_kit.camera import LASA_FX, LASA_WIDTH, Camera
-from sim2real_kit.data.scenes import CLASS_NAMES, ROOM_ID_MIN, Scene, SceneConfig, make_scene
+from sim2real_kit.data.scenes import CLASS_NAMES, ROOM_ID_MIN, Scene, SceneConfig, check_world, make_scene
 from sim2real_kit.data.sensor import SensorConfig, SensorModel
 from sim2real_kit.errors import ConfigError
 
@@ -175,12 +182,12 @@ def write_scene(lay, scene: Scene, sid: str, sensor: SensorModel, seed: int, ind
 
 def _worker(args) -> str:
     """One scene in a worker process (used when workers > 1)."""
-    root, index, seed, frames, camera_dict, gen_dict, sensor_dict = args
+    root, index, seed, frames, camera_dict, gen_dict, sensor_dict, world = args
     from sim2real_kit.data.layout import DepthLayout
 
     lay = DepthLayout(root)
     gen = SceneConfig.from_dict(gen_dict)
-    scene = make_scene(scene_seed(seed, index), frames, Camera.from_dict(camera_dict), gen)
+    scene = make_scene(scene_seed(seed, index), frames, Camera.from_dict(camera_dict), gen, world=world)
     scene.render_threads = 1
     write_scene(lay, scene, scene_id(index), SensorModel(SensorConfig.from_dict(sensor_dict)), seed, index)
     return scene_id(index)
@@ -210,13 +217,15 @@ def synthesize(
     val_fraction: float = 0.25,
     workers: int = 1,
     on_scene_done: Callable[[str], None] | None = None,
+    world: str = "procedural",
 ):
     """Write `scenes` x `frames` paired frames to `out_dir` in the lasa_depth layout; returns the DepthLayout.
 
     `sensor`: the capture model (default `SensorConfig()`; a dict overrides its fields by name);
     `generator`: room / furniture / camera parameters (default `SceneConfig()`; or a dict of overrides);
     `workers` > 1 renders scenes in that many processes
-    (same files, any worker count). `on_scene_done(scene_id)` is called after each finished scene.
+    (same files, any worker count). `world`: "procedural" (real geometry differs from the CAD) or
+    "sensor_only" (real geometry = CAD geometry: the residual is the sensor's effects only). `on_scene_done(scene_id)` is called after each finished scene.
     Re-running on the same folder with the same parameters skips finished scenes."""
     from sim2real_kit.data.layout import DepthLayout, FrameRef
 
@@ -229,6 +238,7 @@ def synthesize(
     workers = _check_count("workers", workers)
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    world = check_world(world)
     if isinstance(sensor, dict):
         sensor = SensorConfig.from_dict({**SensorConfig().to_dict(), **sensor})
     if isinstance(generator, dict):
@@ -250,6 +260,7 @@ def synthesize(
             "rgb": "shaded colour-by-instance of the real geometry",
             "instance": "instance ids of the real geometry: 0 none, 1-99 furniture, 100 floor, 101-104 walls, 105 ceiling",
         }
+        | ({} if world == "procedural" else {"world": world})  # absent = procedural (files as before the option)
     )
     lay = DepthLayout.create(out_dir, camera, depth_unit_m=DEPTH_UNIT_M, meta=meta)
 
@@ -266,7 +277,7 @@ def synthesize(
 
             ctx = mp.get_context("spawn")
             jobs = [
-                (str(lay.root), i, int(seed), frames, camera.to_dict(), gen.to_dict(), sensor_cfg.to_dict())
+                (str(lay.root), i, int(seed), frames, camera.to_dict(), gen.to_dict(), sensor_cfg.to_dict(), world)
                 for i in todo
             ]
             with ctx.Pool(min(workers, len(todo))) as pool:
@@ -276,7 +287,7 @@ def synthesize(
                         on_scene_done(sid)
         else:
             for i in todo:
-                scene = make_scene(scene_seed(seed, i), frames, camera, gen)
+                scene = make_scene(scene_seed(seed, i), frames, camera, gen, world=world)
                 write_scene(lay, scene, scene_id(i), model, seed, i, on_frame=lambda: bar.update(1))
                 if on_scene_done is not None:
                     on_scene_done(scene_id(i))
@@ -320,11 +331,12 @@ def reproduce_frame(root: str | Path, ref) -> FrameTruth:
         seed, frames = int(meta["seed"]), int(meta["frames_per_scene"])
         gen = SceneConfig.from_dict(meta["generator"])
         sensor = SensorModel(SensorConfig.from_dict(meta["sensor"]))
+        world = check_world(str(meta.get("world", "procedural")))
     except (KeyError, ValueError) as e:
         raise ConfigError(f"cannot rebuild frame {ref}: {e}", lay.root / "dataset.yaml") from None
     if not 0 <= frame < frames:
         raise ConfigError(f"frame {ref} is not one of the {frames} frames per scene", lay.root / "dataset.yaml")
-    scene = make_scene(scene_seed(seed, index), frames, lay.camera, gen)
+    scene = make_scene(scene_seed(seed, index), frames, lay.camera, gen, world=world)
     cad = scene.render(frame, "cad", full=False)
     real = scene.render(frame, "real")
     capture = sensor.capture(real, scene.camera, _frame_rng(seed, index, frame))
