@@ -131,7 +131,12 @@ def simulate_frames(
         sims.append(np.asarray(out.depth[0], dtype=np.float32))
         cads.append(np.asarray(out.cad[0], dtype=np.float32))
         model_cam = out.camera
-    layout = DepthLayout.create(out_dir, model_cam, meta={"source": "simulated", "stages": stages or pipe.num_stages})
+    meta = {
+        "source": "simulated",
+        "stages": stages or pipe.num_stages,
+        "splits": {"unit": "frame", "rule": "every 5th frame in val.lst"},  # scenes in both lists: declared
+    }
+    layout = DepthLayout.create(out_dir, model_cam, meta=meta)
     for ref, cad, sim, pose in zip(refs, cads, sims, poses):
         layout.write_frame(ref, cad, sim, pose)
         save_point_cloud(model_cam.backproject(sim, pose)[sim > 0], out_dir / "points" / ref.scene / f"{ref.frame}.ply")
