@@ -264,7 +264,7 @@ def test_downstream_is_wired_per_simulator(tmp_path, monkeypatch):
     cfg = load_config("tiny", overrides=["data.size=32", f"data.root={layout.root}"])
     run_dir = tmp_path / "run"
     RunFolder(run_dir).save_config(cfg)
-    for split in ("val", "train"):
+    for split in ("val", "train", "benchmark"):  # the downstream task uses the benchmark split's samples
         write_fake_samples(run_dir, cfg, layout, stage=1, split=split)
     seen = {}
 

@@ -13,12 +13,14 @@ the real captures of the same views:
    (`metrics.disco_metrics`, normalised per scene): mIoU %, CD-L2 ×1000, F-score %;
 3. the share of the simulator's patches that the frozen Stage-I discriminator judges fake (%);
 4. the downstream task (`downstream.run_downstream`): networks trained on the simulator's output of
-   the train split, tested on real captures of the split;
+   the benchmark split (scenes held out of every simulator's training: `benchmark.lst`), tested on real
+   captures of the split;
 5. stability: spread of the output over seeds (mean per-pixel std, mm) and disagreement of
    consecutive views of a scene (`metrics.view_consistency`, mm), next to the same on real and CAD.
 
 Simulators (`SIMULATORS`): `cad` (w/o sim), `random` (Gaussian + dropout), `physical` (a textbook
-Kinect noise model, `data.sensor.GenericSensor`, on CAD depth with incidence from CAD normals),
+Kinect noise model, `data.sensor.GenericSensor`, on the full-resolution CAD depth with the dataset's camera
+and incidence from CAD normals, then the evaluation crop / resize: `physical_native`),
 `pix2pix`, `cyclegan` (`models.baselines`, trained into `run_dir/baselines/<kind>/`), `direct` (a
 pipeline trained with `model.target=direct` in `run_dir/direct/`), `stage1`..`stage3` (the run's
 saved samples, re-sampled for seeds > 0) and `real` (the reference row: the ceiling, W1 0, CD 0).
@@ -41,6 +43,7 @@ from sim2real_kit.benchmark.simulators import (
     Simulator,
     available_simulators,
     benchmark_samples,
+    physical_native,
     cad_incidence,
     cad_normals,
     make_simulator,
@@ -71,6 +74,7 @@ __all__ = [
     "available_simulators",
     "make_simulator",
     "benchmark_samples",
+    "physical_native",
     "cad_normals",
     "cad_incidence",
     "depth_realism",
