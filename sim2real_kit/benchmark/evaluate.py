@@ -577,9 +577,8 @@ def _crop_source(layout: DepthLayout, kind: str, size: int, eval_crop: int):
     return source
 
 
-DOWNSTREAM_SPLIT = (
-    "benchmark"  # the simulators' output the downstream networks train on: scenes no simulator trained on
-)
+# the split whose simulated output the downstream networks train on: scenes no simulator trained on
+DOWNSTREAM_SPLIT = "benchmark"
 
 
 def _array_source(refs: Sequence[FrameRef], depth: np.ndarray, camera: Camera, name: str):
