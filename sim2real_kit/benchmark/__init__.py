@@ -43,10 +43,10 @@ from sim2real_kit.benchmark.simulators import (
     Simulator,
     available_simulators,
     benchmark_samples,
-    physical_native,
     cad_incidence,
     cad_normals,
     make_simulator,
+    physical_native,
 )
 from sim2real_kit.benchmark.tables import (
     COLUMNS,
