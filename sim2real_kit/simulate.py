@@ -14,7 +14,7 @@ import torch
 from sim2real_kit.camera import Camera, check_pose
 from sim2real_kit.config import Config
 from sim2real_kit.data.dataset import PairedDepthDataset
-from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.data.layout import SPLITS, DepthLayout, FrameRef
 from sim2real_kit.depth import read_depth_png
 from sim2real_kit.errors import MissingArtifactError
 from sim2real_kit.io import atomic_write_json
@@ -167,9 +167,7 @@ def simulate_folder(
     cad_dir = Path(cad_dir)
     if (cad_dir / "lasa_depth").is_dir():  # a layout: simulate its CAD frames with their poses
         layout = DepthLayout(cad_dir)
-        refs = sorted(
-            {r for split in ("train", "val") if layout.list_path(split).is_file() for r in layout.frames(split)}
-        )
+        refs = sorted({r for split in SPLITS if layout.has_split(split) for r in layout.frames(split)})
         cads = [layout.read_depth(r, "gt") for r in refs]
         poses = [layout.read_pose(r) for r in refs]
         return simulate_frames(pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress)
