@@ -41,6 +41,9 @@ class DataConfig:
     synth_width: int = 256  # rendered frame width (ARKit lowres)
     synth_height: int = 192  # rendered frame height
     val_fraction: float = 0.25  # share of scenes in val.lst
+    # share of scenes held out of all training (benchmark.lst): the simulators turn their CAD into depth for the
+    # benchmark's downstream task and realism test; 0 = no benchmark split (the downstream task then does not run)
+    benchmark_fraction: float = 0.25
     synth_workers: int = 1  # processes for synthesis (2 is fastest on 2 cores)
     world: str = "procedural"  # "procedural" (real geometry differs from CAD) | "sensor_only" (real geometry = CAD: residuals are sensor effects only)
 
@@ -351,6 +354,12 @@ class Config:
             raise ConfigError(f"{source}: data.crop_scale must be 0 < lo <= hi, got {self.data.crop_scale}")
         if not 0 < self.data.val_fraction < 1:
             raise ConfigError(f"{source}: data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+        if not 0 <= self.data.benchmark_fraction < 1 or not self.data.val_fraction + self.data.benchmark_fraction < 1:
+            raise ConfigError(
+                f"{source}: data.benchmark_fraction must be in [0, 1) and data.val_fraction + "
+                f"data.benchmark_fraction < 1 (train keeps the rest), got {self.data.benchmark_fraction} "
+                f"(val_fraction {self.data.val_fraction})"
+            )
         if len(self.model.attention_levels) != len(self.model.block_out_channels):
             raise ConfigError(
                 f"{source}: model.attention_levels has {len(self.model.attention_levels)} entries but "
@@ -391,7 +400,13 @@ def dataset_fingerprint(root: str | Path) -> str:
     """sha256 over the split lists and dataset.yaml of a layout (cheap, changes with the frame set)."""
     root = Path(root)
     h = hashlib.sha256()
-    for name in ("lasa_depth/train.lst", "lasa_depth/val.lst", "dataset.yaml", "intrinsics.json"):
+    for name in (
+        "lasa_depth/train.lst",
+        "lasa_depth/val.lst",
+        "lasa_depth/benchmark.lst",
+        "dataset.yaml",
+        "intrinsics.json",
+    ):
         p = root / name
         if p.is_file():
             h.update(name.encode())

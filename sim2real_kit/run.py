@@ -276,6 +276,7 @@ def prepare_data(run: RunFolder | str | Path, cfg: Config, progress: bool = True
             width=d.synth_width,
             height=d.synth_height,
             val_fraction=d.val_fraction,
+            benchmark_fraction=d.benchmark_fraction,
             progress=progress,
             workers=d.synth_workers,
         )

@@ -14,7 +14,7 @@ import torch
 from sim2real_kit.camera import Camera, check_pose
 from sim2real_kit.config import Config
 from sim2real_kit.data.dataset import PairedDepthDataset
-from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.data.layout import SPLITS, DepthLayout, FrameRef
 from sim2real_kit.depth import read_depth_png
 from sim2real_kit.errors import MissingArtifactError
 from sim2real_kit.io import atomic_write_json
@@ -131,7 +131,12 @@ def simulate_frames(
         sims.append(np.asarray(out.depth[0], dtype=np.float32))
         cads.append(np.asarray(out.cad[0], dtype=np.float32))
         model_cam = out.camera
-    layout = DepthLayout.create(out_dir, model_cam, meta={"source": "simulated", "stages": stages or pipe.num_stages})
+    meta = {
+        "source": "simulated",
+        "stages": stages or pipe.num_stages,
+        "splits": {"unit": "frame", "rule": "every 5th frame in val.lst"},  # scenes in both lists: declared
+    }
+    layout = DepthLayout.create(out_dir, model_cam, meta=meta)
     for ref, cad, sim, pose in zip(refs, cads, sims, poses):
         layout.write_frame(ref, cad, sim, pose)
         save_point_cloud(model_cam.backproject(sim, pose)[sim > 0], out_dir / "points" / ref.scene / f"{ref.frame}.ply")
@@ -162,9 +167,7 @@ def simulate_folder(
     cad_dir = Path(cad_dir)
     if (cad_dir / "lasa_depth").is_dir():  # a layout: simulate its CAD frames with their poses
         layout = DepthLayout(cad_dir)
-        refs = sorted(
-            {r for split in ("train", "val") if layout.list_path(split).is_file() for r in layout.frames(split)}
-        )
+        refs = sorted({r for split in SPLITS if layout.has_split(split) for r in layout.frames(split)})
         cads = [layout.read_depth(r, "gt") for r in refs]
         poses = [layout.read_pose(r) for r in refs]
         return simulate_frames(pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress)

@@ -29,7 +29,7 @@ from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.depth import write_depth_png
 from sim2real_kit.errors import ConfigError, Sim2RealError
 from sim2real_kit.io import atomic_write_json
-from sim2real_kit.run import SAMPLES_CAMERA, RunFolder, resolve_config
+from sim2real_kit.run import SAMPLES_CAMERA, RunFolder, SampleSet, resolve_config
 
 SIZE = 16
 FAST = ["benchmark.num_points=20000"]  # DisCo points per side (the default 100k only costs time here)
@@ -272,7 +272,7 @@ def test_downstream_is_wired_per_simulator(tmp_path, monkeypatch):
     cfg = load_config("tiny", overrides=["data.size=32", f"data.root={layout.root}"])
     run_dir = tmp_path / "run"
     RunFolder(run_dir).save_config(cfg)
-    for split in ("val", "train"):
+    for split in ("val", "train", "benchmark"):  # the downstream task uses the benchmark split's samples
         write_fake_samples(run_dir, cfg, layout, stage=1, split=split)
     seen = {}
 
@@ -521,3 +521,62 @@ def test_per_object_3d_on_a_layout_with_instance_ids(tmp_path):
     per_object = res.summary["per_scene_3d"]["stage1"]["0"][scene]["objects"]
     assert len(per_object) == objects["count"] and "miou_pct" in res.summary["per_scene_3d"]["stage1"]["0"][scene]
     assert f"DisCo metrics of {objects['count']} objects" in res.markdown()
+
+
+# ---------------------------------------------------------------------- the physical baseline at native resolution
+def object_only_layout(root, frames=3):
+    """LASA-sized frames (256x192, fx 211.9) of two boxes on no CAD (0), as LASA's object-only CAD."""
+    from sim2real_kit.camera import look_at
+    from sim2real_kit.data.layout import DepthLayout, FrameRef
+
+    cam = Camera.lasa()
+    lay = DepthLayout.create(root, cam, meta={"source": "test"})
+    refs = []
+    for f in range(frames):
+        cad = np.zeros((cam.height, cam.width), np.float32)
+        cad[40:150, 60 + 5 * f : 160 + 5 * f] = 1.5 + 0.1 * f
+        cad[90:180, 140:230] = 2.5  # a second box behind: a depth step between objects
+        cad[40:150, 60 + 5 * f : 160 + 5 * f] = 1.5 + 0.1 * f
+        ref = FrameRef("s00" if f < 2 else "s01", f"{f:03d}")
+        lay.write_frame(ref, cad, cad, look_at([0, -3, 1.5], [0, 0, 1.0]))
+        refs.append(ref)
+    lay.write_split("train", refs[:2])
+    lay.write_split("val", refs[2:])
+    return lay
+
+
+def test_physical_baseline_runs_at_the_sensors_native_resolution(tmp_path):
+    """Nguyen's lateral sigma (0.8 Kinect px = 0.29 px at 256 px) rounds away on a 64 px crop: no holes there. At
+    the native resolution it shifts edge pixels onto the background: holes at the edges; the benchmark's output
+    is exactly the evaluation crop / resize of that native capture."""
+    from sim2real_kit.benchmark import make_simulator, physical_native
+    from sim2real_kit.benchmark.simulators import _layout_cad, _physical_from_cad
+    from sim2real_kit.data.dataset import crop_resize, eval_box
+    from sim2real_kit.metrics import depth_edges
+
+    lay = object_only_layout(tmp_path / "ds")
+    cfg = load_config("tiny", overrides=[f"data.root={lay.root}"])  # 64 px from the 192 px centre crop
+    RunFolder(tmp_path / "run").save_config(cfg)
+    sim = make_simulator("physical", tmp_path / "run", cfg)
+    refs = lay.frames("train") + lay.frames("val")
+    cad, cam = _layout_cad(lay, refs, 64, 0)
+    native = sim.from_layout(lay, refs, 64, 0, 0)
+    small = _physical_from_cad(cad, cam, 0, "nguyen2012")  # the old way: on the model-size crops
+    box = eval_box(lay.camera, 0)
+    for i, ref in enumerate(refs):  # exactly the crop / resize of the native capture
+        np.testing.assert_array_equal(native[i], crop_resize(physical_native(lay, ref, 0, "nguyen2012"), box, 64))
+    edges = depth_edges(cad, 0.05, 1)
+    valid = cad > 0
+
+    def holes(depth, where):
+        return 100 * float(((depth == 0) & valid & where).sum() / (valid & where).sum())
+
+    assert holes(small, valid) == 0.0 and holes(native, edges) > 0.2  # holes at edges at native resolution only
+    assert holes(native, valid & ~edges) < 0.5 * holes(native, edges)
+    # the benchmark's run: the same frames, the same output
+    samples = SampleSet(refs, cad, cad, {}, cam, np.stack([lay.read_pose(r) for r in refs]))
+    np.testing.assert_array_equal(sim.run(samples, 0), native)
+    with pytest.raises(Sim2RealError, match="not the evaluation crops"):
+        sim.run(SampleSet(refs, cad + 0.01, cad, {}, cam, samples.poses), 0)
+    print(f"physical holes: model size {holes(small, valid):.2f} % -> native {holes(native, valid):.2f} % "
+          f"(edges {holes(native, edges):.2f} %)")  # fmt: skip

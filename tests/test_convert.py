@@ -56,7 +56,7 @@ def imported(tmp_path_factory):
 
 
 def _all_refs(lay: DepthLayout) -> list[FrameRef]:
-    return lay.frames("train") + lay.frames("val")
+    return lay.frames("train") + (lay.frames("benchmark") if lay.has_split("benchmark") else []) + lay.frames("val")
 
 
 # ---------------------------------------------------------------------- the sample
@@ -68,9 +68,12 @@ def test_import_validates_with_fine_unit_and_shifted_intrinsics(imported):
     cam = Camera.load_json(lay.root / "intrinsics.json")
     assert (cam.fx, cam.fy, cam.width, cam.height) == (K[0, 0], K[1, 1], 640, 480)
     assert cam.cx == pytest.approx(312.9869 + 0.5) and cam.cy == pytest.approx(241.3109 + 0.5)
-    assert [str(r) for r in lay.frames("train")] == [f"0000/{f}" for f in FRAMES[:4]]
+    assert [str(r) for r in lay.frames("train")] == [f"0000/{f}" for f in FRAMES[:3]]
+    assert [str(r) for r in lay.frames("benchmark")] == ["0000/000004"]  # one video: split by frames, like val
     assert [str(r) for r in lay.frames("val")] == ["0000/000005"]
     meta = yaml.safe_load((lay.root / "dataset.yaml").read_text())
+    assert meta["splits"]["unit"] == "frame" and meta["splits"]["benchmark"] == 1  # validate allows shared scenes
+    assert meta["splits"]["benchmark_nearest_train_frame"]["max_translation_mm"] < 3.0
     assert meta["classes"] == {8: "009_gelatin_box", 14: "025_mug", 21: "061_foam_brick"}
     assert any("holds out (almost) nothing" in n for n in meta["notes"])
     assert meta["splits"]["val_nearest_train_frame"]["max_translation_mm"] < 2.0  # neighbouring frames ~1 mm apart
@@ -144,8 +147,11 @@ def test_pixel_centre_shift_is_the_right_convention(imported):
     assert right[0] < wrong[0] - 0.03
     assert right[1] > wrong[1] + 0.005 and right[1] > 0.998
     cad_written = imported["ycbv"].read_depth(FrameRef("0000", "000001"), "gt")
-    cad_right, _ = render_objects(meshes, ids, poses, camera_from_opencv_K(meta["intrinsic_matrix"], 640, 480))
+    cad_right, cls_right = render_objects(meshes, ids, poses, camera_from_opencv_K(meta["intrinsic_matrix"], 640, 480))
     assert np.abs(cad_written - cad_right).max() <= 0.6e-4  # the written CAD is this rendering (0.1 mm rounding)
+    # the CAD side's object masks are this rendering's class ids, not the source's label image
+    np.testing.assert_array_equal(imported["ycbv"].cad_instance(FrameRef("0000", "000001")), cls_right)
+    assert (cls_right != label).any()
 
 
 def test_camera_poses_make_the_objects_static(imported):
@@ -389,8 +395,18 @@ IMPORT_FINGERPRINT = {
 }
 
 
+# Not in the reference: the split lists, dataset.yaml and import_report.csv ("metadata": the benchmark split
+# changed them) and `_cadinst.png` (new); the tests above check those.
+_NEW_KINDS = ("metadata", "cadinst")
+
+
 def test_imports_are_bit_identical_to_the_reference(imported):
-    assert _import_fingerprint(imported["root"]) == IMPORT_FINGERPRINT
+    got = _import_fingerprint(imported["root"])
+    for name, kinds in IMPORT_FINGERPRINT.items():
+        assert {k: v for k, v in got[name].items() if k not in _NEW_KINDS} == {
+            k: v for k, v in kinds.items() if k not in _NEW_KINDS
+        }, name
+    assert "cadinst" in got["ycbv_ds"] and "cadinst" in got["bop_ds"]
 
 
 def test_convert_keeps_its_public_names_after_the_split():
@@ -409,3 +425,22 @@ def test_convert_keeps_its_public_names_after_the_split():
     for name in ("REPORT_NAME", "camera_from_opencv_K", "render_objects", "read_report"):
         assert getattr(convert, name) is getattr(convert_build, name), name
     assert convert.export_bop is convert_bop.export_bop
+
+
+def test_several_videos_are_split_whole_into_train_benchmark_and_val(tmp_path):
+    """Several videos: val takes the last, benchmark the one before (held out of every simulator's training), no
+    video in two lists; with two videos there is no room for a benchmark split and dataset.yaml says so."""
+    src = _small_copy(tmp_path)
+    for video in ("0001", "0002"):
+        shutil.copytree(src / "data" / "0000", src / "data" / video)
+    lay = import_ycbv(src, tmp_path / "out", progress=False)
+    assert validate(lay.root) == []
+    assert lay.scenes("train") == ["0000"] and lay.scenes("benchmark") == ["0001"] and lay.scenes("val") == ["0002"]
+    assert lay.meta["splits"]["unit"] == "scene" and lay.meta["splits"]["benchmark_scenes"] == ["0001"]
+    rows = read_report(lay.root)
+    assert {r["scene"]: r["split"] for r in rows} == {"0000": "train", "0001": "benchmark", "0002": "val"}
+    two = import_ycbv(src, tmp_path / "two", videos=["0000", "0001"], progress=False)
+    assert not two.has_split("benchmark") and validate(two.root) == []
+    assert any("no benchmark split" in n for n in two.meta["notes"])
+    with pytest.raises(LayoutError, match="no benchmark split"):
+        two.frames("benchmark")

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import yaml
+from conftest import make_plane_layout
 
 from sim2real_kit.camera import Camera
-from sim2real_kit.data.layout import DepthLayout, FrameRef, read_pose, validate
-from sim2real_kit.errors import LayoutError, PoseError
+from sim2real_kit.data.layout import DepthLayout, FrameRef, read_pose, split_sizes, validate
+from sim2real_kit.errors import ConfigError, LayoutError, PoseError
 
 
 def test_written_layout_validates(plane_layout):
@@ -92,3 +94,60 @@ def test_lasa_root_without_meta_uses_lasa_camera(tmp_path):
     (tmp_path / "lasa_depth").mkdir()
     lay = DepthLayout(tmp_path)
     assert lay.camera == Camera.lasa() and lay.depth_unit_m == 0.001
+
+
+# ---------------------------------------------------------------------- the benchmark split
+def _move_scene(lay, scene, src, dst):
+    """Move every frame of `scene` from split `src` to split `dst` (the list files only)."""
+    refs = lay.frames(src)
+    lay.write_split(src, [r for r in refs if r.scene != scene])
+    lay.write_split(dst, [r for r in refs if r.scene == scene] + (lay.frames(dst) if lay.has_split(dst) else []))
+
+
+def test_benchmark_split_is_optional_and_read_like_the_others(tmp_path):
+    lay = make_plane_layout(tmp_path / "ds", scenes=3)
+    assert not lay.has_split("benchmark") and validate(lay.root) == []  # an old dataset: valid, no benchmark split
+    with pytest.raises(LayoutError, match="benchmark.lst is missing: this dataset has no benchmark split"):
+        lay.frames("benchmark")
+    _move_scene(lay, "s01", "train", "benchmark")
+    assert lay.has_split("benchmark") and lay.scenes("benchmark") == ["s01"] and lay.scenes("train") == ["s00"]
+    assert [str(r) for r in lay.frames("benchmark")] == ["s01/000", "s01/001", "s01/002"]
+    assert validate(lay.root) == []
+    (lay.root / "lasa_depth" / "benchmark.lst").write_text("")
+    assert any("benchmark.lst is empty" in p for p in validate(lay.root))
+    lay.remove_split("benchmark")
+    assert not lay.has_split("benchmark") and validate(lay.root) == []
+    with pytest.raises(LayoutError, match="unknown split 'test'"):
+        lay.frames("test")
+
+
+def test_validate_refuses_a_scene_in_two_lists(tmp_path):
+    lay = make_plane_layout(tmp_path / "ds", scenes=3)
+    refs = lay.frames("train")
+    lay.write_split("train", [r for r in refs if r.frame != "002"])
+    lay.write_split("benchmark", [r for r in refs if r.frame == "002"])  # frames of s00, s01 in two lists
+    probs = [p for p in validate(lay.root) if "benchmark.lst" in p]
+    assert len(probs) == 2 and all("is also in train.lst" in p for p in probs)
+    assert "scene s00" in probs[0] and "scene s01" in probs[1]
+    # a dataset that declares frame-wise splits (an importer's one-video dataset) may share scenes
+    meta = yaml.safe_load((lay.root / "dataset.yaml").read_text())
+    (lay.root / "dataset.yaml").write_text(yaml.safe_dump({**meta, "splits": {"unit": "frame"}}))
+    assert validate(lay.root) == []
+
+
+@pytest.mark.parametrize(
+    "n, vf, bf, expected",
+    [(16, 0.25, 0.25, (4, 4)), (6, 0.25, 0.25, (2, 2)), (3, 0.34, 0.25, (1, 1)), (2, 0.25, 0.25, (1, 0)),
+     (8, 0.25, 0.0, (2, 0)), (4, 0.5, 0.4, (2, 1)), (5, 0.2, 0.25, (1, 1))],
+)  # fmt: skip
+def test_split_sizes(n, vf, bf, expected):
+    n_val, n_bench = split_sizes(n, vf, bf)
+    assert (n_val, n_bench) == expected and n - n_val - n_bench >= 1
+
+
+def test_split_sizes_refuses_bad_fractions():
+    for vf, bf in ((0.0, 0.2), (1.0, 0.0), (0.5, 0.5), (0.2, -0.1), (0.2, 1.0)):
+        with pytest.raises(ConfigError):
+            split_sizes(10, vf, bf)
+    with pytest.raises(ConfigError, match="at least 2"):
+        split_sizes(1, 0.25, 0.25)

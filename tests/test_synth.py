@@ -34,7 +34,7 @@ def test_synthesized_dataset_validates_and_loads(small_ds):
     lay = DepthLayout(small_ds)
     assert lay.camera == synth_camera(64, 48) and lay.depth_unit_m == 0.001
     train, val = lay.frames("train"), lay.frames("val")
-    assert len(train) + len(val) == 9 and len(val) == 3  # split by scene: one of three scenes
+    assert len(train) + len(val) + len(lay.frames("benchmark")) == 9 and len(val) == 3  # by scene: one each
     assert not {r.scene for r in train} & {r.scene for r in val}
     frame = lay.read_frame(val[0], rgb=True, instance=True)
     assert frame["cad"].shape == (48, 64) and frame["rgb"].shape == (48, 64, 3)
@@ -267,3 +267,47 @@ def test_config_key_data_world_is_validated():
     assert load_config("tiny", overrides=["data.world=sensor_only"]).data.world == "sensor_only"
     with pytest.raises(ConfigError, match="data.world.*allowed: procedural, sensor_only"):
         load_config("tiny", overrides=["data.world=mars"])
+
+
+# ---------------------------------------------------------------------- the benchmark split
+def test_three_splits_are_disjoint_and_cover_every_scene():
+    from sim2real_kit.data.synth import scene_splits
+
+    for n, seed in ((3, 0), (6, 1), (16, 0), (40, 7)):
+        splits = scene_splits(n, seed, 0.25, 0.25)
+        assert set(splits) == {"train", "val", "benchmark"}
+        scenes = [s for v in splits.values() for s in v]
+        assert sorted(scenes) == [scene_id(i) for i in range(n)] and len(set(scenes)) == n  # disjoint, complete
+        assert all(splits.values())
+        # val is the two-split val: old datasets keep their val scenes; benchmark comes out of train
+        assert splits["val"] == split_scenes(n, seed, 0.25)[1]
+        assert set(splits["benchmark"]) <= set(split_scenes(n, seed, 0.25)[0])
+    assert scene_splits(2, 0, 0.25, 0.25)["benchmark"] == []  # no room: train keeps a scene
+    assert scene_splits(8, 3, 0.25, 0.0)["benchmark"] == []
+
+
+def test_synthesized_dataset_has_a_benchmark_split(small_ds, tmp_path):
+    lay = DepthLayout(small_ds)  # 3 scenes: one each
+    lists = {split: lay.scenes(split) for split in ("train", "val", "benchmark")}
+    assert sorted(s for v in lists.values() for s in v) == ["s0000", "s0001", "s0002"]
+    assert all(len(v) == 1 for v in lists.values()) and validate(small_ds) == []
+    assert len(lay.frames("benchmark")) == 3 and len(PairedDepthDataset(small_ds, "benchmark", size=16)) == 3
+    # benchmark_fraction=0: the old two lists (a stale benchmark.lst of an earlier run is removed)
+    root = tmp_path / "two"
+    synthesize(root, scenes=3, frames=1, seed=5, benchmark_fraction=0.0, **SMALL)
+    assert not DepthLayout(root).has_split("benchmark") and validate(root) == []
+    with pytest.warns(UserWarning, match="too few for a benchmark split"):
+        synthesize(tmp_path / "two_scenes", scenes=2, frames=1, seed=5, **SMALL)
+    with pytest.raises(ConfigError, match="benchmark_fraction"):
+        synthesize(tmp_path / "bad", scenes=3, frames=1, benchmark_fraction=0.8, **SMALL)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cad_instance_ids_are_the_cad_rendering(small_ds):
+    """The CAD side's object masks: the CAD mesh ray-cast at the frame's pose, as the CAD depth was."""
+    lay = DepthLayout(small_ds)
+    ref = lay.frames("benchmark")[0]
+    truth = reproduce_frame(small_ds, ref)
+    assert lay.has_cad_instance(ref)
+    np.testing.assert_array_equal(lay.cad_instance(ref), truth.cad.instance)
+    assert (lay.cad_instance(ref) != lay.read_frame(ref, instance=True)["instance"]).any()  # not the real ids

@@ -19,12 +19,14 @@ the real captures of the same views:
    each object's CAD pixels over its scene's frames, normalised by the object's CAD points, mean over objects;
 3. the share of the simulator's patches that the frozen Stage-I discriminator judges fake (%);
 4. the downstream task (`downstream.run_downstream`): networks trained on the simulator's output of
-   the train split, tested on real captures of the split;
+   the benchmark split (scenes held out of every simulator's training: `benchmark.lst`), tested on real
+   captures of the split;
 5. stability: spread of the output over seeds (mean per-pixel std, mm) and disagreement of
    consecutive views of a scene (`metrics.view_consistency`, mm), next to the same on real and CAD.
 
 Simulators (`SIMULATORS`): `cad` (w/o sim), `random` (Gaussian + dropout), `physical` (a textbook
-Kinect noise model, `data.sensor.GenericSensor`, on CAD depth with incidence from CAD normals),
+Kinect noise model, `data.sensor.GenericSensor`, on the full-resolution CAD depth with the dataset's camera
+and incidence from CAD normals, then the evaluation crop / resize: `physical_native`),
 `pix2pix`, `cyclegan` (`models.baselines`, trained into `run_dir/baselines/<kind>/`), `direct` (a
 pipeline trained with `model.target=direct` in `run_dir/direct/`), `stage1`..`stage3` (the run's
 saved samples, re-sampled for seeds > 0) and `real` (the reference row: the ceiling, W1 0, CD 0).
@@ -57,6 +59,7 @@ from sim2real_kit.benchmark.simulators import (
     available_simulators,
     benchmark_samples,
     make_simulator,
+    physical_native,
 )
 from sim2real_kit.benchmark.tables import (
     COLUMNS,
@@ -89,6 +92,7 @@ __all__ = [
     "available_simulators",
     "make_simulator",
     "benchmark_samples",
+    "physical_native",
     "cad_normals",
     "cad_incidence",
     "depth_realism",

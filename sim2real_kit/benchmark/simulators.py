@@ -5,6 +5,7 @@ row; and the one frame set (a `SampleSet` of the split) they are all run on and 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from sim2real_kit.camera import Camera
 from sim2real_kit.config import Config
+from sim2real_kit.data.layout import SPLITS as DATA_SPLITS
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
 from sim2real_kit.geometry import cad_incidence
@@ -44,16 +46,18 @@ class Simulator:
 
     stochastic: False when every seed gives the same output (evaluated with one seed, spread 0).
     from_cad: optional `(cad [F, H, W] metres, camera, seed) -> depth` for any CAD frames (CAD-driven
-    simulators; the downstream task runs it on the train split). train_samples: optional folder of
-    `<scene>/<frame>_<train_key>.png` holding its output on the train split (sample-driven simulators)."""
+    simulators). from_layout: optional `(layout, refs, size, eval_crop, seed) -> depth [F, size, size]` for frames
+    of a layout: the simulator's own way to the model-size frames of `refs` — the physical sensor model at the
+    layout's native resolution and camera, then the evaluation crop / resize (`data.dataset.eval_box`,
+    `crop_resize`, nearest); a diffusion chain on the evaluation crops. The downstream task runs it (else
+    `from_cad` on the crops) on the benchmark split's CAD, scenes no simulator trained on."""
 
     name: str
     run: Callable[[SampleSet, int], np.ndarray]
     stochastic: bool = True
     label: str = ""
     from_cad: Callable[[np.ndarray, Camera, int], np.ndarray] | None = None
-    train_samples: Path | None = None
-    train_key: str = ""
+    from_layout: Callable[[DepthLayout, Sequence[FrameRef], int, int, int], np.ndarray] | None = None
     note: str = ""
 
     def __post_init__(self):
@@ -68,6 +72,7 @@ def _random_from_cad(cad: np.ndarray, camera: Camera, seed: int) -> np.ndarray:
 
 
 def _physical_from_cad(cad: np.ndarray, camera: Camera, seed: int, model: str) -> np.ndarray:
+    """The physical sensor model on CAD frames as given (any size; e.g. the real sample's native frames)."""
     from sim2real_kit.data.sensor import GenericSensor
 
     sensor = GenericSensor(model)
@@ -75,6 +80,56 @@ def _physical_from_cad(cad: np.ndarray, camera: Camera, seed: int, model: str) -
     frames = np.asarray(cad, np.float32).reshape(-1, *np.shape(cad)[-2:])
     out = [sensor.capture(f, incidence=cad_incidence(f, camera), camera=camera, rng=rng) for f in frames]
     return np.stack(out).reshape(np.shape(cad))
+
+
+def physical_native(layout: DepthLayout, ref: FrameRef, seed: int, model: str) -> np.ndarray:
+    """The physical sensor model on one frame's full-resolution CAD with the layout's camera [H, W] metres: what
+    a real sensor of that resolution captures (Nguyen's lateral sigma is ~0.3 px at 256 px, and rounds away on
+    a 64 px crop). The frame's rng is seeded from (seed, frame), independent of which other frames are run."""
+    from sim2real_kit.data.sensor import GenericSensor
+
+    cad = layout.read_depth(ref, "gt")
+    rng = np.random.default_rng([int(seed), zlib.crc32(str(ref).encode())])
+    incidence = cad_incidence(cad, layout.camera)
+    return GenericSensor(model).capture(cad, incidence=incidence, camera=layout.camera, rng=rng)
+
+
+def _physical_from_layout(
+    layout: DepthLayout, refs: Sequence[FrameRef], size: int, eval_crop: int, seed: int, model: str
+) -> np.ndarray:
+    """`physical_native` of each frame, then the evaluation crop / resize (nearest) to size x size."""
+    from sim2real_kit.data.dataset import crop_resize, eval_box
+
+    box = eval_box(layout.camera, eval_crop)
+    return np.stack([crop_resize(physical_native(layout, r, seed, model), box, size) for r in refs])
+
+
+def _layout_cad(layout: DepthLayout, refs: Sequence[FrameRef], size: int, eval_crop: int) -> tuple[np.ndarray, Camera]:
+    """(CAD [F, size, size] metres, camera) of frames of a layout after the evaluation crop / resize."""
+    from sim2real_kit.data.dataset import crop_resize, eval_box
+
+    box = eval_box(layout.camera, eval_crop)
+    cad = np.stack([crop_resize(layout.read_depth(r, "gt"), box, size) for r in refs]).astype(np.float32)
+    return cad, layout.camera.crop(*box).resize(size, size)
+
+
+def _layout_driven_run(run: RunFolder, cfg: Config, name: str, from_layout) -> Callable[[SampleSet, int], np.ndarray]:
+    """`Simulator.run` of a simulator with a `from_layout`: on the run's layout, for the frame set's refs, after
+    checking that the frame set's CAD is the layout's evaluation crop (else its output would not match it)."""
+
+    def run_seed(samples: SampleSet, seed: int) -> np.ndarray:
+        layout = run.layout(cfg)
+        size = int(samples.cad.shape[-1])
+        cad, _ = _layout_cad(layout, samples.refs, size, cfg.data.eval_crop)
+        diff = float(np.abs(cad - samples.cad).max()) if cad.size else 0.0
+        if diff > 0.002:  # 2 mm: more than PNG rounding; another crop, size or dataset
+            raise Sim2RealError(
+                f"{name}: the benchmark frames are not the evaluation crops (data.eval_crop = {cfg.data.eval_crop}, "
+                f"{size} px) of the run's dataset (max CAD difference {diff:.3f} m)"
+            )
+        return from_layout(layout, samples.refs, size, cfg.data.eval_crop, seed)
+
+    return run_seed
 
 
 def _cad_driven(name: str, fn, stochastic: bool) -> Simulator:
@@ -140,21 +195,30 @@ def make_simulator(
         return Simulator("real", run=lambda s, seed: s.real.copy(), stochastic=False)
     if name == "random":
         return _cad_driven("random", _random_from_cad, stochastic=True)
-    if name == "physical":
+    if name == "physical":  # at the sensor's native resolution, then the eval crop / resize (`physical_native`)
         model = cfg.benchmark.physical_model
-        sim = _cad_driven("physical", lambda c, cam, s: _physical_from_cad(c, cam, s, model), stochastic=True)
-        sim.label = f"physical ({model})"
-        return sim
+
+        def from_layout(layout, refs, size, eval_crop, seed):
+            return _physical_from_layout(layout, refs, size, eval_crop, seed, model)
+
+        return Simulator(
+            "physical",
+            run=_layout_driven_run(run, cfg, "physical", from_layout),
+            stochastic=True,
+            label=f"physical ({model})",
+            from_cad=lambda c, cam, s: _physical_from_cad(c, cam, s, model),
+            from_layout=from_layout,
+        )
     if name in ("pix2pix", "cyclegan"):
         return _baseline_simulator(name, run, cfg, train_baselines, baseline_steps, progress)
     reason = available_simulators(run, split)[name]
     if reason is not None:
         raise MissingArtifactError(reason)
     if name == "direct":
-        return _pipeline_simulator("direct", RunFolder(run.direct_dir), 1, cfg, split, "sim1", run.layout(cfg))
+        return _pipeline_simulator("direct", RunFolder(run.direct_dir), 1, cfg, split, run.layout(cfg))
     stage = _stage_of(name)
     saved = (stage_samples or {}).get(stage)
-    return _pipeline_simulator(name, run, stage, cfg, split, f"sim{stage}", run.layout(cfg), saved=saved)
+    return _pipeline_simulator(name, run, stage, cfg, split, run.layout(cfg), saved=saved)
 
 
 def _baseline_simulator(kind, run: RunFolder, cfg, train, steps, progress) -> Simulator:
@@ -177,10 +241,11 @@ def _baseline_simulator(kind, run: RunFolder, cfg, train, steps, progress) -> Si
 
 
 def _pipeline_simulator(
-    name, run: RunFolder, stage, cfg, split, samples_key, layout: DepthLayout, saved: SampleSet | None = None
+    name, run: RunFolder, stage, cfg, split, layout: DepthLayout, saved: SampleSet | None = None
 ) -> Simulator:
     """A diffusion chain as a simulator: seed 0 = the saved samples (when there are), other seeds
-    re-sampled with `torch.Generator().manual_seed(seed)`."""
+    re-sampled with `torch.Generator().manual_seed(seed)`; `from_layout` the same on any frames of the layout
+    (the downstream task: the benchmark split)."""
     from sim2real_kit.simulate import load_pipeline
 
     if saved is None and run.has_samples(stage, split):
@@ -205,13 +270,33 @@ def _pipeline_simulator(
         depth = out.depth.detach().cpu().numpy() if isinstance(out.depth, torch.Tensor) else np.asarray(out.depth)
         return depth.astype(np.float32)
 
-    return Simulator(
-        name,
-        run=run_seed,
-        stochastic=True,
-        train_samples=run.samples_dir(stage, "train") if run.has_samples(stage, "train") else None,
-        train_key=samples_key,
-    )
+    def from_layout(lay: DepthLayout, refs: Sequence[FrameRef], size: int, eval_crop: int, seed: int) -> np.ndarray:
+        """Seed 0: the saved samples of the split holding `refs` when there are (e.g. `stage<k>/samples/benchmark/`
+        made by `simulate.sample_split`); else the chain on the evaluation crops of the layout's CAD."""
+        refs = list(refs)
+        cad, cam = _layout_cad(lay, refs, size, eval_crop)
+        if int(seed) == 0:
+            for sp in (s for s in DATA_SPLITS if lay.has_split(s) and run.has_samples(stage, s)):
+                if not set(refs) <= set(lay.frames(sp)):
+                    continue
+                got = _load_stage_samples(run, stage, sp, lay)
+                index = {r: i for i, r in enumerate(got.refs)}
+                if all(r in index for r in refs) and got.cad.shape[-1] == size:
+                    pick = [index[r] for r in refs]
+                    if float(np.abs(got.cad[pick] - cad).max()) <= 0.002:  # the same CAD crops (PNG rounding)
+                        return got.sims[stage][pick]
+        if not has_pipeline:
+            raise MissingArtifactError(
+                f"{name}: no saved samples of these frames and no pipeline at {run.pipeline_dir(stage)}; make them "
+                f"with: sim2real sample --run {run.root} --split benchmark --stages {stage}"
+            )
+        if "pipe" not in cache:
+            cache["pipe"] = load_pipeline(run, stage, cfg)
+        out = cache["pipe"](cad, camera=cam, generator=torch.Generator().manual_seed(int(seed)))
+        depth = out.depth.detach().cpu().numpy() if isinstance(out.depth, torch.Tensor) else np.asarray(out.depth)
+        return depth.astype(np.float32)
+
+    return Simulator(name, run=run_seed, stochastic=True, from_layout=from_layout)
 
 
 # ====================================================================== samples and frame sets

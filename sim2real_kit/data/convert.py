@@ -8,12 +8,15 @@ with the frame's own intrinsics and object poses, and writes
 - `_gt`  = CAD depth, `_scan` = real depth (in the source's unit: YCB-Video is 0.1 mm, so the layout
   records `depth_unit_m: 0.0001` and no precision is lost), `_rgb` = colour,
 - `_inst` = class id per pixel from the source's segmentation (YCB-Video label image, BOP
-  `mask_visib`), or from the rendering when the source has none,
+  `mask_visib`), or from the rendering when the source has none; `_cadinst` = class id per pixel of the
+  CAD rendering (the object masks of what simulators make from the CAD),
 - camera-to-world poses: the objects are static, so the world is the frame of a reference object
   (the first object of a scene's first frame) and cam-to-world = inv(reference object-in-camera);
   the other objects give independent estimates whose disagreement is measured and recorded,
 - `intrinsics.json`, `dataset.yaml` (source, classes, conventions, pose consistency, CAD-vs-real
-  agreement) and `import_report.csv` (one row per frame).
+  agreement, splits) and `import_report.csv` (one row per frame),
+- `train.lst`, `val.lst` and `benchmark.lst` (held out of every simulator's training; by video when
+  there are several, else by frames: `convert_poses.split_frames`).
 
 Intrinsics: YCB-Video and BOP use the OpenCV convention (pixel centres at integer u, v); the kit puts
 pixel centres at (u + 0.5, v + 0.5), so the kit camera has cx = cx_cv + 0.5, cy = cy_cv + 0.5
@@ -50,6 +53,7 @@ def import_ycbv(
     progress: bool = True,
     *,
     val_fraction: float = 0.2,
+    benchmark_fraction: float = 0.25,
     overwrite: bool = False,
 ) -> DepthLayout:
     """Import YCB-Video (`data/<video>/<frame>-{depth,color,label}.png`, `-meta.mat`,
@@ -57,14 +61,15 @@ def import_ycbv(
 
     `videos`: video folder names (default: all under `data/`); they must share one camera (YCB-Video
     videos 0048+ use a second camera: import them separately). Splits: see `convert_poses.split_frames` (whole videos
-    held out when there are several, else the last frames). Returns the opened layout; its
+    held out when there are several, else the last frames): `val_fraction` to val, `benchmark_fraction` to
+    benchmark (held out of every simulator's training; none when there are too few). Returns the opened layout; its
     `meta` holds the pose-consistency and CAD-vs-real figures."""
     src = Path(src)
     classes, models = ycbv_models(src)
     frames = ycbv_frames(src, videos, classes, progress)
     source = {"kind": "ycbv", "root": str(src.resolve()), "scenes": sorted({f.scene for f in frames})}
     class_note = "class index, 1-based into image_sets/classes.txt"
-    return build_layout(frames, models, out, source, class_note, progress, val_fraction, overwrite)
+    return build_layout(frames, models, out, source, class_note, progress, val_fraction, overwrite, benchmark_fraction)
 
 
 def import_bop(
@@ -76,6 +81,7 @@ def import_bop(
     *,
     models_dir: str = "models",
     val_fraction: float = 0.2,
+    benchmark_fraction: float = 0.25,
     overwrite: bool = False,
 ) -> DepthLayout:
     """Import a BOP-format dataset (`<split>/<scene>/scene_camera.json` cam_K + depth_scale,
@@ -89,7 +95,7 @@ def import_bop(
     models = bop_models(src, models_dir, sorted({o.class_id for f in frames for o in f.objects}))
     source = {"kind": "bop", "root": str(src.resolve()), "split": split, "scenes": sorted({f.scene for f in frames})}
     class_note = "BOP obj_id"
-    return build_layout(frames, models, out, source, class_note, progress, val_fraction, overwrite)
+    return build_layout(frames, models, out, source, class_note, progress, val_fraction, overwrite, benchmark_fraction)
 
 
 __all__ = [

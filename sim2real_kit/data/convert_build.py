@@ -102,11 +102,13 @@ def build_layout(
     progress: bool,
     val_fraction: float,
     overwrite: bool,
+    benchmark_fraction: float = 0.0,
 ) -> DepthLayout:
     """Render and write `frames` as a `lasa_depth` layout at `out` (see the module docstring); returns it.
 
     `source`: what dataset.yaml records of the source (its "kind" names the progress bar);
-    `class_note`: what the class ids of `_inst.png` are."""
+    `class_note`: what the class ids of `_inst.png` are; `val_fraction` / `benchmark_fraction`: the splits
+    (`convert_poses.split_frames`)."""
     out = Path(out)
     # 1. one camera for the layout (intrinsics and size of every frame must agree)
     camera, K0 = _layout_camera(frames)
@@ -119,7 +121,7 @@ def build_layout(
     meshes = {cid: load_mesh(models[cid]) for cid in used}
     # 3. camera poses from the static objects, and the splits
     poses, pose_rows, pose_summary = camera_poses(frames, {c: m.name for c, m in models.items()})
-    train, val, split_desc = split_frames(frames, poses, val_fraction)
+    splits, split_desc = split_frames(frames, poses, val_fraction, benchmark_fraction)
     meta = {
         "source": {**source, "frames": len(frames)},
         "intrinsics_convention": "source K has OpenCV pixel centres (integer u, v); kit camera cx = cx_src + 0.5, "
@@ -127,23 +129,24 @@ def build_layout(
         "source_K": K0.tolist(),
         "classes": {int(c): models[c].name for c in used},
         "instance_ids": f"_inst.png holds the class id ({class_note}) per pixel, 0 = background; from the "
-        f"{_instance_source(frames)}",
+        f"{_instance_source(frames)}; _cadinst.png the class ids of the CAD rendering",
         "cad_depth": "open3d ray casting (sim2real_kit.data.render) of each object's mesh at its source pose",
         "pose_consistency": _plain(pose_summary, sig=6),
-        "splits": _plain({**split_desc, "train": len(train), "val": len(val)}, sig=6),
-        "notes": _notes(split_desc),
+        "splits": _plain({**split_desc, **{k: len(v) for k, v in splits.items()}}, sig=6),
+        "notes": _notes(split_desc, benchmark_fraction),
     }
     meta = _plain(meta)
     # 4. render and write every frame into a staging folder, renamed onto `out` at the end
     with staging(out, overwrite) as tmp:
         lay = DepthLayout.create(tmp, camera, depth_unit_m=unit, meta=meta)
-        split_of = {r: "train" for r in train} | {r: "val" for r in val}
+        split_of = {r: split for split, refs in splits.items() for r in refs}
         rows = []
         for f, prow in _progress(list(zip(frames, pose_rows)), f"import {source['kind']}", progress):
             row = _write_frame(lay, f, meshes, camera, poses[f.ref])
             rows.append({"scene": f.scene, "frame": f.frame, "split": split_of[f.ref], **row, **prow})
-        lay.write_split("train", train)
-        lay.write_split("val", val)
+        for split, refs in splits.items():
+            if refs:
+                lay.write_split(split, refs)
         _write_report(tmp / REPORT_NAME, rows)
         meta_final = dict(lay.meta)
         meta_final["agreement"] = _plain(_summarise(rows), sig=6)
@@ -175,8 +178,9 @@ def _instance_source(frames: list[SrcFrame]) -> str:
     return "rendered CAD (per frame where the source has no segmentation)"
 
 
-def _notes(split_desc: dict) -> list[str]:
-    """The caveats dataset.yaml states: CAD covers the objects only; a one-video val split holds out little."""
+def _notes(split_desc: dict, benchmark_fraction: float = 0.0) -> list[str]:
+    """The caveats dataset.yaml states: CAD covers the objects only; a one-video val (benchmark) split holds out
+    little; too few scenes for a benchmark split."""
     notes = ["CAD depth holds the object meshes only: 0 (no CAD) on table, walls and unmodelled objects, as in LASA."]
     if "val_nearest_train_frame" in split_desc:
         g = split_desc["val_nearest_train_frame"]
@@ -184,6 +188,21 @@ def _notes(split_desc: dict) -> list[str]:
             f"val frames lie within {g['max_translation_mm']:.2f} mm / {g['max_rotation_deg']:.3f} deg of a train "
             "frame of the same video: a held-out frame holds out (almost) nothing; treat val as a smoke test, "
             "not a generalisation measure."
+        )
+    if "benchmark_nearest_train_frame" in split_desc:
+        g = split_desc["benchmark_nearest_train_frame"]
+        notes.append(
+            f"benchmark frames lie within {g['max_translation_mm']:.2f} mm / {g['max_rotation_deg']:.3f} deg of a "
+            "train frame of the same video: the simulators run on frames next to ones they trained on."
+        )
+    if (
+        benchmark_fraction > 0
+        and "benchmark_scenes" not in split_desc
+        and "benchmark_nearest_train_frame" not in split_desc
+    ):
+        notes.append(
+            "no benchmark split: too few scenes (frames) to hold one out of training and keep one in train; the "
+            "benchmark's downstream task will not run on this dataset."
         )
     return notes
 
@@ -212,6 +231,7 @@ def _write_frame(
     if rgb is not None and rgb.shape[:2] != (height, width):
         raise LayoutError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]}, depth is {width}x{height}", f.rgb_path)
     lay.write_frame(f.ref, cad, real, pose, rgb=rgb, instance=instance)
+    lay.write_cad_instance(f.ref, rendered_ids)  # object masks of the CAD side (simulators), never the real labels
     return _agreement(cad, real, instance, rendered_ids)
 
 

@@ -3,7 +3,7 @@
 The objects of a scene are static, so the world is the frame of a reference object (the first object
 of the scene's first frame) and cam-to-world = inv(reference object-in-camera); every other object,
 fixed in the world where it is first seen, gives an independent estimate whose disagreement with
-the reference is measured (`camera_poses`) and recorded. `split_frames` chooses train / val frames.
+the reference is measured (`camera_poses`) and recorded. `split_frames` chooses train / val / benchmark frames.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from sim2real_kit.data.convert_source import SrcFrame, frames_by_scene
-from sim2real_kit.data.layout import FrameRef
+from sim2real_kit.data.layout import FrameRef, split_sizes
 from sim2real_kit.errors import LayoutError, PoseError
 
 Gap = tuple[float, float]  # (rotation deg, camera-centre distance mm)
@@ -140,30 +140,55 @@ def _object_name(key: ObjectKey, names: dict[int, str]) -> str:
 
 
 # ---------------------------------------------------------------------- splits
-def split_frames(frames: list[SrcFrame], poses: dict[FrameRef, np.ndarray], val_fraction: float):
-    """(train refs, val refs, description). Several scenes: the last scenes are held out whole;
-    one scene: its last frames (the nearest-train-frame gap is reported: neighbouring frames of a
-    video are near-duplicates)."""
+def split_frames(
+    frames: list[SrcFrame], poses: dict[FrameRef, np.ndarray], val_fraction: float, benchmark_fraction: float = 0.0
+) -> tuple[dict[str, list[FrameRef]], dict]:
+    """({"train", "val", "benchmark": refs}, description); counts by `layout.split_sizes`. Several scenes: the
+    last scenes are held out whole for val, the ones before them for benchmark (scenes no simulator trains on);
+    one scene: its last frames are val, the frames before them benchmark (the nearest-train-frame gap of each
+    is reported: neighbouring frames of a video are near-duplicates), and the description declares frame-wise
+    splits (`unit: frame`, which `layout.validate` reads). benchmark is empty when there are too few scenes
+    (frames) to keep one in train."""
     refs = [f.ref for f in frames]
     if len(refs) < 2:
         raise LayoutError("need at least 2 frames to make non-empty train and val splits", frames[0].meta_path)
     scenes = list(dict.fromkeys(r.scene for r in refs))
     if len(scenes) >= 2:
-        n_val = min(len(scenes) - 1, max(1, round(len(scenes) * val_fraction)))
-        val_scenes = set(scenes[-n_val:])
-        val = [r for r in refs if r.scene in val_scenes]
-        train = [r for r in refs if r.scene not in val_scenes]
-        return (
-            train,
-            val,
-            {"rule": f"last {n_val} of {len(scenes)} scenes held out whole", "val_scenes": sorted(val_scenes)},
-        )
-    n_val = min(len(refs) - 1, max(1, round(len(refs) * val_fraction)))
-    train, val = refs[:-n_val], refs[-n_val:]
-    gaps = [min((pose_gap(poses[v], poses[t]) for t in train), key=lambda g: g[1]) for v in val]
-    nearest = {"max_translation_mm": max(g[1] for g in gaps), "max_rotation_deg": max(g[0] for g in gaps)}
-    desc = {"rule": f"one scene: its last {n_val} of {len(refs)} frames are val", "val_nearest_train_frame": nearest}
-    return train, val, desc
+        n_val, n_bench = split_sizes(len(scenes), val_fraction, benchmark_fraction)
+        val_scenes = set(scenes[len(scenes) - n_val :])
+        bench_scenes = set(scenes[len(scenes) - n_val - n_bench : len(scenes) - n_val])
+        splits = {
+            "train": [r for r in refs if r.scene not in val_scenes | bench_scenes],
+            "val": [r for r in refs if r.scene in val_scenes],
+            "benchmark": [r for r in refs if r.scene in bench_scenes],
+        }
+        rule = f"last {n_val} of {len(scenes)} scenes held out whole for val"
+        if n_bench:
+            rule += f", the {n_bench} before them for benchmark"
+        desc = {"rule": rule, "unit": "scene", "val_scenes": sorted(val_scenes)}
+        if n_bench:
+            desc["benchmark_scenes"] = sorted(bench_scenes)
+        return splits, desc
+    n_val, n_bench = split_sizes(len(refs), val_fraction, benchmark_fraction)
+    n_train = len(refs) - n_val - n_bench
+    splits = {"train": refs[:n_train], "benchmark": refs[n_train : n_train + n_bench], "val": refs[n_train + n_bench :]}
+    rule = f"one scene: its last {n_val} of {len(refs)} frames are val"
+    if n_bench:
+        rule += f", the {n_bench} before them benchmark"
+    desc = {
+        "rule": rule,
+        "unit": "frame",
+        "val_nearest_train_frame": _nearest_gap(splits["val"], splits["train"], poses),
+    }
+    if n_bench:
+        desc["benchmark_nearest_train_frame"] = _nearest_gap(splits["benchmark"], splits["train"], poses)
+    return splits, desc
+
+
+def _nearest_gap(held: list[FrameRef], train: list[FrameRef], poses: dict[FrameRef, np.ndarray]) -> dict:
+    """Worst (over `held`) distance to the nearest train camera: translation mm and rotation deg."""
+    gaps = [min((pose_gap(poses[v], poses[t]) for t in train), key=lambda g: g[1]) for v in held]
+    return {"max_translation_mm": max(g[1] for g in gaps), "max_rotation_deg": max(g[0] for g in gaps)}
 
 
 __all__ = ["camera_poses", "pose_gap", "rot_deg", "split_frames"]

@@ -7,6 +7,9 @@ root/
   lasa_depth/<scene>/<frame>_rgb.png    colour (optional; only to colour fusions)
   lasa_depth/<scene>/<frame>_inst.png   instance ids, uint16 (optional; kit extension)
   lasa_depth/train.lst, val.lst         one `scene/frame` per line
+  lasa_depth/benchmark.lst              optional third split (kit extension), same format: scenes held out of
+                                        every simulator's training, for the benchmark's downstream task
+  lasa_depth/<scene>/<frame>_cadinst.png  instance ids of the CAD rendering, uint16 (optional; kit extension)
   lasa_pose/<scene>/<frame>.txt         4x4 camera-to-world (np.loadtxt)
   intrinsics.json                       camera of the raw frames (absent for LASA: fixed ARKit camera)
   dataset.yaml                          format, depth_unit_m, source and generator parameters (optional)
@@ -14,6 +17,15 @@ root/
 ```
 A real LASA root has neither `intrinsics.json` nor `dataset.yaml`: its camera is `Camera.lasa()` and
 its unit millimetres. `validate(root)` reports every problem it finds, each naming its file.
+
+Splits (`SPLITS`): `train` (what every simulator trains on: Stage-I/II, the discriminator, the GAN baselines),
+`val` (the real captures everything is scored against) and `benchmark` (scenes no simulator trains on: the
+simulators turn their CAD into depth for the benchmark's downstream task, paper Sec. 4.2 "Why not perform
+simulation on LASA synthetic data"). `train` and `val` are required; `benchmark` is optional (datasets made
+before it, or with `data.benchmark_fraction: 0`, have none: `has_split("benchmark")` is False). No scene may be
+in two lists, unless dataset.yaml declares frame-wise splits (`splits: {unit: frame}`: the importers' one-video
+datasets, whose held-out frames neighbour training frames). `split_sizes` is the one rule of how many scenes
+(or frames) each split gets.
 """
 
 from __future__ import annotations
@@ -26,10 +38,11 @@ import yaml
 
 from sim2real_kit.camera import Camera, check_pose
 from sim2real_kit.depth import read_depth_png, write_depth_png
-from sim2real_kit.errors import LayoutError, PoseError, Sim2RealError
+from sim2real_kit.errors import ConfigError, LayoutError, PoseError, Sim2RealError
 from sim2real_kit.io import atomic_path, atomic_write_text
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "benchmark")
+REQUIRED_SPLITS = ("train", "val")  # `benchmark` is optional: older datasets have none
 DEPTH_DIR, POSE_DIR = "lasa_depth", "lasa_pose"
 FORMAT = "lasa_depth"
 
@@ -67,6 +80,7 @@ class DepthLayout:
             raise LayoutError(f"depth_unit_m must be > 0, got {self.depth_unit_m}", self.root / "dataset.yaml")
         intr = self.root / "intrinsics.json"
         self.camera = Camera.load_json(intr) if intr.is_file() else Camera.lasa()
+        self._cad_renderer: tuple[str, object] | None = None  # (scene, SceneRenderer of its cad.ply): one cached
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -125,6 +139,10 @@ class DepthLayout:
             raise LayoutError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         return self.root / DEPTH_DIR / f"{split}.lst"
 
+    def has_split(self, split: str) -> bool:
+        """Whether the split's list exists (False for `benchmark` on datasets made without one)."""
+        return self.list_path(split).is_file()
+
     def mesh_path(self, scene: str, kind: str = "cad") -> Path:
         return self.root / "meshes" / scene / f"{kind}.ply"
 
@@ -136,7 +154,13 @@ class DepthLayout:
         """Frames of a split list; a missing or empty list is an error naming it."""
         p = self.list_path(split)
         if not p.is_file():
-            raise LayoutError(f"split list {split}.lst is missing", p)
+            why = (
+                ": this dataset has no benchmark split (made before it existed, or with data.benchmark_fraction=0; "
+                "re-make or re-import it to hold scenes out of every simulator's training)"
+                if split == "benchmark"
+                else ""
+            )
+            raise LayoutError(f"split list {split}.lst is missing{why}", p)
         refs = [FrameRef.parse(line, p) for line in p.read_text().splitlines() if line.strip()]
         if not refs:
             raise LayoutError(f"split list {split}.lst is empty", p)
@@ -144,6 +168,16 @@ class DepthLayout:
 
     def write_split(self, split: str, refs) -> None:
         atomic_write_text(self.list_path(split), "".join(f"{r}\n" for r in refs))
+
+    def remove_split(self, split: str) -> None:
+        """Delete a split's list (a re-made dataset that no longer has that split); no-op when absent."""
+        self.list_path(split).unlink(missing_ok=True)
+
+    @property
+    def frame_wise_splits(self) -> bool:
+        """dataset.yaml declares frame-wise splits (`splits: {unit: frame}`): scenes may be in several lists."""
+        splits = self.meta.get("splits")
+        return isinstance(splits, dict) and splits.get("unit") == "frame"
 
     def scenes(self, split: str) -> list[str]:
         return sorted({r.scene for r in self.frames(split)})
@@ -189,6 +223,35 @@ class DepthLayout:
             _write_png(self.depth_path(ref, "inst"), inst.astype(np.uint16))
         write_pose(self.pose_path(ref), pose)
 
+    def has_cad_instance(self, ref: FrameRef) -> bool:
+        """Whether `cad_instance` can give the frame's CAD instance ids."""
+        return self.depth_path(ref, "cadinst").is_file() or self.mesh_path(ref.scene, "cad").is_file()
+
+    def cad_instance(self, ref: FrameRef) -> np.ndarray | None:
+        """Instance ids [H, W] int32 of the frame's CAD (0 = no CAD): the object masks of anything made from the
+        CAD (a simulator's output), which must not come from the real side. From `<frame>_cadinst.png` (the
+        importers' rendered ids), else by ray casting `meshes/<scene>/cad.ply` (the procedural world: vertex
+        colour red = id / 255, the geometry `_gt.png` was rendered from) with the layout's camera at the frame's
+        pose; None when the layout has neither (`_inst.png` then is the only segmentation)."""
+        path = self.depth_path(ref, "cadinst")
+        if path.is_file():
+            return _read_png(path).astype(np.int32)
+        mesh = self.mesh_path(ref.scene, "cad")
+        if not mesh.is_file():
+            return None
+        if self._cad_renderer is None or self._cad_renderer[0] != ref.scene:
+            from sim2real_kit.data.render import SceneRenderer
+
+            self._cad_renderer = (ref.scene, SceneRenderer(_instance_parts(mesh)))
+        return self._cad_renderer[1].render(self.camera, self.read_pose(ref), full=False).instance.astype(np.int32)
+
+    def write_cad_instance(self, ref: FrameRef, instance) -> None:
+        """Write `<frame>_cadinst.png`: the instance ids of the frame's CAD rendering (uint16)."""
+        inst = np.asarray(instance)
+        if inst.min(initial=0) < 0 or inst.max(initial=0) > 65535:
+            raise LayoutError("instance ids must be in [0, 65535]", self.depth_path(ref, "cadinst"))
+        _write_png(self.depth_path(ref, "cadinst"), inst.astype(np.uint16))
+
     def has_frame(self, ref: FrameRef) -> bool:
         return all(self.depth_path(ref, k).is_file() for k in ("gt", "scan")) and self.pose_path(ref).is_file()
 
@@ -220,6 +283,18 @@ def write_pose(path: str | Path, pose) -> None:
         np.savetxt(tmp, pose, fmt="%.9f")
 
 
+def _instance_parts(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{instance id: (vertices, triangles)} of a scene mesh whose vertex colour red is instance id / 255."""
+    import open3d as o3d
+
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    if len(mesh.triangles) == 0 or not mesh.has_vertex_colors():
+        raise LayoutError("mesh has no triangles or no vertex colours (red = instance id / 255)", path)
+    vertices, triangles = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    ids = np.rint(np.asarray(mesh.vertex_colors)[:, 0] * 255).astype(np.int64)[triangles[:, 0]]
+    return {int(i): (vertices, triangles[ids == i]) for i in np.unique(ids) if i > 0}
+
+
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -238,10 +313,30 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------- validation
+def split_sizes(n: int, val_fraction: float, benchmark_fraction: float = 0.0) -> tuple[int, int]:
+    """(val, benchmark) counts of `n` scenes (or frames): val round(n * val_fraction), at least 1, at most n - 1
+    (the synth / importer rule before the benchmark split); benchmark round(n * benchmark_fraction), at least 1
+    when the fraction is > 0, but never so many that train would be empty: 0 when n - val < 2 (then the
+    dataset has no benchmark split). train gets the rest."""
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0 <= benchmark_fraction < 1 or not val_fraction + benchmark_fraction < 1:
+        raise ConfigError(
+            f"benchmark_fraction must be in [0, 1) with val_fraction + benchmark_fraction < 1, got "
+            f"{benchmark_fraction} (val_fraction {val_fraction})"
+        )
+    if n < 2:
+        raise ConfigError(f"need at least 2 scenes (or frames) to make non-empty train and val splits, got {n}")
+    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+    n_bench = 0 if benchmark_fraction == 0 else min(n - n_val - 1, max(1, int(round(n * benchmark_fraction))))
+    return n_val, n_bench
+
+
 def validate(root: str | Path, check_pixels: bool = True, max_frames: int | None = None) -> list[str]:
     """Every problem found in a layout, each as 'path: problem'. Empty list = valid.
 
-    Checks the lists (present, non-empty, well formed, no duplicates, no frame in both splits), each
+    Checks the lists (train and val present, benchmark optional; non-empty, well formed, no duplicates, no
+    frame in two splits, no scene in two splits unless dataset.yaml declares frame-wise splits), each
     listed frame's files (present, decodable uint16 depth, CAD/real same size, size matching the
     camera), poses (4x4 rigid) and dataset.yaml / intrinsics.json."""
     root = Path(root)
@@ -253,10 +348,12 @@ def validate(root: str | Path, check_pixels: bool = True, max_frames: int | None
     except Sim2RealError as e:
         return [str(e)]
     seen: dict[FrameRef, str] = {}
+    scene_split: dict[str, str] = {}
     for split in SPLITS:
         p = lay.list_path(split)
         if not p.is_file():
-            problems.append(f"{p}: split list {split}.lst is missing")
+            if split in REQUIRED_SPLITS:
+                problems.append(f"{p}: split list {split}.lst is missing")
             continue
         lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
         if not lines:
@@ -273,6 +370,15 @@ def validate(root: str | Path, check_pixels: bool = True, max_frames: int | None
                 continue
             seen[ref] = split
             refs.append(ref)
+        if not lay.frame_wise_splits:
+            for scene in dict.fromkeys(r.scene for r in refs):
+                other = scene_split.setdefault(scene, split)
+                if other != split:
+                    problems.append(
+                        f"{p}: scene {scene} is also in {other}.lst (splits are by scene: a scene in two lists "
+                        "leaks it into the other split; dataset.yaml `splits: {unit: frame}` declares frame-wise "
+                        "splits)"
+                    )
         if max_frames is not None:
             refs = refs[:max_frames]
         for ref in refs:
@@ -315,4 +421,15 @@ def assert_valid(root: str | Path) -> None:
         raise LayoutError(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems), root)
 
 
-__all__ = ["DepthLayout", "FrameRef", "validate", "assert_valid", "read_pose", "write_pose", "SPLITS", "FORMAT"]
+__all__ = [
+    "DepthLayout",
+    "FrameRef",
+    "validate",
+    "assert_valid",
+    "read_pose",
+    "write_pose",
+    "split_sizes",
+    "SPLITS",
+    "REQUIRED_SPLITS",
+    "FORMAT",
+]

@@ -11,7 +11,7 @@ Per scene (`scenes.make_scene`) and frame:
 - `meshes/<scene>/{cad,real}.ply` world-frame scene meshes (vertex colour red = instance id / 255)
   and `meshes/<scene>/scene.json` (instance table, room, object poses and parameters);
 - `intrinsics.json`, `dataset.yaml` (every generator and sensor parameter, the seed), `train.lst` /
-  `val.lst` split by scene.
+  `val.lst` / `benchmark.lst` split by scene (`scene_splits`: benchmark = scenes no simulator trains on).
 
 `world="sensor_only"` (`scenes.WORLDS`) makes the real geometry the CAD geometry itself (no bevels,
 clutter, misplacement, baseboards or rug): the scan is `SensorModel` applied to the CAD geometry, so
@@ -193,15 +193,55 @@ def _worker(args) -> str:
     return scene_id(index)
 
 
-def split_scenes(n_scenes: int, seed: int, val_fraction: float) -> tuple[list[str], list[str]]:
-    """(train, val) scene ids: the round(n * val_fraction) scenes (at least 1, at most n - 1) of lowest
-    per-scene draw go to val; a scene's draw depends only on (seed, index), so extending a dataset
-    moves few scenes."""
+def scene_splits(
+    n_scenes: int, seed: int, val_fraction: float, benchmark_fraction: float = 0.0
+) -> dict[str, list[str]]:
+    """{"train", "val", "benchmark": scene ids}: disjoint, covering all `n_scenes`. Each scene gets a draw that
+    depends only on (seed, index); the `data.layout.split_sizes` counts go by lowest draw: the lowest to val
+    (exactly `split_scenes`'s val), the next to benchmark, the rest to train. Extending a dataset moves few
+    scenes; benchmark is empty when there are too few scenes to keep one in train."""
+    from sim2real_kit.data.layout import split_sizes
+
+    n_val, n_bench = split_sizes(n_scenes, val_fraction, benchmark_fraction)
     draws = np.array([np.random.default_rng([int(seed), i, 0x5B17]).random() for i in range(n_scenes)])
-    n_val = min(n_scenes - 1, max(1, int(round(n_scenes * val_fraction))))
-    val = set(np.argsort(draws, kind="stable")[:n_val].tolist())
+    order = np.argsort(draws, kind="stable").tolist()
+    val, bench = set(order[:n_val]), set(order[n_val : n_val + n_bench])
     ids = [scene_id(i) for i in range(n_scenes)]
-    return [s for i, s in enumerate(ids) if i not in val], [s for i, s in enumerate(ids) if i in val]
+    return {
+        "train": [s for i, s in enumerate(ids) if i not in val and i not in bench],
+        "val": [s for i, s in enumerate(ids) if i in val],
+        "benchmark": [s for i, s in enumerate(ids) if i in bench],
+    }
+
+
+def split_scenes(n_scenes: int, seed: int, val_fraction: float) -> tuple[list[str], list[str]]:
+    """(train, val) scene ids without a benchmark split: the round(n * val_fraction) scenes (at least 1, at
+    most n - 1) of lowest per-scene draw go to val (`scene_splits` with benchmark_fraction 0)."""
+    splits = scene_splits(n_scenes, seed, val_fraction)
+    return splits["train"], splits["val"]
+
+
+def write_scene_splits(lay, n_scenes: int, frames: int, seed: int, val_fraction: float, benchmark_fraction: float):
+    """Write train.lst / val.lst / benchmark.lst of a synthesized dataset (`scene_splits`); a benchmark.lst of an
+    earlier run is removed when there is no benchmark split now (benchmark_fraction 0 or too few scenes)."""
+    import warnings
+
+    from sim2real_kit.data.layout import FrameRef
+
+    splits = scene_splits(n_scenes, seed, val_fraction, benchmark_fraction)
+    fids = frame_ids(frames)
+    for split, scenes in splits.items():
+        if scenes:
+            lay.write_split(split, [FrameRef(s, f) for s in scenes for f in fids])
+        else:
+            lay.remove_split(split)
+    if benchmark_fraction > 0 and not splits["benchmark"]:
+        warnings.warn(
+            f"{n_scenes} scenes are too few for a benchmark split (benchmark_fraction {benchmark_fraction}: "
+            "train keeps at least one scene): the dataset has none; its benchmark's downstream task will not run",
+            stacklevel=3,
+        )
+    return splits
 
 
 def synthesize(
@@ -216,6 +256,7 @@ def synthesize(
     progress: bool = True,
     val_fraction: float = 0.25,
     workers: int = 1,
+    benchmark_fraction: float = 0.25,
     on_scene_done: Callable[[str], None] | None = None,
     world: str = "procedural",
 ):
@@ -225,9 +266,12 @@ def synthesize(
     `generator`: room / furniture / camera parameters (default `SceneConfig()`; or a dict of overrides);
     `workers` > 1 renders scenes in that many processes
     (same files, any worker count). `world`: "procedural" (real geometry differs from the CAD) or
-    "sensor_only" (real geometry = CAD geometry: the residual is the sensor's effects only). `on_scene_done(scene_id)` is called after each finished scene.
+    "sensor_only" (real geometry = CAD geometry: the residual is the sensor's effects only).
+    `on_scene_done(scene_id)` is called after each finished scene.
+    `val_fraction` / `benchmark_fraction`: shares of scenes in val.lst / benchmark.lst (`scene_splits`; the
+    benchmark scenes are held out of every simulator's training).
     Re-running on the same folder with the same parameters skips finished scenes."""
-    from sim2real_kit.data.layout import DepthLayout, FrameRef
+    from sim2real_kit.data.layout import DepthLayout, split_sizes
 
     # 1. check every argument before anything is written
     scenes = _check_count("scenes", scenes, 2)
@@ -236,8 +280,7 @@ def synthesize(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     workers = _check_count("workers", workers)
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    split_sizes(scenes, val_fraction, benchmark_fraction)  # the fractions, checked before anything is written
     world = check_world(world)
     if isinstance(sensor, dict):
         sensor = SensorConfig.from_dict({**SensorConfig().to_dict(), **sensor})
@@ -295,10 +338,7 @@ def synthesize(
         bar.close()
 
     # 4. split lists (by scene)
-    train, val = split_scenes(scenes, seed, val_fraction)
-    fids = frame_ids(frames)
-    lay.write_split("train", [FrameRef(s, f) for s in train for f in fids])
-    lay.write_split("val", [FrameRef(s, f) for s in val for f in fids])
+    write_scene_splits(lay, scenes, frames, seed, val_fraction, benchmark_fraction)
     return lay
 
 
@@ -369,6 +409,8 @@ __all__ = [
     "frame_ids",
     "scene_seed",
     "split_scenes",
+    "scene_splits",
+    "write_scene_splits",
     "shade_rgb",
     "write_frame",
     "write_scene",

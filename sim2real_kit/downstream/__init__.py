@@ -10,8 +10,9 @@ fine-tuning. Here, tiny and CPU-fast:
    (`Camera.backproject`) and gathered over the scene's frames: a partial, noisy cloud of the object as the
    simulator "captures" it. The depth comes from any source — the real scan, the CAD render, or a
    simulator's output (`simulator_depth_source`, `folder_depth_source`, or any `callable(ref)`); the
-   instance ids are those of the real capture (`<frame>_inst.png`), resampled to the source's camera when
-   the simulator works on a crop. Clouds are voxel-downsampled (`voxel_m`), objects with fewer than
+   object masks are the instance ids of the geometry the depth was made from (`instances`): the CAD
+   rendering's (`DepthLayout.cad_instance`) for the CAD and simulators, the real capture's
+   (`<frame>_inst.png`) for the real scan, resampled to the source's camera when it works on a crop. Clouds are voxel-downsampled (`voxel_m`), objects with fewer than
    `min_points` points are skipped, the rest resampled to `num_points`.
    Ground truth: the category (scene.json's instance table) and the complete shape: `gt_points` surface
    samples of the instance's part of `meshes/<scene>/real.ply` (vertex colour red = instance id / 255);

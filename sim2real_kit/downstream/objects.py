@@ -361,6 +361,7 @@ def extract_objects(
     seed: int = 0,
     name: str | None = None,
     progress: bool = False,
+    instances: str = "auto",
 ) -> ObjectSet:
     """Per-object partial clouds of a split as `depth_source` captures them (see the package docstring, step 1).
 
@@ -370,7 +371,10 @@ def extract_objects(
     min_points: objects with fewer points after voxel downsampling are skipped; num_points: points per
     object; gt_points: complete-shape samples per object; voxel_m: downsampling voxel (metres, 0 = off);
     gt_source: "mesh" (`meshes/<scene>/real.ply`), "scan" (all real frames) or "auto" (mesh when present);
-    margin: simulated points farther than this (object-frame units) outside the ground-truth box are dropped.
+    margin: simulated points farther than this (object-frame units) outside the ground-truth box are dropped;
+    instances: the object masks — "cad" (`DepthLayout.cad_instance`: the CAD rendering's ids, for depth made
+    from the CAD, which must not be cut with the real side's labels), "real" (`<frame>_inst.png`: the real
+    capture's labels) or "auto" ("real" for "scan", else "cad" when the layout has CAD ids, else "real").
     Deterministic for a seed; each object's resampling depends only on (seed, scene, instance)."""
     from tqdm.auto import tqdm
 
@@ -382,6 +386,8 @@ def extract_objects(
             f"min_points, num_points and gt_points must be >= 1, got {min_points}, {num_points}, {gt_points}"
         )
     categories = tuple(categories)
+    if instances not in ("auto", "cad", "real"):
+        raise ConfigError(f"instances must be 'auto', 'cad' or 'real', got {instances!r}")
     fetch, source_name = _resolve_source(depth_source)
     by_scene: dict[str, list[FrameRef]] = {}
     for ref in layout.frames(split):
@@ -401,7 +407,7 @@ def extract_objects(
         use_mesh = gt_source == "mesh" or (gt_source == "auto" and mesh_path.is_file())
         if gt_source == "mesh" and not mesh_path.is_file():
             raise LayoutError("gt_source='mesh' but the scene has no real mesh", mesh_path)
-        partial, real = _scene_clouds(layout, scene_refs, table, fetch, with_real=not use_mesh)
+        partial, real = _scene_clouds(layout, scene_refs, table, fetch, not use_mesh, instances)
         frames_used += len(scene_refs)
         meshes = instance_meshes(mesh_path) if use_mesh else {}
         for iid, category in sorted(table.items()):
@@ -417,6 +423,7 @@ def extract_objects(
         "frames": frames_used,
         "skipped": skipped,
         "gt_source": gt_source,
+        "instances": instances,
         "voxel_m": voxel_m,
         "min_points": min_points,
     }
@@ -426,21 +433,29 @@ def extract_objects(
 
 
 def _scene_clouds(
-    layout: DepthLayout, refs: Sequence[FrameRef], instances: Iterable[int], fetch, with_real: bool
+    layout: DepthLayout, refs: Sequence[FrameRef], instances: Iterable[int], fetch, with_real: bool, masks: str = "real"
 ) -> tuple[dict[int, list[np.ndarray]], dict[int, list[np.ndarray]] | None]:
     """(partial, real): per instance id, its world points [K, 3] of each frame of `refs` as the depth source
-    `fetch` captures them, and (with_real, else None) as the real capture does. The instance ids are those of
-    the real capture, resampled to the source's camera."""
+    `fetch` captures them, and (with_real, else None) as the real capture does. The partial clouds are cut with
+    the instance ids `masks` says (see `extract_objects`), resampled to the source's camera; the real clouds
+    with the real capture's own."""
     partial: dict[int, list[np.ndarray]] = {i: [] for i in instances}
     real: dict[int, list[np.ndarray]] = {i: [] for i in partial}
     for ref in refs:
         frame = layout.read_frame(ref, instance=True)
-        if "instance" not in frame:
+        use_cad = masks == "cad" or (masks == "auto" and fetch != "real" and layout.has_cad_instance(ref))
+        cad_ids = layout.cad_instance(ref) if use_cad else None
+        if use_cad and cad_ids is None:
+            raise LayoutError(
+                "CAD instance ids of the frame are missing (no _cadinst.png and no meshes/<scene>/cad.ply)",
+                layout.depth_path(ref, "cadinst"),
+            )
+        if "instance" not in frame and (cad_ids is None or with_real):
             raise LayoutError(
                 "instance ids of the frame are missing (needed to cut objects out)", layout.depth_path(ref, "inst")
             )
         depth, cam = _call_source(fetch, ref, layout, frame)
-        ids = resample_to_camera(frame["instance"], layout.camera, cam)
+        ids = resample_to_camera(frame["instance"] if cad_ids is None else cad_ids, layout.camera, cam)
         _gather(partial, cam.backproject(depth, frame["pose"]), depth > 0, ids)
         if with_real:  # the complete real cloud stands in for the shape
             real_world = layout.camera.backproject(frame["real"], frame["pose"])
