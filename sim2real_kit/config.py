@@ -157,6 +157,8 @@ class BenchmarkConfig:
     downstream_few_shot_k: int = 0  # 0 = zero-shot; k > 0 adds k real objects per category
     downstream_min_points: int = 64  # objects with fewer points are skipped
     simulators: tuple[str, ...] = ("cad", "random", "physical", "stage1", "stage2")
+    c2st_seeds: int = 3  # two-sample realism test: fresh discriminators per simulator (0 = off)
+    c2st_steps: int = 0  # their training steps; 0 = disc.steps
     real_sample_steps: int = 0  # few-shot Stage-I steps on the real sample; 0 = train.steps
     real_sample_holdout: str = ""  # object held out of the real-sample Stage-I (class id or name); "" = the largest
     real_sample_seen: bool = True  # also score the real-sample Stage-I on the objects it trained on (quick: off)

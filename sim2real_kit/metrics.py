@@ -486,7 +486,24 @@ def _as_geometry(x, name: str) -> tuple[np.ndarray, np.ndarray | None]:
         triangles = triangles.astype(np.int64)
         if triangles.ndim != 2 or triangles.shape[1] != 3 or triangles.min() < 0 or triangles.max() >= len(vertices):
             raise Sim2RealError(f"{name} triangles must be [F, 3] indices into {len(vertices)} vertices")
-    return vertices, triangles
+    return _canonical(vertices, triangles)
+
+
+def _canonical(vertices: np.ndarray, triangles: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The same geometry in one order: vertices sorted by (x, y, z), each triangle rotated to start at its
+    smallest index (orientation kept), triangles sorted. Seeded sampling then draws the same points from
+    the same surface, whatever order a mesher emitted it in (open3d's TSDF extraction runs in parallel: two
+    extractions of one volume list the same triangles in different orders)."""
+    order = np.lexsort(vertices.T[::-1])  # by x, then y, then z
+    vertices = vertices[order]
+    if triangles is None:
+        return vertices, None
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    tri = rank[triangles]  # [F, 3] into the sorted vertices
+    shift = np.argmin(tri, axis=1)
+    tri = np.stack([tri[np.arange(len(tri)), (shift + k) % 3] for k in range(3)], axis=1)
+    return vertices, tri[np.lexsort(tri.T[::-1])]
 
 
 def _looks_like_triangles(x) -> bool:

@@ -262,6 +262,12 @@ def prepare_data(run: RunFolder | str | Path, cfg: Config, progress: bool = True
     d = cfg.data
     if d.root == "generate" and _complete_layout(root):
         layout = DepthLayout(root)
+        world = layout.meta.get("world", "procedural")
+        if world != d.world:
+            raise ConfigError(
+                f"the run's dataset {root} is of the {world!r} world but data.world = {d.world!r}: a new world is a "
+                "new run folder"
+            )
         if layout.meta.get("frames_per_scene") not in (None, d.synth_frames) and progress:
             print(f"note: reusing the run's dataset {root} ({layout.meta.get('frames_per_scene')} frames per scene)")
         return layout
@@ -277,6 +283,7 @@ def prepare_data(run: RunFolder | str | Path, cfg: Config, progress: bool = True
             height=d.synth_height,
             val_fraction=d.val_fraction,
             benchmark_fraction=d.benchmark_fraction,
+            world=d.world,
             progress=progress,
             workers=d.synth_workers,
         )

@@ -79,12 +79,16 @@ def train_stage_n(run: RunFolder | str | Path, cfg: Config, stage: int = 2, prog
 
 
 def train_chain(
-    run: RunFolder | str | Path, cfg: Config, num_stages: int = 2, progress: bool = True, final_splits=("val", "train")
+    run: RunFolder | str | Path,
+    cfg: Config,
+    num_stages: int = 2,
+    progress: bool = True,
+    final_splits=("val", "benchmark"),
 ) -> dict:
     """Stages 2..N (paper Sec. 3.4 and the Stage-III/IV ablation): before each stage k, sample the
     previous stage on both splits and flag its output with a fresh discriminator pass (disc{k-1}/);
-    finally sample `final_splits` with the whole chain (val for evaluation, train for the benchmark's
-    downstream task). Finished steps are reused."""
+    finally sample `final_splits` with the whole chain (val for evaluation; benchmark, the scenes no simulator
+    trained on, for the benchmark's downstream task and two-sample test; a split the dataset lacks is skipped). Finished steps are reused."""
     run = as_run(run)
     summaries = {}
     for k in range(2, num_stages + 1):
@@ -95,6 +99,8 @@ def train_chain(
             train_and_flag(run, cfg, stage=k - 1, progress=progress)
         summaries[f"stage{k}"] = train_stage_n(run, cfg, k, progress=progress)
     for split in final_splits:
+        if not run.layout(cfg).has_split(split):
+            continue
         if num_stages > 1 or not run.has_samples(num_stages, split):
             sample_split(run, cfg, split, stage=num_stages, progress=progress)
     return summaries

@@ -437,3 +437,25 @@ def test_disco_empty_inputs_named():
         disco_metrics(np.ones((10, 2)), cloud)
     with pytest.raises(ConfigError, match="occupancy"):
         disco_metrics(cloud, cloud, occupancy="sdf")
+
+
+def test_disco_metrics_do_not_depend_on_the_mesh_order():
+    """A mesher may list the same surface in another order (open3d's parallel TSDF extraction does): the seeded
+    3D metrics must not move (they did: CD-L2 0.242 / 0.244 / 0.247 for three extractions of one volume)."""
+    from sim2real_kit.metrics import disco_metrics
+
+    rng = np.random.default_rng(0)
+    u, v = np.meshgrid(np.linspace(0, 1, 12), np.linspace(0, 1, 12))
+    verts = np.stack([u.ravel(), v.ravel(), 0.1 * np.sin(3 * u.ravel()) * v.ravel()], 1)
+    idx = np.arange(144).reshape(12, 12)
+    tris = np.concatenate(
+        [np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel()], 1),
+         np.stack([idx[1:, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()], 1)]
+    )  # fmt: skip
+    perm = rng.permutation(len(verts))
+    inverse = np.argsort(perm)
+    shuffled_tris = np.roll(inverse[tris][rng.permutation(len(tris))], 1, axis=1)  # same triangles, other order
+    ref = (verts + 0.01, tris)
+    a = disco_metrics((verts, tris), ref, num_points=2000, seed=0, occupancy="shell")
+    b = disco_metrics((verts[perm], shuffled_tris), ref, num_points=2000, seed=0, occupancy="shell")
+    assert a == b

@@ -130,7 +130,10 @@ def evaluate_run(
     frames = _references(samples, cfg, fuse, layout)
     disc_path = run.disc_model(1)
     disc_model = _frozen_discriminator(disc_path)
-    rows, per_scene, first_meshes = _score_simulators(sims, frames, cfg, seed_list, fuse, disc_model, progress)
+    rows, per_scene, first_meshes, outputs = _score_simulators(sims, frames, cfg, seed_list, fuse, disc_model, progress)
+    c2st_rows, c2st_note = _realism_tests(sims, outputs, frames.samples, layout, cfg, progress)
+    rows += c2st_rows
+    effects = _effect_reproduction(outputs, frames.samples, layout, cfg)
     disc_note = f"discriminator {disc_path}" if disc_model is not None else f"no discriminator at {disc_path}"
     for name, reason in skipped.items():
         rows.append({"simulator": name, "seed": None, "frames": 0, "note": f"skipped: {reason}"})
@@ -155,9 +158,10 @@ def evaluate_run(
         first_meshes,
         ds_rows,
         ds_note,
-        disc_note,
+        f"{disc_note}; {c2st_note}",
         fuse,
         t_start,
+        effects,
     )
 
 
@@ -167,7 +171,8 @@ def _choose_simulators(run: RunFolder, cfg: Config, split: str, simulators, trai
     availability = available_simulators(run, split)
     if simulators is None:
         wanted = set(cfg.benchmark.simulators) | {REFERENCE}
-        wanted |= {n for n in ("pix2pix", "cyclegan", "direct", "stage3") if availability[n] is None}
+        optional = ("pix2pix", "cyclegan", "direct", "stage1_long", "stage2_norew", "stage3")
+        wanted |= {n for n in optional if availability[n] is None}
         wanted |= {"pix2pix", "cyclegan"} if train_baselines else set()
         extra = [n for n in cfg.benchmark.simulators if n not in SIMULATORS]
         requested = [n for n in SIMULATORS if n in wanted] + extra
@@ -286,6 +291,7 @@ def _score_simulators(sims, frames: _Frames, cfg, seed_list, fuse, disc_model, p
     rows: list[dict] = []
     per_scene: dict[str, dict] = {}
     first_meshes: dict[str, object] = {}
+    first_outputs: dict[str, np.ndarray] = {}  # each simulator's first seed's depth (realism tests)
     jobs = [(n, sd) for n, sim in sims.items() for sd in (seed_list if sim.stochastic else seed_list[:1])]
     bar = tqdm(total=len(jobs), desc="benchmark", disable=not progress)
     for name, sim in sims.items():
@@ -310,6 +316,7 @@ def _score_simulators(sims, frames: _Frames, cfg, seed_list, fuse, disc_model, p
                 if seed == sim_seeds[0] and meshes.get(first) is not None:
                     first_meshes[name] = meshes[first]
             outputs.append(depth)
+            first_outputs.setdefault(name, depth)
             sim_rows.append(row)
             bar.update(1)
         spread, spread_note = _seed_spread(outputs, sim.stochastic, stability_across_seeds)
@@ -318,7 +325,7 @@ def _score_simulators(sims, frames: _Frames, cfg, seed_list, fuse, disc_model, p
             row["note"] = "; ".join(filter(None, [row["note"], *sim_notes, spread_note]))
         rows += sim_rows
     bar.close()
-    return rows, per_scene, first_meshes
+    return rows, per_scene, first_meshes, first_outputs
 
 
 def _score_one(name, sim, seed, depth, frames: _Frames, cfg, fuse, disc_model) -> tuple[dict, dict, dict]:
@@ -387,6 +394,7 @@ def _write_outputs(
     disc_note,
     fuse,
     t_start,
+    effects=None,
 ) -> BenchmarkResult:
     """6. The table (mean ± std per simulator), results.csv / .md, figures, meshes, summary.json."""
     samples, scenes, reference = frames.samples, frames.scenes, frames.reference
@@ -419,6 +427,8 @@ def _write_outputs(
 
         md += "\nDownstream task (networks trained on each simulator's benchmark-split output, tested on real):\n\n"
         md += ds.summary_markdown(ds.summarize(ds_rows))
+    if effects:
+        md += "\n" + _effects_markdown(effects, labels)
     atomic_write_text(out_dir / "results.md", md)
     paths["results.md"] = out_dir / "results.md"
     for metric, title in FIGURES:
@@ -448,12 +458,112 @@ def _write_outputs(
         int(cfg.benchmark.num_points),
         disc_note,
     )
+    summary["effect_reproduction"] = effects or {}
     atomic_write_json(out_dir / "summary.json", plain(summary, strict_json=True))
     paths["summary.json"] = out_dir / "summary.json"
     if ds_rows:
         paths["downstream.csv"] = write_csv(out_dir / "downstream.csv", ds_rows)
     run.record_step("benchmark", cfg, split=split, seeds=seed_list)
     return BenchmarkResult(out_dir, rows, table, summary, paths, seconds)
+
+
+# ====================================================================== realism tests
+def _realism_tests(sims, outputs, samples: SampleSet, layout, cfg: Config, progress: bool) -> tuple[list[dict], str]:
+    """Two-sample test per simulator (`realism_test.two_sample_auc`): a fresh discriminator per seed
+    (`benchmark.c2st_seeds`) trained real vs the simulator on the benchmark split (scenes no simulator trained
+    on) and tested on the frame set (the val split's scenes). One row per simulator x seed with `c2st_auc`;
+    a note when the layout has no benchmark split."""
+    from sim2real_kit.benchmark.simulators import _dataset_samples
+    from sim2real_kit.realism_test import two_sample_auc
+    from sim2real_kit.run import SampleSet as _SampleSet
+
+    bcfg = cfg.benchmark
+    if bcfg.c2st_seeds <= 0:
+        return [], "two-sample test: off (benchmark.c2st_seeds = 0)"
+    if not layout.has_split("benchmark"):
+        return [], "two-sample test: not run, the dataset has no benchmark split (data.benchmark_fraction)"
+    bench = _dataset_samples(cfg, "benchmark", layout)
+    both = _SampleSet(
+        [*bench.refs, *samples.refs],
+        np.concatenate([bench.cad, samples.cad]),
+        np.concatenate([bench.real, samples.real]),
+        {},
+        samples.camera,
+        np.concatenate([bench.poses, samples.poses]),
+    )
+    train, test = list(range(len(bench.refs))), list(range(len(bench.refs), len(both.refs)))
+    seeds = list(range(bcfg.c2st_seeds))
+    rows, skipped = [], []
+    for name, sim in sims.items():
+        if name == REFERENCE or name not in outputs:
+            continue
+        try:
+            if sim.from_layout is not None:
+                on_bench = sim.from_layout(layout, bench.refs, cfg.data.size, cfg.data.eval_crop, 0)
+            elif sim.from_cad is not None:
+                on_bench = sim.from_cad(bench.cad, bench.camera, 0)
+            else:
+                skipped.append(name)
+                continue
+            depth = np.concatenate([np.asarray(on_bench, np.float32), outputs[name]])
+            result = two_sample_auc(
+                both, depth, cfg, train, test, seeds=seeds, steps=bcfg.c2st_steps or None, progress=False
+            )
+        except Sim2RealError as e:
+            rows.append({"simulator": name, "seed": None, "note": f"two-sample test: {e}"})
+            continue
+        for seed, auc in zip(seeds, result["auc_per_seed"]):
+            rows.append({"simulator": name, "seed": None, "c2st_seed": seed, "c2st_auc": auc, "note": ""})
+    note = (
+        f"two-sample test: {len(seeds)} discriminator seeds, trained on the benchmark split ({len(train)} frames), "
+        f"tested on the {len(test)} frames of the table"
+    )
+    if skipped:
+        note += f"; no output on the benchmark split: {', '.join(skipped)}"
+    return rows, note
+
+
+def _effect_reproduction(outputs, samples: SampleSet, layout, cfg: Config) -> dict:
+    """{simulator: {effect: measures}} of the sensor's ground-truth effects (procedural world only): how much of
+    each effect each simulator's first seed reproduces (`realism_test.effect_reproduction`)."""
+    from sim2real_kit.flagging import effect_masks
+    from sim2real_kit.realism_test import sensor_effect_reproduction
+
+    masks = effect_masks(layout, samples.refs, samples.cad.shape[-1], cfg.data.eval_crop)
+    if masks is None:
+        return {}
+    out = {}
+    for name, depth in outputs.items():
+        try:
+            out[name] = sensor_effect_reproduction(layout, samples, depth, cfg, masks=masks)
+        except Sim2RealError as e:
+            out[name] = {"error": str(e)}
+    return out
+
+
+def _effects_markdown(effects: dict, labels: dict) -> str:
+    """One table: per sensor effect (rows) and simulator (columns), the share of the effect reproduced (holes,
+    displacements) or the ratio of residual std to the real one (noise-type effects)."""
+    names = [n for n in effects if "error" not in effects[n]]
+    if not names:
+        return ""
+    kinds = [k for k in effects[names[0]] if isinstance(effects[names[0]][k], dict)]
+    lines = [
+        "Sensor effects reproduced (procedural world's ground-truth effect masks; holes / displacements: share of "
+        "the effect's pixels the simulator reproduces, the real capture's own share in the last column; noise-type "
+        "effects: std of the simulator's residual over the real one's on the effect's pixels):",
+        "",
+        "| effect | " + " | ".join(labels.get(n, n) for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for kind in kinds:
+        cells = []
+        for n in names:
+            m = effects[n].get(kind, {})
+            value = m.get("reproduced", m.get("std_ratio"))
+            cells.append("—" if not isinstance(value, (int, float)) or value != value else f"{value:.2f}")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ====================================================================== steps of evaluate_run

@@ -21,7 +21,14 @@ from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
 from sim2real_kit.geometry import cad_incidence
 from sim2real_kit.run import RunFolder, SampleSet, as_run
 
-SIMULATORS = ("cad", "random", "physical", "pix2pix", "cyclegan", "direct", "stage1", "stage2", "stage3", "real")
+SIMULATORS = (
+    "cad", "random", "physical", "pix2pix", "cyclegan", "direct", "stage1", "stage1_long", "stage2", "stage2_norew",
+    "stage3", "real",
+)  # fmt: skip
+CONTROLS = {  # Stage-II's controls (stage2.control_run): simulator -> (control folder, stage)
+    "stage1_long": ("stage1_long", 1),  # Stage-I trained on for Stage-II's steps
+    "stage2_norew": ("stage2_norew", 2),  # Stage-II without the flag re-weighting, same budget
+}
 LABELS = {
     "cad": "CAD (w/o sim)",
     "random": "random noise",
@@ -29,6 +36,8 @@ LABELS = {
     "pix2pix": "Pix2Pix",
     "cyclegan": "CycleGAN",
     "direct": "direct diffusion (w/o res)",
+    "stage1_long": "Stage-I + Stage-II's steps (control)",
+    "stage2_norew": "Stage-II w/o re-weighting (control)",
     "stage1": "Stage-I",
     "stage2": "Stage-II",
     "stage3": "Stage-III",
@@ -158,6 +167,16 @@ def available_simulators(run: RunFolder | str | Path, split: str = "val") -> dic
             f"no direct-target pipeline at {index.parent} (train Stage-I with model.target=direct into {direct.root})"
         )
     )
+    for name, (folder, k) in CONTROLS.items():
+        control = run.control(folder)
+        out[name] = (
+            None
+            if control.has_samples(k, split)
+            else (
+                f"no {LABELS[name]} samples in {control.samples_dir(k, split)} (stage2.stage1_control / control_run + "
+                "train_chain; benchmarks/bench_stage2_controls.py makes them)"
+            )
+        )
     for k in (1, 2, 3):
         where = run.samples_dir(k, split)
         hint = "" if run.pipeline_dir(k).is_dir() else f" (after training Stage-{k})"
@@ -216,6 +235,9 @@ def make_simulator(
         raise MissingArtifactError(reason)
     if name == "direct":
         return _pipeline_simulator("direct", RunFolder(run.direct_dir), 1, cfg, split, run.layout(cfg))
+    if name in CONTROLS:
+        folder, k = CONTROLS[name]
+        return _pipeline_simulator(name, run.control(folder), k, cfg, split, run.layout(cfg))
     stage = _stage_of(name)
     saved = (stage_samples or {}).get(stage)
     return _pipeline_simulator(name, run, stage, cfg, split, run.layout(cfg), saved=saved)
