@@ -110,7 +110,9 @@ class DiscConfig:
     num_points: int = 128  # points per patch after resampling
     min_valid: int = 8  # patches with fewer valid pixels are skipped (counted)
     threshold: float = 0.5  # flag a patch when P(real) < threshold
-    binary: bool = True  # False: continuous (1 - P(real)) as weight ("w/o bin")
+    binary: bool = True  # False: continuous (1 - P(real)) as weight ("continuous" ablation)
+    mode: str = "discriminator"  # flags from the 3D discriminator | "difference": mean |Stage-I - real| > diff_threshold_m (paper's "w/o bin")
+    diff_threshold_m: float = 0.02  # "difference" mode: flag a patch whose mean |output - real| exceeds this (metres)
     cad_guidance: bool = True  # CAD points beside each point (paper; see guidance_input); False = ablation
     guidance_input: str = "offset"  # CAD-guided input per point: "offset" (p - c, c) | "concat" (p, c)
     hidden: tuple[int, ...] = (64, 128, 256)  # PointNet per-point MLP widths
@@ -309,6 +311,7 @@ class Config:
             "stage2.init": (self.stage2.init, ("stage1", "base")),
             "disc.normalize": (self.disc.normalize, ("cad", "pair", "none")),
             "disc.guidance_input": (self.disc.guidance_input, ("offset", "concat")),
+            "disc.mode": (self.disc.mode, ("discriminator", "difference")),
             "disc.norm": (self.disc.norm, ("batch", "layer")),
             "benchmark.iou_occupancy": (self.benchmark.iou_occupancy, ("shell", "solid", "auto")),
             "benchmark.physical_model": (self.benchmark.physical_model, ("nguyen2012", "redwood")),

@@ -110,10 +110,76 @@ def run_share_judged_fake(run: RunFolder | str | Path, samples: SampleSet, depth
     return share_judged_fake(load_discriminator(run, stage), depth, samples, cfg)
 
 
+def patch_differences(samples: SampleSet, depth, cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean |depth − real| (metres) per patch of the `cfg.disc` grid over the pixels valid in both (and in
+    `patch_pixel_mask`): (differences [F, P], valid [F, P]: at least `disc.min_valid` pixels, boxes [P, 4])."""
+    import torch.nn.functional as F
+
+    from sim2real_kit.patches import patch_grid
+
+    size = samples.cad.shape[-1]
+    boxes = patch_grid(size, size, cfg.disc.patch_size, cfg.disc.stride)
+    depth = torch.from_numpy(np.ascontiguousarray(depth, np.float32)).double()
+    real = torch.from_numpy(samples.real).double()
+    ok = (depth > 0) & (real > 0) & (torch.from_numpy(samples.cad) > 0)
+    extra = patch_pixel_mask(samples, cfg)
+    if extra is not None:
+        ok &= extra
+    r0, r1, c0, c1 = boxes.unbind(1)
+
+    def box_sums(x: torch.Tensor) -> torch.Tensor:  # [F, H, W] -> [F, P] sums over each box (integral image)
+        integral = F.pad(x.cumsum(1).cumsum(2), (1, 0, 1, 0))
+        return integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]
+
+    counts = box_sums(ok.double())
+    sums = box_sums(torch.where(ok, (depth - real).abs(), 0.0))
+    return (sums / counts.clamp(min=1)).float(), counts >= cfg.disc.min_valid, boxes
+
+
+def difference_flags(run: RunFolder | str | Path, cfg: Config, stage: int = 1) -> dict:
+    """The paper's "w/o bin" ablation (Sec. 4.5 (3)): no discriminator decides; a patch of stage `stage`'s
+    output is flagged when its mean |output − real| exceeds `disc.diff_threshold_m`. Written as flag files in
+    the same format (score 0 = flagged, 1 = not, threshold 0.5) plus the differences (`differences.npz`);
+    returns {"mode", "diff_threshold_m", "threshold", "binary", split: {flag_rate, ...}} (`train_and_flag`
+    merges it into its metrics)."""
+    from sim2real_kit.patches import save_flag_file
+
+    run = as_run(run)
+    layout = run.layout(cfg)
+    tau = cfg.disc.diff_threshold_m
+    metrics: dict = {"mode": "difference", "diff_threshold_m": tau, "threshold": 0.5, "binary": True}
+    for split in ("train", "val"):
+        samples = run.load_samples(stage, split, layout)
+        diff, valid, boxes = patch_differences(samples, samples.sims[stage], cfg)
+        flagged = valid & (diff > tau)
+        save_flag_file(
+            run.flags_path(stage, split),
+            scores=torch.where(flagged, 0.0, 1.0),
+            boxes=boxes,
+            frame_ids=[str(r) for r in samples.refs],
+            frame_size=samples.cad.shape[-1],
+            threshold=0.5,
+            binary=True,
+            split=split,
+            valid=valid,
+        )
+        np.savez_compressed(
+            run.flags_path(stage, split).with_name("differences.npz"), diff=diff.numpy(), valid=valid.numpy()
+        )
+        metrics[split] = {
+            "flag_rate": float(flagged[valid].float().mean()) if valid.any() else float("nan"),
+            "mean_difference_mm": 1000 * float(diff[valid].mean()) if valid.any() else float("nan"),
+            "skipped_patches": int((~valid).sum()),
+        }
+    return metrics
+
+
 def train_and_flag(run: RunFolder | str | Path, cfg: Config, stage: int = 1, progress: bool = True) -> dict:
     """Train the 3D patch discriminator on real vs stage-`stage` patches of the train split (validation on
     held-out scenes), score every patch of train and val, write the flags (threshold `disc.threshold`,
-    binary or not per `disc.binary`) into the run's `disc<stage>/`; returns the metrics."""
+    binary or not per `disc.binary`) into the run's `disc<stage>/`; returns the metrics. With
+    `disc.mode: difference` the flags come from `difference_flags` instead (the paper's "w/o bin"); the
+    discriminator is still trained, for the realism score of notebooks 04-05."""
     from sim2real_kit.models.discriminator import (
         PatchSet,
         discriminator_accuracy,
@@ -160,11 +226,16 @@ def train_and_flag(run: RunFolder | str | Path, cfg: Config, stage: int = 1, pro
             "flag_rate": float(flags[valid_fake].float().mean()) if cfg.disc.binary else None,
             "skipped_patches": int((~valid_fake).sum()),
         }
-    metrics.update(threshold=threshold, binary=cfg.disc.binary, cad_guidance=cfg.disc.cad_guidance)
+    metrics.update(
+        threshold=threshold, binary=cfg.disc.binary, cad_guidance=cfg.disc.cad_guidance, mode="discriminator"
+    )
     metrics["val_accuracy"] = history.get("val_accuracy")
     metrics["val_auc"] = history.get("val_auc")
+    if cfg.disc.mode == "difference":  # the flags Stage-II reads come from |output - real| instead
+        for key, value in difference_flags(run, cfg, stage).items():
+            metrics[key] = {**metrics.get(key, {}), **value} if isinstance(value, dict) else value
     atomic_write_json(run.disc_metrics(stage), metrics)
-    run.record_step(f"flag{stage}", cfg, threshold=threshold, binary=cfg.disc.binary)
+    run.record_step(f"flag{stage}", cfg, threshold=threshold, binary=cfg.disc.binary, mode=cfg.disc.mode)
     return metrics
 
 

@@ -55,8 +55,16 @@ def test_every_paper_variant_reaches_its_artifacts(variant, layout, tmp_path):
 
     assert Config.from_yaml(run / "config.yaml") == expected  # no notebook default rewrote a knob
     flags = json.loads((run / "disc" / "flags" / "val" / "flags.json").read_text())
-    assert flags["threshold"] == expected.disc.threshold and flags["binary"] == expected.disc.binary
+    disc = json.loads((run / "disc" / "metrics.json").read_text())
+    assert disc["mode"] == expected.disc.mode
     assert json.loads((run / "disc" / "model.json").read_text())["cad_guidance"] == expected.disc.cad_guidance
+    if expected.disc.mode == "difference":  # the paper's w/o bin: flags from |Stage-I - real| > tau, not from D
+        assert disc["diff_threshold_m"] == expected.disc.diff_threshold_m and (run / "disc" / "flags" / "val").is_dir()
+        assert flags["threshold"] == 0.5 and flags["binary"] is True
+        assert (run / "disc" / "flags" / "val" / "differences.npz").is_file()
+    else:
+        assert flags["threshold"] == expected.disc.threshold and flags["binary"] == expected.disc.binary
+        assert not (run / "disc" / "flags" / "val" / "differences.npz").exists()
     last = expected.pipeline.stages
     index = json.loads((run / f"stage{last}" / "pipeline" / "model_index.json").read_text())
     assert index["num_stages"] == last and index["target"] == expected.model.target

@@ -248,3 +248,28 @@ def test_discriminator_patches_share_the_loss_pixels():
         if holes == "mask":
             assert torch.equal(real_pp.n_valid, fake_pp.n_valid)  # the same pixel set on both sides
             assert int(real_pp.n_valid[0, 0]) == 8 * 8 - 2 * 8  # rows 2-3 left out of the top-left patch
+
+
+def test_difference_flags_are_the_papers_wo_bin(tmp_path):
+    """disc.mode = difference (the paper's "w/o bin", Sec. 4.5 (3)): a patch is flagged when its mean
+    |Stage-I - real| exceeds disc.diff_threshold_m, on the loss pixels; a hand-made frame gives known flags."""
+    from sim2real_kit.camera import Camera
+    from sim2real_kit.config import load_config
+
+    size = 16
+    cad = np.full((1, size, size), 2.0, np.float32)
+    real = cad.copy()
+    sim = cad.copy()
+    sim[0, :8, :8] += 0.05  # top-left patch: 5 cm off
+    sim[0, :8, 8:] += 0.01  # top-right: 1 cm
+    sim[0, 8:, :8] -= 0.03  # bottom-left: 3 cm
+    real[0, 8:, 8:] = 0.0  # bottom-right: real holes everywhere -> no valid pixel -> skipped
+    cam = Camera(20.0, 20.0, 8, 8, size, size)
+    samples = SampleSet([None], cad, real, {1: sim}, cam, np.eye(4)[None])
+    cfg = load_config("tiny", overrides=["disc.patch_size=8", "disc.stride=8", "disc.min_valid=4"])
+    diff, valid, boxes = flagging.patch_differences(samples, sim, cfg)
+    assert boxes.tolist() == [[0, 8, 0, 8], [0, 8, 8, 16], [8, 16, 0, 8], [8, 16, 8, 16]]
+    np.testing.assert_allclose(diff[0, :3].numpy(), [0.05, 0.01, 0.03], atol=1e-6)
+    assert valid[0].tolist() == [True, True, True, False]
+    flagged = valid & (diff > 0.02)
+    assert flagged[0].tolist() == [True, False, True, False]
