@@ -40,6 +40,8 @@ def _row_metrics(run, base, stage: int, cfg) -> dict:
     return {
         "w1_mm": m["w1_mm"],
         "w1_cad_mm": m["w1_cad_mm"],
+        "w1_pooled_mm": m["w1_pooled_mm"],
+        "w1_pooled_cad_mm": m["w1_pooled_cad_mm"],
         "hole_rate": m["hole_rate"],
         "fake_pct": 100 * run_share_judged_fake(base, val, val.sims[stage], cfg),  # the base run's Stage-I disc
         "fake_real_pct": 100 * run_share_judged_fake(base, val, val.real, cfg),
@@ -74,7 +76,7 @@ def run_seed(out: Path, seed: int, preset: str, quick: bool, shared_data: Path |
     rows["stage1_long"] = _row_metrics(controls["stage1_long"][0], base, 1, cfg)
     for name in ("stage2_norew", "stage2_other"):
         rows[name] = _row_metrics(controls[name][0], base, 2, cfg)
-    rows["cad"] = {"w1_mm": rows["stage1"]["w1_cad_mm"]}
+    rows["cad"] = {"w1_mm": rows["stage1"]["w1_cad_mm"], "w1_pooled_mm": rows["stage1"]["w1_pooled_cad_mm"]}
     return {
         "seed": seed,
         "rows": rows,
@@ -99,7 +101,7 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
     """Mean ± std per row and metric, and the paired difference to Stage-I (row - Stage-I, same seed)."""
     summary: dict = {}
     for row in ROWS:
-        for metric in ("w1_mm", "fake_pct", "hole_rate"):
+        for metric in ("w1_mm", "w1_pooled_mm", "fake_pct", "hole_rate"):
             vals = [s["rows"][row].get(metric, float("nan")) for s in per_seed]
             diffs = [s["rows"][row].get(metric, float("nan")) - s["rows"]["stage1"][metric] for s in per_seed]
             summary.setdefault(row, {})[metric] = _mean_std(vals)
@@ -116,8 +118,9 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
     lines = [
         f"seeds {', '.join(str(s['seed']) for s in per_seed)}; mean ± std; Δ = row − Stage-I of the same seed",
         "",
-        "| row | W1 (mm) | Δ W1 (mm) | judged fake (%) | Δ fake (pp) | holes (%) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| row | W1 matched (mm) | Δ W1 (mm) | W1 pooled (mm) | Δ pooled (mm) | judged fake (%) | Δ fake (pp) "
+        "| holes (%) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def fmt(pair, scale=1.0, digits=1):
@@ -127,7 +130,8 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
     for row in ROWS:
         r = summary[row]
         lines.append(
-            f"| {names[row]} | {fmt(r['w1_mm'])} | {fmt(r['w1_mm_vs_stage1'])} | {fmt(r['fake_pct'])} | "
+            f"| {names[row]} | {fmt(r['w1_mm'])} | {fmt(r['w1_mm_vs_stage1'])} | {fmt(r['w1_pooled_mm'])} | "
+            f"{fmt(r['w1_pooled_mm_vs_stage1'])} | {fmt(r['fake_pct'])} | "
             f"{fmt(r['fake_pct_vs_stage1'])} | {fmt(r['hole_rate'], 100, 2)} |"
         )
     flags = _mean_std([100 * s["flag_rate_train"] for s in per_seed])
@@ -143,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--quick", action="store_true", help="CI sizes (the notebooks' quick=True)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data", type=Path, help="an existing dataset folder for every seed (else seed 1's run makes it)")
     args = p.parse_args(argv)
     per_seed = []
-    shared = None
+    shared = args.data
     for seed in args.seeds:
         per_seed.append(run_seed(args.out, seed, args.preset, args.quick, shared, not args.no_progress))
         shared = shared or args.out / f"seed{seed}" / "data"

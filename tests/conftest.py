@@ -75,14 +75,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_plane_layout(root, scenes=2, frames=3, width=32, height=24, seed=0):
-    """A layout of fronto-parallel-ish planes with a box in front: CAD clean, real noisy with holes."""
+def make_plane_layout(root, scenes=2, frames=3, width=32, height=24, seed=0, benchmark_scenes=0):
+    """A layout of fronto-parallel-ish planes with a box in front: CAD clean, real noisy with holes. The last
+    scene is val, the `benchmark_scenes` after it form the benchmark split (scenes no simulator trains on)."""
     rng = np.random.default_rng(seed)
     cam = Camera(width * 0.8, width * 0.8, width / 2, height / 2, width, height)
     lay = DepthLayout.create(root, cam, meta={"source": "test"})
-    refs = {"train": [], "val": []}
-    for s in range(scenes):
-        split = "val" if s == scenes - 1 else "train"
+    refs = {"train": [], "val": []} | ({"benchmark": []} if benchmark_scenes else {})
+    for s in range(scenes + benchmark_scenes):
+        split = "train" if s < scenes - 1 else "val" if s == scenes - 1 else "benchmark"
         for f in range(frames):
             ref = FrameRef(f"s{s:02d}", f"{f:03d}")
             cad = np.full((height, width), 2.0 + 0.1 * f, np.float32)

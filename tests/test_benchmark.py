@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_plane_layout
 
 from sim2real_kit.benchmark import (
     SIMULATORS,
@@ -352,19 +353,43 @@ def test_a_new_simulator_is_a_simulator_object(fake_run):
     assert row["w1_mm"] != res.row("cad")["w1_mm"] and "3x3 box blur" in res.markdown()
 
 
-def test_every_column_is_measured(fake_run):
+@pytest.fixture
+def fake_run_with_benchmark_split(tmp_path):
+    layout = make_plane_layout(tmp_path / "ds", benchmark_scenes=1)
+    cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.root={layout.root}"])
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).save_config(cfg)
+    write_fake_samples(run_dir, cfg, layout, stage=1)
+    return run_dir, cfg, layout
+
+
+def test_every_column_is_measured(fake_run_with_benchmark_split):
     """Where to add a metric: compute it per simulator x seed in `benchmark/realism.py` (e.g. `depth_realism`) and
     give it a `Column` in `benchmark/tables.py`; this test fails for a column no step measures."""
     from sim2real_kit.benchmark import COLUMNS
 
-    run_dir, _, _ = fake_run
+    run_dir, _, _ = fake_run_with_benchmark_split
     res = _evaluate(
         run_dir, fuse=True, downstream=False, seeds=1, simulators=["cad", "stage1", "real"], progress=False,
-        overrides=FAST,
+        overrides=[*FAST, "benchmark.c2st_seeds=1", "benchmark.c2st_steps=5"],
     )  # fmt: skip
     measured = set(res.table[0])
     assert [c.key for c in COLUMNS if c.key not in measured] == []
     assert math.isfinite(res.row("stage1")["w1_mm"]) and math.isfinite(res.row("cad")["cd_l2_x1000"])
+    assert 0.0 <= res.row("cad")["c2st_auc"] <= 1.0 and "real" not in [
+        r["simulator"] for r in res.rows if "c2st_auc" in r
+    ]
+
+
+def test_two_sample_test_needs_a_benchmark_split(fake_run):
+    """Without scenes that no simulator trained on, the realism test is not run (no silent AUC on train frames)."""
+    run_dir, _, _ = fake_run
+    res = _evaluate(
+        run_dir, fuse=False, downstream=False, seeds=1, simulators=["cad", "real"], progress=False,
+        overrides=[*FAST, "benchmark.c2st_seeds=1", "benchmark.c2st_steps=5"],
+    )  # fmt: skip
+    assert "c2st_auc" not in res.row("cad") or not math.isfinite(res.row("cad")["c2st_auc"])
+    assert "no benchmark split" in json.dumps(res.summary)
 
 
 # ---------------------------------------------------------------------- metrics that cannot be gamed
