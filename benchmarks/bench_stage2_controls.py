@@ -48,7 +48,9 @@ def _row_metrics(run, base, stage: int, cfg) -> dict:
     }
 
 
-def run_seed(out: Path, seed: int, preset: str, quick: bool, shared_data: Path | None, progress: bool) -> dict:
+def run_seed(
+    out: Path, seed: int, preset: str, quick: bool, shared_data: Path | None, progress: bool, overrides: list[str]
+) -> dict:
     from sim2real_kit import flagging, notebook, simulate, stage1, stage2
     from sim2real_kit.run import read_json
 
@@ -57,7 +59,7 @@ def run_seed(out: Path, seed: int, preset: str, quick: bool, shared_data: Path |
     if shared_data is not None and not (base_dir / "data").exists():
         os.symlink(os.path.relpath(shared_data.resolve(), base_dir.resolve()), base_dir / "data")
     t0 = time.perf_counter()
-    base, cfg = notebook.setup(base_dir, preset, quick, seed, [])
+    base, cfg = notebook.setup(base_dir, preset, quick, seed, overrides)
     stage1.train_stage1(base, cfg, progress=progress)
     for split in ("val", "train"):
         if not base.has_samples(1, split):
@@ -147,19 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--quick", action="store_true", help="CI sizes (the notebooks' quick=True)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.steps=400")
     p.add_argument("--data", type=Path, help="an existing dataset folder for every seed (else seed 1's run makes it)")
     args = p.parse_args(argv)
     per_seed = []
     shared = args.data
     for seed in args.seeds:
-        per_seed.append(run_seed(args.out, seed, args.preset, args.quick, shared, not args.no_progress))
+        per_seed.append(run_seed(args.out, seed, args.preset, args.quick, shared, not args.no_progress, args.overrides))
         shared = shared or args.out / f"seed{seed}" / "data"
         print(json.dumps({k: v for k, v in per_seed[-1].items() if k != "rows"}), file=sys.stderr)
-    summary, table = summarize(per_seed)
-    from sim2real_kit.io import atomic_write_json, atomic_write_text
+        summary, table = summarize(per_seed)  # after every seed: a run stopped early keeps what it measured
+        from sim2real_kit.io import atomic_write_json, atomic_write_text
 
-    atomic_write_json(args.out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
-    atomic_write_text(args.out / "results.md", table + "\n")
+        atomic_write_json(args.out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
+        atomic_write_text(args.out / "results.md", table + "\n")
     print(table)
     return 0
 

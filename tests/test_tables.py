@@ -82,14 +82,15 @@ def test_themed_markdown_marks_unconverged_and_skips_empty_themes():
     assert headings == [
         "#### Depth realism (per pixel, against the real frame; W1 on matched pixels, pooled W1 as the release)",
         "#### Holes, gross mismatches and edges",
-        "#### Realism as the frozen Stage-I discriminator judges it",
+        "#### Realism: two-sample test, and the frozen Stage-I discriminator",
         "#### Notes",
     ]  # 3D, stability and downstream measured nothing here
     lines = md.splitlines()
     pix = [line for line in lines if line.startswith("| Pix2Pix (unconverged) (`pix2pix`) |")]
     assert len(pix) == 3
     # the unconverged pix2pix's 0 % judged fake does not win the column: CAD's 19.8 does
-    disc = lines[lines.index("#### Realism as the frozen Stage-I discriminator judges it") :]
+    disc = lines[lines.index("#### Realism: two-sample test, and the frozen Stage-I discriminator") :]
+    assert disc[2].startswith("Two-sample AUC: a fresh 3D patch discriminator")  # the note under the heading
     assert "| cad | 1 | **19.8** |" in disc and "| Pix2Pix (unconverged) (`pix2pix`) | 1 | 0.0 |" in disc
     assert "| stage1 | 2 | **43.60 ± 1.41** |" in lines  # mean ± std over seeds, best W1
     assert "- `pix2pix`: W1 1448.6 mm > clean CAD's 64.3 mm" in lines and "- `random`: one seed" in lines

@@ -126,11 +126,13 @@ W1_BIN_GROUPS = (  # `binned_bars`: (title, keys, bin labels)
 
 @dataclass(frozen=True)
 class Theme:
-    """A group of columns shown as one table: `name` (short key), `title` (the table's heading), `columns`."""
+    """A group of columns shown as one table: `name` (short key), `title` (the table's heading), `columns`,
+    `note` (a line under the heading that says how the columns were measured)."""
 
     name: str
     title: str
     columns: tuple[Column, ...]
+    note: str = ""
 
 
 def _columns(*keys: str) -> tuple[Column, ...]:
@@ -171,11 +173,12 @@ THEMES = (
     ),
     Theme(
         "discriminator",
-        "Realism: a fresh 3D patch discriminator per simulator, trained real vs it on the benchmark split and "
-        "tested on the val split's scenes (two-sample AUC, 0.5 = indistinguishable), and the paper's own analog, "
-        "the share of patches the frozen Stage-I discriminator judges fake (out of distribution for every other "
-        "simulator, and Stage-II trained against its flags)",
+        "Realism: two-sample test, and the frozen Stage-I discriminator",
         _columns("c2st_auc", "disc_fake_pct"),
+        "Two-sample AUC: a fresh 3D patch discriminator per simulator, trained real vs it on the benchmark split "
+        "and tested on the val split's scenes (0.5 = indistinguishable). Judged fake: the paper's own analog, the "
+        "share of patches the frozen Stage-I discriminator calls fake (out of distribution for every other "
+        "simulator, and Stage-II trained against its flags).",
     ),
     Theme(
         "stability",
@@ -387,7 +390,7 @@ def themed_markdown(
         cols = [c for c in theme.columns if any(_finite([e.get(c.key)]) for e in table)]
         if not cols:
             continue
-        parts.append(f"{level} {theme.title}\n")
+        parts.append(f"{level} {theme.title}\n" + (f"\n{theme.note}\n" if theme.note else ""))
         parts.append(markdown_table(table, cols, group_key, exclude_from_best=exclude, labels=shown, notes=False))
     notes = []
     for e in table:
