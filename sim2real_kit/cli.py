@@ -114,7 +114,9 @@ def cmd_simulate(args) -> int:
             args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages
         )
     elif args.cad:
-        lay = simulate.simulate_folder(args.pipeline, args.cad, args.out, stages=args.stages)
+        lay = simulate.simulate_folder(
+            args.pipeline, args.cad, args.out, stages=args.stages, depth_unit=args.depth_unit
+        )
     else:
         raise Sim2RealError("simulate needs --cad DIR (CAD depth PNGs or a layout) or --mesh FILE --trajectory FILE")
     print(f"wrote {lay.root}")
@@ -224,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", default=None, help="intrinsics JSON for --mesh (default: LASA ARKit camera)")
     p.add_argument("--out", required=True)
     p.add_argument("--stages", type=int, default=None)
+    p.add_argument(
+        "--depth-unit",
+        default="mm",
+        help="unit of the --cad PNGs: mm (default), 0.1mm (YCB-Video), cm, m, or metres per count (0.00025); "
+        "a layout's own unit is used for a layout",
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("evaluate", help="benchmark every simulator of a run (Table-4 analog)")

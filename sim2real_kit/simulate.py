@@ -6,6 +6,7 @@ simulated 3D data a user trains other networks on (`simulate_frames`, `simulate_
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from sim2real_kit.camera import Camera, check_pose
 from sim2real_kit.config import Config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import SPLITS, DepthLayout, FrameRef
-from sim2real_kit.depth import read_depth_png
-from sim2real_kit.errors import MissingArtifactError
+from sim2real_kit.depth import DEPTH_MAX_M, DEPTH_MIN_M, read_depth_png
+from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_write_json
 from sim2real_kit.run import RunFolder, as_run, prepare_data
 from sim2real_kit.stage1 import collate, device
@@ -131,6 +132,12 @@ def simulate_frames(
         sims.append(np.asarray(out.depth[0], dtype=np.float32))
         cads.append(np.asarray(out.cad[0], dtype=np.float32))
         model_cam = out.camera
+    if sims and not any((s > 0).any() for s in sims):
+        raise Sim2RealError(
+            f"the simulation came back empty (every pixel a hole) for all {len(sims)} frames; CAD median "
+            f"{float(np.median(np.concatenate([c[c > 0] for c in cads] or [np.zeros(1)]))):.3f} m: check the CAD's "
+            "depth unit and that the pipeline was trained on this depth range"
+        )
     meta = {
         "source": "simulated",
         "stages": stages or pipe.num_stages,
@@ -155,12 +162,64 @@ def simulate_frames(
     return layout
 
 
+DEPTH_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "0.1mm": 0.0001}  # metres per PNG count, by name
+
+
+def parse_depth_unit(unit: str | float) -> float:
+    """Metres per count of a uint16 depth PNG: a name of `DEPTH_UNITS` ("mm", "0.1mm" as YCB-Video, ...) or
+    a number (e.g. 0.00025 for RealSense's default scale)."""
+    if isinstance(unit, (int, float)):
+        value = float(unit)
+    elif str(unit).strip().lower() in DEPTH_UNITS:
+        return DEPTH_UNITS[str(unit).strip().lower()]
+    else:
+        try:
+            value = float(unit)
+        except ValueError:
+            raise ConfigError(
+                f"depth unit {unit!r} is neither a number (metres per count) nor one of {', '.join(DEPTH_UNITS)}"
+            ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"depth unit {unit!r} must be a positive number of metres per count")
+    return value
+
+
+def check_cad_range(cads: list[np.ndarray], source: str, unit_m: float | None = None) -> None:
+    """Refuse CAD depth that the model cannot have been trained on: fewer than half of the non-zero pixels
+    within the normalisation's range (`DEPTH_MIN_M`..`DEPTH_MAX_M`, metres), which is what a wrong unit
+    gives (YCB-Video's 0.1 mm PNGs read as mm are 10x too far). The error names the unit and the range, and
+    the unit that would bring the median depth into it."""
+    values = np.concatenate([c[c > 0].ravel() for c in cads]) if cads else np.zeros(0, np.float32)
+    if values.size == 0:
+        raise DepthFormatError("every CAD pixel is 0 (no depth): nothing to simulate", source)
+    inside = float(((values >= DEPTH_MIN_M) & (values <= DEPTH_MAX_M)).mean())
+    if inside >= 0.5:
+        return
+    median = float(np.median(values))
+    read = f" read with a depth unit of {unit_m:g} m per count" if unit_m is not None else ""
+    msg = (
+        f"the CAD depth{read} has a median of {median:.3f} m and only {100 * inside:.1f} % of its pixels inside "
+        f"the range the model is trained on ({DEPTH_MIN_M}-{DEPTH_MAX_M} m)"
+    )
+    if unit_m is not None:
+        fits = [name for name, u in DEPTH_UNITS.items() if DEPTH_MIN_M <= median / unit_m * u <= DEPTH_MAX_M]
+        msg += f"; is the unit right? (--depth-unit {' or '.join(fits)} would put the median inside)" if fits else ""
+    raise DepthFormatError(msg, source)
+
+
 def simulate_folder(
-    pipeline: str | Path, cad_dir: str | Path, out_dir: str | Path, stages: int | None = None, progress: bool = True
+    pipeline: str | Path,
+    cad_dir: str | Path,
+    out_dir: str | Path,
+    stages: int | None = None,
+    progress: bool = True,
+    depth_unit: str | float = "mm",
 ) -> DepthLayout:
-    """Simulate every CAD depth PNG under `cad_dir` (uint16 mm): a `lasa_depth` layout root (its poses
-    and intrinsics are used, scenes fused), or any folder of depth PNGs (`intrinsics.json` beside them,
-    else the LASA camera; identity poses, no fusion). See `simulate_frames` for the output."""
+    """Simulate every CAD depth PNG under `cad_dir`: a `lasa_depth` layout root (its poses, intrinsics and
+    depth unit are used, scenes fused), or any folder of uint16 depth PNGs in `depth_unit` (metres per count
+    or a name of `DEPTH_UNITS`; default mm), with `intrinsics.json` beside them (else the LASA camera),
+    identity poses and no fusion. CAD outside the model's depth range is refused (`check_cad_range`), and so
+    is a simulation that comes back empty. See `simulate_frames` for the output."""
     from sim2real_kit.data.layout import read_pose
 
     pipe = load_any_pipeline(Path(pipeline))
@@ -169,13 +228,16 @@ def simulate_folder(
         layout = DepthLayout(cad_dir)
         refs = sorted({r for split in SPLITS if layout.has_split(split) for r in layout.frames(split)})
         cads = [layout.read_depth(r, "gt") for r in refs]
+        check_cad_range(cads, str(cad_dir))
         poses = [layout.read_pose(r) for r in refs]
         return simulate_frames(pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress)
     files = sorted(p for p in cad_dir.rglob("*.png") if not p.name.endswith(("_scan.png", "_rgb.png", "_inst.png")))
     if not files:
         raise MissingArtifactError(f"no CAD depth PNGs under {cad_dir}")
     intr = cad_dir / "intrinsics.json"
-    cads = [read_depth_png(f) for f in files]
+    unit_m = parse_depth_unit(depth_unit)
+    cads = [read_depth_png(f, unit_m) for f in files]
+    check_cad_range(cads, str(cad_dir), unit_m)
     camera = Camera.load_json(intr) if intr.is_file() else Camera.lasa()
     for f, cad in zip(files, cads):
         if cad.shape != (camera.height, camera.width):
