@@ -6,6 +6,7 @@ the whole chain over a run folder: sample stage k-1 on both splits, flag it (`fl
 
 Controls (is a gain the method, or more steps?): `control_run` makes a control run folder inside the run
 (same dataset, shared steps copied) and `stage1_control` trains Stage-I on for Stage-II's steps.
+`train_direct` trains the "w/o res" row (the real depth as the target) beside them.
 """
 
 from __future__ import annotations
@@ -115,7 +116,12 @@ def control_run(
     (e.g. stage1/, disc/), so the control differs from the run only where the overrides say. Made once; a
     second call reuses it (and its finished steps). Returns (its RunFolder, its config)."""
     run = as_run(run)
-    out = run.control(name)
+    return _linked_run(run, cfg, run.control(name), overrides, share, name)
+
+
+def _linked_run(
+    run: RunFolder, cfg: Config, out: RunFolder, overrides, share: tuple[str, ...], name: str
+) -> tuple[RunFolder, Config]:
     if not out.has_config():
         out.root.mkdir(parents=True, exist_ok=True)
         for step in share:
@@ -130,11 +136,16 @@ def control_run(
 
 
 def stage1_control(
-    run: RunFolder | str | Path, cfg: Config, extra_steps: int | None = None, progress: bool = True
+    run: RunFolder | str | Path,
+    cfg: Config,
+    extra_steps: int | None = None,
+    progress: bool = True,
+    splits: tuple[str, ...] = ("val",),
 ) -> RunFolder:
     """Stage-I trained on for as many steps as Stage-II trained (default `train.steps`), from Stage-I's last
     checkpoint, same data and seed: the control that tells the gain of Stage-II's re-weighting and second
-    condition from the gain of more steps. Runs in `controls/stage1_long/`; samples its val split."""
+    condition from the gain of more steps. Runs in `controls/stage1_long/`; samples `splits` (a split the
+    dataset lacks is skipped)."""
     run = as_run(run)
     trained = Config.from_yaml(run.stage_config_path(1)).train.steps
     extra = cfg.train.steps if extra_steps is None else int(extra_steps)
@@ -143,4 +154,24 @@ def stage1_control(
     if not control.has_samples(1, "val") or done != trained + extra:
         train_stage1(control, ccfg, progress=progress)
         sample_split(control, ccfg, "val", stage=1, progress=progress)
+    _sample_missing(control, ccfg, 1, splits, progress)
     return control
+
+
+def train_direct(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> RunFolder:
+    """The paper's "w/o res" row (Sec. 4.5): Stage-I predicting the real depth itself (`model.target=direct`)
+    instead of the residual, same data, seed and steps, in the run's `direct/` where the benchmark's `direct`
+    simulator reads it; samples val and benchmark. Finished steps are reused."""
+    run = as_run(run)
+    out, dcfg = _linked_run(run, cfg, RunFolder(run.direct_dir), ["model.target=direct"], (), "direct")
+    if not (out.pipeline_dir(1) / "model_index.json").is_file():
+        train_stage1(out, dcfg, progress=progress)
+    _sample_missing(out, dcfg, 1, ("val", "benchmark"), progress)
+    return out
+
+
+def _sample_missing(run: RunFolder, cfg: Config, stage: int, splits, progress: bool) -> None:
+    layout = run.layout(cfg)
+    for split in splits:
+        if layout.has_split(split) and not run.has_samples(stage, split):
+            sample_split(run, cfg, split, stage=stage, progress=progress)

@@ -58,6 +58,7 @@ from sim2real_kit.benchmark.simulators import (
     Simulator,
     available_simulators,
     benchmark_samples,
+    chain_simulator,
     make_simulator,
     physical_native,
 )
@@ -79,6 +80,7 @@ from sim2real_kit.geometry import cad_incidence, cad_normals  # their home; re-e
 from sim2real_kit.report import write_csv
 
 __all__ = [
+    "chain_simulator",
     "SIMULATORS",
     "LABELS",
     "REFERENCE",

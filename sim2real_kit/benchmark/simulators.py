@@ -262,6 +262,14 @@ def _baseline_simulator(kind, run: RunFolder, cfg, train, steps, progress) -> Si
     return Simulator(kind, run=lambda s, seed: from_cad(s.cad, s.camera, seed), stochastic=False, from_cad=from_cad)
 
 
+def chain_simulator(name: str, run: RunFolder | str | Path, stage: int, cfg: Config, split: str = "val") -> Simulator:
+    """Any run folder's stage-`stage` chain as a benchmark simulator called `name` (an ablation variant, a
+    control the benchmark knows no name for): its saved samples of `split` when there are, else its pipeline;
+    its saved benchmark-split samples for the downstream task. Pass it in `evaluate_run(simulators=[...])`."""
+    run = as_run(run)
+    return _pipeline_simulator(name, run, stage, cfg, split, run.layout(cfg))
+
+
 def _pipeline_simulator(
     name, run: RunFolder, stage, cfg, split, layout: DepthLayout, saved: SampleSet | None = None
 ) -> Simulator:

@@ -1,0 +1,49 @@
+"""The rows the evaluation protocol trains beside Stage-I / Stage-II (issue 19): the paper's "w/o res"
+(`stage2.train_direct`) and the Stage-I control sampled where the benchmark needs it. Each lands where the
+benchmark's simulator reads it, with the config it names, so the row is measured, not missing."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TINY_MODEL, make_plane_layout
+
+from sim2real_kit import stage1, stage2
+from sim2real_kit.benchmark.simulators import available_simulators
+from sim2real_kit.config import Config, load_config
+from sim2real_kit.run import RunFolder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+MICRO = [
+    "data.size=16", *TINY_MODEL, "train.steps=2", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2",
+]  # fmt: skip
+
+
+@pytest.fixture
+def run(tmp_path):
+    layout = make_plane_layout(tmp_path / "ds", scenes=3, frames=2, benchmark_scenes=1)
+    cfg = load_config("tiny", overrides=[f"data.root={layout.root}", *MICRO])
+    folder = RunFolder(tmp_path / "run")
+    folder.save_config(cfg)
+    return folder, cfg
+
+
+def test_direct_row_is_trained_with_the_direct_target_and_sampled_for_the_benchmark(run):
+    folder, cfg = run
+    assert available_simulators(folder)["direct"] is not None  # before: the row says why it is missing
+    direct = stage2.train_direct(folder, cfg, progress=False)
+    assert direct.root == folder.direct_dir
+    assert Config.from_yaml(direct.stage_config_path(1)).model.target == "direct"
+    assert cfg.model.target == "residual" and folder.load_config().model.target == "residual"  # the run is untouched
+    assert direct.has_samples(1, "val") and direct.has_samples(1, "benchmark")
+    assert available_simulators(folder)["direct"] is None
+    mtime = (direct.pipeline_dir(1) / "model_index.json").stat().st_mtime_ns
+    stage2.train_direct(folder, cfg, progress=False)  # finished: reused, not retrained
+    assert (direct.pipeline_dir(1) / "model_index.json").stat().st_mtime_ns == mtime
+
+
+def test_stage1_control_samples_the_benchmark_split_when_asked(run):
+    folder, cfg = run
+    stage1.train_stage1(folder, cfg, progress=False)
+    control = stage2.stage1_control(folder, cfg, progress=False, splits=("val", "benchmark"))
+    assert Config.from_yaml(control.stage_config_path(1)).train.steps == 2 * cfg.train.steps
+    assert control.has_samples(1, "val") and control.has_samples(1, "benchmark")
