@@ -444,3 +444,30 @@ def test_several_videos_are_split_whole_into_train_benchmark_and_val(tmp_path):
     assert any("no benchmark split" in n for n in two.meta["notes"])
     with pytest.raises(LayoutError, match="no benchmark split"):
         two.frames("benchmark")
+
+
+def test_bop_rotations_rounded_to_a_few_digits_import_and_wrong_ones_are_refused(tmp_path, imported):
+    """LM-O stores cam_R_m2c with a few digits (the driller's |RR^T - I| is 2.0e-3): such a rotation is
+    projected to the nearest one, and the import matches the exact one's to well under a millimetre. A
+    matrix that is no rotation (|RR^T - I| = 0.1) is still refused, naming the file."""
+    src = tmp_path / "bop"
+    shutil.copytree(imported["bop_src"], src)
+    gt_path = src / "test" / "000000" / "scene_gt.json"
+    gts = json.loads(gt_path.read_text())
+    exact = import_bop(src, tmp_path / "exact", progress=False)
+    for entries in gts.values():
+        for g in entries:
+            g["cam_R_m2c"] = [round(v * 1.002, 3) for v in g["cam_R_m2c"]]  # scaled by 0.2 %, 3 digits: as LM-O's
+    gt_path.write_text(json.dumps(gts))
+    rounded = import_bop(src, tmp_path / "rounded", progress=False)
+    assert validate(rounded.root) == []
+    for ref in _all_refs(exact):
+        a, b = exact.read_frame(ref), rounded.read_frame(ref)
+        both = (a["cad"] > 0) & (b["cad"] > 0)
+        assert both.mean() > 0.1 and np.median(np.abs(a["cad"] - b["cad"])[both]) < 5e-4  # metres
+    key = next(iter(gts))
+    gts[key][0]["cam_R_m2c"] = [1.1, 0, 0, 0, 1, 0, 0, 0, 1]
+    gt_path.write_text(json.dumps(gts))
+    with pytest.raises(PoseError, match=r"scene_gt\.json: rotation part is not a rotation"):
+        import_bop(src, tmp_path / "bad", progress=False)
+    _assert_nothing_written(tmp_path / "bad")

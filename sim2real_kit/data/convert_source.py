@@ -63,12 +63,24 @@ def frames_by_scene(frames: list[SrcFrame]) -> dict[str, list[SrcFrame]]:
     return by_scene
 
 
+ROUNDED_ROTATION_TOL = 1e-2  # |RR^T - I| of a rotation stored with few digits (BOP's LM-O: up to 2e-3)
+
+
 def pose34(Rt: np.ndarray, source: Path) -> np.ndarray:
-    """3x4 [R|t] -> 4x4, refusing non-finite values and non-rotations (names `source`)."""
+    """3x4 [R|t] -> 4x4, refusing non-finite values and non-rotations (names `source`). A rotation that is
+    one up to rounding (1e-3 < |RR^T - I| <= 1e-2, det > 0: datasets store R with a few digits) is replaced by
+    the nearest rotation (SVD), which moves a point 0.1 m from the origin by < 1 mm; anything further is
+    refused. Rotations within `check_pose`'s 1e-3 are kept as stored (imports stay bit-identical)."""
     from sim2real_kit.camera import check_pose
 
+    Rt = np.asarray(Rt, dtype=np.float64)
     pose = np.eye(4)
     pose[:3] = Rt
+    R = pose[:3, :3]
+    err = np.abs(R @ R.T - np.eye(3)).max() if np.all(np.isfinite(R)) else np.inf
+    if 1e-3 < err <= ROUNDED_ROTATION_TOL and np.linalg.det(R) > 0:  # within check_pose's 1e-3: kept as stored
+        u, _, vt = np.linalg.svd(R)
+        pose[:3, :3] = u @ vt
     return check_pose(pose, source)
 
 
