@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from sim2real_kit.metrics import depth_metrics, disco_metrics, hole_rates, residual_w1
+from sim2real_kit.disco import disco_metrics
+from sim2real_kit.metrics import depth_metrics, hole_rates, residual_w1
 
 TARGET_S = 2.0  # DisCo metrics of one pair at 100k points
 

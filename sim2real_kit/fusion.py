@@ -21,9 +21,10 @@ import numpy as np
 from sim2real_kit.camera import Camera, check_pose, invert_pose
 from sim2real_kit.config import BenchmarkConfig
 from sim2real_kit.depth import check_depth
+from sim2real_kit.disco import _as_geometry, _surface_points
 from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_path
-from sim2real_kit.metrics import _as_geometry, _surface_points, _to_numpy
+from sim2real_kit.metrics import _to_numpy
 
 _DEFAULTS = BenchmarkConfig()  # voxel_m 1 cm, trunc_m 4 cm, depth_trunc_m 4.8 m (release): defaults live in config
 BLOCK_COUNT = 4096  # initial hash-map capacity in 16^3-voxel blocks (32 KB each without colour)

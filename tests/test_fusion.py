@@ -9,9 +9,9 @@ import pytest
 o3d = pytest.importorskip("open3d")
 
 from sim2real_kit.camera import Camera, look_at  # noqa: E402
+from sim2real_kit.disco import disco_metrics  # noqa: E402
 from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, PoseError, Sim2RealError  # noqa: E402
 from sim2real_kit.fusion import fuse_frames, load_mesh, mesh_to_points, save_mesh, save_point_cloud  # noqa: E402
-from sim2real_kit.metrics import disco_metrics  # noqa: E402
 
 CAMERA = Camera.from_fov(96, 72, 60)
 RADIUS = 0.5  # metres

@@ -41,7 +41,8 @@ and `meshes/<scene>_<sim>.ply` (first scene: real, cad and the best stage). open
 through `fusion` (imported when `fuse=True`).
 """
 
-from sim2real_kit.benchmark.evaluate import DOWNSTREAM_METRICS, evaluate_run, run_benchmark_downstream
+from sim2real_kit.benchmark.downstream_eval import DOWNSTREAM_METRICS, run_benchmark_downstream
+from sim2real_kit.benchmark.evaluate import evaluate_run
 from sim2real_kit.benchmark.realism import (
     ObjectRef,
     depth_realism,

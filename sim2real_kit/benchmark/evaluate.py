@@ -1,6 +1,7 @@
 """`evaluate_run`: every simulator of a run folder on one split, in one table (DESIGN §5), in six steps:
 choose the simulators, load them and the one frame set, the real references, score every simulator x seed,
-the downstream task, and the tables and files."""
+the downstream task, and the tables and files. The realism tests live in `two_sample`, the downstream task in
+`downstream_eval`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sim2real_kit.benchmark.downstream_eval import (
+    DOWNSTREAM_SPLIT,
+    _downstream_columns,
+    run_benchmark_downstream,
+)
 from sim2real_kit.benchmark.realism import (
     KEYS_3D,
     OBJ_KEYS,
@@ -50,9 +56,9 @@ from sim2real_kit.benchmark.tables import (
     compare_table,
     markdown_table,
 )
-from sim2real_kit.camera import Camera
+from sim2real_kit.benchmark.two_sample import _effect_reproduction, _effects_markdown, _realism_tests
 from sim2real_kit.config import Config
-from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.data.layout import DepthLayout
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
 from sim2real_kit.io import atomic_write_json, atomic_write_text
 from sim2real_kit.report import plain, write_csv
@@ -467,105 +473,6 @@ def _write_outputs(
     return BenchmarkResult(out_dir, rows, table, summary, paths, seconds)
 
 
-# ====================================================================== realism tests
-def _realism_tests(sims, outputs, samples: SampleSet, layout, cfg: Config, progress: bool) -> tuple[list[dict], str]:
-    """Two-sample test per simulator (`realism_test.two_sample_auc`): a fresh discriminator per seed
-    (`benchmark.c2st_seeds`) trained real vs the simulator on the benchmark split (scenes no simulator trained
-    on) and tested on the frame set (the val split's scenes). One row per simulator x seed with `c2st_auc`;
-    a note when the layout has no benchmark split."""
-    from sim2real_kit.benchmark.simulators import _dataset_samples
-    from sim2real_kit.realism_test import two_sample_auc
-    from sim2real_kit.run import SampleSet as _SampleSet
-
-    bcfg = cfg.benchmark
-    if bcfg.c2st_seeds <= 0:
-        return [], "two-sample test: off (benchmark.c2st_seeds = 0)"
-    if not layout.has_split("benchmark"):
-        return [], "two-sample test: not run, the dataset has no benchmark split (data.benchmark_fraction)"
-    bench = _dataset_samples(cfg, "benchmark", layout)
-    both = _SampleSet(
-        [*bench.refs, *samples.refs],
-        np.concatenate([bench.cad, samples.cad]),
-        np.concatenate([bench.real, samples.real]),
-        {},
-        samples.camera,
-        np.concatenate([bench.poses, samples.poses]),
-    )
-    train, test = list(range(len(bench.refs))), list(range(len(bench.refs), len(both.refs)))
-    seeds = list(range(bcfg.c2st_seeds))
-    rows, skipped = [], []
-    for name, sim in sims.items():
-        if name == REFERENCE or name not in outputs:
-            continue
-        try:
-            if sim.from_layout is not None:
-                on_bench = sim.from_layout(layout, bench.refs, cfg.data.size, cfg.data.eval_crop, 0)
-            elif sim.from_cad is not None:
-                on_bench = sim.from_cad(bench.cad, bench.camera, 0)
-            else:
-                skipped.append(name)
-                continue
-            depth = np.concatenate([np.asarray(on_bench, np.float32), outputs[name]])
-            result = two_sample_auc(
-                both, depth, cfg, train, test, seeds=seeds, steps=bcfg.c2st_steps or None, progress=False
-            )
-        except Sim2RealError as e:
-            rows.append({"simulator": name, "seed": None, "note": f"two-sample test: {e}"})
-            continue
-        for seed, auc in zip(seeds, result["auc_per_seed"]):
-            rows.append({"simulator": name, "seed": None, "c2st_seed": seed, "c2st_auc": auc, "note": ""})
-    note = (
-        f"two-sample test: {len(seeds)} discriminator seeds, trained on the benchmark split ({len(train)} frames), "
-        f"tested on the {len(test)} frames of the table"
-    )
-    if skipped:
-        note += f"; no output on the benchmark split: {', '.join(skipped)}"
-    return rows, note
-
-
-def _effect_reproduction(outputs, samples: SampleSet, layout, cfg: Config) -> dict:
-    """{simulator: {effect: measures}} of the sensor's ground-truth effects (procedural world only): how much of
-    each effect each simulator's first seed reproduces (`realism_test.effect_reproduction`)."""
-    from sim2real_kit.flagging import effect_masks
-    from sim2real_kit.realism_test import sensor_effect_reproduction
-
-    masks = effect_masks(layout, samples.refs, samples.cad.shape[-1], cfg.data.eval_crop)
-    if masks is None:
-        return {}
-    out = {}
-    for name, depth in outputs.items():
-        try:
-            out[name] = sensor_effect_reproduction(layout, samples, depth, cfg, masks=masks)
-        except Sim2RealError as e:
-            out[name] = {"error": str(e)}
-    return out
-
-
-def _effects_markdown(effects: dict, labels: dict) -> str:
-    """One table: per sensor effect (rows) and simulator (columns), the share of the effect reproduced (holes,
-    displacements) or the ratio of residual std to the real one (noise-type effects)."""
-    names = [n for n in effects if "error" not in effects[n]]
-    if not names:
-        return ""
-    kinds = [k for k in effects[names[0]] if isinstance(effects[names[0]][k], dict)]
-    lines = [
-        "Sensor effects reproduced (procedural world's ground-truth effect masks; holes / displacements: share of "
-        "the effect's pixels the simulator reproduces, the real capture's own share in the last column; noise-type "
-        "effects: std of the simulator's residual over the real one's on the effect's pixels):",
-        "",
-        "| effect | " + " | ".join(labels.get(n, n) for n in names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for kind in kinds:
-        cells = []
-        for n in names:
-            m = effects[n].get(kind, {})
-            value = m.get("reproduced", m.get("std_ratio"))
-            cells.append("—" if not isinstance(value, (int, float)) or value != value else f"{value:.2f}")
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 # ====================================================================== steps of evaluate_run
 def _objects_line(frames: _Frames) -> str:
     """The header's sentence on the per-object 3D columns: how many objects, or why there are none."""
@@ -733,152 +640,4 @@ def _summary(
         from sim2real_kit import downstream as ds
 
         out["downstream"]["summary"] = ds.summarize(ds_rows)
-    return out
-
-
-# ====================================================================== 5. downstream
-DOWNSTREAM_METRICS = {  # run_downstream metric -> (column suffix, scale)
-    "accuracy": ("acc_pct", 100.0),
-    "balanced_accuracy": ("bacc_pct", 100.0),
-    "iou": ("iou_pct", 100.0),
-    "miou": ("miou_pct", 100.0),
-    "cd_l2_x1000": ("cd_l2_x1000", 1.0),
-    "fscore": ("fscore_pct", 100.0),
-}
-
-
-def _crop_source(layout: DepthLayout, kind: str, size: int, eval_crop: int):
-    """Depth source of the layout's own frames ("real" / "cad") cut to the model-size eval crop."""
-    from sim2real_kit.data.dataset import crop_resize, eval_box
-
-    box = eval_box(layout.camera, eval_crop)
-    cam = layout.camera.crop(*box).resize(size, size)
-
-    def source(ref: FrameRef):
-        return crop_resize(layout.read_depth(ref, "gt" if kind == "cad" else "scan"), box, size), cam
-
-    source.__name__ = kind
-    return source
-
-
-# the split whose simulated output the downstream networks train on: scenes no simulator trained on
-DOWNSTREAM_SPLIT = "benchmark"
-
-
-def _array_source(refs: Sequence[FrameRef], depth: np.ndarray, camera: Camera, name: str):
-    """Depth source of frames already simulated: depth [F, S, S] of `refs`, all of `camera`."""
-    index = {r: i for i, r in enumerate(refs)}
-
-    def source(ref: FrameRef):
-        return depth[index[ref]], camera
-
-    source.__name__ = name
-    return source
-
-
-def _simulated_objects(name, sim: Simulator, layout: DepthLayout, cfg: Config, masks: str, kw: dict):
-    """The object set of a simulator's output on the benchmark split (`from_layout`, else `from_cad` on the
-    evaluation crops), or why there is none (a string)."""
-    from sim2real_kit import downstream as ds
-    from sim2real_kit.data.dataset import eval_box
-
-    size, crop = cfg.data.size, cfg.data.eval_crop
-    if sim.from_layout is not None:
-        refs = layout.frames(DOWNSTREAM_SPLIT)
-        try:
-            depth = np.asarray(sim.from_layout(layout, refs, size, crop, cfg.seed), dtype=np.float32)
-        except MissingArtifactError as e:
-            return f"downstream: {e}"
-        box = eval_box(layout.camera, crop)
-        source = _array_source(refs, depth, layout.camera.crop(*box).resize(size, size), name)
-    elif sim.from_cad is not None:
-        fn = sim.from_cad
-
-        def frame_fn(cad, cam, rng, fn=fn):
-            return fn(cad[None], cam, int(rng.integers(2**31)))[0]
-
-        source = ds.simulator_depth_source(layout, frame_fn, size=size, eval_crop=crop, seed=cfg.seed, name=name)
-    else:
-        return f"downstream: no output of this simulator on the {DOWNSTREAM_SPLIT} split (no from_layout / from_cad)"
-    try:
-        objects = ds.extract_objects(layout, DOWNSTREAM_SPLIT, source, name=name, instances=masks, **kw)
-    except Sim2RealError as e:
-        return f"downstream: {e}"
-    if len(objects) == 0:
-        return f"downstream: no object with enough points in its {DOWNSTREAM_SPLIT}-split output"
-    return objects
-
-
-def run_benchmark_downstream(
-    sims: Mapping[str, Simulator],
-    layout: DepthLayout,
-    cfg: Config,
-    split: str,
-    seeds: Sequence[int],
-    steps: int,
-    progress: bool = False,
-) -> tuple[list[dict], dict[str, str]]:
-    """Downstream task (DESIGN §5.4) through `downstream.run_downstream`, without leaks (paper Sec. 4.2, "Why not
-    perform simulation on LASA synthetic data"): each simulator turns the CAD of the **benchmark split** — scenes
-    no simulator trained on — into depth (`Simulator.from_layout`: the physical model at the sensor's native
-    resolution, a diffusion chain's saved benchmark samples or the chain itself; else `from_cad` on the
-    evaluation crops: CAD, random, the GANs), cut into per-object partial clouds with the **CAD's instance ids**;
-    networks trained from scratch on them are tested on the real captures of `split` (val). "real" (the upper
-    bound, and the few-shot pool) is the benchmark split's real captures, model-size crop, with their own labels.
-    A dataset without a benchmark split (made before it) raises Sim2RealError: the task does not fall back to
-    the train split, whose real captures the learned simulators trained on.
-    Returns (rows, {simulator: why it was left out, or "objects" on how the masks were made})."""
-    from sim2real_kit import downstream as ds
-
-    if not layout.has_split(DOWNSTREAM_SPLIT):
-        raise Sim2RealError(
-            "the dataset has no benchmark split (benchmark.lst): the downstream task trains on simulator output of "
-            "scenes no simulator trained on, and this dataset was made before that split existed or with "
-            "data.benchmark_fraction=0; re-make it (sim2real synth / import) to run the task"
-        )
-    if split == DOWNSTREAM_SPLIT:
-        raise Sim2RealError(f"the downstream task trains on the {DOWNSTREAM_SPLIT} split: test it on another split")
-    skipped: dict[str, str] = {}
-    kw = dict(seed=cfg.seed, min_points=cfg.benchmark.downstream_min_points)
-    test = ds.extract_objects(layout, split, "scan", instances="real", **kw)
-    if len(test) == 0:
-        raise Sim2RealError(f"no object of split {split!r} has enough real points for the downstream task")
-    bench_refs = layout.frames(DOWNSTREAM_SPLIT)
-    masks = "cad" if all(layout.has_cad_instance(r) for r in bench_refs) else "real"
-    if masks == "real":
-        skipped["objects"] = (
-            "simulated objects cut with the real labels (_inst.png): the dataset has no CAD instance ids"
-        )
-    train_sets = {}
-    for name, sim in sims.items():
-        if name == "real":
-            continue
-        got = _simulated_objects(name, sim, layout, cfg, masks, kw)
-        if isinstance(got, str):
-            skipped[name] = got
-        else:
-            train_sets[name] = got
-    crop = _crop_source(layout, "real", cfg.data.size, cfg.data.eval_crop)
-    real_train = ds.extract_objects(layout, DOWNSTREAM_SPLIT, crop, name="real", instances="real", **kw)
-    rows = ds.run_downstream(
-        train_sets,
-        test,
-        seeds=list(seeds),
-        few_shot_k=cfg.benchmark.downstream_few_shot_k,
-        real_train_objects=real_train if len(real_train) else None,
-        tasks=tuple(cfg.benchmark.downstream_tasks),
-        steps=steps,
-        progress=progress,
-        num_threads=1,  # these small networks run 5-15x faster on one thread than on two busy cores
-    )
-    return rows, skipped
-
-
-def _downstream_columns(row: Mapping) -> dict[str, float]:
-    task = "cls" if row["task"] == "classification" else "rec"
-    suffix = "" if row["setting"] == "zero-shot" else "_" + str(row["setting"]).replace("few-shot-", "fs")
-    out = {}
-    for metric, (name, scale) in DOWNSTREAM_METRICS.items():
-        if metric in row and isinstance(row[metric], (int, float)):
-            out[f"ds_{task}_{name}{suffix}"] = scale * float(row[metric])
     return out

@@ -137,7 +137,7 @@ def realism_3d(meshes: Mapping, real_meshes: Mapping, bcfg, num_points: int) -> 
     """DisCo metrics of each scene's fused simulator mesh against the fused real one, normalised per
     scene: (means over scenes {miou_pct, cd_l2_x1000, fscore_pct}, per-scene values, notes). NaN (with
     a note) when any scene has no mesh on either side, so every simulator is scored on the same scenes."""
-    from sim2real_kit.metrics import disco_metrics
+    from sim2real_kit.disco import disco_metrics
 
     per_scene, notes = {}, []
     for scene, mesh in meshes.items():
@@ -242,7 +242,7 @@ def object_realism(depth, samples: SampleSet, objects: Sequence[ObjectRef], bcfg
     Returns (means over objects {obj_miou_pct, obj_cd_l2_x1000, obj_fscore_pct, obj_count}, {object key:
     values}, notes). An object on which the simulator has no point scores IoU 0 and F 0 and has no CD:
     the mean CD is then NaN (with a note), so that every simulator is averaged over the same objects."""
-    from sim2real_kit.metrics import disco_metrics
+    from sim2real_kit.disco import disco_metrics
 
     if not objects:
         return {**_nan_metrics(OBJ_KEYS), "obj_count": 0}, {}, []

@@ -20,8 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sim2real_kit.data.shapes import CATEGORIES
+from sim2real_kit.disco import disco_metrics
 from sim2real_kit.downstream.objects import ObjectSet, _check_set
-from sim2real_kit.metrics import disco_metrics
 from sim2real_kit.models.pointnet import SharedMLP, max_pool
 
 OCC_THRESHOLD = 0.06  # shell half-thickness of the occupancy label, object-frame units ([-1, 1])

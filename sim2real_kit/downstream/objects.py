@@ -24,8 +24,8 @@ from sim2real_kit.camera import Camera
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.data.shapes import CATEGORIES
 from sim2real_kit.depth import check_depth, read_depth_png
+from sim2real_kit.disco import normalization, sample_mesh_surface
 from sim2real_kit.errors import ConfigError, DepthFormatError, LayoutError, Sim2RealError
-from sim2real_kit.metrics import normalization, sample_mesh_surface
 
 ROOM_ID_MIN = 100  # instance ids >= 100 are floor / walls / ceiling (data.scenes)
 
