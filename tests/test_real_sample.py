@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +16,10 @@ from conftest import TINY_MODEL
 from scipy.ndimage import binary_dilation
 
 from sim2real_kit import real_sample as rs
+from sim2real_kit.camera import Camera
 from sim2real_kit.config import load_config
 from sim2real_kit.data.convert import REPORT_NAME
+from sim2real_kit.data.layout import FrameRef
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
 from sim2real_kit.run import RunFolder, resolve_config
 
@@ -232,3 +235,59 @@ def test_cli_names_a_bad_holdout(run, capsys):
 
     assert main(["evaluate-real", "--run", str(run), "--holdout", "banana", "--no-stage1"]) == 2
     assert "'banana'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- tiles without seams (issue 23)
+class _TileOffsetPipe:
+    """A stand-in pipeline whose every tile is the CAD + 2 mm noise + a constant offset of its own (±10 mm):
+    what independent tiles of a diffusion model look like at their borders, in the worst case."""
+
+    def __init__(self, size):
+        self.config = type("C", (), {"size": size})()
+
+    def __call__(self, tiles, num_inference_steps=None, eta=0.0, generator=None):
+        rng = np.random.default_rng(0)
+        offsets = rng.choice([-0.01, 0.01], size=len(tiles))[:, None, None]
+        depth = tiles + offsets + rng.normal(0, 0.002, tiles.shape)
+        depth[tiles <= 0] = 0
+        return type("O", (), {"depth": depth.astype(np.float32)})()
+
+
+def _plane_frames(H=48, W=64):
+    cad = np.full((1, H, W), 1.5, np.float32)
+    cad[0, :, W // 2 :] = 1.8
+    return rs.RealFrames(
+        [FrameRef("a", "0")], cad, cad.copy(), np.ones((1, H, W), np.int32), Camera(50, 50, W / 2, H / 2, W, H),
+        np.eye(4)[None], {1: "x"}, Path("."),
+    )  # fmt: skip
+
+
+def test_blended_tiles_show_no_seams_where_the_plain_grid_does():
+    frames, pipe = _plane_frames(), _TileOffsetPipe(16)
+    region = np.ones(frames.cad.shape, bool)
+    plain = rs.simulate_tiles(pipe, frames, region, seed=0, overlap=0)
+    blended = rs.simulate_tiles(pipe, frames, region, seed=0)  # default overlap: a quarter of the tile
+    grid = [(0, x, y) for x, y in rs.tile_boxes(region[0], 16)]  # the plain grid's borders
+    steps = [(0, x, y) for x, y in rs.tile_boxes(region[0], 16, 12)]
+    ratio_plain = rs.seam_ratio(plain - frames.cad, grid, 16)
+    ratio_blended = rs.seam_ratio(blended - frames.cad, steps, 16)
+    wide = rs.simulate_tiles(pipe, frames, region, seed=0, overlap=8)
+    ratio_wide = rs.seam_ratio(wide - frames.cad, [(0, x, y) for x, y in rs.tile_boxes(region[0], 16, 8)], 16)
+    assert ratio_plain > 3.0  # the ±10 mm steps show at the plain grid's borders (4.7 here)
+    assert ratio_blended < 1.3 and ratio_wide < ratio_blended  # blended: ~ the interior (1.23; 1.12 at 8 px)
+    assert (blended > 0).all() and np.abs(blended - frames.cad).max() < 0.02  # every pixel, within the offsets
+
+
+def test_blending_keeps_values_and_holes():
+    tiles = np.full((2, 8, 8), 2.0, np.float32)
+    tiles[1] = 3.0
+    tiles[0, :, :2] = 0.0  # tile 0 sees a hole band at its left edge, which tile 1 does not cover
+    out = rs.blend_tiles(tiles, [(0, 0, 0), (0, 4, 0)], (1, 8, 12), overlap=4)
+    assert out.shape == (1, 8, 12)
+    np.testing.assert_allclose(out[0, :, 2:4], 2.0)  # one tile: its value
+    np.testing.assert_allclose(out[0, :, 8:], 3.0)
+    assert (out[0, :, :2] == 0).all()  # its hole is kept
+    overlap = out[0, :, 4:8]
+    assert (np.diff(overlap, axis=1) > 0).all() and (overlap > 2.0).all() and (overlap < 3.0).all()  # a ramp
+    with pytest.raises(ConfigError, match="tile stride"):
+        rs.tile_boxes(np.ones((8, 8), bool), 4, 5)

@@ -28,7 +28,10 @@ per region x simulator x seed), results.md, summary.json and figures/*.png.
 from sim2real_kit.real_sample.evaluate import RealSampleResult, evaluate_real_sample
 from sim2real_kit.real_sample.fewshot import (
     HeldOutCrops,
+    blend_tiles,
+    blend_window,
     heldout_dataset,
+    seam_ratio,
     simulate_tiles,
     tile_boxes,
     train_heldout_stage1,
@@ -69,5 +72,8 @@ __all__ = [
     "train_heldout_stage1",
     "tile_boxes",
     "simulate_tiles",
+    "blend_tiles",
+    "blend_window",
+    "seam_ratio",
     "evaluate_real_sample",
 ]

@@ -178,28 +178,101 @@ def train_heldout_stage1(
     return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
 
 
-def tile_boxes(region: np.ndarray, size: int) -> list[tuple[int, int]]:
-    """(left, top) of the size x size tiles of a regular grid over a frame [H, W] that hold a pixel of
-    `region` (the last row / column of tiles is shifted to end at the frame's border)."""
+def tile_boxes(region: np.ndarray, size: int, stride: int | None = None) -> list[tuple[int, int]]:
+    """(left, top) of the size x size tiles of a regular grid (step `stride`, default `size`: no overlap) over
+    a frame [H, W] that hold a pixel of `region` (the last row / column of tiles is shifted to end at the
+    frame's border)."""
     H, W = region.shape
-    lefts = sorted({*range(0, W - size + 1, size), W - size})
-    tops = sorted({*range(0, H - size + 1, size), H - size})
+    step = size if stride is None else int(stride)
+    if not 0 < step <= size:
+        raise ConfigError(f"tile stride must be in 1..{size} (the tile side), got {stride}")
+    lefts = sorted({*range(0, W - size + 1, step), W - size})
+    tops = sorted({*range(0, H - size + 1, step), H - size})
     return [(x, y) for y in tops for x in lefts if region[y : y + size, x : x + size].any()]
 
 
+def blend_window(size: int, overlap: int) -> np.ndarray:
+    """[S, S] weights of one tile: 1 inside, a linear ramp over the `overlap` pixels at each side down to
+    1 / (overlap + 1) at the edge (never 0, so a pixel only one tile covers keeps its value)."""
+    ramp = np.ones(size, np.float32)
+    if overlap > 0:
+        r = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+        ramp[:overlap] = np.minimum(ramp[:overlap], r)
+        ramp[size - overlap :] = np.minimum(ramp[size - overlap :], r[::-1])
+    return np.outer(ramp, ramp)
+
+
+def blend_tiles(
+    tiles: np.ndarray, boxes: list[tuple[int, int, int]], shape: tuple[int, int, int], overlap: int
+) -> np.ndarray:
+    """Depth [F, H, W] from overlapping tiles [N, S, S] (metres, 0 = hole) at `boxes` (frame, left, top):
+    each pixel the `blend_window`-weighted mean of the tiles' valid values, a hole where the weighted share
+    of tiles that see a hole there is more than half; 0 where no tile lies. No step at a tile border: a
+    tile's weight falls to ~0 at its edge. (The mean of independent samples is smoother than one sample in
+    the overlap; the residual's spread there is reduced by up to 1/sqrt(2).)"""
+    size = tiles.shape[-1]
+    window = blend_window(size, overlap)
+    acc = np.zeros(shape, np.float64)
+    weight_valid = np.zeros(shape, np.float64)
+    weight_all = np.zeros(shape, np.float64)
+    for (f, x, y), tile in zip(boxes, tiles):
+        valid = tile > 0
+        acc[f, y : y + size, x : x + size] += window * np.where(valid, tile, 0.0)
+        weight_valid[f, y : y + size, x : x + size] += window * valid
+        weight_all[f, y : y + size, x : x + size] += window
+    keep = weight_valid > 0.5 * weight_all
+    out = np.where(keep, acc / np.maximum(weight_valid, 1e-12), 0.0)
+    return out.astype(np.float32)
+
+
+def seam_ratio(residual: np.ndarray, boxes: list[tuple[int, int, int]], size: int, valid=None) -> float:
+    """How visible the tile borders are in a residual map [F, H, W] (metres): the mean |difference| of
+    horizontally and vertically adjacent pixels across a tile's inner border (a tile edge that is not the
+    frame's), over the same mean everywhere else. ~1: no seam; a step at the borders makes it grow.
+    `valid` [F, H, W]: pixels to count (both of a pair must be valid); default residual != 0."""
+    residual = np.asarray(residual, np.float64)
+    ok = residual != 0 if valid is None else np.asarray(valid, bool)
+    F, H, W = residual.shape
+    seam_x = np.zeros((F, H, W - 1), bool)  # pair (x, x+1) straddles a vertical tile border
+    seam_y = np.zeros((F, H - 1, W), bool)
+    for f, x, y in boxes:
+        for edge in (x, x + size):
+            if 0 < edge < W:
+                seam_x[f, y : y + size, edge - 1] = True
+        for edge in (y, y + size):
+            if 0 < edge < H:
+                seam_y[f, edge - 1, x : x + size] = True
+    dx, okx = np.abs(np.diff(residual, axis=2)), ok[:, :, 1:] & ok[:, :, :-1]
+    dy, oky = np.abs(np.diff(residual, axis=1)), ok[:, 1:, :] & ok[:, :-1, :]
+    border = np.concatenate([dx[okx & seam_x], dy[oky & seam_y]])
+    inner = np.concatenate([dx[okx & ~seam_x], dy[oky & ~seam_y]])
+    if border.size == 0 or inner.size == 0:
+        return float("nan")
+    return float(border.mean() / max(inner.mean(), 1e-12))
+
+
 def simulate_tiles(
-    pipe, frames: RealFrames, region: np.ndarray, seed: int, steps: int | None = None, eta: float = 0.0
+    pipe,
+    frames: RealFrames,
+    region: np.ndarray,
+    seed: int,
+    steps: int | None = None,
+    eta: float = 0.0,
+    overlap: int | None = None,
 ) -> np.ndarray:
     """Full-resolution simulated depth [F, H, W] (0 outside the tiles): the pipeline run on model-size
-    native-resolution tiles of the CAD covering `region` [F, H, W] (no resize: tile side = pipeline size)."""
+    native-resolution tiles of the CAD covering `region` [F, H, W] (no resize: tile side = pipeline size),
+    overlapping by `overlap` pixels (default a quarter of the tile) and blended (`blend_tiles`), so no tile
+    border shows (`seam_ratio`); `overlap=0`: the plain grid."""
     size = int(pipe.config.size)
-    boxes = [(f, x, y) for f in range(len(frames.refs)) for x, y in tile_boxes(region[f], size)]
-    out = np.zeros_like(frames.cad)
+    overlap = size // 4 if overlap is None else int(overlap)
+    if not 0 <= overlap < size:
+        raise ConfigError(f"tile overlap must be in 0..{size - 1} pixels, got {overlap}")
+    stride = size - overlap
+    boxes = [(f, x, y) for f in range(len(frames.refs)) for x, y in tile_boxes(region[f], size, stride)]
     if not boxes:
-        return out
+        return np.zeros_like(frames.cad)
     tiles = np.stack([frames.cad[f, y : y + size, x : x + size] for f, x, y in boxes])  # [N, S, S]
     gen = torch.Generator().manual_seed(int(seed))
     depth = np.asarray(pipe(tiles, num_inference_steps=steps, eta=eta, generator=gen).depth)
-    for (f, x, y), tile in zip(boxes, depth):
-        out[f, y : y + size, x : x + size] = tile
-    return out
+    return blend_tiles(depth, boxes, frames.cad.shape, overlap)
