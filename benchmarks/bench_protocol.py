@@ -27,6 +27,7 @@ Writes <out>/<world>/results.{md,json} and <out>/results.md (every world), resum
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -101,6 +102,8 @@ def summarize(world: str, rows: list[dict], sweeps: dict, seeds: list[int]) -> t
     from sim2real_kit.benchmark.tables import themed_markdown, unconverged
 
     keys = [c.key for c in (*COLUMNS, *DOWNSTREAM_COLUMNS)]
+    quiet = "seed spread needs >= 2 seeds"  # one sampling seed per run, by design: not worth a note per row
+    rows = [{**r, "note": "; ".join(p for p in str(r.get("note") or "").split("; ") if p and p != quiet)} for r in rows]
     table = compare_table(rows, keys)
     labels = {**LABELS, "wo_bin": "w/o bin (best tau, Stage-II)"}
     md = [
@@ -139,12 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="CI sizes (the notebooks' quick=True)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-fuse", action="store_true", help="skip the 3D metrics (TSDF fusion needs open3d)")
+    p.add_argument("--summarize-only", action="store_true", help="rewrite the tables from <out>/<world>/results.json")
     args = p.parse_args(argv)
     from sim2real_kit.io import atomic_write_json, atomic_write_text
 
     parts = []
     for world in args.worlds:
         world_dir = args.out / world
+        if args.summarize_only:  # the tables again from results.json (e.g. after a change of the summary)
+            saved = json.loads((world_dir / "results.json").read_text())
+            sweeps = {int(k): v for k, v in saved["sweeps"].items()}
+            table, md = summarize(world, saved["rows"], sweeps, list(sweeps))
+            atomic_write_text(world_dir / "results.md", md)
+            parts.append(md)
+            continue
         rows, sweeps, shared, t0 = [], {}, None, time.perf_counter()
         for seed in args.seeds:
             seed_rows, sweeps[seed] = run_seed(world_dir, seed, args, shared)
