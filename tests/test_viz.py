@@ -26,7 +26,7 @@ from sim2real_kit.data.layout import FrameRef
 from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
 from sim2real_kit.metrics import hole_rates
 from sim2real_kit.patches import patch_grid
-from sim2real_kit.viz import widgets
+from sim2real_kit.viz import explorer, widgets
 
 H, W = 12, 16
 
@@ -319,11 +319,11 @@ def _explorer_case():
 
 def test_explorer_flags_and_box_outlines():
     _, _, _, _, boxes, scores, valid = _explorer_case()
-    np.testing.assert_array_equal(widgets.explorer_flags(scores, valid, 0.5), [[1, 1, 0, 0], [1, 1, 1, 0]])
-    np.testing.assert_array_equal(widgets.explorer_flags(scores, valid, 0.95), [[1, 1, 1, 0], [1, 1, 1, 1]])
-    assert widgets.most_confident_patch(scores[1], valid[1]) == 0  # ties: the first
-    assert widgets.most_confident_patch(scores[0], np.zeros(4, bool)) is None
-    xs, ys = widgets.box_outline(boxes[1:2])
+    np.testing.assert_array_equal(explorer.explorer_flags(scores, valid, 0.5), [[1, 1, 0, 0], [1, 1, 1, 0]])
+    np.testing.assert_array_equal(explorer.explorer_flags(scores, valid, 0.95), [[1, 1, 1, 0], [1, 1, 1, 1]])
+    assert explorer.most_confident_patch(scores[1], valid[1]) == 0  # ties: the first
+    assert explorer.most_confident_patch(scores[0], np.zeros(4, bool)) is None
+    xs, ys = explorer.box_outline(boxes[1:2])
     assert xs == [7.5, 15.5, 15.5, 7.5, 7.5, None] and ys == [-0.5, -0.5, 7.5, 7.5, -0.5, None]
     assert widgets.pick_frames(20, 16)[:4] == [0, 1, 3, 4] and len(widgets.pick_frames(20, 16)) == 16
     assert widgets.pick_frames(3, 16) == [0, 1, 2] and widgets.heatmap_stride(192, 256, 128) == 2

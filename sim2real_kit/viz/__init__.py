@@ -5,9 +5,9 @@ explorers of a dataset's frames and of the discriminator's flags (frame slider, 
 keep working in the executed notebooks' static HTML.
 
 Modules: `figures` (matplotlib figures, `save_figure`), `curves` (training / validation curves from
-the Trainer's CSV files), `plot3d` (plotly 3D views, `notebook_setup`), `widgets` (plotly explorers,
-every frame's data embedded in the figure) and `_common` (private: colours, input handling, shared
-scales). Everything public is re-exported here: use `from sim2real_kit import viz; viz.depth_panels(...)`.
+the Trainer's CSV files), `plot3d` (plotly 3D views, `notebook_setup`), `widgets` (the frame browser) and
+`explorer` (the patch explorer) — plotly explorers with every frame's data embedded in the figure — and
+`_common` (private: colours, input handling, shared scales). Everything public is re-exported here: use `from sim2real_kit import viz; viz.depth_panels(...)`.
 
 Conventions (shared by every function):
 - depth maps are float metres [H, W] (0 = invalid), numpy arrays or torch tensors; stacks are [F, H, W]
@@ -45,6 +45,7 @@ from sim2real_kit.viz._common import (
     TRACE_COLORS,
 )
 from sim2real_kit.viz.curves import loss_curve, val_curve
+from sim2real_kit.viz.explorer import patch_explorer
 from sim2real_kit.viz.figures import (
     ablation_plot,
     depth_panels,
@@ -57,7 +58,7 @@ from sim2real_kit.viz.figures import (
     save_sample_grid,
 )
 from sim2real_kit.viz.plot3d import frame_point_clouds, mesh_figure, notebook_setup, patch_figure, point_cloud_figure
-from sim2real_kit.viz.widgets import frame_browser, patch_explorer
+from sim2real_kit.viz.widgets import frame_browser
 
 __all__ = [
     # figures, curves, 3D views and explorers
