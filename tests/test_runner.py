@@ -413,10 +413,16 @@ def _fake_run(run_dir: Path) -> bytes:
                     "w1_mm": {"mean": 64.29},
                     "hole_all_pct": {"mean": 0.0},
                     "disc_fake_pct": {"mean": 19.8},
+                    "c2st_auc": {"mean": 0.99},
                 },
                 "pix2pix": {"label": "Pix2Pix", "w1_mm": {"mean": 1448.6}, "disc_fake_pct": {"mean": 0.0}},
                 "real": {"label": "real (reference)", "w1_mm": {"mean": 0.0}, "disc_fake_pct": {"mean": 8.3}},
-                "stage1": {"label": "Stage-I", "w1_mm": {"mean": 42.59}, "disc_fake_pct": {"mean": 63.0}},
+                "stage1": {
+                    "label": "Stage-I",
+                    "w1_mm": {"mean": 42.59},
+                    "disc_fake_pct": {"mean": 63.0},
+                    "c2st_auc": {"mean": 0.852},
+                },
             }
         },
     }
@@ -472,12 +478,15 @@ def test_run_report_story_notebooks_figures_links(tmp_path):
 
     # (a) the story: notebook 04's numbers first, then 02 / 03 / the benchmark; "—" where nothing measured it
     story = page[page.index("The method in numbers") : page.index("Benchmark (notebook 05)")]
-    assert _cells(story, "<b>clean CAD</b>") == ["64.3", "0.0", "19.8", "—"]  # holes, fake share: benchmark
-    assert _cells(story, "<b>Stage-I</b>") == ["43.0", "1.2", "66.1", "0.923"]  # AUC: 03's val_auc
+    assert _cells(story, "<b>clean CAD</b>") == ["64.3", "0.0", "19.8", "0.990"]  # holes, fake, AUC: benchmark
+    # the AUC is the benchmark's two-sample test, never 03's val AUC (0.923: another discriminator, other frames)
+    assert _cells(story, "<b>Stage-I</b>") == ["43.0", "1.2", "66.1", "0.852"]
     assert _cells(story, "<b>Stage-I control</b>") == ["48.6", "—", "43.2", "—"]
     assert _cells(story, "<b>Stage-II</b>") == ["49.2", "5.0", "51.0", "—"]
     assert _cells(story, "<b>real capture</b>") == ["—", "10.3", "8.3", "—"]
-    assert 'title="04_stage2: w1_stage1_mm"' in story and 'title="03_discriminator: val_auc"' in story
+    assert (
+        'title="04_stage2: w1_stage1_mm"' in story and 'title="05_benchmark: simulators.stage1.c2st_auc.mean"' in story
+    )
     assert "train 62.8 %, val 63.0 %" in story  # 03's flagged shares
     # the benchmark in the SIMULATORS order, the reference last, the unconverged GAN marked and out of the best
     bench = page[page.index("Benchmark (notebook 05)") : page.index("The notebooks")]
