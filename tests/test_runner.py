@@ -160,7 +160,7 @@ def test_expected_seconds_per_preset():
     from sim2real_kit.runner import EXPECTED_SECONDS, default_notebooks, expected_seconds
     from sim2real_kit.runner.notebooks import _fmt_clock
 
-    assert expected_seconds("03_discriminator", "tiny") == (25, 60)
+    assert expected_seconds("03_discriminator", "tiny") == (25, 80)
     assert expected_seconds("03_discriminator", "tiny", quick=True) is None  # quick: unknown
     assert expected_seconds("03_discriminator", "sd21") is None and expected_seconds("99_new", "tiny") is None
     assert set(EXPECTED_SECONDS["tiny"]) == {p.stem for p in default_notebooks()}  # every notebook has a range
@@ -438,7 +438,7 @@ def _fake_run(run_dir: Path) -> bytes:
             "error": "notebook 03_discriminator failed in cell 4: ValueError: <no patches>",
             "parameters": params,
         },
-        "04_stage2": {"name": "04_stage2", "status": "ok", "duration_s": 600.0, "error": None, "parameters": params},
+        "04_stage2": {"name": "04_stage2", "status": "ok", "duration_s": 800.0, "error": None, "parameters": params},
         "05_benchmark": {
             "name": "05_benchmark",
             "status": "ok",
@@ -505,7 +505,7 @@ def test_run_report_story_notebooks_figures_links(tmp_path):
     stage1 = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
     assert stage1[:5] == ["1", "02_stage1", "ok", "2:05", "2:30-7:30"]
     assert "Stage-I W1: 42.6 mm vs clean CAD 64.3 mm" in stage1[5] and "final loss: 0.184" in stage1[5]
-    assert '<span class="slow" title="slower than expected">10:00</span>' in nbs  # 04: 600 s > 9:00
+    assert '<span class="slow" title="slower than expected">13:20</span>' in nbs  # 04: 800 s > 12:00
     assert 'class="status failed">failed<' in nbs and "ValueError: &lt;no patches&gt;" in nbs
     assert 'class="status notrun">not run<' in nbs
 

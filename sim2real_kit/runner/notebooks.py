@@ -22,12 +22,12 @@ COMMON_PARAMETERS = ("run_dir", "preset", "quick", "seed", "overrides")
 # A preset or notebook not listed, or a `quick` run, has no range.
 EXPECTED_SECONDS: dict[str, dict[str, tuple[float, float]]] = {
     "tiny": {
-        "01_data": (15, 30),
-        "02_stage1": (150, 450),
-        "03_discriminator": (25, 60),
-        "04_stage2": (240, 540),
-        "05_benchmark": (340, 840),
-        "06_ablations": (70, 150),
+        "01_data": (25, 50),  # measured at 823a868: 0:37 quiet, 0:38 with another job on one core
+        "02_stage1": (150, 450),  # 3:08 / 5:06
+        "03_discriminator": (25, 80),  # 0:33 / 1:18
+        "04_stage2": (300, 720),  # 6:03 quiet (Stage-II + the control); 21:08 with another job on one core
+        "05_benchmark": (600, 960),  # 12:55 / 12:15
+        "06_ablations": (75, 150),  # 1:45 / 1:40
     },
 }
 
