@@ -301,13 +301,17 @@ class Sim2RealPipeline(DiffusionPipeline):
         return_all_stages: bool = False,
         batch_size: int | None = None,
         show_progress_bar: bool = False,
+        step_callback=None,
     ) -> Sim2RealOutput:
         """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
 
         num_inference_steps / batch_size / eta default to the pipeline config; `stages`: run the first
         k stages (default all); `eta`: DDIM eta (0 = deterministic given the initial noise).
         The initial noise of every frame and stage is drawn up front from `generator`, so with
-        eta = 0 the output does not depend on `batch_size`."""
+        eta = 0 the output does not depend on `batch_size`. `step_callback(x, frames, i)`: called with the
+        denoised map x [b, C, h, w] of the frames `frames` (a slice of the batch) before the first DDIM step
+        (i = -1) and after every step i; it returns x (e.g. tiles of one frame averaged where they overlap,
+        MultiDiffusion-style); it turns the CUDA-graph / compiled loop off."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
@@ -370,7 +374,10 @@ class Sim2RealPipeline(DiffusionPipeline):
                         condition = torch.cat(
                             [cad_latent, self.codec.encode(prev_map.to(dtype))], dim=1
                         )  # [b, 2C, h, w]
-                    latents = self._denoise(k, noise[k][chunk], condition, steps, eta, generator, show_progress_bar)
+                    hook = None if step_callback is None else (lambda x, i, c=chunk: step_callback(x, c, i))
+                    latents = self._denoise(
+                        k, noise[k][chunk], condition, steps, eta, generator, show_progress_bar, callback=hook
+                    )
 
                     # 5. decode: residual target -> depth = residual / scale + cad_n ---------
                     decoded = self.codec.decode(latents).float()  # [b, 1, S, S]
@@ -422,7 +429,9 @@ class Sim2RealPipeline(DiffusionPipeline):
             return torch.bfloat16
         return None
 
-    def _denoise(self, stage: int, latents, condition, steps, eta, generator, show_progress_bar) -> torch.Tensor:
+    def _denoise(
+        self, stage: int, latents, condition, steps, eta, generator, show_progress_bar, callback=None
+    ) -> torch.Tensor:
         """DDIM loop of one stage; returns the last x0 prediction [b, C, h, w] (no guidance).
 
         Where it applies (eta 0, x0 prediction, and a CUDA graph on CUDA or `compile`), the static-buffer
@@ -431,18 +440,23 @@ class Sim2RealPipeline(DiffusionPipeline):
         denoiser = self.denoisers[stage]
         capture = bool(self.config.get("cuda_graph", False)) and latents.device.type == "cuda"
         fast = capture or bool(self.config.get("compile", False))
-        if fast and eta == 0 and self.scheduler.config.prediction_type == "sample" and not show_progress_bar:
+        static = fast and eta == 0 and self.scheduler.config.prediction_type == "sample" and not show_progress_bar
+        if static and callback is None:
             return self._denoise_static(stage, latents, condition, steps, capture=capture)
         scheduler = self.scheduler
         scheduler.set_timesteps(steps, device=latents.device)
+        if callback is not None:
+            latents = callback(latents, -1)
         x0 = latents
         timesteps = scheduler.timesteps
         iterator = self.progress_bar(timesteps) if show_progress_bar else timesteps
-        for t in iterator:
+        for i, t in enumerate(iterator):
             t_batch = t.expand(latents.shape[0])  # [b]
             model_output = denoiser(latents, t_batch, condition)
             step = scheduler.step(model_output, t, latents, eta=eta, generator=generator)
             latents, x0 = step.prev_sample, step.pred_original_sample
+            if callback is not None:
+                latents = callback(latents, i)
         # The last step's prev_sample sits at alphas_cumprod[0] < 1 (set_alpha_to_one False): it is
         # x0 slightly shrunk and re-noised. The clean estimate is the last x0 prediction.
         return x0

@@ -245,7 +245,7 @@ class _TileOffsetPipe:
     def __init__(self, size):
         self.config = type("C", (), {"size": size})()
 
-    def __call__(self, tiles, num_inference_steps=None, eta=0.0, generator=None):
+    def __call__(self, tiles, num_inference_steps=None, eta=0.0, generator=None, **kw):
         rng = np.random.default_rng(0)
         offsets = rng.choice([-0.01, 0.01], size=len(tiles))[:, None, None]
         depth = tiles + offsets + rng.normal(0, 0.002, tiles.shape)
@@ -291,3 +291,47 @@ def test_blending_keeps_values_and_holes():
     assert (np.diff(overlap, axis=1) > 0).all() and (overlap > 2.0).all() and (overlap < 3.0).all()  # a ramp
     with pytest.raises(ConfigError, match="tile stride"):
         rs.tile_boxes(np.ones((8, 8), bool), 4, 5)
+
+
+def test_tiles_of_a_frame_start_and_stay_one_sample():
+    """MultiDiffusion-style sync (`blend="sample"`): before the first step the tiles are cut from one noise map
+    and after every step they are averaged where they overlap, so overlapping tiles hold the same values
+    there (independent tiles averaged only at the end narrow the residual in the overlaps)."""
+    from sim2real_kit.real_sample.fewshot import _TileSync
+
+    boxes = [(0, x, y) for x, y in rs.tile_boxes(np.ones((24, 28), bool), 8, 6)]
+    sync = _TileSync(boxes, (24, 28), 8, 2, torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    for i in (-1, 0, 3):
+        x = sync(torch.randn((len(boxes), 1, 8, 8), generator=rng), slice(0, len(boxes)), i)
+        canvas = torch.full((24, 28), float("nan"))
+        for tile, (_, bx, by) in zip(x[:, 0], boxes):
+            seen = canvas[by : by + 8, bx : bx + 8]
+            both = ~torch.isnan(seen)
+            assert torch.allclose(seen[both], tile[both], atol=1e-6), i  # overlaps agree
+            canvas[by : by + 8, bx : bx + 8] = tile
+        assert not torch.isnan(canvas).any()
+    with pytest.raises(ConfigError, match="blend"):
+        rs.simulate_tiles(_TileOffsetPipe(16), _plane_frames(), np.ones((1, 48, 64), bool), 0, blend="mean")
+
+
+def test_pipeline_step_callback_sees_every_step_and_its_result_is_used(one_thread):
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=["data.size=16", *TINY_MODEL, "sampling.steps=3"])
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
+    cad = np.full((2, 16, 16), 1.5, np.float32)
+    calls = []
+
+    def same(x, frames, i):
+        calls.append((frames, i))
+        return x
+
+    base = pipe(cad, generator=torch.Generator().manual_seed(0)).depth
+    again = pipe(cad, generator=torch.Generator().manual_seed(0), step_callback=same).depth
+    np.testing.assert_allclose(again, base, atol=1e-6)  # an identity callback changes nothing
+    assert [i for _, i in calls] == [-1, 0, 1, 2] and calls[0][0] == slice(0, 2)
+    zero = pipe(cad, generator=torch.Generator().manual_seed(0), step_callback=lambda x, f, i: x * 0).depth
+    assert np.abs(np.asarray(zero) - np.asarray(base)).max() > 0  # its result is what the next step uses

@@ -259,20 +259,77 @@ def simulate_tiles(
     steps: int | None = None,
     eta: float = 0.0,
     overlap: int | None = None,
+    blend: str = "sample",
 ) -> np.ndarray:
     """Full-resolution simulated depth [F, H, W] (0 outside the tiles): the pipeline run on model-size
     native-resolution tiles of the CAD covering `region` [F, H, W] (no resize: tile side = pipeline size),
-    overlapping by `overlap` pixels (default a quarter of the tile) and blended (`blend_tiles`), so no tile
-    border shows (`seam_ratio`); `overlap=0`: the plain grid."""
+    overlapping by `overlap` pixels (default a quarter of the tile), so no tile border shows (`seam_ratio`).
+
+    blend = "sample" (default): the tiles of a frame are one sample, MultiDiffusion-style (Bar-Tal et al.
+    2023): their initial noise is cut from one noise map per frame and after every DDIM step the tiles are
+    averaged where they overlap (`blend_window` weights), then the outputs are blended (`blend_tiles`).
+    "after": independent samples per tile, blended afterwards — averaging independent samples narrows the
+    residual in the overlaps. `overlap=0`: the plain grid."""
     size = int(pipe.config.size)
     overlap = size // 4 if overlap is None else int(overlap)
     if not 0 <= overlap < size:
         raise ConfigError(f"tile overlap must be in 0..{size - 1} pixels, got {overlap}")
+    if blend not in ("sample", "after"):
+        raise ConfigError(f"tile blend must be 'sample' or 'after', got {blend!r}")
     stride = size - overlap
-    boxes = [(f, x, y) for f in range(len(frames.refs)) for x, y in tile_boxes(region[f], size, stride)]
-    if not boxes:
-        return np.zeros_like(frames.cad)
-    tiles = np.stack([frames.cad[f, y : y + size, x : x + size] for f, x, y in boxes])  # [N, S, S]
+    out = np.zeros_like(frames.cad)
     gen = torch.Generator().manual_seed(int(seed))
-    depth = np.asarray(pipe(tiles, num_inference_steps=steps, eta=eta, generator=gen).depth)
-    return blend_tiles(depth, boxes, frames.cad.shape, overlap)
+    for f in range(len(frames.refs)):
+        boxes = [(0, x, y) for x, y in tile_boxes(region[f], size, stride)]
+        if not boxes:
+            continue
+        tiles = np.stack([frames.cad[f, y : y + size, x : x + size] for _, x, y in boxes])  # [N, S, S]
+        callback = None
+        if blend == "sample" and overlap > 0 and len(boxes) > 1:
+            callback = _TileSync(boxes, frames.cad.shape[1:], size, overlap, gen)
+        depth = np.asarray(
+            pipe(
+                tiles, num_inference_steps=steps, eta=eta, generator=gen, batch_size=len(tiles), step_callback=callback
+            ).depth
+        )
+        out[f] = blend_tiles(depth, boxes, (1, *frames.cad.shape[1:]), overlap)[0]
+    return out
+
+
+class _TileSync:
+    """`step_callback` of `simulate_tiles`: the tiles of one frame as one sample. Before the first step each
+    tile's noise is cut from one noise map of the frame (overlaps start equal); after every step the tiles
+    are averaged where they overlap (`blend_window` weights) and cut again. Works on the denoised map at the
+    codec's resolution (pixel presets: the tile itself)."""
+
+    def __init__(self, boxes, frame_shape, size: int, overlap: int, generator: torch.Generator):
+        self.boxes, self.frame_shape, self.size, self.overlap, self.gen = boxes, frame_shape, size, overlap, generator
+
+    def _scaled(self, x: torch.Tensor):
+        down = self.size // x.shape[-1]
+        if (
+            self.size % x.shape[-1]
+            or any(v % down for _, bx, by in self.boxes for v in (bx, by))
+            or self.overlap % down
+        ):
+            raise ConfigError(f"tile positions and overlap must be multiples of the codec's downscale {down}")
+        H, W = (-(-d // down) for d in self.frame_shape)
+        return down, H, W, x.shape[-1], self.overlap // down
+
+    def __call__(self, x: torch.Tensor, frames: slice, i: int) -> torch.Tensor:
+        down, H, W, s, ov = self._scaled(x)
+        boxes = self.boxes[frames]
+        if i < 0:  # one noise map per frame: overlapping tiles start from the same noise
+            canvas = torch.randn((x.shape[1], H, W), generator=self.gen).to(x.device, x.dtype)
+            return torch.stack(
+                [canvas[:, by // down : by // down + s, bx // down : bx // down + s] for _, bx, by in boxes]
+            )
+        window = torch.from_numpy(blend_window(s, ov)).to(x.device, x.dtype)
+        acc = torch.zeros((x.shape[1], H, W), device=x.device, dtype=x.dtype)
+        wsum = torch.zeros((1, H, W), device=x.device, dtype=x.dtype)
+        for tile, (_, bx, by) in zip(x, boxes):
+            r, c = by // down, bx // down
+            acc[:, r : r + s, c : c + s] += window * tile
+            wsum[:, r : r + s, c : c + s] += window
+        mean = acc / wsum.clamp_min(1e-12)
+        return torch.stack([mean[:, by // down : by // down + s, bx // down : bx // down + s] for _, bx, by in boxes])
