@@ -64,13 +64,18 @@ def _evaluate(run_dir, *, overrides=(), **kw):
     return evaluate_run(run_dir, resolve_config(run_dir, overrides=overrides, save=False), **kw)
 
 
-@pytest.fixture
-def fake_run(tmp_path, plane_layout):
-    cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.root={plane_layout.root}"])
+def _fake_run(tmp_path, layout):
+    """A run folder over `layout` with fake Stage-I samples of the val split: (run_dir, cfg, layout)."""
+    cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.root={layout.root}"])
     run_dir = tmp_path / "run"
     RunFolder(run_dir).save_config(cfg)
-    write_fake_samples(run_dir, cfg, plane_layout, stage=1)
-    return run_dir, cfg, plane_layout
+    write_fake_samples(run_dir, cfg, layout, stage=1)
+    return run_dir, cfg, layout
+
+
+@pytest.fixture
+def fake_run(tmp_path, plane_layout):
+    return _fake_run(tmp_path, plane_layout)
 
 
 def test_evaluate_run_on_fake_run(fake_run):
@@ -355,12 +360,7 @@ def test_a_new_simulator_is_a_simulator_object(fake_run):
 
 @pytest.fixture
 def fake_run_with_benchmark_split(tmp_path):
-    layout = make_plane_layout(tmp_path / "ds", benchmark_scenes=1)
-    cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.root={layout.root}"])
-    run_dir = tmp_path / "run"
-    RunFolder(run_dir).save_config(cfg)
-    write_fake_samples(run_dir, cfg, layout, stage=1)
-    return run_dir, cfg, layout
+    return _fake_run(tmp_path, make_plane_layout(tmp_path / "ds", benchmark_scenes=1))
 
 
 def test_every_column_is_measured(fake_run_with_benchmark_split):

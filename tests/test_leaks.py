@@ -57,6 +57,20 @@ BENCH = {"s02", "s03"}
 TRAIN = {"s00", "s01"}
 
 
+def spy(monkeypatch, module, name: str, arg: int) -> list:
+    """Patch `module.name` to record its positional argument `arg` at every call, then call through; returns
+    the list the calls fill (the dataset a trainer was given, the samples a patch set was cut from)."""
+    calls = []
+    original = getattr(module, name)
+
+    def wrapper(*a, **kw):
+        calls.append(a[arg])
+        return original(*a, **kw)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
 @contextlib.contextmanager
 def recording():
     """Record every frame any `DepthLayout` hands out (depth, frame, pose reads) and every split list read."""
@@ -130,14 +144,7 @@ def test_synthesized_splits_are_disjoint_and_cover_every_scene(tmp_path):
 def test_stage1_trains_on_the_train_split_only(leak_run, monkeypatch):
     run_dir, lay = leak_run
     cfg = resolve_config(run_dir, save=False)
-    datasets = []
-    original = stage1.train_denoiser
-
-    def train_denoiser(cfg, dataset, *a, **kw):
-        datasets.append(dataset)
-        return original(cfg, dataset, *a, **kw)
-
-    monkeypatch.setattr(stage1, "train_denoiser", train_denoiser)
+    datasets = spy(monkeypatch, stage1, "train_denoiser", arg=1)
     with recording() as seen:
         stage1.train_stage1(run_dir, cfg, progress=False)  # 2 real steps, target scale, val monitoring
     assert (RunFolder(run_dir).pipeline_dir(1) / "model_index.json").is_file()
@@ -153,14 +160,7 @@ def test_gan_baselines_train_on_the_train_split_only(leak_run, monkeypatch, kind
 
     run_dir, lay = leak_run
     cfg = resolve_config(run_dir, save=False)
-    datasets = []
-    original = baselines.train_baseline
-
-    def train_baseline(kind, dataset, *a, **kw):
-        datasets.append(dataset)
-        return original(kind, dataset, *a, **kw)
-
-    monkeypatch.setattr(baselines, "train_baseline", train_baseline)
+    datasets = spy(monkeypatch, baselines, "train_baseline", arg=1)
     with recording() as seen:
         make_simulator(kind, run_dir, cfg, train_baselines=True, baseline_steps=1)
     assert (RunFolder(run_dir).baseline_dir(kind) / "baseline.json").is_file()
@@ -176,29 +176,17 @@ def test_discriminator_and_stage2_train_on_train_samples_only(leak_run, monkeypa
     stage1.train_stage1(run_dir, cfg, progress=False)
     for split, offset in (("train", 0.002), ("val", 0.002), ("benchmark", 0.3)):
         write_samples(run_dir, cfg, lay, split, offset=offset)
-    patch_sets_of = []
-    original = flagging.patch_sets
-
-    def patch_sets(samples, *a, **kw):
-        patch_sets_of.append(list(samples.refs))
-        return original(samples, *a, **kw)
-
-    monkeypatch.setattr(flagging, "patch_sets", patch_sets)
+    patch_sets_of = spy(monkeypatch, flagging, "patch_sets", arg=0)
     with recording() as seen:
         flagging.train_and_flag(run_dir, cfg, stage=1, progress=False)
-    assert len(patch_sets_of) == 1 and {r.scene for r in patch_sets_of[0]} == TRAIN  # what the discriminator learns
+    assert (
+        len(patch_sets_of) == 1 and {r.scene for r in patch_sets_of[0].refs} == TRAIN
+    )  # what the discriminator learns
     assert not benchmark_scenes_in(seen["refs"]), "flagging read a benchmark frame"
     run = RunFolder(run_dir)
     assert not run.flags_path(1, "benchmark").exists()
 
-    datasets = []
-    original_train = stage2.train_denoiser
-
-    def train_denoiser(cfg, dataset, *a, **kw):
-        datasets.append(dataset)
-        return original_train(cfg, dataset, *a, **kw)
-
-    monkeypatch.setattr(stage2, "train_denoiser", train_denoiser)
+    datasets = spy(monkeypatch, stage2, "train_denoiser", arg=1)
     with recording() as seen:
         stage2.train_stage_n(run_dir, cfg, 2, progress=False)  # 2 real steps
     (ds,) = datasets
