@@ -15,6 +15,9 @@ shared by every seed, so the spread is the model's, not the data's.
 
     python benchmarks/bench_stage2_controls.py --out runs/stage2_controls --seeds 0 1 2        # demo size, ~1 h
     python benchmarks/bench_stage2_controls.py --out /tmp/s2c --seeds 0 1 --quick               # CI size, minutes
+    # seeds as parallel processes (one GPU), then one table:
+    python benchmarks/bench_stage2_controls.py --out /tmp/s2c_0 --seeds 0 ... & (seed 1, 2 alike); wait
+    python benchmarks/bench_stage2_controls.py --out /tmp/s2c --merge /tmp/s2c_0 /tmp/s2c_1 /tmp/s2c_2
 
 Writes <out>/results.json and <out>/results.md (and prints the table)."""
 
@@ -49,7 +52,14 @@ def _row_metrics(run, base, stage: int, cfg) -> dict:
 
 
 def run_seed(
-    out: Path, seed: int, preset: str, quick: bool, shared_data: Path | None, progress: bool, overrides: list[str]
+    out: Path,
+    seed: int,
+    preset: str,
+    quick: bool,
+    shared_data: Path | None,
+    progress: bool,
+    overrides: list[str],
+    skip: tuple[str, ...] = (),
 ) -> dict:
     from sim2real_kit import flagging, notebook, simulate, stage1, stage2
     from sim2real_kit.run import read_json
@@ -71,13 +81,16 @@ def run_seed(
     other = "residual" if cfg.stage2.condition == "depth" else "depth"
     controls = {"stage1_long": (stage2.stage1_control(base, cfg, progress=progress), None)}
     for name, override in (("stage2_norew", "stage2.reweight=false"), ("stage2_other", f"stage2.condition={other}")):
+        if name in skip:
+            continue
         folder = name if name == "stage2_norew" else f"stage2_{other}"
         controls[name] = stage2.control_run(base, cfg, folder, [override], share=("stage1", "disc"))
         stage2.train_chain(*controls[name], 2, progress=progress, final_splits=("val",))
     rows = {"stage1": _row_metrics(base, base, 1, cfg), "stage2": _row_metrics(base, base, 2, cfg)}
     rows["stage1_long"] = _row_metrics(controls["stage1_long"][0], base, 1, cfg)
     for name in ("stage2_norew", "stage2_other"):
-        rows[name] = _row_metrics(controls[name][0], base, 2, cfg)
+        if name not in skip:
+            rows[name] = _row_metrics(controls[name][0], base, 2, cfg)
     rows["cad"] = {"w1_mm": rows["stage1"]["w1_cad_mm"], "w1_pooled_mm": rows["stage1"]["w1_pooled_cad_mm"]}
     return {
         "seed": seed,
@@ -104,8 +117,8 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
     summary: dict = {}
     for row in ROWS:
         for metric in ("w1_mm", "w1_pooled_mm", "fake_pct", "hole_rate"):
-            vals = [s["rows"][row].get(metric, float("nan")) for s in per_seed]
-            diffs = [s["rows"][row].get(metric, float("nan")) - s["rows"]["stage1"][metric] for s in per_seed]
+            vals = [s["rows"].get(row, {}).get(metric, float("nan")) for s in per_seed]
+            diffs = [s["rows"].get(row, {}).get(metric, float("nan")) - s["rows"]["stage1"][metric] for s in per_seed]
             summary.setdefault(row, {})[metric] = _mean_std(vals)
             summary[row][f"{metric}_vs_stage1"] = _mean_std(diffs)
     cond = per_seed[0]["condition"]
@@ -131,6 +144,8 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
 
     for row in ROWS:
         r = summary[row]
+        if r["w1_mm"][0] != r["w1_mm"][0]:
+            continue  # a row every seed skipped (--skip)
         lines.append(
             f"| {names[row]} | {fmt(r['w1_mm'])} | {fmt(r['w1_mm_vs_stage1'])} | {fmt(r['w1_pooled_mm'])} | "
             f"{fmt(r['w1_pooled_mm_vs_stage1'])} | {fmt(r['fake_pct'])} | "
@@ -151,11 +166,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.steps=400")
     p.add_argument("--data", type=Path, help="an existing dataset folder for every seed (else seed 1's run makes it)")
+    p.add_argument("--skip", nargs="*", default=[], choices=("stage2_norew", "stage2_other"), help="rows not trained")
+    p.add_argument("--merge", type=Path, nargs="+", help="only summarise the results.json of these --out folders")
     args = p.parse_args(argv)
+    if args.merge:  # seeds run as parallel processes (one --out each), summarised together
+        per_seed = [s for d in args.merge for s in json.loads((d / "results.json").read_text())["per_seed"]]
+        summary, table = summarize(sorted(per_seed, key=lambda s: s["seed"]))
+        from sim2real_kit.io import atomic_write_json, atomic_write_text
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(args.out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
+        atomic_write_text(args.out / "results.md", table + "\n")
+        print(table)
+        return 0
     per_seed = []
     shared = args.data
     for seed in args.seeds:
-        per_seed.append(run_seed(args.out, seed, args.preset, args.quick, shared, not args.no_progress, args.overrides))
+        per_seed.append(
+            run_seed(
+                args.out, seed, args.preset, args.quick, shared, not args.no_progress, args.overrides, tuple(args.skip)
+            )
+        )
         shared = shared or args.out / f"seed{seed}" / "data"
         print(json.dumps({k: v for k, v in per_seed[-1].items() if k != "rows"}), file=sys.stderr)
         summary, table = summarize(per_seed)  # after every seed: a run stopped early keeps what it measured

@@ -65,8 +65,8 @@ def make_data(out: Path, scenes: int, frames: int, width: int, height: int, seed
         shutil.copy2(full / name, out / name)
     for sub in ("lasa_depth", "lasa_pose"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for lst in ("train.lst", "val.lst"):
-        shutil.copy2(full / "lasa_depth" / lst, out / "lasa_depth" / lst)
+    for lst in sorted((full / "lasa_depth").glob("*.lst")):  # train, val and the benchmark split
+        shutil.copy2(lst, out / "lasa_depth" / lst.name)
     for scene_dir in sorted((full / "lasa_depth").iterdir()):
         if not scene_dir.is_dir():
             continue
