@@ -7,26 +7,30 @@
 set -u
 OUT=${1:-${OUT:-/tmp/s2c_out}}
 STEPS=${STEPS:-800}
+SEEDS=${SEEDS:-0 1 2}
+BATCH=${BATCH:-16}
+LR=${LR:-0.0001}
+SKIP=${SKIP:-stage2_other}
 LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
 (sleep 240; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader > "$OUT/nvsmi.txt") &
-for k in 0 1 2; do
+for k in $SEEDS; do
   [ -d /tmp/d$k ] || cp -r .gpu/data /tmp/d$k
   timeout "$LIMIT" python3 benchmarks/bench_stage2_controls.py --preset small --seeds $k --out /tmp/s2c_$k \
-    --no-progress --skip stage2_other data.root=/tmp/d$k train.steps=$STEPS train.batch_size=16 train.lr=0.0001 \
+    --no-progress data.root=/tmp/d$k train.steps=$STEPS train.batch_size=$BATCH train.lr=$LR \
     train.lr_warmup_steps=50 train.ckpt_every=200 train.keep_checkpoints=1 train.log_every=10 train.val_frames=16 \
-    sampling.steps=20 sampling.batch_size=112 data.num_workers=4 >> "$OUT/seed$k.log" 2>&1 &
+    sampling.steps=20 sampling.batch_size=112 data.num_workers=4 --skip $SKIP >> "$OUT/seed$k.log" 2>&1 &
+  pids="${pids:-} $!"
 done
-wait
-for k in 0 1 2; do
+wait $pids
+for k in $SEEDS; do
   echo "== seed $k: $(tail -n 2 "$OUT/seed$k.log" | tr '\n' ' ' | cut -c1-300)"
   for f in /tmp/s2c_$k/seed$k/stage1/losses.csv /tmp/s2c_$k/seed$k/stage2/losses.csv; do
     [ -f "$f" ] && echo "   $f: $(wc -l < "$f") rows, last: $(tail -n 1 "$f")"
   done
 done
 tar czf "$OUT/losses.tgz" $(ls /tmp/s2c_*/results.json /tmp/s2c_*/seed*/*/losses.csv /tmp/s2c_*/seed*/controls/*/*/losses.csv 2>/dev/null) 2>/dev/null
-if [ -f /tmp/s2c_0/results.json ] && [ -f /tmp/s2c_1/results.json ] && [ -f /tmp/s2c_2/results.json ]; then
-  python3 benchmarks/bench_stage2_controls.py --out "$OUT/merged" --merge /tmp/s2c_0 /tmp/s2c_1 /tmp/s2c_2
-fi
+done_dirs=$(for k in $SEEDS; do [ -f /tmp/s2c_$k/results.json ] && echo /tmp/s2c_$k; done)
+[ -n "$done_dirs" ] && python3 benchmarks/bench_stage2_controls.py --out "$OUT/merged" --merge $done_dirs
