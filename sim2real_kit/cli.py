@@ -61,6 +61,11 @@ def cmd_import(args) -> int:
     else:
         lay = convert.import_bop(args.src, args.out, split=args.split)
     print(f"wrote {lay.root}")
+    if lay.test_only:
+        print(
+            f"note: one frame: {lay.root} is a test-only sample (val.lst only); score a model trained elsewhere on it "
+            f"(sim2real evaluate-real --train-sample OTHER --test-sample {args.src})"
+        )
     return 0
 
 
