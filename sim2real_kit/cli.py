@@ -10,6 +10,7 @@
     sim2real simulate --pipeline runs/x --cad DIR --out DIR
     sim2real evaluate --run runs/x --out runs/x/benchmark
     sim2real evaluate-real --run runs/x [--sample data/ycbv_sample] [--holdout mug] [--steps N] [--seeds N]
+    sim2real evaluate-real --run runs/x --train-sample data/ycbv_sample --test-sample lmo_sample [--steps N]
     sim2real notebooks --preset tiny --out runs/demo [key=value ...]
     sim2real ablate configs/ablations/paper.yaml --out runs/ablate [--jobs N]
 
@@ -142,12 +143,16 @@ def cmd_evaluate_real(args) -> int:
     from sim2real_kit import real_sample
     from sim2real_kit.run import resolve_config
 
+    if args.sample and (args.train_sample or args.test_sample):
+        raise Sim2RealError("evaluate-real: give --sample (held-out object) or --train-sample/--test-sample, not both")
     cfg = resolve_config(args.run, "tiny", overrides=args.overrides, quick=args.quick, save=False)
     result = real_sample.evaluate_real_sample(
         args.run,
         cfg,
-        args.sample,
+        args.sample or real_sample.DEFAULT_SAMPLE,
         out=args.out,
+        train_samples=args.train_sample,
+        test_samples=args.test_sample,
         holdout=args.holdout,
         steps=args.steps,
         seeds=args.seeds,
@@ -245,9 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("evaluate-real", help="physical baselines and a few-shot Stage-I on the real sample")
+    p = sub.add_parser("evaluate-real", help="physical baselines and a few-shot Stage-I on real samples")
     p.add_argument("--run", required=True, help="run folder (its config.yaml, else the tiny preset)")
-    p.add_argument("--sample", default="data/ycbv_sample", help="YCB-Video folder (default: the shipped sample)")
+    p.add_argument(
+        "--sample", default=None, help="held-out-object mode: YCB-Video / BOP folder (default: data/ycbv_sample)"
+    )
+    p.add_argument(
+        "--train-sample", nargs="+", default=None, help="train / test mode: sample folder(s) Stage-I trains on"
+    )
+    p.add_argument("--test-sample", nargs="+", default=None, help="train / test mode: sample folder(s) scored on")
     p.add_argument("--out", default=None, help="default RUN/benchmark/real_sample")
     p.add_argument("--holdout", default=None, help="object held out of Stage-I: class id or name (default: largest)")
     p.add_argument("--steps", type=int, default=None, help="Stage-I steps (default: train.steps)")

@@ -335,3 +335,115 @@ def test_pipeline_step_callback_sees_every_step_and_its_result_is_used(one_threa
     assert [i for _, i in calls] == [-1, 0, 1, 2] and calls[0][0] == slice(0, 2)
     zero = pipe(cad, generator=torch.Generator().manual_seed(0), step_callback=lambda x, f, i: x * 0).depth
     assert np.abs(np.asarray(zero) - np.asarray(base)).max() > 0  # its result is what the next step uses
+
+
+# ---------------------------------------------------------------------- train on some samples, test on others (issue 23)
+def _toy_sample(root, sensor: str, seed: int, frames: int = 2, test_only: bool = False) -> Path:
+    """A small imported sample (lasa_depth layout with instance ids, 48x64): two box objects on no-CAD
+    background, real = CAD + 3 mm noise with holes on the objects' outlines."""
+    from sim2real_kit.data.layout import DepthLayout
+
+    rng = np.random.default_rng(seed)
+    H, W = 48, 64
+    splits = {"unit": "frame", **({"test_only": True} if test_only else {})}
+    meta = {"sensor": sensor, "classes": {1: "box", 2: "slab"}, "splits": splits}
+    lay = DepthLayout.create(root, Camera(60, 60, W / 2, H / 2, W, H), meta=meta)
+    refs = []
+    for f in range(frames):
+        cad, inst = np.zeros((H, W), np.float32), np.zeros((H, W), np.int32)
+        x0 = 6 + 3 * f + seed
+        cad[8:30, x0 : x0 + 20], inst[8:30, x0 : x0 + 20] = 1.0 + 0.05 * seed, 1
+        cad[20:44, 34:58], inst[20:44, 34:58] = 1.2 + np.linspace(0, 0.05, 24, dtype=np.float32), 2
+        real = np.where(cad > 0, cad + rng.normal(0, 0.003, cad.shape), 0).astype(np.float32)
+        real[(inst > 0) & (np.abs(np.diff(inst, prepend=0, axis=1)) > 0)] = 0  # holes at the left outlines
+        ref = FrameRef("s", f"{f:03d}")
+        lay.write_frame(ref, cad, real, np.eye(4), instance=inst)
+        refs.append(ref)
+    if test_only:
+        lay.write_split("val", refs)
+    else:
+        lay.write_split("train", refs[:-1])
+        lay.write_split("val", refs[-1:])
+    return lay.root
+
+
+@pytest.fixture(scope="module")
+def toy_samples(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_samples")
+    return {
+        "a": _toy_sample(root / "a", "toy sensor A", 0, frames=3),
+        "b": _toy_sample(root / "b", "toy sensor A", 1, frames=2),
+        "test": _toy_sample(root / "test", "toy sensor B", 2, frames=1, test_only=True),
+    }
+
+
+def test_cross_mode_trains_on_some_samples_and_scores_on_others(toy_samples, tmp_path):
+    cfg = load_config("tiny", None, TOY)
+    result = rs.evaluate_real_sample(
+        tmp_path / "run", cfg, train_samples=[toy_samples["a"], toy_samples["b"]], test_samples=[toy_samples["test"]],
+        steps=4, seeds=1, progress=False,
+    )  # fmt: skip
+    assert result.out_dir == RunFolder(tmp_path / "run").benchmark_dir / "real_sample_cross"
+    for name in ("results.csv", "results.md", "summary.json", "figures/w1_objects.png", "figures/objects_panels.png"):
+        assert result.paths[name].is_file(), name
+    for region in ("objects", "silhouettes"):
+        assert result.row(region, "real")["w1_mm"] == 0.0
+        assert math.isfinite(result.row(region, "stage1")["w1_mm"]) and result.row(region, "physical")["w1_mm"] > 0
+    # the toy sensor loses depth on outlines: the silhouette band has more holes than all object pixels
+    assert result.row("silhouettes", "real")["hole_all_pct"] > result.row("objects", "real")["hole_all_pct"]
+    summary = json.loads(result.paths["summary.json"].read_text())
+    assert summary["mode"] == "cross" and summary["cross_sensor"] and summary["cross_scene"]
+    assert [t["frames"] for t in summary["train"]] == [3, 2] and summary["test"][0]["sensor"] == "toy sensor B"
+    assert "cross-scene and cross-sensor" in result.markdown() and "toy sensor B" in result.markdown()
+
+
+def test_cross_mode_never_trains_on_a_test_frame(toy_samples, tmp_path, monkeypatch):
+    import shutil
+
+    from sim2real_kit import stage1
+    from test_leaks import spy
+
+    given = spy(monkeypatch, stage1, "train_denoiser", 1)
+    cfg = load_config("tiny", None, TOY)
+    test = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_samples["test"]))
+    rs.evaluate_real_sample(
+        tmp_path / "run", cfg, train_samples=[toy_samples["a"]], test_samples=[toy_samples["test"]], steps=2,
+        seeds=1, progress=False,
+    )  # fmt: skip
+    (ds,) = given
+    assert ds.roots == (toy_samples["a"],) and ds.holdout_id is None
+    real = ds.maps[:, 1]  # the real depth every crop is cut from
+    assert real.shape[0] == 3 and not any(np.array_equal(r, t) for r in real for t in test.real)
+    # the same folder on both sides, or a test frame copied into a training sample, is refused before training
+    with pytest.raises(ConfigError, match="both a training and a test sample"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, train_samples=[toy_samples["a"]],
+                                test_samples=[toy_samples["a"]], steps=2, seeds=1, progress=False)  # fmt: skip
+    leak = tmp_path / "leak"
+    shutil.copytree(toy_samples["a"], leak)
+    for kind in ("gt", "scan", "inst"):
+        shutil.copy(
+            toy_samples["test"] / "lasa_depth" / "s" / f"000_{kind}.png", leak / "lasa_depth" / "s" / f"001_{kind}.png"
+        )
+    with pytest.raises(ConfigError, match=r"test frame .*test.*s/000 .* training frame .*leak.*s/001"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, train_samples=[leak], test_samples=[toy_samples["test"]],
+                                steps=2, seeds=1, progress=False)  # fmt: skip
+    assert len(given) == 1  # neither reached the trainer
+
+
+def test_a_test_only_sample_is_scored_but_never_trained_on_alone(toy_samples, tmp_path, capsys):
+    from sim2real_kit.cli import main
+
+    cfg = load_config("tiny", None, TOY)
+    with pytest.raises(ConfigError, match="test-only.*--train-sample"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, toy_samples["test"], steps=2, seeds=1, progress=False)
+    with pytest.raises(ConfigError, match="test-only"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, train_samples=[toy_samples["test"]],
+                                test_samples=[toy_samples["a"]], steps=2, seeds=1, progress=False)  # fmt: skip
+    # physical baselines only: the sample's row
+    result = rs.evaluate_real_sample(tmp_path / "run", cfg, toy_samples["test"], seeds=1, stage1=False, progress=False)
+    assert result.row("objects", "physical")["w1_mm"] > 0 and "toy sensor B" in result.markdown()
+    args = ["evaluate-real", "--run", str(tmp_path / "run"), "--test-sample", str(toy_samples["test"])]
+    assert main([*args, "--no-stage1"]) == 2
+    assert "--train-sample" in capsys.readouterr().err  # one role alone: named
+    assert main([*args, "--train-sample", str(toy_samples["a"]), "--no-stage1", "--seeds", "1", *TOY]) == 0
+    assert "cross-scene and cross-sensor" in capsys.readouterr().out

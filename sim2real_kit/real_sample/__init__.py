@@ -21,7 +21,14 @@ meshes, so every pair is real capture vs CAD of the *same view*; CAD exists on t
    object's pixels, beside the baselines. The five frames come from an almost static camera (< 1 mm
    apart), so this is a few-shot demonstration on one scene, not a generalisation measure.
 
-`evaluate_real_sample` does 1, 3 and 4 and writes `run_dir/benchmark/real_sample/`: results.csv (one row
+5. Train on some samples, test on others (`evaluate_real_sample(train_samples=..., test_samples=...)`, `sim2real
+   evaluate-real --train-sample A [B ...] --test-sample C [D ...]`): the same Stage-I trained on every object of
+   the training samples' frames, scored with the baselines on the test samples' object pixels and silhouettes.
+   Samples may be YCB-Video or BOP folders (e.g. LM-O's one Kinect v1 frame, a test-only sample: it is scored on,
+   never trained on) or imported layouts; no test frame reaches the training data. With the data at hand the one
+   pair is YCB-Video (Xtion) -> LM-O (Kinect v1): cross-scene and cross-sensor at once.
+
+`evaluate_real_sample` does 1, 3 and 4 (or 5) and writes `run_dir/benchmark/real_sample/`: results.csv (one row
 per region x simulator x seed), results.md, summary.json and figures/*.png.
 """
 
@@ -37,13 +44,17 @@ from sim2real_kit.real_sample.fewshot import (
     train_heldout_stage1,
 )
 from sim2real_kit.real_sample.frames import (
+    CROSS_REGIONS,
     DEFAULT_SAMPLE,
     REGIONS,
     RealFrames,
+    concat_frames,
     import_real_sample,
     load_frames,
     resolve_holdout,
     resolve_sample,
+    sample_kind,
+    sensor_of,
 )
 from sim2real_kit.real_sample.measure import (
     baseline_outputs,
@@ -56,6 +67,10 @@ from sim2real_kit.real_sample.measure import (
 __all__ = [
     "DEFAULT_SAMPLE",
     "REGIONS",
+    "CROSS_REGIONS",
+    "sample_kind",
+    "sensor_of",
+    "concat_frames",
     "RealFrames",
     "RealSampleResult",
     "HeldOutCrops",

@@ -27,7 +27,8 @@ _MASK, _TARGET, _VALID = _MAPS.index("mask"), _MAPS.index("target"), _MAPS.index
 
 # ====================================================================== few-shot Stage-I
 class HeldOutCrops(Dataset):
-    """Random native-resolution crops (side `size` px) of the real frames for Stage-I, one object held out.
+    """Random native-resolution crops (side `size` px) of the real frames for Stage-I, one object held out
+    (`holdout_id`; None: none, every object trains — the train-on-some-samples, test-on-others mode).
 
     The maps are the kit's (`PairedDepthDataset.encode_maps` of `encoder`: log-normalised CAD and real,
     residual target, loss mask of `data.holes`) at full resolution. On the held-out object's pixels they
@@ -43,7 +44,7 @@ class HeldOutCrops(Dataset):
         self,
         frames: RealFrames,
         encoder,
-        holdout_id: int,
+        holdout_id: int | None,
         size: int,
         length: int = 256,
         seed: int = 0,
@@ -57,8 +58,9 @@ class HeldOutCrops(Dataset):
             raise ConfigError(f"unknown map keys {unknown}; valid: {', '.join((*_MAPS, 'heldout'))}")
         self.size, self.length, self.seed, self.keys = int(size), int(length), int(seed), tuple(keys)
         self.epoch = 0
-        self.holdout_id = int(holdout_id)
-        self.heldout = frames.instance == self.holdout_id  # [F, H, W]
+        self.holdout_id = None if holdout_id is None else int(holdout_id)
+        self.heldout = frames.instance == (-1 if holdout_id is None else self.holdout_id)  # [F, H, W]
+        self.roots = frames.roots  # the sample folders the crops come from
         maps = []
         for cad, real, held in zip(frames.cad, frames.real, self.heldout):
             m = encoder.encode_maps(cad, real)  # [6, H, W]
@@ -70,7 +72,8 @@ class HeldOutCrops(Dataset):
         self.target_kind = encoder.target
         self.centres = np.argwhere(self.maps[:, _MASK] > 0)  # [N, 3] (frame, row, col) of loss pixels
         if not len(self.centres):
-            raise LayoutError(f"no loss-weighted pixel left once object {holdout_id} is held out", frames.root)
+            why = "in the training frames" if holdout_id is None else f"left once object {holdout_id} is held out"
+            raise LayoutError(f"no loss-weighted pixel {why}", frames.root)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -119,11 +122,19 @@ class HeldOutCrops(Dataset):
         self.residual_scale = float(scale)
 
 
-def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int, length: int = 256) -> HeldOutCrops:
+def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int | None, length: int = 256) -> HeldOutCrops:
     """`HeldOutCrops` at the config's model size with the kit's encoding (`data.holes`, `model.target`,
     `model.residual_scale`, `data.max_diff_m`). With `model.target_std > 0` (a residual target) the scale is
-    set from the training pixels so the target has that std, and written into `cfg.model.residual_scale`."""
+    set from the training pixels so the target has that std, and written into `cfg.model.residual_scale`.
+    A test-only sample (`RealFrames.test_only`, one frame) is refused: nothing of it may be trained on."""
     from sim2real_kit.data.dataset import PairedDepthDataset
+
+    if frames.test_only:
+        raise ConfigError(
+            f"the real sample {', '.join(map(str, frames.roots))} is test-only (one frame): Stage-I cannot train on "
+            "it; train on another sample and score on this one (evaluate-real --train-sample OTHER --test-sample "
+            "THIS), or skip Stage-I (--no-stage1)"
+        )
 
     layout = DepthLayout(frames.root)
     encoder = PairedDepthDataset.from_config(cfg, layout, "train", train=False)
@@ -139,9 +150,9 @@ def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int, length: in
 
 
 def train_heldout_stage1(
-    frames: RealFrames, cfg: Config, holdout_id: int, out_dir: str | Path, steps: int, progress: bool = False
+    frames: RealFrames, cfg: Config, holdout_id: int | None, out_dir: str | Path, steps: int, progress: bool = False
 ):
-    """Train (or reuse) a Stage-I on `HeldOutCrops` with `stage1.train_denoiser` into `out_dir` (checkpoints,
+    """Train (or reuse) a Stage-I on `HeldOutCrops` (holdout_id None: on every object of `frames`) with `stage1.train_denoiser` into `out_dir` (checkpoints,
     losses.csv, `pipeline/`, `settings.json`). A finished run with the same settings is loaded, not retrained; other
     settings start over. Returns (Sim2RealPipeline on the kit's device, summary dict)."""
     from sim2real_kit.pipeline import Sim2RealPipeline
@@ -154,11 +165,11 @@ def train_heldout_stage1(
     settings = json.loads(
         json.dumps(
             {
-                "holdout_id": int(holdout_id),
+                "holdout_id": None if holdout_id is None else int(holdout_id),
                 "steps": int(steps),
                 "size": int(cfg.data.size),
                 "seed": int(cfg.seed),
-                "source": str(frames.root),
+                "source": ", ".join(str(r) for r in frames.roots),
                 "holes": cfg.data.holes,
                 "max_diff_m": cfg.data.max_diff_m,
                 "model": dataclasses.asdict(cfg.model),
