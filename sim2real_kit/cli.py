@@ -110,6 +110,7 @@ def cmd_flag(args) -> int:
 def cmd_simulate(args) -> int:
     from sim2real_kit import simulate
 
+    tiles = {"native": not args.model_size, "overlap": args.overlap}
     if args.mesh:
         if not args.trajectory:
             raise Sim2RealError("simulate --mesh needs --trajectory POSES.txt (N lines of 16 numbers, camera-to-world)")
@@ -117,11 +118,11 @@ def cmd_simulate(args) -> int:
 
         camera = Camera.load_json(args.camera) if args.camera else None
         lay = simulate.simulate_meshes(
-            args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages
+            args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages, **tiles
         )
     elif args.cad:
         lay = simulate.simulate_folder(
-            args.pipeline, args.cad, args.out, stages=args.stages, depth_unit=args.depth_unit
+            args.pipeline, args.cad, args.out, stages=args.stages, depth_unit=args.depth_unit, **tiles
         )
     else:
         raise Sim2RealError("simulate needs --cad DIR (CAD depth PNGs or a layout) or --mesh FILE --trajectory FILE")
@@ -241,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="mm",
         help="unit of the --cad PNGs: mm (default), 0.1mm (YCB-Video), cm, m, or metres per count (0.00025); "
         "a layout's own unit is used for a layout",
+    )
+    p.add_argument(
+        "--model-size", action="store_true", help="write model-size maps (the eval crop resized), not the camera's"
+    )
+    p.add_argument(
+        "--overlap", type=int, default=None, help="tile overlap in px (default: a quarter of the model size)"
     )
     p.set_defaults(func=cmd_simulate)
 

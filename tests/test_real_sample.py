@@ -297,10 +297,10 @@ def test_tiles_of_a_frame_start_and_stay_one_sample():
     """MultiDiffusion-style sync (`blend="sample"`): before the first step the tiles are cut from one noise map
     and after every step they are averaged where they overlap, so overlapping tiles hold the same values
     there (independent tiles averaged only at the end narrow the residual in the overlaps)."""
-    from sim2real_kit.real_sample.fewshot import _TileSync
+    from sim2real_kit.tiling import TileSync
 
     boxes = [(0, x, y) for x, y in rs.tile_boxes(np.ones((24, 28), bool), 8, 6)]
-    sync = _TileSync(boxes, (24, 28), 8, 2, torch.Generator().manual_seed(0))
+    sync = TileSync(boxes, (24, 28), 8, 2, torch.Generator().manual_seed(0))
     rng = torch.Generator().manual_seed(1)
     for i in (-1, 0, 3):
         x = sync(torch.randn((len(boxes), 1, 8, 8), generator=rng), slice(0, len(boxes)), i)
@@ -400,8 +400,9 @@ def test_cross_mode_trains_on_some_samples_and_scores_on_others(toy_samples, tmp
 def test_cross_mode_never_trains_on_a_test_frame(toy_samples, tmp_path, monkeypatch):
     import shutil
 
-    from sim2real_kit import stage1
     from test_leaks import spy
+
+    from sim2real_kit import stage1
 
     given = spy(monkeypatch, stage1, "train_denoiser", 1)
     cfg = load_config("tiny", None, TOY)

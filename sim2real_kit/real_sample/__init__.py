@@ -33,16 +33,7 @@ per region x simulator x seed), results.md, summary.json and figures/*.png.
 """
 
 from sim2real_kit.real_sample.evaluate import RealSampleResult, evaluate_real_sample
-from sim2real_kit.real_sample.fewshot import (
-    HeldOutCrops,
-    blend_tiles,
-    blend_window,
-    heldout_dataset,
-    seam_ratio,
-    simulate_tiles,
-    tile_boxes,
-    train_heldout_stage1,
-)
+from sim2real_kit.real_sample.fewshot import HeldOutCrops, heldout_dataset, simulate_tiles, train_heldout_stage1
 from sim2real_kit.real_sample.frames import (
     CROSS_REGIONS,
     DEFAULT_SAMPLE,
@@ -63,6 +54,7 @@ from sim2real_kit.real_sample.measure import (
     region_metrics,
     sample_summary,
 )
+from sim2real_kit.tiling import blend_tiles, blend_window, seam_ratio, tile_boxes  # the library's tiling, re-exported
 
 __all__ = [
     "DEFAULT_SAMPLE",
