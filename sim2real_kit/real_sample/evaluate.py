@@ -127,7 +127,7 @@ def evaluate_real_sample(
     frames = load_frames(import_real_sample(run, src, progress=progress))
     if stage1 and frames.test_only:
         raise ConfigError(
-            f"the real sample {frames.root} is test-only (one frame): the held-out-object mode would train Stage-I "
+            f"the real sample {src} is test-only (one frame): the held-out-object mode would train Stage-I "
             "on it; train on another sample and score on this one (--train-sample OTHER --test-sample THIS), or "
             "run the physical baselines only (--no-stage1)"
         )
