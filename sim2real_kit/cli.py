@@ -158,6 +158,7 @@ def cmd_evaluate_real(args) -> int:
         steps=args.steps,
         seeds=args.seeds,
         stage1=not args.no_stage1,
+        physics_prior=args.physics_prior,
     )
     print(result.markdown())
     print(f"wrote {result.out_dir} ({result.seconds:.0f} s)")
@@ -271,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="Stage-I steps (default: train.steps)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per stochastic simulator (default: benchmark.seeds)")
     p.add_argument("--no-stage1", action="store_true", help="physical baselines only")
+    p.add_argument(
+        "--physics-prior",
+        action="store_true",
+        help="also a Stage-I with the physical model's output as a second condition (physics + learned)",
+    )
     p.add_argument("--quick", action="store_true", help="CI sizes")
     p.add_argument("overrides", nargs="*", help="key.sub=value")
     p.set_defaults(func=cmd_evaluate_real)

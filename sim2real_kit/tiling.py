@@ -100,6 +100,7 @@ def simulate_tiled(
     overlap: int | None = None,
     blend: str = "sample",
     stages: int | None = None,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated depth [F, H, W] metres of CAD frames [F, H, W] metres at their own resolution (0 outside the
     tiles): `pipe` run on `pipe.config.size`-px native-resolution tiles (no resize) covering `region` [F, H, W]
@@ -110,7 +111,9 @@ def simulate_tiled(
     is cut from one noise map per frame and after every DDIM step the tiles are averaged where they overlap
     (`TileSync`, `blend_window` weights), then the outputs are blended (`blend_tiles`). "after": independent
     samples per tile, blended afterwards (averaging independent samples narrows the residual in the overlaps).
-    `overlap=0`: the plain grid. steps / eta / stages: the pipeline's (None = its defaults, all stages)."""
+    `overlap=0`: the plain grid. steps / eta / stages: the pipeline's (None = its defaults, all stages). prior
+    [F, H, W] metres: the physics prior of a pipeline that has one (`Sim2RealPipeline(prior_depth=...)`), tiled
+    as the CAD."""
     size = int(pipe.config.size)
     overlap = size // 4 if overlap is None else int(overlap)
     if not 0 <= overlap < size:
@@ -128,11 +131,14 @@ def simulate_tiled(
     if cad.ndim != 3:
         raise ConfigError(f"CAD frames must be [F, H, W], got shape {cad.shape}")
     region = cad > 0 if region is None else np.asarray(region, bool)
+    if prior is not None and np.shape(prior) != cad.shape:
+        raise ConfigError(f"physics prior of shape {np.shape(prior)} for CAD frames of shape {cad.shape}")
     F, H, W = cad.shape
     pad_h, pad_w = max(size - H, 0), max(size - W, 0)  # a frame smaller than a tile: no-CAD border
     if pad_h or pad_w:
         cad = np.pad(cad, ((0, 0), (0, pad_h), (0, pad_w)))
         region = np.pad(region, ((0, 0), (0, pad_h), (0, pad_w)))
+        prior = None if prior is None else np.pad(prior, ((0, 0), (0, pad_h), (0, pad_w)))
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     stride = size - overlap
     out = np.zeros_like(cad)
@@ -145,6 +151,10 @@ def simulate_tiled(
         if blend == "sample" and overlap > 0 and len(boxes) > 1:
             callback = TileSync(boxes, cad.shape[1:], size, overlap, gen)
         extra = {} if stages is None else {"stages": stages}
+        if prior is not None:
+            extra["prior_depth"] = np.stack([prior[f, y : y + size, x : x + size] for _, x, y in boxes]).astype(
+                np.float32
+            )
         depth = np.asarray(
             pipe(
                 tiles,

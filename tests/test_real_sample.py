@@ -198,7 +198,8 @@ def test_tile_boxes_cover_the_region():
 # ---------------------------------------------------------------------- the whole section
 def test_evaluate_real_sample_writes_the_table(run):
     cfg = resolve_config(run, "tiny", overrides=TOY, quick=True, save=False)
-    result = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=4, seeds=1, progress=False)
+    result = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=4, seeds=1, physics_prior=True, progress=False)
+    assert math.isfinite(result.row("heldout", "stage1_physics")["w1_mm"])  # physics + learned beside the others
     for name in ("results.csv", "results.md", "summary.json", "figures/w1_heldout.png", "figures/heldout_panels.png"):
         assert result.paths[name].is_file(), name
     assert {(e["region"], e["simulator"]) for e in result.table} >= {
@@ -448,3 +449,56 @@ def test_a_test_only_sample_is_scored_but_never_trained_on_alone(toy_samples, tm
     assert "--train-sample" in capsys.readouterr().err  # one role alone: named
     assert main([*args, "--train-sample", str(toy_samples["a"]), "--no-stage1", "--seeds", "1", *TOY]) == 0
     assert "cross-scene and cross-sensor" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- physics prior (issue 23, part 4)
+def test_a_physics_prior_pipeline_takes_the_physical_output_as_a_second_condition(tmp_path):
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=["data.size=16", *TINY_MODEL, "sampling.steps=2"])
+    with pytest.raises(ConfigError, match="stage 1 takes 1 condition map.*needs 2"):
+        Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)], prior="nguyen2012")
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg, cond_maps=2)], prior="nguyen2012")
+    with torch.no_grad():  # as if trained: ControlNet's zero-initialised convs would hide every condition
+        for param in pipe.denoisers[0].parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    cad = np.full((2, 16, 16), 1.5, np.float32)
+    prior = cad + np.random.default_rng(0).normal(0, 0.005, cad.shape).astype(np.float32)
+    with pytest.raises(ConfigError, match="nguyen2012.*prior_depth"):
+        pipe(cad)
+    base = pipe(cad, prior_depth=prior, generator=torch.Generator().manual_seed(0)).depth
+    other = pipe(cad, prior_depth=prior + 0.02, generator=torch.Generator().manual_seed(0)).depth
+    assert np.abs(base - other).max() > 0  # the prior is a condition the output depends on
+    pipe.save_pretrained(tmp_path / "p")
+    again = Sim2RealPipeline.from_pretrained(tmp_path / "p")
+    assert again.config.prior == "nguyen2012"
+    np.testing.assert_allclose(again(cad, prior_depth=prior, generator=torch.Generator().manual_seed(0)).depth, base,
+                               atol=1e-5)  # fmt: skip
+    plain = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
+    with pytest.raises(ConfigError, match="no physics prior"):
+        plain(cad, prior_depth=prior)
+
+
+def test_physics_alone_learned_alone_and_physics_plus_learned(toy_samples, tmp_path, monkeypatch):
+    from test_leaks import spy
+
+    from sim2real_kit import stage1
+
+    given = spy(monkeypatch, stage1, "train_denoiser", 1)
+    cfg = load_config("tiny", None, TOY)
+    result = rs.evaluate_real_sample(
+        tmp_path / "run", cfg, train_samples=[toy_samples["a"]], test_samples=[toy_samples["test"]], steps=2,
+        seeds=1, physics_prior=True, progress=False,
+    )  # fmt: skip
+    for region in ("objects", "silhouettes"):
+        for name in ("physical", "stage1", "stage1_physics"):
+            assert math.isfinite(result.row(region, name)["w1_mm"]), (region, name)
+    assert "physics prior" in result.markdown()
+    plain, prior = given
+    assert "prev_n" not in plain[0] and prior[0]["prev_n"].shape == (1, SIZE, SIZE)
+    # the prior of the training crops is the physical model run on the training frames' CAD, nothing else
+    train = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_samples["a"]))
+    sim = rs.baseline_simulators(cfg)["physical"]
+    np.testing.assert_array_equal(prior.prior, sim.from_cad(train.cad, train.camera, cfg.seed))

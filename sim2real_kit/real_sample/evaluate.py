@@ -85,6 +85,7 @@ def evaluate_real_sample(
     steps: int | None = None,
     seeds: int | Sequence[int] | None = None,
     stage1: bool = True,
+    physics_prior: bool = False,
     progress: bool = True,
 ) -> RealSampleResult:
     """The real-sample section of the benchmark (see the package docstring) for a run folder.
@@ -97,6 +98,9 @@ def evaluate_real_sample(
 
     cfg: the call's resolved config. steps: Stage-I steps (default `benchmark.real_sample_steps`, else
     `train.steps`); seeds: count or list (default `benchmark.seeds`). stage1=False: physical baselines only.
+    physics_prior: also a Stage-I with the physical model's output (`benchmark.physical_model`) as a second
+    condition (`_score_physics_prior`): physics alone (`physical`), learned alone (`stage1`) and physics + learned
+    (`stage1_physics`) side by side.
     Writes results.csv, results.md, summary.json and figures/ into `out` (default the run's
     benchmark/real_sample, benchmark/real_sample_cross in the train / test mode)."""
     from sim2real_kit.report import write_csv
@@ -120,7 +124,7 @@ def evaluate_real_sample(
             raise ConfigError("holdout applies to the held-out-object mode, not to train / test samples")
         out_dir = Path(out) if out is not None else run.benchmark_dir / "real_sample_cross"
         return _evaluate_cross(
-            run, cfg, train_samples, test_samples, out_dir, steps, seed_list, stage1, progress, t_start
+            run, cfg, train_samples, test_samples, out_dir, steps, seed_list, stage1, physics_prior, progress, t_start
         )
     out_dir = Path(out) if out is not None else run.benchmark_dir / "real_sample"
     # 1. the sample, the held-out object, the regions
@@ -150,9 +154,14 @@ def evaluate_real_sample(
         for seed in seed_list:
             depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta)
             scores.add("stage1", seed, depth, where)
+        if physics_prior:
+            train_summary["physics_prior"] = _score_physics_prior(
+                scores, sims["physical"], cfg, [frames], [frames], tiled, where, holdout_id,
+                run.real_sample_dir / "stage1_prior", steps, seed_list, progress,
+            )  # fmt: skip
     scores.add("real", seed_list[0], frames.real, REGIONS)
     # 3. tables, files, figures
-    rows, table, metric_keys = scores.table([*sims, "stage1", "real"])
+    rows, table, metric_keys = scores.table([*sims, "stage1", "stage1_physics", "real"])
     name = frames.classes.get(holdout_id, str(holdout_id))
     held_px = int(masks["heldout"].sum())
     paths = {
@@ -200,6 +209,7 @@ def _evaluate_cross(
     steps: int,
     seed_list: list[int],
     stage1: bool,
+    physics_prior: bool,
     progress: bool,
     t_start: float,
 ) -> RealSampleResult:
@@ -218,7 +228,12 @@ def _evaluate_cross(
     # 2. simulators: physical baselines (each test sample with its own camera), Stage-I, real
     scores = _Scores(regions)
     sims = baseline_simulators(cfg)
-    labels = {**LABELS, "stage1": "Stage-I (trained on the training samples)", **{n: s.label for n, s in sims.items()}}
+    labels = {
+        **LABELS,
+        "stage1": "Stage-I (trained on the training samples)",
+        "stage1_physics": "Stage-I + physics prior (trained on the training samples)",
+        **{n: s.label for n, s in sims.items()},
+    }
     for name, sim in sims.items():
         for seed in seed_list if sim.stochastic else seed_list[:1]:
             depth = np.concatenate([sim.from_cad(t.cad, t.camera, seed) for t in test])
@@ -231,9 +246,14 @@ def _evaluate_cross(
         for seed in seed_list:
             depth = simulate_tiles(pipe, frames, masks["objects"], seed, cfg.sampling.steps, cfg.sampling.eta)
             scores.add("stage1", seed, depth, CROSS_REGIONS)
+        if physics_prior:
+            train_summary["physics_prior"] = _score_physics_prior(
+                scores, sims["physical"], cfg, train, test, masks["objects"], CROSS_REGIONS, None,
+                run.real_sample_dir / "stage1_cross_prior", steps, seed_list, progress,
+            )  # fmt: skip
     scores.add("real", seed_list[0], frames.real, CROSS_REGIONS)
     # 3. tables, files, figures
-    rows, table, metric_keys = scores.table([*sims, "stage1", "real"])
+    rows, table, metric_keys = scores.table([*sims, "stage1", "stage1_physics", "real"])
     paths = {
         "results.csv": write_csv(out_dir / "results.csv", rows, ["region", "simulator", "seed", *metric_keys, "note"])
     }
@@ -260,6 +280,7 @@ def _evaluate_cross(
             "steps": steps if stage1 else 0,
             "size": int(cfg.data.size),
             **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
+            "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
         },
         "regions": _region_summary(table, metric_keys, labels),
         "note": f"{what['text']}. {CROSS_NOTE}",
@@ -271,6 +292,30 @@ def _evaluate_cross(
     run.record_step("real_sample_cross", cfg, train=[str(t.root) for t in train], test=[str(t.root) for t in test],
                     steps=steps, seeds=seed_list)  # fmt: skip
     return RealSampleResult(out_dir, rows, table, summary, paths, figures, seconds)
+
+
+def _prior_of(sim, samples: list[RealFrames], seed: int) -> np.ndarray:
+    """The physical simulator's output [F, H, W] metres on the samples' CAD (each with its own camera)."""
+    return np.concatenate([sim.from_cad(t.cad, t.camera, seed) for t in samples]).astype(np.float32)
+
+
+def _score_physics_prior(
+    scores, sim, cfg: Config, train, test, tiled, where, holdout_id, out_dir: Path, steps, seed_list, progress
+) -> dict:
+    """Physics + learned: Stage-I trained as the plain one on `train` (holdout_id as there) with the physical
+    simulator's output on the training CAD as a second condition map (one draw, seed `cfg.seed`), sampled on
+    `test` over `tiled` with the draw of the `physical` row's seed; rows "stage1_physics" in `where`. Returns the
+    training summary."""
+    pipe, summary = train_heldout_stage1(
+        concat_frames(train), cfg, holdout_id, out_dir, steps, progress=progress,
+        prior=_prior_of(sim, train, cfg.seed), prior_name=cfg.benchmark.physical_model,
+    )  # fmt: skip
+    frames = concat_frames(test)
+    for seed in seed_list:
+        prior = _prior_of(sim, test, seed)
+        depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta, prior=prior)
+        scores.add("stage1_physics", seed, depth, where)
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, bool, str))}
 
 
 def _check_disjoint(train: list[RealFrames], test: list[RealFrames]) -> None:
@@ -396,6 +441,14 @@ def _markdown(
             f"{train_summary.get('residual_scale', cfg.model.residual_scale):.4g}, DDIM-{cfg.sampling.steps} on "
             f"{cfg.data.size}-px tiles covering {covering}. {'' if cross else HELD_OUT_NOTE}\n"
         )
+        if "physics_prior" in train_summary:
+            md.append(
+                f"Stage-I + physics prior (`stage1_physics`): the same Stage-I trained with the "
+                f"{cfg.benchmark.physical_model} model's output on the CAD as a second condition map (as Stage-II "
+                f"sees Stage-I's output; training: one draw, seed {cfg.seed}; sampling: the draw of the `physical` "
+                "row's seed). Physics alone = `physical`, learned alone = `stage1`, physics + learned = "
+                "`stage1_physics`.\n"
+            )
         if cfg.model.target_std > 0:
             md.append(
                 f"The residual scale comes from the real residual's std on the training pixels (model.target_std = "
@@ -466,6 +519,7 @@ def _summary(
             "steps": steps if stage1 else 0,
             "size": int(cfg.data.size),
             **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
+            "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
         },
         "regions": regions,
         "w1_mm": {r: {s: v["w1_mm"] for s, v in sims.items()} for r, sims in regions.items()},

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from sim2real_kit.config import Config
 from sim2real_kit.data.dataset import MAP_KEYS
 from sim2real_kit.data.layout import DepthLayout
+from sim2real_kit.depth import previous_stage_condition
 from sim2real_kit.errors import ConfigError, LayoutError
 from sim2real_kit.io import atomic_write_json
 from sim2real_kit.real_sample.frames import RealFrames
@@ -39,7 +40,9 @@ class HeldOutCrops(Dataset):
     it to the loss pixels around.) Crops
     are centred on a random loss-weighted pixel, drawn from (seed, epoch, index).
 
-    Items: `cad_n`, `target`, `mask`, `heldout` (1 on held-out pixels), each [1, S, S] float32."""
+    Items: `cad_n`, `target`, `mask`, `heldout` (1 on held-out pixels), each [1, S, S] float32; with a physics
+    prior (`prior` [F, H, W] metres: a physical sensor model's output on the frames' CAD, nothing of the real
+    depth) also `prev_n`, the prior as `depth.previous_stage_condition` encodes a previous stage's output."""
 
     def __init__(
         self,
@@ -50,13 +53,22 @@ class HeldOutCrops(Dataset):
         length: int = 256,
         seed: int = 0,
         keys: Sequence[str] = ("cad_n", "target", "mask", "heldout"),
+        prior: np.ndarray | None = None,
+        condition: str = "depth",
     ):
         H, W = frames.cad.shape[-2:]
         if not 0 < size <= min(H, W):
             raise ConfigError(f"crop size {size} px does not fit the {W}x{H} frames (data.size)")
-        unknown = [k for k in keys if k not in (*_MAPS, "heldout")]
+        if prior is not None:
+            if np.shape(prior) != frames.cad.shape:
+                raise ConfigError(f"physics prior of shape {np.shape(prior)} for frames of shape {frames.cad.shape}")
+            keys = (*keys, "prev_n") if "prev_n" not in keys else tuple(keys)
+        valid_keys = (*_MAPS, "heldout", *(("prev_n",) if prior is not None else ()))
+        unknown = [k for k in keys if k not in valid_keys]
         if unknown:
-            raise ConfigError(f"unknown map keys {unknown}; valid: {', '.join((*_MAPS, 'heldout'))}")
+            raise ConfigError(f"unknown map keys {unknown}; valid: {', '.join(valid_keys)}")
+        self.prior = None if prior is None else np.asarray(prior, np.float32)  # [F, H, W] metres
+        self.condition = condition
         self.size, self.length, self.seed, self.keys = int(size), int(length), int(seed), tuple(keys)
         self.epoch = 0
         self.holdout_id = None if holdout_id is None else int(holdout_id)
@@ -99,6 +111,10 @@ class HeldOutCrops(Dataset):
         for key in self.keys:
             if key == "heldout":
                 arr = self.heldout[frame][win].astype(np.float32)
+            elif key == "prev_n":
+                prior = torch.from_numpy(np.ascontiguousarray(self.prior[frame][win]))[None, None]  # [1, 1, S, S]
+                cad_n = torch.from_numpy(np.ascontiguousarray(self.maps[frame, _MAPS.index("cad_n")][win]))[None, None]
+                arr = previous_stage_condition(prior, cad_n, self.condition, self.residual_scale)[0, 0].numpy()
             else:
                 arr = self.maps[frame, _MAPS.index(key)][win]
             out[key] = torch.from_numpy(np.ascontiguousarray(arr)[None])
@@ -123,11 +139,14 @@ class HeldOutCrops(Dataset):
         self.residual_scale = float(scale)
 
 
-def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int | None, length: int = 256) -> HeldOutCrops:
+def heldout_dataset(
+    frames: RealFrames, cfg: Config, holdout_id: int | None, length: int = 256, prior: np.ndarray | None = None
+) -> HeldOutCrops:
     """`HeldOutCrops` at the config's model size with the kit's encoding (`data.holes`, `model.target`,
     `model.residual_scale`, `data.max_diff_m`). With `model.target_std > 0` (a residual target) the scale is
     set from the training pixels so the target has that std, and written into `cfg.model.residual_scale`.
-    A test-only sample (`RealFrames.test_only`, one frame) is refused: nothing of it may be trained on."""
+    A test-only sample (`RealFrames.test_only`, one frame) is refused: nothing of it may be trained on. `prior`:
+    a physics prior [F, H, W] metres (`HeldOutCrops`), encoded with `stage2.condition`."""
     from sim2real_kit.data.dataset import PairedDepthDataset
 
     if frames.test_only:
@@ -139,7 +158,10 @@ def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int | None, len
 
     layout = DepthLayout(frames.root)
     encoder = PairedDepthDataset.from_config(cfg, layout, "train", train=False)
-    ds = HeldOutCrops(frames, encoder, holdout_id, cfg.data.size, length=length, seed=cfg.seed)
+    ds = HeldOutCrops(
+        frames, encoder, holdout_id, cfg.data.size, length=length, seed=cfg.seed, prior=prior,
+        condition=cfg.stage2.condition,
+    )  # fmt: skip
     target_std = cfg.model.target_std
     if target_std > 0 and cfg.model.target == "residual":
         std = ds.target_std()
@@ -151,17 +173,28 @@ def heldout_dataset(frames: RealFrames, cfg: Config, holdout_id: int | None, len
 
 
 def train_heldout_stage1(
-    frames: RealFrames, cfg: Config, holdout_id: int | None, out_dir: str | Path, steps: int, progress: bool = False
+    frames: RealFrames,
+    cfg: Config,
+    holdout_id: int | None,
+    out_dir: str | Path,
+    steps: int,
+    progress: bool = False,
+    prior: np.ndarray | None = None,
+    prior_name: str = "",
 ):
-    """Train (or reuse) a Stage-I on `HeldOutCrops` (holdout_id None: on every object of `frames`) with `stage1.train_denoiser` into `out_dir` (checkpoints,
-    losses.csv, `pipeline/`, `settings.json`). A finished run with the same settings is loaded, not retrained; other
-    settings start over. Returns (Sim2RealPipeline on the kit's device, summary dict)."""
+    """Train (or reuse) a Stage-I on `HeldOutCrops` (holdout_id None: on every object of `frames`) with
+    `stage1.train_denoiser` into `out_dir` (checkpoints, losses.csv, `pipeline/`, `settings.json`). A finished run
+    with the same settings is loaded, not retrained; other settings start over. `prior` / `prior_name`: a Stage-I
+    with a physics prior, the output [F, H, W] metres of the physical model `prior_name` on the frames' CAD as its
+    second condition. Returns (Sim2RealPipeline on the kit's device, summary dict)."""
     from sim2real_kit.pipeline import Sim2RealPipeline
     from sim2real_kit.stage1 import device, train_denoiser
 
     cfg = copy.deepcopy(cfg)
     out_dir = Path(out_dir)
-    ds = heldout_dataset(frames, cfg, holdout_id)
+    if (prior is None) != (not prior_name):
+        raise ConfigError("a physics prior needs both its output (prior) and the model's name (prior_name)")
+    ds = heldout_dataset(frames, cfg, holdout_id, prior=prior)
     cfg.train = dataclasses.replace(cfg.train, steps=int(steps), val_every=0, sample_every=0)
     settings = json.loads(
         json.dumps(
@@ -175,6 +208,7 @@ def train_heldout_stage1(
                 "max_diff_m": cfg.data.max_diff_m,
                 "model": dataclasses.asdict(cfg.model),
                 "train": dataclasses.asdict(cfg.train),
+                **({"prior": prior_name, "prior_sum": float(np.float64(prior).sum())} if prior_name else {}),
             },
             default=str,
         )
@@ -186,7 +220,9 @@ def train_heldout_stage1(
         summary["reused"] = True
         return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
     atomic_write_json(settings_path, settings)
-    summary.update(train_denoiser(cfg, ds, out_dir, resume=same, overwrite=not same, progress=progress))
+    summary.update(
+        train_denoiser(cfg, ds, out_dir, resume=same, overwrite=not same, progress=progress, prior=prior_name)
+    )
     return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
 
 
@@ -199,10 +235,11 @@ def simulate_tiles(
     eta: float = 0.0,
     overlap: int | None = None,
     blend: str = "sample",
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Full-resolution simulated depth [F, H, W] of the real frames' CAD (0 outside the tiles): `tiling.simulate_tiled`
     on tiles covering `region` [F, H, W], noise from `seed` (blend "sample": the tiles of a frame are one sample;
-    "after": independent tiles blended afterwards; overlap 0: the plain grid)."""
-    return simulate_tiled(
-        pipe, frames.cad, region, torch.Generator().manual_seed(int(seed)), steps, eta, overlap, blend
-    )
+    "after": independent tiles blended afterwards; overlap 0: the plain grid). `prior` [F, H, W] metres: the
+    physics prior of a pipeline that has one."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return simulate_tiled(pipe, frames.cad, region, generator, steps, eta, overlap, blend, prior=prior)
