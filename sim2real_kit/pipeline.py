@@ -8,11 +8,12 @@ a chain of 1..N residual depth diffusion stages (paper Sec. 3.5; stages of Sec. 
     out.cad        # [B, h, w] the CAD depth after the eval transform, metres
     out.camera     # the crop's Camera (when a camera was given)
 
-Stage 1 is conditioned on codec(cad_n) (with a physics prior, `prior`, on concat(codec(cad_n), codec(prior)):
-a physical sensor model's output on the same CAD, `prior_depth`); stage k > 1 on concat(codec(cad_n), codec(previous)),
-where "previous" is the previous stage's depth (the paper; `condition="depth"`) or its residual
-(the release; `condition="residual"`), computed from the previous stage's *postprocessed* output
-exactly as a Stage-II dataset computes it from the saved Stage-I PNG (`depth.previous_stage_condition`).
+Stage 1 is conditioned on codec(cad_n) (with a physics prior, config `prior`: on concat(codec(cad_n),
+codec(prior)), a physical sensor model's output on the same CAD, `prior_depth`); stage k > 1 on
+concat(codec(cad_n), codec(previous)), where "previous" is the previous stage's depth (the paper;
+`condition="depth"`) or its residual (the release; `condition="residual"`), computed from the previous stage's
+*postprocessed* output exactly as a Stage-II dataset computes it from the saved Stage-I PNG
+(`depth.previous_stage_condition`); a physics prior is encoded the same way.
 Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself).
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
