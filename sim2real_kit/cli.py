@@ -10,6 +10,7 @@
     sim2real simulate --pipeline runs/x --cad DIR --out DIR
     sim2real evaluate --run runs/x --out runs/x/benchmark
     sim2real evaluate-real --run runs/x [--sample data/ycbv_sample] [--holdout mug] [--steps N] [--seeds N]
+    sim2real evaluate-real --run runs/x --train-sample data/ycbv_sample --test-sample lmo_sample [--steps N]
     sim2real notebooks --preset tiny --out runs/demo [key=value ...]
     sim2real ablate configs/ablations/paper.yaml --out runs/ablate [--jobs N]
 
@@ -61,6 +62,11 @@ def cmd_import(args) -> int:
     else:
         lay = convert.import_bop(args.src, args.out, split=args.split)
     print(f"wrote {lay.root}")
+    if lay.test_only:
+        print(
+            f"note: one frame: {lay.root} is a test-only sample (val.lst only); score a model trained elsewhere on it "
+            f"(sim2real evaluate-real --train-sample OTHER --test-sample {args.src})"
+        )
     return 0
 
 
@@ -104,6 +110,7 @@ def cmd_flag(args) -> int:
 def cmd_simulate(args) -> int:
     from sim2real_kit import simulate
 
+    tiles = {"native": not args.model_size, "overlap": args.overlap}
     if args.mesh:
         if not args.trajectory:
             raise Sim2RealError("simulate --mesh needs --trajectory POSES.txt (N lines of 16 numbers, camera-to-world)")
@@ -111,11 +118,11 @@ def cmd_simulate(args) -> int:
 
         camera = Camera.load_json(args.camera) if args.camera else None
         lay = simulate.simulate_meshes(
-            args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages
+            args.pipeline, args.mesh, args.trajectory, args.out, camera=camera, stages=args.stages, **tiles
         )
     elif args.cad:
         lay = simulate.simulate_folder(
-            args.pipeline, args.cad, args.out, stages=args.stages, depth_unit=args.depth_unit
+            args.pipeline, args.cad, args.out, stages=args.stages, depth_unit=args.depth_unit, **tiles
         )
     else:
         raise Sim2RealError("simulate needs --cad DIR (CAD depth PNGs or a layout) or --mesh FILE --trajectory FILE")
@@ -137,16 +144,21 @@ def cmd_evaluate_real(args) -> int:
     from sim2real_kit import real_sample
     from sim2real_kit.run import resolve_config
 
+    if args.sample and (args.train_sample or args.test_sample):
+        raise Sim2RealError("evaluate-real: give --sample (held-out object) or --train-sample/--test-sample, not both")
     cfg = resolve_config(args.run, "tiny", overrides=args.overrides, quick=args.quick, save=False)
     result = real_sample.evaluate_real_sample(
         args.run,
         cfg,
-        args.sample,
+        args.sample or real_sample.DEFAULT_SAMPLE,
         out=args.out,
+        train_samples=args.train_sample,
+        test_samples=args.test_sample,
         holdout=args.holdout,
         steps=args.steps,
         seeds=args.seeds,
         stage1=not args.no_stage1,
+        physics_prior=args.physics_prior,
     )
     print(result.markdown())
     print(f"wrote {result.out_dir} ({result.seconds:.0f} s)")
@@ -232,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="unit of the --cad PNGs: mm (default), 0.1mm (YCB-Video), cm, m, or metres per count (0.00025); "
         "a layout's own unit is used for a layout",
     )
+    p.add_argument(
+        "--model-size", action="store_true", help="write model-size maps (the eval crop resized), not the camera's"
+    )
+    p.add_argument(
+        "--overlap", type=int, default=None, help="tile overlap in px (default: a quarter of the model size)"
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("evaluate", help="benchmark every simulator of a run (Table-4 analog)")
@@ -240,14 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("evaluate-real", help="physical baselines and a few-shot Stage-I on the real sample")
+    p = sub.add_parser("evaluate-real", help="physical baselines and a few-shot Stage-I on real samples")
     p.add_argument("--run", required=True, help="run folder (its config.yaml, else the tiny preset)")
-    p.add_argument("--sample", default="data/ycbv_sample", help="YCB-Video folder (default: the shipped sample)")
+    p.add_argument(
+        "--sample", default=None, help="held-out-object mode: YCB-Video / BOP folder (default: data/ycbv_sample)"
+    )
+    p.add_argument(
+        "--train-sample", nargs="+", default=None, help="train / test mode: sample folder(s) Stage-I trains on"
+    )
+    p.add_argument("--test-sample", nargs="+", default=None, help="train / test mode: sample folder(s) scored on")
     p.add_argument("--out", default=None, help="default RUN/benchmark/real_sample")
     p.add_argument("--holdout", default=None, help="object held out of Stage-I: class id or name (default: largest)")
     p.add_argument("--steps", type=int, default=None, help="Stage-I steps (default: train.steps)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per stochastic simulator (default: benchmark.seeds)")
     p.add_argument("--no-stage1", action="store_true", help="physical baselines only")
+    p.add_argument(
+        "--physics-prior",
+        action="store_true",
+        help="also a Stage-I with the physical model's output as a second condition (physics + learned)",
+    )
     p.add_argument("--quick", action="store_true", help="CI sizes")
     p.add_argument("overrides", nargs="*", help="key.sub=value")
     p.set_defaults(func=cmd_evaluate_real)

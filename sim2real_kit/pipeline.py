@@ -8,10 +8,12 @@ a chain of 1..N residual depth diffusion stages (paper Sec. 3.5; stages of Sec. 
     out.cad        # [B, h, w] the CAD depth after the eval transform, metres
     out.camera     # the crop's Camera (when a camera was given)
 
-Stage 1 is conditioned on codec(cad_n); stage k > 1 on concat(codec(cad_n), codec(previous)),
-where "previous" is the previous stage's depth (the paper; `condition="depth"`) or its residual
-(the release; `condition="residual"`), computed from the previous stage's *postprocessed* output
-exactly as a Stage-II dataset computes it from the saved Stage-I PNG (`depth.previous_stage_condition`).
+Stage 1 is conditioned on codec(cad_n) (with a physics prior, config `prior`: on concat(codec(cad_n),
+codec(prior)), a physical sensor model's output on the same CAD, `prior_depth`); stage k > 1 on
+concat(codec(cad_n), codec(previous)), where "previous" is the previous stage's depth (the paper;
+`condition="depth"`) or its residual (the release; `condition="residual"`), computed from the previous stage's
+*postprocessed* output exactly as a Stage-II dataset computes it from the saved Stage-I PNG
+(`depth.previous_stage_condition`); a physics prior is encoded the same way.
 Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself).
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
@@ -92,6 +94,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         precision: str = "auto",
         cuda_graph: bool = True,
         compile: bool = False,
+        prior: str = "",
     ):
         super().__init__()
         if precision not in PRECISIONS:
@@ -117,6 +120,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             precision=precision,
             cuda_graph=bool(cuda_graph),
             compile=bool(compile),
+            prior=str(prior or ""),  # the physical model whose output is stage 1's second condition; "" none
             num_stages=0,
         )
         self._fast_steps: dict = {}  # (stage, shapes, dtype, capture) -> _StepGraph
@@ -127,9 +131,11 @@ class Sim2RealPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, cfg, denoisers: list[ControlledDenoiser], codec: DepthCodec | None = None) -> Sim2RealPipeline:
+    def build(
+        cls, cfg, denoisers: list[ControlledDenoiser], codec: DepthCodec | None = None, prior: str = ""
+    ) -> Sim2RealPipeline:
         """A pipeline from a run's config: DDIM scheduler of `cfg.model`, scalars of `cfg.data/model/
-        stage2/sampling`, the codec of `cfg.model.space` unless given."""
+        stage2/sampling`, the codec of `cfg.model.space` unless given; `prior`: see `__init__`'s config."""
         from sim2real_kit.models.codec import build_codec
         from sim2real_kit.models.denoiser import make_scheduler
 
@@ -148,12 +154,15 @@ class Sim2RealPipeline(DiffusionPipeline):
             precision=cfg.sampling.precision,
             cuda_graph=cfg.sampling.cuda_graph,
             compile=cfg.sampling.compile,
+            prior=prior,
         )
 
     def add_stage(self, denoiser: ControlledDenoiser) -> None:
-        """Append a stage: stage 1 takes 1 condition map (CAD), later stages 2 (CAD + previous)."""
+        """Append a stage: stage 1 takes 1 condition map (CAD; 2 with a physics prior), later stages 2 (CAD +
+        previous)."""
         index = len(self.denoisers) + 1
-        expected_maps = 1 if index == 1 else 2
+        prior = self.config.get("prior", "")
+        expected_maps = 2 if index > 1 or prior else 1
         if denoiser.channels != self.codec.channels:
             raise ConfigError(
                 f"stage {index} denoises {denoiser.channels} channels but the codec gives {self.codec.channels}"
@@ -161,7 +170,8 @@ class Sim2RealPipeline(DiffusionPipeline):
         if denoiser.cond_maps != expected_maps:
             raise ConfigError(
                 f"stage {index} takes {denoiser.cond_maps} condition maps, stage {index} needs {expected_maps} "
-                f"({'CAD' if index == 1 else 'CAD + previous stage'}); use expand_condition(2) for stage k > 1"
+                f"({'CAD + physics prior' if index == 1 and prior else 'CAD' if index == 1 else 'CAD + previous stage'}); "
+                "use expand_condition(2) for stage k > 1"
             )
         self.denoisers.append(denoiser.eval())
         self.register_to_config(num_stages=len(self.denoisers))
@@ -285,7 +295,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         missing = [k for k in scalars if k not in index]
         if missing:
             raise CheckpointError(f"lacks {', '.join(missing)}", index_path)
-        options = {k: index[k] for k in ("eta", "precision", "cuda_graph", "compile", "eval_crop") if k in index}
+        options = {
+            k: index[k] for k in ("eta", "precision", "cuda_graph", "compile", "eval_crop", "prior") if k in index
+        }
         return cls(codec=codec, scheduler=scheduler, denoisers=denoisers, **{k: index[k] for k in scalars}, **options)
 
     # ------------------------------------------------------------------ sampling
@@ -302,6 +314,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         batch_size: int | None = None,
         show_progress_bar: bool = False,
         step_callback=None,
+        prior_depth: np.ndarray | torch.Tensor | None = None,
     ) -> Sim2RealOutput:
         """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
 
@@ -311,7 +324,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         eta = 0 the output does not depend on `batch_size`. `step_callback(x, frames, i)`: called with the
         denoised map x [b, C, h, w] of the frames `frames` (a slice of the batch) before the first DDIM step
         (i = -1) and after every step i; it returns x (e.g. tiles of one frame averaged where they overlap,
-        MultiDiffusion-style); it turns the CUDA-graph / compiled loop off."""
+        MultiDiffusion-style); it turns the CUDA-graph / compiled loop off. `prior_depth` (same shape as
+        `cad_depth`, metres): the output of the physical model named by the config's `prior` on the same CAD,
+        required by (and only by) a pipeline with a physics prior."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
@@ -335,9 +350,20 @@ class Sim2RealPipeline(DiffusionPipeline):
             raise DepthFormatError(
                 f"camera is {camera.width}x{camera.height} but cad_depth frames are {width}x{height}", "camera"
             )
+        prior_name = cfg.get("prior", "")
+        if bool(prior_name) != (prior_depth is not None):
+            raise ConfigError(
+                f"this pipeline's Stage-I is conditioned on the {prior_name} sensor model's output: pass prior_depth"
+                if prior_name
+                else "prior_depth given but the pipeline has no physics prior (its Stage-I sees the CAD only)"
+            )
+        prior = None if prior_depth is None else _as_depth_batch(prior_depth)
+        if prior is not None and prior.shape != cad.shape:
+            raise DepthFormatError(f"prior_depth is {tuple(prior.shape)}, cad_depth {tuple(cad.shape)}", "prior_depth")
 
         # 2. preprocess: the eval transform (centre crop, nearest resize to the model size) --
         cad, crop_camera = self.preprocess(cad, camera)  # [B, S, S] metres
+        prior = None if prior is None else self.preprocess(prior)[0].to(self.device)  # [B, S, S] metres
         size = cfg.size
         device, dtype = self.device, self.dtype
         cad = cad.to(device)
@@ -367,7 +393,12 @@ class Sim2RealPipeline(DiffusionPipeline):
                 prev_m = None
                 for k in range(num_run):
                     # 4. DDIM denoising of stage k+1 ------------------------------------------
-                    if k == 0:
+                    if k == 0 and prior is not None:  # the physics prior, encoded as a previous stage's output
+                        prior_map = previous_stage_condition(
+                            prior[chunk][:, None], cad_chunk_n, cfg.condition, cfg.residual_scale
+                        )
+                        condition = torch.cat([cad_latent, self.codec.encode(prior_map.to(dtype))], dim=1)
+                    elif k == 0:
                         condition = cad_latent
                     else:
                         prev_map = previous_stage_condition(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)

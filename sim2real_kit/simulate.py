@@ -1,7 +1,8 @@
 """Running a trained chain (paper Sec. 3.5): on a run's split, paired with the real capture, for
 evaluation and as the input of the next stage (`sample_split`); and on CAD alone — depth frames, a folder of
 PNGs, a layout, or meshes + a camera trajectory — into a layout with point clouds and a fused mesh, the
-simulated 3D data a user trains other networks on (`simulate_frames`, `simulate_folder`, `simulate_meshes`).
+simulated 3D data a user trains other networks on (`simulate_frames`, `simulate_folder`, `simulate_meshes`), at
+the camera's resolution (overlapping model-size tiles blended during sampling, `tiling.simulate_tiled`).
 """
 
 from __future__ import annotations
@@ -115,19 +116,33 @@ def simulate_frames(
     seed: int = 0,
     fuse: bool = True,
     progress: bool = True,
+    native: bool = True,
+    overlap: int | None = None,
 ) -> DepthLayout:
-    """Simulate captured depth for CAD frames [H, W] metres (one camera) and write it as a layout at the
-    model size: `_gt` = the CAD crop, `_scan` = the simulated depth, poses as given (camera-to-world);
-    plus `points/<scene>/<frame>.ply` (back-projected, world frame) and, with `fuse`, a TSDF mesh per
-    scene `meshes/<scene>/simulated.ply` — training data for 3D networks elsewhere."""
+    """Simulate captured depth for CAD frames [H, W] metres (one camera) and write it as a layout: `_gt` = the
+    CAD, `_scan` = the simulated depth, poses as given (camera-to-world); plus `points/<scene>/<frame>.ply`
+    (back-projected, world frame) and, with `fuse`, a TSDF mesh per scene `meshes/<scene>/simulated.ply` —
+    training data for 3D networks elsewhere.
+
+    native (default): at the camera's resolution [H, W], the pipeline run on overlapping model-size tiles of the
+    CAD sampled as one sample and blended (`tiling.simulate_tiled`, `overlap` px, default a quarter of the
+    tile; no tile border shows). The tiles are at the camera's pixel scale: a model trained on frames resized to
+    its size (the kit's Stage-I: a crop of side min(H, W) / zoom resized) saw coarser pixels than it is given
+    here. native=False: the model size [S, S] (the eval crop of `Sim2RealPipeline.preprocess`, resized)."""
     from tqdm.auto import tqdm
 
     from sim2real_kit.fusion import fuse_frames, save_mesh, save_point_cloud
+    from sim2real_kit.tiling import simulate_tiled
 
     out_dir = Path(out_dir)
     gen = torch.Generator().manual_seed(seed)
-    sims, cads, model_cam = [], [], None
+    sims, cads, model_cam = [], [], camera
     for cad in tqdm(cad_frames, desc="simulate", disable=not progress):
+        if native:
+            cad = np.asarray(cad, dtype=np.float32)
+            sims.append(simulate_tiled(pipe, cad[None], None, gen, overlap=overlap, stages=stages)[0])
+            cads.append(cad)
+            continue
         out = pipe(cad, camera=camera, stages=stages, generator=gen)
         sims.append(np.asarray(out.depth[0], dtype=np.float32))
         cads.append(np.asarray(out.cad[0], dtype=np.float32))
@@ -142,6 +157,7 @@ def simulate_frames(
         "source": "simulated",
         "stages": stages or pipe.num_stages,
         "splits": {"unit": "frame", "rule": "every 5th frame in val.lst"},  # scenes in both lists: declared
+        "resolution": "camera (overlapping tiles, blended)" if native else "model size (eval crop resized)",
     }
     layout = DepthLayout.create(out_dir, model_cam, meta=meta)
     for ref, cad, sim, pose in zip(refs, cads, sims, poses):
@@ -156,8 +172,10 @@ def simulate_frames(
             idx = [i for i, r in enumerate(refs) if r.scene == scene]
             mesh = fuse_frames([sims[i] for i in idx], [poses[i] for i in idx], model_cam, progress=False)
             save_mesh(mesh, layout.mesh_path(scene, "simulated"))
+    resolution = [model_cam.width, model_cam.height]
     atomic_write_json(
-        out_dir / "simulate.json", {"frames": len(refs), "stages": stages or pipe.num_stages, "fused": fuse}
+        out_dir / "simulate.json",
+        {"frames": len(refs), "stages": stages or pipe.num_stages, "fused": fuse, "native": native, "size": resolution},
     )
     return layout
 
@@ -214,12 +232,14 @@ def simulate_folder(
     stages: int | None = None,
     progress: bool = True,
     depth_unit: str | float = "mm",
+    native: bool = True,
+    overlap: int | None = None,
 ) -> DepthLayout:
     """Simulate every CAD depth PNG under `cad_dir`: a `lasa_depth` layout root (its poses, intrinsics and
     depth unit are used, scenes fused), or any folder of uint16 depth PNGs in `depth_unit` (metres per count
     or a name of `DEPTH_UNITS`; default mm), with `intrinsics.json` beside them (else the LASA camera),
     identity poses and no fusion. CAD outside the model's depth range is refused (`check_cad_range`), and so
-    is a simulation that comes back empty. See `simulate_frames` for the output."""
+    is a simulation that comes back empty. See `simulate_frames` for the output (native: the camera's resolution)."""
     from sim2real_kit.data.layout import read_pose
 
     pipe = load_any_pipeline(Path(pipeline))
@@ -230,7 +250,9 @@ def simulate_folder(
         cads = [layout.read_depth(r, "gt") for r in refs]
         check_cad_range(cads, str(cad_dir))
         poses = [layout.read_pose(r) for r in refs]
-        return simulate_frames(pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress)
+        return simulate_frames(
+            pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress, native=native, overlap=overlap
+        )
     files = sorted(p for p in cad_dir.rglob("*.png") if not p.name.endswith(("_scan.png", "_rgb.png", "_inst.png")))
     if not files:
         raise MissingArtifactError(f"no CAD depth PNGs under {cad_dir}")
@@ -254,7 +276,9 @@ def simulate_folder(
         pose_file = f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt")
         poses.append(read_pose(pose_file) if pose_file.is_file() else np.eye(4))
     known = all(f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt").is_file() for f in files)
-    return simulate_frames(pipe, cads, camera, refs, poses, out_dir, stages, fuse=known, progress=progress)
+    return simulate_frames(
+        pipe, cads, camera, refs, poses, out_dir, stages, fuse=known, progress=progress, native=native, overlap=overlap
+    )
 
 
 def simulate_meshes(
@@ -265,6 +289,8 @@ def simulate_meshes(
     camera: Camera | None = None,
     stages: int | None = None,
     progress: bool = True,
+    native: bool = True,
+    overlap: int | None = None,
 ) -> DepthLayout:
     """CAD meshes + a camera trajectory -> rendered CAD depth -> simulated depth in a layout, point clouds
     and a fused mesh (`simulate_frames`). `trajectory`: [N, 4, 4] camera-to-world poses, or a text file of
@@ -285,6 +311,7 @@ def simulate_meshes(
     cads = [renderer.render(camera, pose, full=False).depth.astype(np.float32) for pose in poses]
     scene = Path(mesh).stem
     refs = [FrameRef(scene, f"{i:04d}") for i in range(len(poses))]
+    pipe = load_any_pipeline(Path(pipeline))
     return simulate_frames(
-        load_any_pipeline(Path(pipeline)), cads, camera, refs, poses, out_dir, stages, progress=progress
+        pipe, cads, camera, refs, poses, out_dir, stages, progress=progress, native=native, overlap=overlap
     )

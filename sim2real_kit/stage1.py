@@ -76,6 +76,7 @@ def train_denoiser(
     resume: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    prior: str = "",
 ) -> dict:
     """Train stage k = len(previous) + 1 of the chain on `dataset` into `out_dir` (checkpoints, losses.csv;
     resumes a stopped run) and save the chain (previous stages + this one) to `out_dir/pipeline`.
@@ -84,7 +85,8 @@ def train_denoiser(
     stage k-1's output and starts from stage k-1's weights (`stage2.init: stage1`) or anew (`base`).
     `reweight`: weigh the loss by the flags (Stage-II). `codec`: default the config's. `seed`: default
     `cfg.seed`; it seeds the initialisation and the Trainer. `val_layout`: sample its val frames during
-    training and log their residual W1 (Stage-I). Returns the Trainer's summary."""
+    training and log their residual W1 (Stage-I). `prior`: a Stage-I with a physics prior (the items' `prev_n` is
+    that sensor model's output; `Sim2RealPipeline(prior=...)`). Returns the Trainer's summary."""
     from sim2real_kit.models.codec import build_codec
     from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
     from sim2real_kit.training import Trainer
@@ -94,12 +96,12 @@ def train_denoiser(
     torch.manual_seed(seed)
     codec = codec if codec is not None else build_codec(cfg)
     if not previous:
-        denoiser = ControlledDenoiser.from_config(cfg, cond_maps=1)
+        denoiser = ControlledDenoiser.from_config(cfg, cond_maps=2 if prior else 1)
     elif cfg.stage2.init == "stage1":
         denoiser = previous[-1].expand_condition(2)
     else:
         denoiser = ControlledDenoiser.from_config(cfg, cond_maps=2)
-    loss_fn = denoising_loss(make_scheduler(cfg, "ddpm"), use_prev=bool(previous), reweight=reweight)
+    loss_fn = denoising_loss(make_scheduler(cfg, "ddpm"), use_prev=bool(previous or prior), reweight=reweight)
     val_fn = None if val_layout is None else _val_fn(cfg, val_layout, codec, previous, cfg.train.val_frames)
     trainer = Trainer(
         StageModel(codec, denoiser),
@@ -118,17 +120,17 @@ def train_denoiser(
         progress=progress,
     )
     summary = trainer.fit()
-    save_chain(cfg, trainer, codec, previous, Path(out_dir) / "pipeline")
+    save_chain(cfg, trainer, codec, previous, Path(out_dir) / "pipeline", prior=prior)
     return summary
 
 
-def save_chain(cfg: Config, trainer, codec, previous: list, out: Path) -> None:
+def save_chain(cfg: Config, trainer, codec, previous: list, out: Path, prior: str = "") -> None:
     """Save the pipeline of `previous` + the trainer's denoiser (EMA weights when kept)."""
     from sim2real_kit.pipeline import Sim2RealPipeline
 
     with trainer.ema_weights():
         denoiser = trainer.unwrapped_model.denoiser
-        Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec).save_pretrained(out)
+        Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec, prior=prior).save_pretrained(out)
 
 
 def train_stage1(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> dict:

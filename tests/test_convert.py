@@ -471,3 +471,36 @@ def test_bop_rotations_rounded_to_a_few_digits_import_and_wrong_ones_are_refused
     with pytest.raises(PoseError, match=r"scene_gt\.json: rotation part is not a rotation"):
         import_bop(src, tmp_path / "bad", progress=False)
     _assert_nothing_written(tmp_path / "bad")
+
+
+# ---------------------------------------------------------------------- one frame: a test-only sample (issue 23)
+def test_one_frame_imports_as_a_test_only_sample(tmp_path, capsys):
+    from sim2real_kit.cli import main
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    src = export_bop(_small_copy(tmp_path, frames=("000001",)), tmp_path / "bop_one")
+    assert main(["import", "bop", str(src), "--out", str(tmp_path / "out")]) == 0
+    assert "test-only" in capsys.readouterr().out
+    lay = DepthLayout(tmp_path / "out")
+    assert validate(lay.root) == [] and lay.test_only
+    assert lay.frames("val") == [FrameRef("000000", "000001")] and not lay.has_split("train")
+    assert lay.meta["splits"]["test_only"] is True and any("test-only" in n for n in lay.meta["notes"])
+    with pytest.raises(LayoutError, match=r"train\.lst: .*test-only sample \(1 frame, .*--test-sample"):
+        lay.frames("train")
+    with pytest.raises(LayoutError, match="test-only"):
+        PairedDepthDataset(lay, "train")  # what every trainer opens first
+    two = import_bop(export_bop(_small_copy(tmp_path / "b"), tmp_path / "bop_two"), tmp_path / "out2", progress=False)
+    assert not two.test_only and len(two.frames("train")) == 1  # two frames: train and val as before
+
+
+LMO = Path("/work/shared/data/lmo_sample")
+
+
+@pytest.mark.skipif(not (LMO / "camera.json").is_file(), reason="the LM-O sample is not on this machine")
+def test_lmo_sample_imports_and_lines_up(tmp_path):
+    lay = import_bop(LMO, tmp_path / "lmo", progress=False)
+    assert validate(lay.root) == [] and lay.test_only and (lay.camera.width, lay.camera.height) == (640, 480)
+    frame = lay.read_frame(lay.frames("val")[0], instance=True)
+    on = (frame["instance"] > 0) & (frame["cad"] > 0) & (frame["real"] > 0)
+    diff_mm = 1000 * np.abs(frame["cad"] - frame["real"])[on]
+    assert on.sum() > 15_000 and 3.0 < np.median(diff_mm) < 5.5  # the sample's README: 19 163 px, median 4.2 mm

@@ -142,6 +142,7 @@ def test_06_ablations_ci_grid(quick_run):
 @pytest.mark.notebook
 def test_cad_only_simulation_from_the_run(quick_run, tmp_path):
     """`sim2real simulate`: a folder of CAD depth maps (no real frames) -> simulated depth + point clouds."""
+    from sim2real_kit.camera import Camera
     from sim2real_kit.cli import main
     from sim2real_kit.depth import read_depth_png
 
@@ -155,7 +156,8 @@ def test_cad_only_simulation_from_the_run(quick_run, tmp_path):
     sims = sorted((tmp_path / "sim" / "lasa_depth" / "cad").glob("*_scan.png"))
     assert len(sims) == 2 and len(list((tmp_path / "sim" / "points" / "cad").glob("*.ply"))) == 2
     depth = read_depth_png(sims[0])
-    assert depth.shape == (32, 32) and (depth > 0).mean() > 0.5
+    camera = Camera.load_json(cad_dir / "intrinsics.json")
+    assert depth.shape == (camera.height, camera.width) and (depth > 0).mean() > 0.5  # the camera's resolution
     # a whole layout: its poses are used and every scene is fused into a mesh
     layout_out = tmp_path / "sim_layout"
     assert (

@@ -198,7 +198,8 @@ def test_tile_boxes_cover_the_region():
 # ---------------------------------------------------------------------- the whole section
 def test_evaluate_real_sample_writes_the_table(run):
     cfg = resolve_config(run, "tiny", overrides=TOY, quick=True, save=False)
-    result = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=4, seeds=1, progress=False)
+    result = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=4, seeds=1, physics_prior=True, progress=False)
+    assert math.isfinite(result.row("heldout", "stage1_physics")["w1_mm"])  # physics + learned beside the others
     for name in ("results.csv", "results.md", "summary.json", "figures/w1_heldout.png", "figures/heldout_panels.png"):
         assert result.paths[name].is_file(), name
     assert {(e["region"], e["simulator"]) for e in result.table} >= {
@@ -297,10 +298,10 @@ def test_tiles_of_a_frame_start_and_stay_one_sample():
     """MultiDiffusion-style sync (`blend="sample"`): before the first step the tiles are cut from one noise map
     and after every step they are averaged where they overlap, so overlapping tiles hold the same values
     there (independent tiles averaged only at the end narrow the residual in the overlaps)."""
-    from sim2real_kit.real_sample.fewshot import _TileSync
+    from sim2real_kit.tiling import TileSync
 
     boxes = [(0, x, y) for x, y in rs.tile_boxes(np.ones((24, 28), bool), 8, 6)]
-    sync = _TileSync(boxes, (24, 28), 8, 2, torch.Generator().manual_seed(0))
+    sync = TileSync(boxes, (24, 28), 8, 2, torch.Generator().manual_seed(0))
     rng = torch.Generator().manual_seed(1)
     for i in (-1, 0, 3):
         x = sync(torch.randn((len(boxes), 1, 8, 8), generator=rng), slice(0, len(boxes)), i)
@@ -335,3 +336,169 @@ def test_pipeline_step_callback_sees_every_step_and_its_result_is_used(one_threa
     assert [i for _, i in calls] == [-1, 0, 1, 2] and calls[0][0] == slice(0, 2)
     zero = pipe(cad, generator=torch.Generator().manual_seed(0), step_callback=lambda x, f, i: x * 0).depth
     assert np.abs(np.asarray(zero) - np.asarray(base)).max() > 0  # its result is what the next step uses
+
+
+# ---------------------------------------------------------------------- train on some samples, test on others (issue 23)
+def _toy_sample(root, sensor: str, seed: int, frames: int = 2, test_only: bool = False) -> Path:
+    """A small imported sample (lasa_depth layout with instance ids, 48x64): two box objects on no-CAD
+    background, real = CAD + 3 mm noise with holes on the objects' outlines."""
+    from sim2real_kit.data.layout import DepthLayout
+
+    rng = np.random.default_rng(seed)
+    H, W = 48, 64
+    splits = {"unit": "frame", **({"test_only": True} if test_only else {})}
+    meta = {"sensor": sensor, "classes": {1: "box", 2: "slab"}, "splits": splits}
+    lay = DepthLayout.create(root, Camera(60, 60, W / 2, H / 2, W, H), meta=meta)
+    refs = []
+    for f in range(frames):
+        cad, inst = np.zeros((H, W), np.float32), np.zeros((H, W), np.int32)
+        x0 = 6 + 3 * f + seed
+        cad[8:30, x0 : x0 + 20], inst[8:30, x0 : x0 + 20] = 1.0 + 0.05 * seed, 1
+        cad[20:44, 34:58], inst[20:44, 34:58] = 1.2 + np.linspace(0, 0.05, 24, dtype=np.float32), 2
+        real = np.where(cad > 0, cad + rng.normal(0, 0.003, cad.shape), 0).astype(np.float32)
+        real[(inst > 0) & (np.abs(np.diff(inst, prepend=0, axis=1)) > 0)] = 0  # holes at the left outlines
+        ref = FrameRef("s", f"{f:03d}")
+        lay.write_frame(ref, cad, real, np.eye(4), instance=inst)
+        refs.append(ref)
+    if test_only:
+        lay.write_split("val", refs)
+    else:
+        lay.write_split("train", refs[:-1])
+        lay.write_split("val", refs[-1:])
+    return lay.root
+
+
+@pytest.fixture(scope="module")
+def toy_samples(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_samples")
+    return {
+        "a": _toy_sample(root / "a", "toy sensor A", 0, frames=3),
+        "b": _toy_sample(root / "b", "toy sensor A", 1, frames=2),
+        "test": _toy_sample(root / "test", "toy sensor B", 2, frames=1, test_only=True),
+    }
+
+
+def test_cross_mode_trains_on_some_samples_and_scores_on_others(toy_samples, tmp_path):
+    cfg = load_config("tiny", None, TOY)
+    result = rs.evaluate_real_sample(
+        tmp_path / "run", cfg, train_samples=[toy_samples["a"], toy_samples["b"]], test_samples=[toy_samples["test"]],
+        steps=4, seeds=1, progress=False,
+    )  # fmt: skip
+    assert result.out_dir == RunFolder(tmp_path / "run").benchmark_dir / "real_sample_cross"
+    for name in ("results.csv", "results.md", "summary.json", "figures/w1_objects.png", "figures/objects_panels.png"):
+        assert result.paths[name].is_file(), name
+    for region in ("objects", "silhouettes"):
+        assert result.row(region, "real")["w1_mm"] == 0.0
+        assert math.isfinite(result.row(region, "stage1")["w1_mm"]) and result.row(region, "physical")["w1_mm"] > 0
+    # the toy sensor loses depth on outlines: the silhouette band has more holes than all object pixels
+    assert result.row("silhouettes", "real")["hole_all_pct"] > result.row("objects", "real")["hole_all_pct"]
+    summary = json.loads(result.paths["summary.json"].read_text())
+    assert summary["mode"] == "cross" and summary["cross_sensor"] and summary["cross_scene"]
+    assert [t["frames"] for t in summary["train"]] == [3, 2] and summary["test"][0]["sensor"] == "toy sensor B"
+    assert "cross-scene and cross-sensor" in result.markdown() and "toy sensor B" in result.markdown()
+
+
+def test_cross_mode_never_trains_on_a_test_frame(toy_samples, tmp_path, monkeypatch):
+    import shutil
+
+    from test_leaks import spy
+
+    from sim2real_kit import stage1
+
+    given = spy(monkeypatch, stage1, "train_denoiser", 1)
+    cfg = load_config("tiny", None, TOY)
+    test = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_samples["test"]))
+    rs.evaluate_real_sample(
+        tmp_path / "run", cfg, train_samples=[toy_samples["a"]], test_samples=[toy_samples["test"]], steps=2,
+        seeds=1, progress=False,
+    )  # fmt: skip
+    (ds,) = given
+    assert ds.roots == (toy_samples["a"],) and ds.holdout_id is None
+    real = ds.maps[:, 1]  # the real depth every crop is cut from
+    assert real.shape[0] == 3 and not any(np.array_equal(r, t) for r in real for t in test.real)
+    # the same folder on both sides, or a test frame copied into a training sample, is refused before training
+    with pytest.raises(ConfigError, match="both a training and a test sample"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, train_samples=[toy_samples["a"]],
+                                test_samples=[toy_samples["a"]], steps=2, seeds=1, progress=False)  # fmt: skip
+    leak = tmp_path / "leak"
+    shutil.copytree(toy_samples["a"], leak)
+    for kind in ("gt", "scan", "inst"):
+        shutil.copy(
+            toy_samples["test"] / "lasa_depth" / "s" / f"000_{kind}.png", leak / "lasa_depth" / "s" / f"001_{kind}.png"
+        )
+    with pytest.raises(ConfigError, match=r"test frame .*test.*s/000 .* training frame .*leak.*s/001"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, train_samples=[leak], test_samples=[toy_samples["test"]],
+                                steps=2, seeds=1, progress=False)  # fmt: skip
+    assert len(given) == 1  # neither reached the trainer
+
+
+def test_a_test_only_sample_is_scored_but_never_trained_on_alone(toy_samples, tmp_path, capsys):
+    from sim2real_kit.cli import main
+
+    cfg = load_config("tiny", None, TOY)
+    with pytest.raises(ConfigError, match="test-only.*--train-sample"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, toy_samples["test"], steps=2, seeds=1, progress=False)
+    with pytest.raises(ConfigError, match="test-only"):
+        rs.evaluate_real_sample(tmp_path / "run", cfg, train_samples=[toy_samples["test"]],
+                                test_samples=[toy_samples["a"]], steps=2, seeds=1, progress=False)  # fmt: skip
+    # physical baselines only: the sample's row
+    result = rs.evaluate_real_sample(tmp_path / "run", cfg, toy_samples["test"], seeds=1, stage1=False, progress=False)
+    assert result.row("objects", "physical")["w1_mm"] > 0 and "toy sensor B" in result.markdown()
+    args = ["evaluate-real", "--run", str(tmp_path / "run"), "--test-sample", str(toy_samples["test"])]
+    assert main([*args, "--no-stage1"]) == 2
+    assert "--train-sample" in capsys.readouterr().err  # one role alone: named
+    assert main([*args, "--train-sample", str(toy_samples["a"]), "--no-stage1", "--seeds", "1", *TOY]) == 0
+    assert "cross-scene and cross-sensor" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- physics prior (issue 23, part 4)
+def test_a_physics_prior_pipeline_takes_the_physical_output_as_a_second_condition(tmp_path):
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=["data.size=16", *TINY_MODEL, "sampling.steps=2"])
+    with pytest.raises(ConfigError, match="stage 1 takes 1 condition map.*needs 2"):
+        Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)], prior="nguyen2012")
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg, cond_maps=2)], prior="nguyen2012")
+    with torch.no_grad():  # as if trained: ControlNet's zero-initialised convs would hide every condition
+        for param in pipe.denoisers[0].parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    cad = np.full((2, 16, 16), 1.5, np.float32)
+    prior = cad + np.random.default_rng(0).normal(0, 0.005, cad.shape).astype(np.float32)
+    with pytest.raises(ConfigError, match="nguyen2012.*prior_depth"):
+        pipe(cad)
+    base = pipe(cad, prior_depth=prior, generator=torch.Generator().manual_seed(0)).depth
+    other = pipe(cad, prior_depth=prior + 0.02, generator=torch.Generator().manual_seed(0)).depth
+    assert np.abs(base - other).max() > 0  # the prior is a condition the output depends on
+    pipe.save_pretrained(tmp_path / "p")
+    again = Sim2RealPipeline.from_pretrained(tmp_path / "p")
+    assert again.config.prior == "nguyen2012"
+    np.testing.assert_allclose(again(cad, prior_depth=prior, generator=torch.Generator().manual_seed(0)).depth, base,
+                               atol=1e-5)  # fmt: skip
+    plain = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
+    with pytest.raises(ConfigError, match="no physics prior"):
+        plain(cad, prior_depth=prior)
+
+
+def test_physics_alone_learned_alone_and_physics_plus_learned(toy_samples, tmp_path, monkeypatch):
+    from test_leaks import spy
+
+    from sim2real_kit import stage1
+
+    given = spy(monkeypatch, stage1, "train_denoiser", 1)
+    cfg = load_config("tiny", None, TOY)
+    result = rs.evaluate_real_sample(
+        tmp_path / "run", cfg, train_samples=[toy_samples["a"]], test_samples=[toy_samples["test"]], steps=2,
+        seeds=1, physics_prior=True, progress=False,
+    )  # fmt: skip
+    for region in ("objects", "silhouettes"):
+        for name in ("physical", "stage1", "stage1_physics"):
+            assert math.isfinite(result.row(region, name)["w1_mm"]), (region, name)
+    assert "physics prior" in result.markdown()
+    plain, prior = given
+    assert "prev_n" not in plain[0] and prior[0]["prev_n"].shape == (1, SIZE, SIZE)
+    # the prior of the training crops is the physical model run on the training frames' CAD, nothing else
+    train = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_samples["a"]))
+    sim = rs.baseline_simulators(cfg)["physical"]
+    np.testing.assert_array_equal(prior.prior, sim.from_cad(train.cad, train.camera, cfg.seed))

@@ -154,7 +154,7 @@ def test_simulate_meshes_and_trajectory(tmp_path, one_thread):
     lay = DepthLayout(out)
     assert lay.frames("train") == [FrameRef("box", "0000"), FrameRef("box", "0001")]
     frame = lay.read_frame(lay.frames("train")[0])
-    assert frame["cad"].shape == (16, 16) and (frame["cad"] > 0).any()
+    assert frame["cad"].shape == frame["real"].shape == (24, 32) and (frame["cad"] > 0).any()  # the camera's size
     np.testing.assert_allclose(frame["pose"], poses[0], atol=1e-6)
     assert len(list((out / "points" / "box").glob("*.ply"))) == 3
     assert (out / "meshes" / "box" / "simulated.ply").is_file()

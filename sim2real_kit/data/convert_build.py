@@ -182,6 +182,12 @@ def _notes(split_desc: dict, benchmark_fraction: float = 0.0) -> list[str]:
     """The caveats dataset.yaml states: CAD covers the objects only; a one-video val (benchmark) split holds out
     little; too few scenes for a benchmark split."""
     notes = ["CAD depth holds the object meshes only: 0 (no CAD) on table, walls and unmodelled objects, as in LASA."]
+    if split_desc.get("test_only"):
+        notes.append(
+            "test-only sample: one frame, in val.lst only; nothing here can be trained on (train on another sample "
+            "and score on this one: sim2real evaluate-real --train-sample OTHER --test-sample THIS)."
+        )
+        return notes
     if "val_nearest_train_frame" in split_desc:
         g = split_desc["val_nearest_train_frame"]
         notes.append(

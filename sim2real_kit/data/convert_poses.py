@@ -14,7 +14,7 @@ import numpy as np
 
 from sim2real_kit.data.convert_source import SrcFrame, frames_by_scene
 from sim2real_kit.data.layout import FrameRef, split_sizes
-from sim2real_kit.errors import LayoutError, PoseError
+from sim2real_kit.errors import PoseError
 
 Gap = tuple[float, float]  # (rotation deg, camera-centre distance mm)
 ObjectKey = tuple[int, int]  # (class id, occurrence of the class within the frame)
@@ -148,10 +148,12 @@ def split_frames(
     one scene: its last frames are val, the frames before them benchmark (the nearest-train-frame gap of each
     is reported: neighbouring frames of a video are near-duplicates), and the description declares frame-wise
     splits (`unit: frame`, which `layout.validate` reads). benchmark is empty when there are too few scenes
-    (frames) to keep one in train."""
+    (frames) to keep one in train. One frame: a test-only sample (val only, `test_only: true`; `layout.DepthLayout`
+    refuses its train split with an error saying so)."""
     refs = [f.ref for f in frames]
-    if len(refs) < 2:
-        raise LayoutError("need at least 2 frames to make non-empty train and val splits", frames[0].meta_path)
+    if len(refs) == 1:  # nothing to train on: a test-only sample, scored against, never trained on
+        desc = {"rule": "one frame: test only (val.lst), no train split", "unit": "frame", "test_only": True}
+        return {"train": [], "val": refs, "benchmark": []}, desc
     scenes = list(dict.fromkeys(r.scene for r in refs))
     if len(scenes) >= 2:
         n_val, n_bench = split_sizes(len(scenes), val_fraction, benchmark_fraction)

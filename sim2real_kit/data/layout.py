@@ -25,7 +25,8 @@ simulation on LASA synthetic data"). `train` and `val` are required; `benchmark`
 before it, or with `data.benchmark_fraction: 0`, have none: `has_split("benchmark")` is False). No scene may be
 in two lists, unless dataset.yaml declares frame-wise splits (`splits: {unit: frame}`: the importers' one-video
 datasets, whose held-out frames neighbour training frames). `split_sizes` is the one rule of how many scenes
-(or frames) each split gets.
+(or frames) each split gets. A test-only sample (dataset.yaml `splits: {test_only: true}`: the importers' one-frame
+datasets) has val.lst only; asking for its train split is an error saying so.
 """
 
 from __future__ import annotations
@@ -160,6 +161,13 @@ class DepthLayout:
                 if split == "benchmark"
                 else ""
             )
+            if split == "train" and self.test_only:
+                n = len(self.frames("val"))
+                why = (
+                    f": this is a test-only sample ({n} frame{'s' * (n != 1)}, dataset.yaml splits.test_only) with "
+                    "nothing to train on; train on another sample and score on this one (sim2real evaluate-real "
+                    "--train-sample OTHER --test-sample THIS)"
+                )
             raise LayoutError(f"split list {split}.lst is missing{why}", p)
         refs = [FrameRef.parse(line, p) for line in p.read_text().splitlines() if line.strip()]
         if not refs:
@@ -178,6 +186,13 @@ class DepthLayout:
         """dataset.yaml declares frame-wise splits (`splits: {unit: frame}`): scenes may be in several lists."""
         splits = self.meta.get("splits")
         return isinstance(splits, dict) and splits.get("unit") == "frame"
+
+    @property
+    def test_only(self) -> bool:
+        """dataset.yaml declares a test-only sample (`splits: {test_only: true}`, the importers' one-frame datasets):
+        val.lst only, no train split; `frames("train")` says so."""
+        splits = self.meta.get("splits")
+        return isinstance(splits, dict) and bool(splits.get("test_only"))
 
     def scenes(self, split: str) -> list[str]:
         return sorted({r.scene for r in self.frames(split)})
@@ -352,7 +367,7 @@ def validate(root: str | Path, check_pixels: bool = True, max_frames: int | None
     for split in SPLITS:
         p = lay.list_path(split)
         if not p.is_file():
-            if split in REQUIRED_SPLITS:
+            if split in REQUIRED_SPLITS and not (split == "train" and lay.test_only):
                 problems.append(f"{p}: split list {split}.lst is missing")
             continue
         lines = [ln for ln in p.read_text().splitlines() if ln.strip()]

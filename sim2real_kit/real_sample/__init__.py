@@ -21,29 +21,31 @@ meshes, so every pair is real capture vs CAD of the *same view*; CAD exists on t
    object's pixels, beside the baselines. The five frames come from an almost static camera (< 1 mm
    apart), so this is a few-shot demonstration on one scene, not a generalisation measure.
 
-`evaluate_real_sample` does 1, 3 and 4 and writes `run_dir/benchmark/real_sample/`: results.csv (one row
+5. Train on some samples, test on others (`evaluate_real_sample(train_samples=..., test_samples=...)`, `sim2real
+   evaluate-real --train-sample A [B ...] --test-sample C [D ...]`): the same Stage-I trained on every object of
+   the training samples' frames, scored with the baselines on the test samples' object pixels and silhouettes.
+   Samples may be YCB-Video or BOP folders (e.g. LM-O's one Kinect v1 frame, a test-only sample: it is scored on,
+   never trained on) or imported layouts; no test frame reaches the training data. With the data at hand the one
+   pair is YCB-Video (Xtion) -> LM-O (Kinect v1): cross-scene and cross-sensor at once.
+
+`evaluate_real_sample` does 1, 3 and 4 (or 5) and writes `run_dir/benchmark/real_sample/`: results.csv (one row
 per region x simulator x seed), results.md, summary.json and figures/*.png.
 """
 
 from sim2real_kit.real_sample.evaluate import RealSampleResult, evaluate_real_sample
-from sim2real_kit.real_sample.fewshot import (
-    HeldOutCrops,
-    blend_tiles,
-    blend_window,
-    heldout_dataset,
-    seam_ratio,
-    simulate_tiles,
-    tile_boxes,
-    train_heldout_stage1,
-)
+from sim2real_kit.real_sample.fewshot import HeldOutCrops, heldout_dataset, simulate_tiles, train_heldout_stage1
 from sim2real_kit.real_sample.frames import (
+    CROSS_REGIONS,
     DEFAULT_SAMPLE,
     REGIONS,
     RealFrames,
+    concat_frames,
     import_real_sample,
     load_frames,
     resolve_holdout,
     resolve_sample,
+    sample_kind,
+    sensor_of,
 )
 from sim2real_kit.real_sample.measure import (
     baseline_outputs,
@@ -52,10 +54,15 @@ from sim2real_kit.real_sample.measure import (
     region_metrics,
     sample_summary,
 )
+from sim2real_kit.tiling import blend_tiles, blend_window, seam_ratio, tile_boxes  # the library's tiling, re-exported
 
 __all__ = [
     "DEFAULT_SAMPLE",
     "REGIONS",
+    "CROSS_REGIONS",
+    "sample_kind",
+    "sensor_of",
+    "concat_frames",
     "RealFrames",
     "RealSampleResult",
     "HeldOutCrops",

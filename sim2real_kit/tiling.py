@@ -1,0 +1,212 @@
+"""Frames larger than the model: overlapping model-size tiles sampled as one sample and blended, the
+MultiDiffusion recipe (Bar-Tal et al., ICML 2023) on the kit's `Sim2RealPipeline` (its `step_callback`).
+
+A pipeline works on `size` x `size` maps (the model size). `simulate_tiled` covers a frame [H, W] (or the pixels
+of a region of it) with a regular grid of native-resolution tiles overlapping by `overlap` pixels
+(`tile_boxes`), cuts every tile's initial noise from one noise map of the frame and, after every DDIM step,
+averages the tiles where they overlap (`TileSync`), then blends the outputs with weights that fall to ~0 at a
+tile's edge (`blend_window`, `blend_tiles`): no tile border shows (`seam_ratio` ~ 1). Used by the real-sample
+evaluation (`real_sample.simulate_tiles`) and by `simulate.simulate_frames` (native-resolution output).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sim2real_kit.errors import ConfigError
+
+
+def tile_boxes(region: np.ndarray, size: int, stride: int | None = None) -> list[tuple[int, int]]:
+    """(left, top) of the size x size tiles of a regular grid (step `stride`, default `size`: no overlap) over
+    a frame [H, W] that hold a pixel of `region` (the last row / column of tiles is shifted to end at the
+    frame's border)."""
+    H, W = region.shape
+    step = size if stride is None else int(stride)
+    if not 0 < step <= size:
+        raise ConfigError(f"tile stride must be in 1..{size} (the tile side), got {stride}")
+    lefts = sorted({*range(0, W - size + 1, step), W - size})
+    tops = sorted({*range(0, H - size + 1, step), H - size})
+    return [(x, y) for y in tops for x in lefts if region[y : y + size, x : x + size].any()]
+
+
+def blend_window(size: int, overlap: int) -> np.ndarray:
+    """[S, S] weights of one tile: 1 inside, a linear ramp over the `overlap` pixels at each side down to
+    1 / (overlap + 1) at the edge (never 0, so a pixel only one tile covers keeps its value)."""
+    ramp = np.ones(size, np.float32)
+    if overlap > 0:
+        r = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+        ramp[:overlap] = np.minimum(ramp[:overlap], r)
+        ramp[size - overlap :] = np.minimum(ramp[size - overlap :], r[::-1])
+    return np.outer(ramp, ramp)
+
+
+def blend_tiles(
+    tiles: np.ndarray, boxes: list[tuple[int, int, int]], shape: tuple[int, int, int], overlap: int
+) -> np.ndarray:
+    """Depth [F, H, W] from overlapping tiles [N, S, S] (metres, 0 = hole) at `boxes` (frame, left, top):
+    each pixel the `blend_window`-weighted mean of the tiles' valid values, a hole where the weighted share
+    of tiles that see a hole there is more than half; 0 where no tile lies. No step at a tile border: a
+    tile's weight falls to ~0 at its edge. (The mean of independent samples is smoother than one sample in
+    the overlap; the residual's spread there is reduced by up to 1/sqrt(2).)"""
+    size = tiles.shape[-1]
+    window = blend_window(size, overlap)
+    acc = np.zeros(shape, np.float64)
+    weight_valid = np.zeros(shape, np.float64)
+    weight_all = np.zeros(shape, np.float64)
+    for (f, x, y), tile in zip(boxes, tiles):
+        valid = tile > 0
+        acc[f, y : y + size, x : x + size] += window * np.where(valid, tile, 0.0)
+        weight_valid[f, y : y + size, x : x + size] += window * valid
+        weight_all[f, y : y + size, x : x + size] += window
+    keep = weight_valid > 0.5 * weight_all
+    out = np.where(keep, acc / np.maximum(weight_valid, 1e-12), 0.0)
+    return out.astype(np.float32)
+
+
+def seam_ratio(residual: np.ndarray, boxes: list[tuple[int, int, int]], size: int, valid=None) -> float:
+    """How visible the tile borders are in a residual map [F, H, W] (metres): the mean |difference| of
+    horizontally and vertically adjacent pixels across a tile's inner border (a tile edge that is not the
+    frame's), over the same mean everywhere else. ~1: no seam; a step at the borders makes it grow.
+    `valid` [F, H, W]: pixels to count (both of a pair must be valid); default residual != 0."""
+    residual = np.asarray(residual, np.float64)
+    ok = residual != 0 if valid is None else np.asarray(valid, bool)
+    F, H, W = residual.shape
+    seam_x = np.zeros((F, H, W - 1), bool)  # pair (x, x+1) straddles a vertical tile border
+    seam_y = np.zeros((F, H - 1, W), bool)
+    for f, x, y in boxes:
+        for edge in (x, x + size):
+            if 0 < edge < W:
+                seam_x[f, y : y + size, edge - 1] = True
+        for edge in (y, y + size):
+            if 0 < edge < H:
+                seam_y[f, edge - 1, x : x + size] = True
+    dx, okx = np.abs(np.diff(residual, axis=2)), ok[:, :, 1:] & ok[:, :, :-1]
+    dy, oky = np.abs(np.diff(residual, axis=1)), ok[:, 1:, :] & ok[:, :-1, :]
+    border = np.concatenate([dx[okx & seam_x], dy[oky & seam_y]])
+    inner = np.concatenate([dx[okx & ~seam_x], dy[oky & ~seam_y]])
+    if border.size == 0 or inner.size == 0:
+        return float("nan")
+    return float(border.mean() / max(inner.mean(), 1e-12))
+
+
+def simulate_tiled(
+    pipe,
+    cad: np.ndarray,
+    region: np.ndarray | None = None,
+    generator: torch.Generator | None = None,
+    steps: int | None = None,
+    eta: float = 0.0,
+    overlap: int | None = None,
+    blend: str = "sample",
+    stages: int | None = None,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
+    """Simulated depth [F, H, W] metres of CAD frames [F, H, W] metres at their own resolution (0 outside the
+    tiles): `pipe` run on `pipe.config.size`-px native-resolution tiles (no resize) covering `region` [F, H, W]
+    (default: where CAD > 0), overlapping by `overlap` pixels (default a quarter of the tile). Frames smaller than
+    a tile are padded with 0 (no CAD) and cut back.
+
+    blend = "sample" (default): the tiles of a frame are one sample, MultiDiffusion-style: their initial noise
+    is cut from one noise map per frame and after every DDIM step the tiles are averaged where they overlap
+    (`TileSync`, `blend_window` weights), then the outputs are blended (`blend_tiles`). "after": independent
+    samples per tile, blended afterwards (averaging independent samples narrows the residual in the overlaps).
+    `overlap=0`: the plain grid. steps / eta / stages: the pipeline's (None = its defaults, all stages). prior
+    [F, H, W] metres: the physics prior of a pipeline that has one (`Sim2RealPipeline(prior_depth=...)`), tiled
+    as the CAD."""
+    size = int(pipe.config.size)
+    overlap = size // 4 if overlap is None else int(overlap)
+    if not 0 <= overlap < size:
+        raise ConfigError(f"tile overlap must be in 0..{size - 1} pixels, got {overlap}")
+    if blend not in ("sample", "after"):
+        raise ConfigError(f"tile blend must be 'sample' or 'after', got {blend!r}")
+    get = getattr(pipe.config, "get", None)
+    crop = int((get("eval_crop", 0) if get else 0) or 0)
+    if crop and crop != size:
+        raise ConfigError(
+            f"the pipeline resizes a {crop}-px centre crop to its {size} px (eval_crop): its tiles would not be at "
+            "the frame's resolution; tile with a pipeline of eval_crop 0 (or simulate at the model size)"
+        )
+    cad = np.asarray(cad, np.float32)
+    if cad.ndim != 3:
+        raise ConfigError(f"CAD frames must be [F, H, W], got shape {cad.shape}")
+    region = cad > 0 if region is None else np.asarray(region, bool)
+    if prior is not None and np.shape(prior) != cad.shape:
+        raise ConfigError(f"physics prior of shape {np.shape(prior)} for CAD frames of shape {cad.shape}")
+    F, H, W = cad.shape
+    pad_h, pad_w = max(size - H, 0), max(size - W, 0)  # a frame smaller than a tile: no-CAD border
+    if pad_h or pad_w:
+        cad = np.pad(cad, ((0, 0), (0, pad_h), (0, pad_w)))
+        region = np.pad(region, ((0, 0), (0, pad_h), (0, pad_w)))
+        prior = None if prior is None else np.pad(prior, ((0, 0), (0, pad_h), (0, pad_w)))
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    stride = size - overlap
+    out = np.zeros_like(cad)
+    for f in range(F):
+        boxes = [(0, x, y) for x, y in tile_boxes(region[f], size, stride)]
+        if not boxes:
+            continue
+        tiles = np.stack([cad[f, y : y + size, x : x + size] for _, x, y in boxes])  # [N, S, S]
+        callback = None
+        if blend == "sample" and overlap > 0 and len(boxes) > 1:
+            callback = TileSync(boxes, cad.shape[1:], size, overlap, gen)
+        extra = {} if stages is None else {"stages": stages}
+        if prior is not None:
+            extra["prior_depth"] = np.stack([prior[f, y : y + size, x : x + size] for _, x, y in boxes]).astype(
+                np.float32
+            )
+        depth = np.asarray(
+            pipe(
+                tiles,
+                num_inference_steps=steps,
+                eta=eta,
+                generator=gen,
+                batch_size=len(tiles),  # one chunk: the callback sees every tile of the frame at once
+                step_callback=callback,
+                **extra,
+            ).depth
+        )
+        out[f] = blend_tiles(depth, boxes, (1, *cad.shape[1:]), overlap)[0]
+    return out[:, :H, :W]
+
+
+class TileSync:
+    """`step_callback` of `simulate_tiled`: the tiles of one frame as one sample. Before the first step each
+    tile's noise is cut from one noise map of the frame (overlaps start equal); after every step the tiles
+    are averaged where they overlap (`blend_window` weights) and cut again. Works on the denoised map at the
+    codec's resolution (pixel presets: the tile itself)."""
+
+    def __init__(self, boxes, frame_shape, size: int, overlap: int, generator: torch.Generator):
+        self.boxes, self.frame_shape, self.size, self.overlap, self.gen = boxes, frame_shape, size, overlap, generator
+
+    def _scaled(self, x: torch.Tensor):
+        down = self.size // x.shape[-1]
+        if (
+            self.size % x.shape[-1]
+            or any(v % down for _, bx, by in self.boxes for v in (bx, by))
+            or self.overlap % down
+        ):
+            raise ConfigError(f"tile positions and overlap must be multiples of the codec's downscale {down}")
+        H, W = (-(-d // down) for d in self.frame_shape)
+        return down, H, W, x.shape[-1], self.overlap // down
+
+    def __call__(self, x: torch.Tensor, frames: slice, i: int) -> torch.Tensor:
+        down, H, W, s, ov = self._scaled(x)
+        boxes = self.boxes[frames]
+        if i < 0:  # one noise map per frame: overlapping tiles start from the same noise
+            canvas = torch.randn((x.shape[1], H, W), generator=self.gen).to(x.device, x.dtype)
+            return torch.stack(
+                [canvas[:, by // down : by // down + s, bx // down : bx // down + s] for _, bx, by in boxes]
+            )
+        window = torch.from_numpy(blend_window(s, ov)).to(x.device, x.dtype)
+        acc = torch.zeros((x.shape[1], H, W), device=x.device, dtype=x.dtype)
+        wsum = torch.zeros((1, H, W), device=x.device, dtype=x.dtype)
+        for tile, (_, bx, by) in zip(x, boxes):
+            r, c = by // down, bx // down
+            acc[:, r : r + s, c : c + s] += window * tile
+            wsum[:, r : r + s, c : c + s] += window
+        mean = acc / wsum.clamp_min(1e-12)
+        return torch.stack([mean[:, by // down : by // down + s, bx // down : bx // down + s] for _, bx, by in boxes])
+
+
+__all__ = ["tile_boxes", "blend_window", "blend_tiles", "seam_ratio", "simulate_tiled", "TileSync"]
