@@ -210,3 +210,18 @@ def test_model_learns_to_drop_a_band_of_pixels(tmp_path):
     generated, true = (out.depth == 0) & (cad > 0), (real == 0) & (cad > 0)
     iou = float((generated & true).sum() / (generated | true).sum())
     assert true.float().mean() > 0.05 and iou > 0.8, iou
+
+
+def test_hole_maps_figure_counts_holes_at_edges_and_on_flat_areas():
+    from sim2real_kit import viz
+
+    cad = np.full((2, 16, 16), 2.0, np.float32)
+    cad[:, 4:12, 4:12] = 1.0  # a box: its silhouette is the CAD edge
+    real = cad.copy()
+    real[:, 3:5, 3:13] = 0.0  # holes along the box's top edge
+    sim = cad.copy()
+    sim[:, 14:, :] = 0.0  # holes on the flat floor
+    fig = viz.hole_maps(cad, real, {"Stage-I": sim}, n=2)
+    assert fig.holes["real"]["edge"] > 0.1 and fig.holes["real"]["flat"] == 0.0
+    assert fig.holes["Stage-I"]["edge"] == 0.0 and fig.holes["Stage-I"]["flat"] > 0.1
+    assert len(fig.axes) == 2 * 2 + 1  # real and Stage-I per frame, the bars
