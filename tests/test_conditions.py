@@ -17,6 +17,7 @@ from sim2real_kit.camera import Camera, look_at
 from sim2real_kit.config import load_config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.metrics import hole_rates
 from sim2real_kit.patches import patch_grid, save_flag_file
 from sim2real_kit.pipeline import Sim2RealPipeline
 from sim2real_kit.run import RunFolder, resolve_config
@@ -136,6 +137,7 @@ def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
     if holes == "model" and condition == "depth":  # Stage-I's generated holes (far: 1) reach both sides alike
         cad_ok = torch.stack([it["cad"] for it in items]) > 0
         assert bool(((seen[1] == 1) & cad_ok).any())
+        assert hole_rates(samples.cad, samples.sims[1])["all"] > 0  # the saved samples the benchmark reads
 
 
 @pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
