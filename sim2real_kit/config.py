@@ -24,6 +24,9 @@ from sim2real_kit.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRESETS = ("tiny", "small", "sd21")
+# data.holes: "mask" (paper: holes out of the loss, never generated) | "model" (kit extension: a validity channel
+# beside the residual, docs/paper-to-code.md) | "generate" (kit extension: a hole as a far-depth residual; fails)
+HOLE_MODES = ("mask", "model", "generate")
 
 
 @dataclass
@@ -32,7 +35,9 @@ class DataConfig:
     size: int = 64  # model frame side in pixels (tiny 64, small 128-256, sd21 512)
     eval_crop: int = 0  # square centre crop side (raw px) before resizing; 0 = min(H, W) (192 for LASA, the release)
     crop_scale: tuple[float, float] = (0.5, 2.0)  # Stage-I random resized crop zoom range
-    holes: str = "mask"  # "mask" (paper: model never generates holes) | "generate" (kit extension)
+    holes: str = (
+        "mask"  # "mask" (paper: holes out of the loss) | "model" (validity channel) | "generate" (far-depth residual)
+    )
     max_diff_m: float = 0.5  # |real - cad| above this is masked out (release)
     num_workers: int = 0  # DataLoader workers
     # procedural world (used when root == "generate")
@@ -299,7 +304,7 @@ class Config:
 
     def validate(self, source: str = "config") -> None:
         choices = {
-            "data.holes": (self.data.holes, ("mask", "generate")),
+            "data.holes": (self.data.holes, HOLE_MODES),
             "data.world": (self.data.world, ("procedural", "sensor_only")),
             "model.space": (self.model.space, ("pixel", "latent")),
             "model.target": (self.model.target, ("residual", "direct")),
@@ -364,6 +369,11 @@ class Config:
                 f"{source}: data.benchmark_fraction must be in [0, 1) and data.val_fraction + "
                 f"data.benchmark_fraction < 1 (train keeps the rest), got {self.data.benchmark_fraction} "
                 f"(val_fraction {self.data.val_fraction})"
+            )
+        if self.data.holes == "model" and self.model.space != "pixel":
+            raise ConfigError(
+                f"{source}: data.holes = 'model' is not supported with model.space = {self.model.space!r} yet (the "
+                "validity channel is a pixel-space target channel); use model.space = pixel or data.holes = mask"
             )
         if len(self.model.attention_levels) != len(self.model.block_out_channels):
             raise ConfigError(

@@ -5,6 +5,7 @@ a chain of 1..N residual depth diffusion stages (paper Sec. 3.5; stages of Sec. 
     out = pipe(cad_depth, camera=cam, num_inference_steps=20, generator=torch.Generator().manual_seed(0))
     out.depth      # [B, h, w] metres at the model size (0 = hole), same kind as the input (numpy / torch)
     out.residual   # [B, h, w] normalised residual of the last stage
+    out.validity   # [B, h, w] P(the sensor returns depth) of the last stage (`data.holes: model`; else None)
     out.cad        # [B, h, w] the CAD depth after the eval transform, metres
     out.camera     # the crop's Camera (when a camera was given)
 
@@ -14,7 +15,9 @@ concat(codec(cad_n), codec(previous)), where "previous" is the previous stage's 
 `condition="depth"`) or its residual (the release; `condition="residual"`), computed from the previous stage's
 *postprocessed* output exactly as a Stage-II dataset computes it from the saved Stage-I PNG
 (`depth.previous_stage_condition`); a physics prior is encoded the same way.
-Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself).
+Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself); a stage trained
+with `data.holes: model` also denoises a validity channel (its `hole_channels`), thresholded at 0: the
+depth is 0 wherever it is negative, so later stages are conditioned on the holes of earlier ones.
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
 scalars with `register_modules` / `register_to_config`, and `__call__` reads as numbered sections.
@@ -66,13 +69,15 @@ class Sim2RealOutput(BaseOutput):
     depth [B, h, w] metres at the model size (0 = hole / no CAD); residual [B, h, w] normalised
     residual of the last stage; cad [B, h, w] CAD metres after the eval transform; camera: the
     crop's Camera (None when none was given); stages: per-stage depth [B, h, w] metres when
-    `return_all_stages`."""
+    `return_all_stages`; validity [B, h, w] in [0, 1] P(valid) of the last stage, (x0 + 1) / 2 of its validity
+    channel (`data.holes: model`; 0 where the CAD has no depth; the depth is 0 where it is < 0.5), else None."""
 
     depth: Any
     residual: Any
     cad: Any
     camera: Camera | None = None
     stages: list | None = None
+    validity: Any = None
 
 
 class Sim2RealPipeline(DiffusionPipeline):
@@ -372,14 +377,21 @@ class Sim2RealPipeline(DiffusionPipeline):
         cad_n = cad_condition(cad)[:, None]  # [B, 1, S, S] in [-1, 1], invalid -> 1
         cad_ok = valid_mask(cad)[:, None]  # [B, 1, S, S] where CAD has geometry in range
         num_frames = cad.shape[0]
-        latent_shape = (self.codec.channels, self.codec.encoded_size(size), self.codec.encoded_size(size))
+        side = self.codec.encoded_size(size)
         noise = [
-            randn_tensor((num_frames, *latent_shape), generator=generator, device=device, dtype=dtype)
-            for _ in range(num_run)
-        ]  # one [B, C, h, w] per stage, drawn up front
+            randn_tensor(
+                (num_frames, self.codec.channels + self.denoisers[k].hole_channels, side, side),
+                generator=generator,
+                device=device,
+                dtype=dtype,
+            )
+            for k in range(num_run)
+        ]  # one [B, C + V, h, w] per stage, drawn up front (V: the stage's validity channels)
 
         depth_m = torch.zeros_like(cad)
         residual = torch.zeros_like(cad)
+        has_holes = self.denoisers[num_run - 1].hole_channels > 0
+        validity = torch.zeros_like(cad) if has_holes else None
         per_stage = [torch.zeros_like(cad) for _ in range(num_run)]
         # bf16 autocast on CUDA (precision "auto"): the codec and denoisers compute in bf16, the latents,
         # the DDIM update and the decoded depth stay fp32. No autocast cache: CUDA graphs capture the casts.
@@ -411,7 +423,8 @@ class Sim2RealPipeline(DiffusionPipeline):
                     )
 
                     # 5. decode: residual target -> depth = residual / scale + cad_n ---------
-                    decoded = self.codec.decode(latents).float()  # [b, 1, S, S]
+                    decoded, stage_validity = self.codec.decode_target(latents)  # [b, 1, S, S], [b, V, S, S]
+                    decoded = decoded.float()
                     if cfg.target == "residual":
                         stage_residual = decoded
                         stage_depth_n = decode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
@@ -419,11 +432,17 @@ class Sim2RealPipeline(DiffusionPipeline):
                         stage_depth_n = decoded
                         stage_residual = encode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
 
-                    # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0 ----------------------
-                    prev_m = torch.where(cad_ok[chunk], denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
+                    # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0, validity < 0 -> 0 ----
+                    keep = cad_ok[chunk]  # [b, 1, S, S]
+                    if stage_validity.shape[1]:
+                        keep = keep & (stage_validity[:, :1].float() >= 0)  # thresholded at 0: a hole
+                    prev_m = torch.where(keep, denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
                     per_stage[k][chunk] = prev_m[:, 0]
                 depth_m[chunk] = prev_m[:, 0]
                 residual[chunk] = stage_residual[:, 0]
+                if validity is not None:  # P(valid) = (x0 + 1) / 2 of the last stage, 0 without CAD
+                    prob = ((stage_validity[:, 0].float() + 1) / 2).clamp(0.0, 1.0)
+                    validity[chunk] = torch.where(cad_ok[chunk, 0], prob, 0.0)
 
         def export(x: torch.Tensor):
             return x.cpu().numpy().astype(np.float32) if is_numpy else x.to(out_device)
@@ -434,6 +453,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             cad=export(cad),
             camera=crop_camera,
             stages=[export(s) for s in per_stage] if return_all_stages else None,
+            validity=None if validity is None else export(validity),
         )
 
     def preprocess(self, cad: torch.Tensor, camera: Camera | None = None) -> tuple[torch.Tensor, Camera | None]:

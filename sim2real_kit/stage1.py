@@ -162,7 +162,7 @@ def target_std(cfg: Config, layout: DepthLayout, max_frames: int = 256) -> float
     total = count = total_sq = 0.0
     for i in picks:
         item = ds[int(i)]
-        t = item["target"][item["valid"] > 0].double()
+        t = item["target"][:1][item["valid"] > 0].double()  # the residual ([:1]: not the validity of holes=model)
         total, total_sq, count = total + float(t.sum()), total_sq + float((t * t).sum()), count + t.numel()
     if count == 0:
         raise LayoutError(

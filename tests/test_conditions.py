@@ -17,6 +17,7 @@ from sim2real_kit.camera import Camera, look_at
 from sim2real_kit.config import load_config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import DepthLayout, FrameRef
+from sim2real_kit.metrics import hole_rates
 from sim2real_kit.patches import patch_grid, save_flag_file
 from sim2real_kit.pipeline import Sim2RealPipeline
 from sim2real_kit.run import RunFolder, resolve_config
@@ -70,7 +71,7 @@ def test_issue_example_condition_ignores_the_real_capture():
     real = np.array([[0.0, 1.01, 2.9]], np.float32)
     expected = np.log(cad / 0.05) / np.log(100) * 2 - 1  # [0.301, 0.301, 0.602]
     np.testing.assert_allclose(expected, [[0.301, 0.301, 0.602]], atol=1e-3)
-    for holes in ("mask", "generate"):
+    for holes in ("mask", "model", "generate"):
         ds = PairedDepthDataset.__new__(PairedDepthDataset)
         ds.holes, ds.target, ds.residual_scale, ds.max_diff_m = holes, "residual", 0.5, 0.5
         maps = ds.encode(cad, real)
@@ -79,7 +80,7 @@ def test_issue_example_condition_ignores_the_real_capture():
         assert maps["valid"][0].tolist() == [[0.0, 1.0, 0.0]]
 
 
-@pytest.mark.parametrize("holes", ["mask", "generate"])
+@pytest.mark.parametrize("holes", ["mask", "model", "generate"])
 def test_stage1_condition_equals_the_pipelines(tmp_path, holes):
     layout = _layout_with_holes(tmp_path / "ds")
     cfg = load_config("tiny", overrides=[f"data.size={SIZE}", f"data.holes={holes}", *TINY_MODEL])
@@ -95,7 +96,7 @@ def test_stage1_condition_equals_the_pipelines(tmp_path, holes):
     torch.testing.assert_close(seen[0], train_cond, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("holes", ["mask", "generate"])
+@pytest.mark.parametrize("holes", ["mask", "model", "generate"])
 @pytest.mark.parametrize("condition", ["depth", "residual"])
 def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
     """Stage-II trains on (CAD condition, Stage-I's saved output) through `StageNDataset`; a 2-stage
@@ -133,10 +134,14 @@ def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
     items = [ds[i] for i in range(len(ds))]
     torch.testing.assert_close(seen[0], torch.stack([it["cad_n"] for it in items]), rtol=0, atol=1e-6)
     torch.testing.assert_close(seen[1], torch.stack([it["prev_n"] for it in items]), rtol=0, atol=1e-5)
+    if holes == "model" and condition == "depth":  # Stage-I's generated holes (far: 1) reach both sides alike
+        cad_ok = torch.stack([it["cad"] for it in items]) > 0
+        assert bool(((seen[1] == 1) & cad_ok).any())
+        assert hole_rates(samples.cad, samples.sims[1])["all"] > 0  # the saved samples the benchmark reads
 
 
 @pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
-@pytest.mark.parametrize("holes", ["mask", "generate"])
+@pytest.mark.parametrize("holes", ["mask", "model", "generate"])
 def test_gan_baseline_condition_equals_the_training_datasets(tmp_path, kind, holes):
     from sim2real_kit.models.baselines import BaselineConfig, BaselineSimulator, build_baseline
 

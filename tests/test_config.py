@@ -45,7 +45,7 @@ def test_unknown_key_lists_valid_keys():
     [
         ("train.steps=abc", "must be an integer"),
         ("train.ema=3", "true/false"),
-        ("data.holes=sometimes", "allowed: mask, generate"),
+        ("data.holes=sometimes", "allowed: mask, model, generate"),
         ("disc.threshold=1.5", r"\[0, 1\]"),
         ("stage2.flagged_weight=-1", ">= 0"),
         ("data.size=0", "> 0"),

@@ -69,6 +69,7 @@ def test_02_stage1(quick_run):
     assert m["train"]["steps"] > 0 and math.isfinite(m["train"]["loss"])
     assert m["frames"] > 0 and math.isfinite(m["w1_mm"]) and m["w1_cad_mm"] > 0
     assert (quick_run / "stage1" / "pipeline" / "model_index.json").is_file()
+    assert m["holes"] == "mask" and m["hole_rate"] == 0 and m["hole_rate_real_edge"] > 0  # the paper's: no holes
 
 
 @pytest.mark.notebook

@@ -185,14 +185,16 @@ def test_target_std_sets_the_residual_scale(run_dir, plane_layout):
 
 def test_target_std_ignores_holes_and_mismatches(run_dir, plane_layout):
     """The scale is set by residuals, never by holes (far depth in `generate` mode) or >= max_diff
-    mismatches: both `data.holes` modes give the std of the same pixels, valid in CAD and real."""
+    mismatches (nor the validity channel of `model` mode): every `data.holes` mode gives the std of the same
+    pixels, valid in CAD and real."""
     from sim2real_kit.data.dataset import PairedDepthDataset
 
     stds = {}
-    for holes in ("mask", "generate"):
+    for holes in ("mask", "model", "generate"):
         cfg = resolve_config(run_dir, overrides=["model.target_std=0.5", f"data.holes={holes}"], save=False)
         stds[holes] = stage1.target_std(cfg, plane_layout)
     assert stds["generate"] == pytest.approx(stds["mask"], rel=1e-9)
+    assert stds["model"] == pytest.approx(stds["mask"], rel=1e-9)
     cfg = resolve_config(run_dir, overrides=["model.target_std=0.5", "data.holes=generate"], save=False)
     ds = PairedDepthDataset.from_config(cfg, plane_layout, "train", train=False)
     ds.residual_scale = 1.0
@@ -225,7 +227,9 @@ def test_train_stage1_saves_the_resolved_scale(run_dir):
 def test_discriminator_patches_share_the_loss_pixels():
     """`mask` mode: real and generated patches are made of the pixels valid in CAD and real within max_diff,
     so a real hole or a 0.8 m flying pixel (which the loss weighs 0, and Stage-II never learns to make)
-    cannot be what gets a patch flagged. `generate` mode keeps every valid pixel of each map."""
+    cannot be what gets a patch flagged. `generate` mode keeps every valid pixel of each map. `model` mode (the
+    validity channel learns holes): the real's holes are part of the patch pixels (a hole is no point, so a patch
+    with holes is valid input and its hole pattern is judged), its flying pixels are not."""
     from sim2real_kit.camera import Camera
     from sim2real_kit.config import load_config
 
@@ -238,7 +242,7 @@ def test_discriminator_patches_share_the_loss_pixels():
     sim = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
     cam = Camera(20.0, 20.0, size / 2, size / 2, size, size)
     samples = SampleSet([None] * frames, cad, real, {1: sim}, cam, np.stack([np.eye(4)] * frames))
-    for holes, flying_kept in (("mask", False), ("generate", True)):
+    for holes, flying_kept in (("mask", False), ("model", False), ("generate", True)):
         cfg = load_config(
             "tiny", overrides=[f"data.holes={holes}", "disc.patch_size=8", "disc.stride=8", "disc.num_points=64"]
         )
@@ -248,6 +252,17 @@ def test_discriminator_patches_share_the_loss_pixels():
         if holes == "mask":
             assert torch.equal(real_pp.n_valid, fake_pp.n_valid)  # the same pixel set on both sides
             assert int(real_pp.n_valid[0, 0]) == 8 * 8 - 2 * 8  # rows 2-3 left out of the top-left patch
+        if holes == "model":
+            pixels = flagging.patch_pixel_mask(samples, cfg)
+            assert not bool(pixels[:, 2:4].any()) and bool(pixels[:, 10:12].all())  # flying pixels out, holes in
+            sim_holes = sim.copy()
+            sim_holes[:, 12:14, :] = 0.0  # generated holes, beside the real ones
+            with_holes = SampleSet([None] * frames, cad, real, {1: sim_holes}, cam, samples.poses)
+            real_pp, fake_pp, _ = flagging.patch_sets(with_holes, 1, cfg, seed=0)
+            assert int(real_pp.n_valid[0, 0]) == int(fake_pp.n_valid[0, 0]) == 8 * 8 - 2 * 8  # flying rows out
+            # bottom-left patch: the real lacks rows 10-11, the generated rows 12-13; both are valid patches
+            assert int(real_pp.n_valid[0, 2]) == int(fake_pp.n_valid[0, 2]) == 8 * 8 - 2 * 8
+            assert bool(real_pp.valid[0, 2]) and bool(fake_pp.valid[0, 2])
 
 
 def test_difference_flags_are_the_papers_wo_bin(tmp_path):

@@ -22,12 +22,22 @@ import torch
 from torch.utils.data import Dataset
 
 from sim2real_kit.camera import Camera
+from sim2real_kit.config import HOLE_MODES
 from sim2real_kit.data.layout import DepthLayout, FrameRef
-from sim2real_kit.depth import cad_condition, encode_residual, normalize_depth, previous_stage_condition, valid_mask
+from sim2real_kit.depth import (
+    cad_condition,
+    depth_in_range,
+    encode_residual,
+    normalize_depth,
+    previous_stage_condition,
+    valid_mask,
+)
 from sim2real_kit.errors import LayoutError, Sim2RealError
 
 MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask", "valid")
-_FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0], np.float32)  # outside the frame: invalid
+# outside the frame: invalid; with `holes = model` two channels follow: validity target (-1) and its weight (0)
+_FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0], np.float32)
+_EXTRA = {"target": 7, "mask": 8}  # channel of a key's second map in the `holes = model` stack
 
 
 def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int, fill=0.0) -> np.ndarray:
@@ -74,16 +84,20 @@ class PairedDepthDataset(Dataset):
     - `cad_n`: [1, S, S] the condition, `depth.cad_condition(cad)`: a function of the CAD alone, exactly
       what `Sim2RealPipeline` computes at sampling time (invalid CAD -> 1)
     - `real_n`: [1, S, S] log-normalised real depth in [-1, 1] (see `holes`)
-    - `target`: [1, S, S] what the denoiser learns: residual (real_n - cad_n) * scale, or real_n (`direct`)
-    - `mask`: [1, S, S] float32 loss weight map (1 = pixel counts; see `holes`)
+    - `target`: [1, S, S] what the denoiser learns: residual (real_n - cad_n) * scale, or real_n (`direct`);
+      [2, S, S] with `holes = model`: then the validity, +1 where the real sensor returned depth, -1 where not
+    - `mask`: [1, S, S] float32 loss weight map (1 = pixel counts; see `holes`); [2, S, S] with `holes = model`
+      (the target's weights, then the validity's)
     - `valid`: [1, S, S] float32, 1 where CAD and real are both valid and |real - cad| < max_diff
     - `camera`: [4] fx, fy, cx, cy of the sample's crop at S px; `pose`: [4, 4] camera-to-world
     - `scene`, `frame`: strings; `index`: int
 
     holes = "mask" (paper): the loss weighs the `valid` pixels only; elsewhere real_n takes the CAD's
-    value (residual 0), so the model never learns to make holes. holes = "generate": every CAD-valid
-    pixel weighs 1 and real holes stay far depth (1) in real_n, so the model learns where the sensor
-    loses data. Either way the condition `cad_n` never sees the real capture.
+    value (residual 0), so the model never learns to make holes. holes = "model" (kit extension): the
+    residual as in `mask` (weighed on `valid` pixels only, so holes never distort it), plus the validity
+    channel weighed on every CAD-valid pixel: the model learns where the sensor loses data. holes =
+    "generate" (kit extension, fails: docs/results.md): every CAD-valid pixel weighs 1 and real holes stay
+    far depth (1) in real_n. Either way the condition `cad_n` never sees the real capture.
     """
 
     def __init__(
@@ -111,8 +125,8 @@ class PairedDepthDataset(Dataset):
             raise LayoutError(f"split {split!r} has no frames", self.layout.list_path(split))
         if size <= 0:
             raise Sim2RealError(f"model size must be positive, got {size}")
-        if holes not in ("mask", "generate"):
-            raise Sim2RealError(f"data.holes must be 'mask' or 'generate', got {holes!r}")
+        if holes not in HOLE_MODES:
+            raise Sim2RealError(f"data.holes must be one of {', '.join(HOLE_MODES)}, got {holes!r}")
         if target not in ("residual", "direct"):
             raise Sim2RealError(f"model.target must be 'residual' or 'direct', got {target!r}")
         self.size, self.holes, self.target = size, holes, target
@@ -170,10 +184,12 @@ class PairedDepthDataset(Dataset):
         box = self.box(index)
         # Nearest resizing commutes with the per-pixel encoding, so encode at the raw size (fewer
         # pixels) and crop/resize all maps at once; outside the frame: invalid depth (0 m, 1 normalised).
-        keep = [MAP_KEYS.index(k) for k in self.keys]
+        channels = [self.channels_of(k) for k in self.keys]
+        keep = [c for cs in channels for c in cs]
         maps = crop_resize(self.encode_maps(frame["cad"], frame["real"])[keep], box, self.size, fill=_FILL[keep])
+        bounds = np.cumsum([0, *map(len, channels)])
+        out = {k: torch.from_numpy(maps[bounds[i] : bounds[i + 1]]) for i, k in enumerate(self.keys)}
         sample_cam = cam.crop(*box).resize(self.size, self.size)
-        out = {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(self.keys)}
         out.update(
             camera=torch.from_numpy(sample_cam.as_vector()),
             pose=torch.from_numpy(frame["pose"].astype(np.float32)),
@@ -183,24 +199,35 @@ class PairedDepthDataset(Dataset):
         )
         return out
 
+    def channels_of(self, key: str) -> list[int]:
+        """Channels of `key` in the `encode_maps` stack: MAP_KEYS order, and with `holes = model` the second
+        maps of `target` and `mask` appended after them (so `MAP_KEYS.index(key)` stays each key's first map)."""
+        first = [MAP_KEYS.index(key)]
+        return first + [_EXTRA[key]] if self.holes == "model" and key in _EXTRA else first
+
     def encode_maps(self, cad: np.ndarray, real: np.ndarray) -> np.ndarray:
-        """Metres [H, W] -> [7, H, W] float32 stack of MAP_KEYS (see the class docstring)."""
+        """Metres [H, W] -> [7, H, W] float32 stack of MAP_KEYS (see the class docstring); with `holes = model`
+        [9, H, W]: then the validity target (+1 real depth in range, -1 hole) and its weight (CAD valid)."""
         cad_ok = valid_mask(cad)
         valid = valid_mask(cad, real, self.max_diff_m)
         cad_n = cad_condition(cad)
-        if self.holes == "mask":
-            real_n = np.where(valid, normalize_depth(real), cad_n)
-            mask = valid
-        else:
+        if self.holes == "generate":
             real_n = normalize_depth(real, cad_ok)
             mask = cad_ok
+        else:
+            real_n = np.where(valid, normalize_depth(real), cad_n)
+            mask = valid
         target = encode_residual(real_n, cad_n, self.residual_scale) if self.target == "residual" else real_n
-        return np.stack([cad, real, cad_n, real_n, target, mask, valid]).astype(np.float32, copy=False)
+        maps = [cad, real, cad_n, real_n, target, mask, valid]
+        if self.holes == "model":
+            maps += [np.where(cad_ok & depth_in_range(real), 1.0, -1.0), cad_ok]
+        return np.stack(maps).astype(np.float32, copy=False)
 
     def encode(self, cad: np.ndarray, real: np.ndarray) -> dict:
-        """Metres [S, S] -> dict of [1, S, S] tensors (for maps already at the model size)."""
+        """Metres [S, S] -> dict of [1, S, S] tensors ([2, S, S]: `target`, `mask` with `holes = model`) for maps
+        already at the model size."""
         maps = self.encode_maps(cad, real)
-        return {k: torch.from_numpy(maps[i : i + 1]) for i, k in enumerate(MAP_KEYS)}
+        return {k: torch.from_numpy(maps[self.channels_of(k)]) for k in MAP_KEYS}
 
 
 class StageNDataset(Dataset):

@@ -238,6 +238,8 @@ def pix2pix_loss_fn(bcfg: BaselineConfig | None = None):
 
     def loss_fn(model, batch, generator):
         cad_n, real_n, mask = batch["cad_n"], batch["real_n"], batch.get("mask")
+        if mask is not None:  # data.holes = model: [B, 2, H, W]; the GAN has no validity channel, so mask mode's
+            mask = mask[:, :1]
         G, D = model["G"], model["D"]
         fake = G(cad_n)  # [B, 1, H, W]
         l1 = masked_l1(fake, real_n, mask)

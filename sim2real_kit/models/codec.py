@@ -10,6 +10,11 @@ codec is the identity on the 1-channel map.
     latents = codec.encode(depth_n)      # [B, 1, H, W] in [-1, 1] -> [B, C, H / s, W / s]
     depth_n = codec.decode(latents)      # -> [B, 1, H, W]
 
+A target with hole channels (`data.holes: model`: residual + validity in {-1, +1}) is encoded with
+`encode_target`: the first map through the codec, the validity maps appended as they are, so the
+denoised sample has C + V channels while a condition keeps C per map. Only the pixel codec can do it
+(the validity channel lives at the frame's resolution); the latent codec refuses it.
+
 Nothing is downloaded: `LatentCodec.from_pretrained` takes a local folder (an SD checkout holding
 `vae/`, or the `vae/` folder itself) and a missing file is a `CheckpointError` naming it.
 """
@@ -43,6 +48,30 @@ class DepthCodec(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:  # [B, C, h, w] -> [B, 1, H, W]
         raise NotImplementedError
+
+    def join_validity(self, latents: torch.Tensor, validity: torch.Tensor) -> torch.Tensor:
+        """Append validity maps [B, V, H, W] (V >= 0) to encoded maps [B, C, h, w] -> [B, C + V, h, w].
+
+        The validity channel is a target channel beside the codec's: it is not encoded (pixel space only)."""
+        if validity.shape[1] == 0:
+            return latents
+        if self.downscale != 1 or validity.shape[-2:] != latents.shape[-2:]:
+            raise ConfigError(
+                f"data.holes = 'model' is not supported with the {self.kind} codec yet (its maps are 1/{self.downscale} "
+                "of the frame; the validity channel is a pixel-space channel): use model.space = pixel"
+            )
+        return torch.cat([latents, validity.to(latents.dtype)], dim=1)
+
+    def encode_target(self, target_n: torch.Tensor) -> torch.Tensor:
+        """[B, 1 + V, H, W] (normalised map, then V validity maps) -> [B, C + V, h, w]."""
+        return self.join_validity(self.encode(target_n[:, :1]), target_n[:, 1:])
+
+    def decode_target(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of `encode_target`: [B, C + V, h, w] -> (map [B, 1, H, W], validity [B, V, H, W])."""
+        validity = latents[:, self.channels :]
+        if validity.shape[1] and self.downscale != 1:
+            raise ConfigError(f"the {self.kind} codec has no validity channel (data.holes = 'model' needs pixel space)")
+        return self.decode(latents[:, : self.channels]), validity
 
     def encoded_size(self, size: int) -> int:
         """Side of the encoded map for a square frame of `size` pixels."""

@@ -20,6 +20,8 @@ Paper/release choices:
 - x0 prediction ("sample"), scaled-linear betas 0.00085-0.012, 1000 steps (`make_scheduler`).
 - The UNet encoder (conv_in, time embedding, down blocks, mid block) is frozen when pretrained SD
   weights are loaded (`model.freeze_encoder: auto`); the UNet decoder and the control branch train.
+- Kit extension (`data.holes: model`): `hole_channels` = 1 validity channel is denoised beside the codec's
+  channels (UNet in/out C + 1), while the condition keeps C channels per map: validity is a target only.
 
 `diffusion_loss` is the training objective: x0-MSE in codec space, weighted per pixel (Sec. 3.4).
 """
@@ -49,7 +51,8 @@ FORMAT_VERSION = 1
 class ControlledDenoiser(nn.Module):
     """UNet + ControlNet control branch + empty-prompt embedding; predicts x0 in codec space.
 
-    forward(noisy [B, C, h, w], timesteps [B], condition [B, cond_channels, h, w]) -> [B, C, h, w]."""
+    forward(noisy [B, C + V, h, w], timesteps [B], condition [B, cond_channels, h, w]) -> [B, C + V, h, w],
+    with C the codec's channels and V = `hole_channels` (1 with `data.holes: model`, else 0)."""
 
     def __init__(
         self,
@@ -59,6 +62,7 @@ class ControlledDenoiser(nn.Module):
         cond_maps: int = 1,
         pretrained: bool = False,
         freeze_encoder: str | bool = "auto",
+        hole_channels: int = 0,
     ):
         super().__init__()
         if isinstance(freeze_encoder, bool):  # YAML reads an unquoted true/false as a bool
@@ -69,6 +73,11 @@ class ControlledDenoiser(nn.Module):
         self.controlnet = controlnet
         self.register_buffer("prompt_embedding", prompt_embedding.detach().clone())  # [1, L, D]
         self.cond_maps = int(cond_maps)
+        self.hole_channels = int(hole_channels)
+        if not 0 <= self.hole_channels < self.sample_channels:
+            raise ConfigError(
+                f"hole_channels = {hole_channels} does not fit a denoiser of {self.sample_channels} channels"
+            )
         self.pretrained = bool(pretrained)
         self.freeze_encoder = freeze_encoder
         if self.cond_channels != self.cond_maps * self.channels:
@@ -80,9 +89,14 @@ class ControlledDenoiser(nn.Module):
 
     # ------------------------------------------------------------------ views
     @property
-    def channels(self) -> int:
-        """Channels of the denoised map (codec channels: 4 latent, 1 pixel)."""
+    def sample_channels(self) -> int:
+        """Channels of the denoised map: codec channels + `hole_channels`."""
         return int(self.unet.config.in_channels)
+
+    @property
+    def channels(self) -> int:
+        """Codec channels of the denoised map (4 latent, 1 pixel), the validity channel not counted."""
+        return self.sample_channels - self.hole_channels
 
     @property
     def cond_channels(self) -> int:
@@ -156,6 +170,9 @@ class ControlledDenoiser(nn.Module):
 
         channels, downscale = codec_geometry(cfg)
         m = cfg.model
+        hole_channels = 1 if cfg.data.holes == "model" else 0
+        if hole_channels and m.space != "pixel":
+            raise ConfigError("data.holes = 'model' is not supported with model.space = 'latent' yet; use pixel")
         if m.space == "latent":
             unet = _load_pretrained_unet(m.sd_path)
             pretrained = True
@@ -166,7 +183,7 @@ class ControlledDenoiser(nn.Module):
                     Path(m.sd_path) / "unet",
                 )
         else:
-            unet = _build_unet(cfg, channels, downscale)
+            unet = _build_unet(cfg, channels + hole_channels, downscale)
             pretrained = False
         levels = len(unet.config.block_out_channels)
         check_resolution(cfg.data.size, levels, downscale)
@@ -177,7 +194,13 @@ class ControlledDenoiser(nn.Module):
         )
         prompt = empty_prompt_embedding(cfg, unet.config.cross_attention_dim)
         return cls(
-            unet, controlnet, prompt, cond_maps=cond_maps, pretrained=pretrained, freeze_encoder=m.freeze_encoder
+            unet,
+            controlnet,
+            prompt,
+            cond_maps=cond_maps,
+            pretrained=pretrained,
+            freeze_encoder=m.freeze_encoder,
+            hole_channels=hole_channels,
         )
 
     def expand_condition(self, cond_maps: int = 2) -> ControlledDenoiser:
@@ -209,6 +232,7 @@ class ControlledDenoiser(nn.Module):
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "cond_maps": self.cond_maps,
+            "hole_channels": self.hole_channels,
             "pretrained": self.pretrained,
             "freeze_encoder": self.freeze_encoder,
             "prompt_embedding_shape": list(self.prompt_embedding.shape),
@@ -254,6 +278,7 @@ class ControlledDenoiser(nn.Module):
             cond_maps=int(d["cond_maps"]),
             pretrained=bool(d["pretrained"]),
             freeze_encoder=d.get("freeze_encoder", "auto"),
+            hole_channels=int(d.get("hole_channels", 0)),  # absent in folders written before data.holes: model
         )
         # Fresh storage, then copy (see codec.realign_storage): bit-identical to the saved model.
         model.to_empty(device="cpu")
@@ -487,33 +512,37 @@ def diffusion_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One diffusion training loss (paper Eq. 4-6).
 
-    target_n [B, 1, H, W]: the normalised target (residual or depth); condition_maps: list of
+    target_n [B, 1 + V, H, W]: the normalised target (residual or depth), then V validity maps in {-1, +1}
+    (`data.holes: model`: V = 1, the denoiser's `hole_channels`; else V = 0); condition_maps: list of
     normalised maps [B, 1, H, W] (Stage-I: [cad_n]; Stage-II: [cad_n, previous stage]);
-    weight_map [B, 1, H, W] or None: per-pixel weights (Stage-II: 1.5 on flagged patches, 0.5
-    elsewhere; 0 = ignored pixel). Returns (loss scalar, per-sample loss [B]).
+    weight_map [B, 1, H, W], or [B, 2, H, W] with validity maps (the target's weights, then the validity's),
+    or None: per-pixel weights (Stage-II: 1.5 on flagged patches, 0.5 elsewhere; 0 = ignored pixel).
+    Returns (loss scalar, per-sample loss [B]).
 
-    Recipe: encode target and conditions with the codec; draw t ~ U{0..T-1} [B] and then noise
-    [B, C, h, w], both from `generator` in that order; noisy = add_noise(latents, noise, t);
-    error = (denoiser(noisy, t, cond) - x0)^2 averaged over channels [B, h, w] (target = noise
-    or velocity for the other prediction types); weights are resized (nearest) to h x w.
+    Recipe: encode target (`codec.encode_target`: validity maps appended unencoded) and conditions with the
+    codec; draw t ~ U{0..T-1} [B] and then noise [B, C + V, h, w], both from `generator` in that order;
+    noisy = add_noise(latents, noise, t); error = (denoiser(noisy, t, cond) - x0)^2 averaged over the C codec
+    channels [B, h, w] (target = noise or velocity for the other prediction types); weights are resized
+    (nearest) to h x w. With validity maps, the validity error gets its own weighted mean (its own weights)
+    and the two means are averaged C : V, so the validity never moves the residual's pixels or scale.
 
     Why a weighted *mean* (sum(w * error) / sum(w)) rather than mean(w * error): the loss keeps the
     scale of a plain MSE whatever share of the frame is flagged or ignored, so the re-weighting
     only moves emphasis between regions (flagged : other = lambda : omega = 3 : 1) without changing
     the effective learning rate from batch to batch, and zero-weight pixels neither count nor
     dilute the mean. Per-sample values are normalised by each sample's own weight sum."""
+    batch = target_n.shape[0]
     # one batched encode of target and condition maps (one VAE call per step instead of 1 + k)
-    encoded = codec.encode(torch.cat([target_n, *condition_maps], dim=0)).split(target_n.shape[0], dim=0)
-    latents = encoded[0]  # [B, C, h, w]
+    encoded = codec.encode(torch.cat([target_n[:, :1], *condition_maps], dim=0)).split(batch, dim=0)
+    latents = codec.join_validity(encoded[0], target_n[:, 1:])  # [B, C + V, h, w]
     condition = torch.cat(encoded[1:], dim=1)  # [B, k*C, h, w]
-    batch = latents.shape[0]
     gen_device = generator.device if generator is not None else latents.device
     timesteps = torch.randint(
         0, scheduler.config.num_train_timesteps, (batch,), generator=generator, device=gen_device
     ).to(latents.device)  # [B]
     noise = torch.randn(latents.shape, generator=generator, device=gen_device, dtype=latents.dtype).to(latents.device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    prediction = denoiser(noisy, timesteps, condition)  # [B, C, h, w]
+    prediction = denoiser(noisy, timesteps, condition)  # [B, C + V, h, w]
     kind = scheduler.config.prediction_type
     if kind == "sample":
         target = latents
@@ -521,13 +550,22 @@ def diffusion_loss(
         target = noise
     else:  # v_prediction
         target = scheduler.get_velocity(latents, noise, timesteps)
-    error = (prediction.float() - target.float()).pow(2).mean(dim=1)  # [B, h, w]
+    squared = (prediction.float() - target.float()).pow(2)  # [B, C + V, h, w]
+    channels = codec.channels
     if weight_map is None:
-        per_sample = error.flatten(1).mean(dim=1)
-        return error.mean(), per_sample
-    weights = F.interpolate(weight_map.float(), size=error.shape[-2:], mode="nearest-exact")[:, 0]  # [B, h, w]
-    weighted = (weights * error).flatten(1).sum(dim=1)  # [B]
-    weight_sum = weights.flatten(1).sum(dim=1)  # [B]
-    per_sample = weighted / weight_sum.clamp_min(1e-8)
-    loss = weighted.sum() / weight_sum.sum().clamp_min(1e-8)
+        error = squared.mean(dim=1)  # [B, h, w]
+        return error.mean(), error.flatten(1).mean(dim=1)
+    weights = F.interpolate(weight_map.float(), size=squared.shape[-2:], mode="nearest-exact")  # [B, K, h, w]
+    groups = [(squared[:, :channels].mean(dim=1), weights[:, 0], channels)]  # (error, weights, share)
+    if squared.shape[1] > channels:  # the validity channels: their own weights when given
+        groups.append((squared[:, channels:].mean(dim=1), weights[:, -1], squared.shape[1] - channels))
+    elif weights.shape[1] != 1:
+        raise ValueError(f"weight_map has {weights.shape[1]} channels but the target has no validity channel")
+    loss = per_sample = 0.0
+    for error, w, share in groups:
+        frac = share / squared.shape[1]  # 1.0 without validity: the plain weighted mean
+        weighted = (w * error).flatten(1).sum(dim=1)  # [B]
+        weight_sum = w.flatten(1).sum(dim=1)  # [B]
+        per_sample = per_sample + frac * weighted / weight_sum.clamp_min(1e-8)
+        loss = loss + frac * weighted.sum() / weight_sum.sum().clamp_min(1e-8)
     return loss, per_sample

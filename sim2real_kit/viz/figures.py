@@ -197,6 +197,83 @@ def residual_histograms(
     return fig
 
 
+# ====================================================================== holes
+HOLE_EDGE_COLOR, HOLE_FLAT_COLOR = "#d62728", "#1f77b4"  # red: a hole at a CAD edge; blue: on a flat area
+
+
+def hole_maps(
+    cad,
+    real,
+    sims: Mapping[str, Any],
+    n: int = 4,
+    *,
+    edge_threshold_m: float = 0.05,
+    edge_dilate: int = 1,
+    frames: Sequence[int] | None = None,
+    title: str | None = None,
+    panel_size: float = 2.2,
+) -> Figure:
+    """Where the real sensor and each simulator return no depth (kit extension `data.holes: model`, issue 20).
+
+    Rows = frames (the first `n`, or `frames`), columns = real, then each of `sims` ({name: [F, S, S] metres}):
+    the CAD in grey, holes on CAD-valid pixels in red at CAD edges (`metrics.depth_edges(cad, edge_threshold_m,
+    edge_dilate)`, the benchmark's) and blue elsewhere; a last column of bars: hole rates (%) all / edges /
+    flat over every frame (`metrics.hole_rates`). `fig.holes` = {name: hole_rates dict} for metrics.json."""
+    from sim2real_kit.metrics import depth_edges, hole_rates
+
+    cad_s = _depth_stack(cad, "cad")
+    stacks = {"real": _depth_stack(real, "real")}
+    for name, sim in sims.items():
+        stacks[name] = _depth_stack(sim, f"sims[{name!r}]")
+    _check_same_shape({"CAD": cad_s, **stacks}, "hole frames")
+    F = cad_s.shape[0]
+    rows = list(range(min(int(n), F))) if frames is None else [int(i) for i in frames]
+    if not rows or any(not 0 <= i < F for i in rows):
+        raise Sim2RealError(f"frames {rows} must be indices in [0, {F}) and at least one")
+    edges = np.stack([depth_edges(c, edge_threshold_m, edge_dilate) for c in cad_s])  # [F, S, S] bool
+    rates = {name: hole_rates(cad_s, d, edge_mask=edges) for name, d in stacks.items()}
+    names = list(stacks)
+    H, W = cad_s.shape[1:]
+    fig = _new_figure(panel_size * (len(names) + 1.6) * max(W / H, 0.5), panel_size * len(rows) + 0.8)
+    grid = fig.add_gridspec(len(rows), len(names) + 1, width_ratios=[1] * len(names) + [1.6])
+    vmin, vmax = _depth_limits([cad_s[i] for i in rows])
+    for r, i in enumerate(rows):
+        cad_ok = cad_s[i] > 0
+        for c, name in enumerate(names):
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(np.ma.masked_where(~cad_ok, cad_s[i]), cmap="Greys", vmin=vmin, vmax=vmax, alpha=0.55)
+            hole = cad_ok & ~(stacks[name][i] > 0)
+            overlay = np.zeros((H, W, 4))
+            for region, color in ((hole & edges[i], HOLE_EDGE_COLOR), (hole & ~edges[i], HOLE_FLAT_COLOR)):
+                overlay[region] = (*_rgb(color), 1.0)
+            ax.imshow(overlay, interpolation="nearest")
+            _image_axes(ax)
+            if r == 0:
+                ax.set_title(name, fontsize=10)
+            if c == 0:
+                ax.set_ylabel(f"frame {i}", fontsize=9)
+    ax = fig.add_subplot(grid[:, -1])
+    regions = ("all", "edge", "flat")
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        color = TRACE_COLORS.get(name, PALETTE[k % len(PALETTE)])
+        values = [100 * rates[name][reg] for reg in regions]
+        bars = ax.bar(np.arange(3) + (k - (len(names) - 1) / 2) * width, values, width, color=color, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(np.arange(3), ["all", "CAD edges", "flat"])
+    ax.set_ylabel("hole rate [%]")
+    ax.legend(fontsize=8)
+    fig.suptitle(title or "holes: red at CAD edges, blue on flat areas")
+    fig.holes = rates
+    return fig
+
+
+def _rgb(color: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(color)
+
+
 # ====================================================================== sensor effects
 def effects_gallery(
     depth, effects: Mapping[str, Any], cad=None, ncols: int = 4, *, title: str | None = None, alpha: float = 0.75
