@@ -157,6 +157,16 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
     return summary, "\n".join(lines)
 
 
+def write_results(out: Path, per_seed: list[dict]) -> str:
+    """`out`/results.json (per seed + summary) and results.md (the table, returned), written atomically."""
+    from sim2real_kit.io import atomic_write_json, atomic_write_text
+
+    summary, table = summarize(per_seed)
+    atomic_write_json(out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
+    atomic_write_text(out / "results.md", table + "\n")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/stage2_controls"))
@@ -171,13 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.merge:  # seeds run as parallel processes (one --out each), summarised together
         per_seed = [s for d in args.merge for s in json.loads((d / "results.json").read_text())["per_seed"]]
-        summary, table = summarize(sorted(per_seed, key=lambda s: s["seed"]))
-        from sim2real_kit.io import atomic_write_json, atomic_write_text
-
         args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
-        atomic_write_text(args.out / "results.md", table + "\n")
-        print(table)
+        print(write_results(args.out, sorted(per_seed, key=lambda s: s["seed"])))
         return 0
     per_seed = []
     shared = args.data
@@ -189,11 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         shared = shared or args.out / f"seed{seed}" / "data"
         print(json.dumps({k: v for k, v in per_seed[-1].items() if k != "rows"}), file=sys.stderr)
-        summary, table = summarize(per_seed)  # after every seed: a run stopped early keeps what it measured
-        from sim2real_kit.io import atomic_write_json, atomic_write_text
-
-        atomic_write_json(args.out / "results.json", {"per_seed": per_seed, "summary": summary, "argv": sys.argv})
-        atomic_write_text(args.out / "results.md", table + "\n")
+        table = write_results(args.out, per_seed)  # after every seed: a run stopped early keeps what it measured
     print(table)
     return 0
 

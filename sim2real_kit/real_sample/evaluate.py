@@ -275,18 +275,12 @@ def _evaluate_cross(
         "test": [_sample_entry(t) for t in test],
         **{k: v for k, v in what.items() if k != "text"},
         "seeds": list(seed_list),
-        "stage1": {
-            "trained": bool(stage1),
-            "steps": steps if stage1 else 0,
-            "size": int(cfg.data.size),
-            **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
-            "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
-        },
+        "stage1": _stage1_entry(stage1, steps, cfg, train_summary),
         "regions": _region_summary(table, metric_keys, labels),
         "note": f"{what['text']}. {CROSS_NOTE}",
         "seconds": seconds,
     }
-    summary["w1_mm"] = {r: {s: v["w1_mm"] for s, v in sims_.items()} for r, sims_ in summary["regions"].items()}
+    summary["w1_mm"] = _w1_by_region(summary["regions"])
     atomic_write_json(out_dir / "summary.json", plain(summary, strict_json=True))
     paths["summary.json"] = out_dir / "summary.json"
     run.record_step("real_sample_cross", cfg, train=[str(t.root) for t in train], test=[str(t.root) for t in test],
@@ -502,6 +496,22 @@ def _figures(frames, region, mask, first, labels, key: str, what: str, panel_tit
     return figs
 
 
+def _stage1_entry(stage1: bool, steps: int, cfg: Config, train_summary: dict) -> dict:
+    """The summary's `stage1` entry (both modes): trained or not, steps, model size, the trainer's scalars."""
+    return {
+        "trained": bool(stage1),
+        "steps": steps if stage1 else 0,
+        "size": int(cfg.data.size),
+        **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
+        "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
+    }
+
+
+def _w1_by_region(regions: dict) -> dict:
+    """region -> simulator -> residual W1 (mm), from `_region_summary`'s table."""
+    return {r: {s: v["w1_mm"] for s, v in sims.items()} for r, sims in regions.items()}
+
+
 def _summary(
     table, metric_keys, frames, holdout_id, name, held_px, seeds, steps, stage1, train_summary, labels, cfg, seconds
 ) -> dict:
@@ -514,15 +524,9 @@ def _summary(
         "frame_size": [frames.camera.width, frames.camera.height],
         "holdout": {"id": int(holdout_id), "name": name, "pixels": held_px},
         "seeds": list(seeds),
-        "stage1": {
-            "trained": bool(stage1),
-            "steps": steps if stage1 else 0,
-            "size": int(cfg.data.size),
-            **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
-            "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
-        },
+        "stage1": _stage1_entry(stage1, steps, cfg, train_summary),
         "regions": regions,
-        "w1_mm": {r: {s: v["w1_mm"] for s, v in sims.items()} for r, sims in regions.items()},
+        "w1_mm": _w1_by_region(regions),
         "note": HELD_OUT_NOTE,
         "seconds": seconds,
     }
