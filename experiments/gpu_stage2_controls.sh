@@ -31,6 +31,11 @@ for k in $SEEDS; do
     [ -f "$f" ] && echo "   $f: $(wc -l < "$f") rows, last: $(tail -n 1 "$f")"
   done
 done
+# the samples of every row on the same frames (val scene s0000, frames 000-003): the figure of issue 22
+for k in $SEEDS; do
+  [ -d /tmp/s2c_$k/seed$k ] && tar czf "$OUT/samples_seed$k.tgz" \
+    $(find /tmp/s2c_$k/seed$k -path "*samples/val/s0000/*" -name "00[0-3]_*.png") 2>/dev/null
+done
 tar czf "$OUT/losses.tgz" $(ls /tmp/s2c_*/results.json /tmp/s2c_*/seed*/*/losses.csv /tmp/s2c_*/seed*/controls/*/*/losses.csv 2>/dev/null) 2>/dev/null
 done_dirs=$(for k in $SEEDS; do [ -f /tmp/s2c_$k/results.json ] && echo /tmp/s2c_$k; done)
 [ -n "$done_dirs" ] && python3 benchmarks/bench_stage2_controls.py --out "$OUT/merged" --merge $done_dirs
