@@ -286,7 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="CI-sized parameters")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook")
+    p.add_argument(
+        "--timeout",
+        default="auto",
+        help="seconds per notebook, 'none', or 'auto' (default: 4x the notebook's expected time; no limit where "
+        "none is known, e.g. GPU presets)",
+    )
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_notebooks)
 

@@ -144,6 +144,33 @@ def test_timeout_stops_the_notebook(tmp_path):
         run_notebooks(tmp_path / "k", [MAKE], {}, kernel_name="no_such_kernel", progress=False)
 
 
+def test_notebook_timeout_auto_scales_with_the_expected_range():
+    from sim2real_kit.runner import notebook_timeout
+
+    assert notebook_timeout("auto", (300, 720)) == 4 * 720  # 04_stage2 under load (21 min) is not stopped
+    assert notebook_timeout("auto", None) is None  # GPU presets, quick runs: no range, no limit
+    assert notebook_timeout(100, (300, 720)) == 100 and notebook_timeout("90", None) == 90
+    assert notebook_timeout("none", (300, 720)) is None and notebook_timeout(None, (1, 2)) is None
+    with pytest.raises(ConfigError, match="'soon'"):
+        notebook_timeout("soon", None)
+    from sim2real_kit.cli import build_parser
+
+    assert build_parser().parse_args(["notebooks"]).timeout == "auto"
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_auto_timeout_stops_a_notebook_past_its_expected_range(tmp_path, monkeypatch):
+    from sim2real_kit.runner import notebooks as nbs
+
+    monkeypatch.setitem(nbs.EXPECTED_SECONDS, "tiny", {"04_sleep": (0.25, 0.75)})  # auto: 3 s; it sleeps 60 s
+    start = time.monotonic()
+    with pytest.raises(NotebookFailure) as info:
+        run_notebooks(tmp_path / "run", [SLEEP], {"preset": "tiny", "quick": False}, timeout_s="auto", progress=False)
+    assert time.monotonic() - start < 15
+    assert "CellTimeoutError" in str(info.value) and "timeout_s=3.0" in str(info.value)
+
+
 @pytest.mark.notebook
 @pytest.mark.usefixtures("python3_kernel")
 def test_progress_line_shows_expected_range(tmp_path, capsys, monkeypatch):

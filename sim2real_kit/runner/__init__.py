@@ -93,6 +93,7 @@ from sim2real_kit.runner.notebooks import (
     default_notebooks,
     expected_seconds,
     notebook_parameters,
+    notebook_timeout,
     short_name,
 )
 from sim2real_kit.runner.summary import GridReport
@@ -116,6 +117,7 @@ __all__ = [
     "default_notebooks",
     "notebook_parameters",
     "expected_seconds",
+    "notebook_timeout",
     "run_notebooks",
     "flatten_metrics",
     "write_index",

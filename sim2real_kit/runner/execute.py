@@ -29,6 +29,7 @@ from sim2real_kit.runner.notebooks import (
     default_notebooks,
     expected_seconds,
     notebook_parameters,
+    notebook_timeout,
     short_name,
 )
 
@@ -396,7 +397,7 @@ def run_notebooks(
     notebooks: list[str | Path] | None = None,
     parameters: dict | None = None,
     per_notebook: dict[str, dict] | None = None,
-    timeout_s: float | None = None,
+    timeout_s: float | str | None = None,
     cell_timeout_s: float | None = None,
     kernel_name: str = "python3",
     progress: bool = True,
@@ -410,7 +411,8 @@ def run_notebooks(
         notebooks that declare it; a name no notebook declares is a ConfigError. `run_dir` is always
         injected (absolute). preset/overrides are validated with `load_config` before anything runs.
     per_notebook: {notebook_name: {param: value}} on top, for that notebook only (must be declared).
-    timeout_s: wall clock per notebook (seconds, kernel start included); each cell gets the time left.
+    timeout_s: wall clock per notebook (seconds, kernel start included; each cell gets the time left), None for
+        no limit, or "auto": 4x the notebook's expected high end, no limit where none is known (`notebook_timeout`).
     cell_timeout_s: limit per cell (seconds). index: write run_dir/index.html at the end (also on failure).
     Prints `[2/6] 02_stage1 (expected 2:30-7:30) … done in 4:12` per notebook (the range from
     `EXPECTED_SECONDS` of the notebook's preset; none for quick runs); stops at the first failure by raising
@@ -442,7 +444,7 @@ def run_notebooks(
                 r,
                 report,
                 head,
-                timeout_s=timeout_s,
+                timeout_s=notebook_timeout(timeout_s, expected),
                 cell_timeout_s=cell_timeout_s,
                 kernel_name=kernel_name,
                 progress=progress,

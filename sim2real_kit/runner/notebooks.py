@@ -192,6 +192,27 @@ def expected_seconds(name: str, preset: str | None = "tiny", quick: bool = False
     return EXPECTED_SECONDS.get(str(preset or "tiny"), {}).get(name)
 
 
+TIMEOUT_FACTOR = 4.0  # timeout "auto": this many times the notebook's expected high end
+
+
+def notebook_timeout(timeout_s: float | str | None, expected: tuple[float, float] | None) -> float | None:
+    """The wall clock (seconds) one notebook may run: a number as given (None: no limit); "auto":
+    `TIMEOUT_FACTOR` x the high end of its expected range, so a hung kernel is stopped but a slow machine is
+    not (04_stage2 once took 21 min beside another job, 2.9x its expected high end, and a flat 30 min stopped
+    it under heavier load); no limit when the range is unknown (other presets: hours of GPU training are
+    legitimate; quick runs)."""
+    if timeout_s is None or not isinstance(timeout_s, str):
+        return None if timeout_s is None else float(timeout_s)
+    if timeout_s.strip().lower() in ("none", "0", "off"):
+        return None
+    if timeout_s.strip().lower() != "auto":
+        try:
+            return float(timeout_s)
+        except ValueError:
+            raise ConfigError(f"timeout {timeout_s!r}: give seconds, 'auto' or 'none'") from None
+    return None if expected is None else TIMEOUT_FACTOR * float(expected[1])
+
+
 def _fmt_clock(seconds: float) -> str:
     """83 -> "1:23", 3725 -> "1:02:05" (the progress line's durations)."""
     total = int(round(max(seconds, 0.0)))
