@@ -240,6 +240,24 @@ def test_generic_nguyen_noise_matches_its_published_sigma(z):
     assert abs(sigma - float(SensorModel().noise_sigma(z, 0.0))) > 0.1 * sigma or z < 2
 
 
+def test_generic_redwood_samples_at_half_resolution_and_drops_far_depth():
+    """Choi et al. 2015 as ported in habitat-sim: each pixel reads the clean depth at its (shifted) position
+    rounded down to even row and column (the sensor's half resolution), and 10 m or farther returns 0."""
+    H, W = 6, 8
+    ramp = np.tile(1.0 + 0.1 * np.arange(W, dtype=np.float32), (H, 1))  # 1.0 .. 1.7 m, one value per column
+    out = GenericSensor("redwood", noise_multiplier=0.0).capture(ramp)
+    np.testing.assert_array_equal(out[:, 1::2], out[:, 0::2])  # columns 2k and 2k+1 read column 2k
+    quantised = 35.130 / (np.round(8 * 35.130 / ramp[:, 0::2]) / 8)
+    np.testing.assert_allclose(out[:, 0::2], quantised, rtol=1e-6)
+    rows = np.repeat(np.array([1.0, 1.3, 1.6], np.float32), 2)[:, None] + np.zeros((1, W), np.float32)
+    rows[1] = 1.9  # an odd row: never read
+    np.testing.assert_array_equal(
+        GenericSensor("redwood", 0.0).capture(rows)[1], GenericSensor("redwood", 0.0).capture(rows)[0]
+    )
+    far = np.full((4, 4), 10.5, np.float32)
+    assert not GenericSensor("redwood", 0.0).capture(far).any()  # beyond the sensor's range: no return
+
+
 def test_generic_redwood_quantises_disparity():
     res = _render({1: _wall(2.0)}, pose=look_at([0, 0, 0], [0.6, 0.0, 1.0], up=(0, -1, 0)))
     out = GenericSensor("redwood").capture(res.depth, res.normals, CAM, 0)

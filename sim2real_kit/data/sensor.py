@@ -469,6 +469,7 @@ class SensorModel:
 
 
 # ====================================================================== physical baseline
+REDWOOD_MAX_DEPTH_M = 10.0  # Redwood model: depth at or beyond this returns 0 (habitat-sim's port)
 KINECT_V1_FX = 585.0  # px: Kinect v1 depth focal length at 640x480 (Nguyen et al. express sigma_L in these pixels)
 GENERIC_MODELS = ("nguyen2012", "redwood")
 
@@ -481,7 +482,8 @@ class GenericSensor:
       sigma_L = 0.8 + 0.035 theta / (pi/2 - theta) Kinect pixels, converted to this camera's pixels
       with fx / 585 and applied as a random shift of each pixel's sample.
     - `redwood`: Choi et al. CVPR 2015 (as ported in habitat-sim / Open3D): pixel shift
-      N(0, 0.25 m) rounded, disparity quantisation z' = 35.130 / (round(8 (35.130 / z + N(0, 0.027778 m))) / 8)
+      N(0, 0.25 m) rounded, the depth read at the shifted pixel rounded down to even row and column (the
+      sensor's half resolution), 0 at >= 10 m, disparity quantisation z' = 35.130 / (round(8 (35.130 / z + N(0, 0.027778 m))) / 8)
       with m the noise multiplier. The per-pixel distortion grid of the original needs its
       calibration file and is left out.
     """
@@ -542,7 +544,8 @@ class GenericSensor:
         else:
             su = np.clip(uu + np.rint(rng.normal(0, 0.25 * m, (H, W))), 0, W - 1).astype(np.int64)
             sv = np.clip(vv + np.rint(rng.normal(0, 0.25 * m, (H, W))), 0, H - 1).astype(np.int64)
-            z = depth[sv, su].astype(np.float64)
+            z = depth[sv - sv % 2, su - su % 2].astype(np.float64)  # the sensor's half resolution
+            z = np.where(z >= REDWOOD_MAX_DEPTH_M, 0.0, z)  # out of range: no return
             disparity = np.where(z > 0, 35.130 / np.maximum(z, 1e-6), 0) + rng.normal(0, 0.027778 * m, (H, W))
             q = np.round(8 * disparity) / 8
             out = np.where(q > 0, 35.130 / np.maximum(q, 1e-9), 0)
