@@ -23,8 +23,12 @@ data.size). sd21-random: SD 2.1's UNet architecture with random weights through 
 bf16, eager).
 
 Variants (`--variants`), settings of the Trainer's own options:
-- eager:      `train.compile/fused_adamw/channels_last = false`: fp32 master weights, bf16 autocast, NCHW,
-              `torch.optim.AdamW` (foreach), PyTorch's default SDPA choice.
+- eager:      `train.compile/fused_adamw/channels_last = false`, `train.mixed_precision = auto`: fp32 master
+              weights, bf16 autocast on CUDA (fp32 on CPU), NCHW, `torch.optim.AdamW` (foreach), PyTorch's
+              default SDPA choice.
+- bf16:       eager with `train.mixed_precision = bf16`: bf16 autocast on the CPU too (the tiny preset's
+              `fast` takes it where the CPU computes bf16 natively):
+              `.venv/bin/python benchmarks/bench_train.py --preset tiny --batch-size 8 --variants eager,bf16`
 - compiled:   `train.compile` + `train.fused_adamw` (the Trainer compiles with inductor `conv_1x1_as_mm` and
               turns `cudnn.benchmark` on), NCHW model.
 - optimized:  compiled + `train.channels_last` (the model; the inputs stay NCHW, as the data loader gives
@@ -54,7 +58,7 @@ import torch
 from benchlib import PRESETS, build_denoiser, environment, preset_config, random_sd_vae, sync
 
 DEFAULT_BATCH = {"tiny": 16, "small": 64, "sd21-random": 16}
-VARIANTS = ("eager", "compiled", "optimized")
+VARIANTS = ("eager", "bf16", "compiled", "optimized")
 
 
 # ---------------------------------------------------------------------- model, loss, batches: the library's
@@ -93,13 +97,14 @@ def variant_train_config(train, variant: str, batch_size: int):
     """The preset's `train` config with the batch size and the variant's settings."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    optimized = variant != "eager"
+    optimized = variant in ("compiled", "optimized")
     return dataclasses.replace(
         train,
         batch_size=batch_size,
         compile=optimized,
         fused_adamw=optimized,
         channels_last=variant == "optimized",
+        mixed_precision="bf16" if variant == "bf16" else ("auto" if variant == "eager" else train.mixed_precision),
     )
 
 

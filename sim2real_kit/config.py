@@ -85,7 +85,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max grad norm (0 = off)
     ema: bool = False  # keep an EMA copy of the weights
     ema_decay: float = 0.999
-    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "no" | "bf16"
+    mixed_precision: str = (
+        "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fast" (also bf16 on a CPU with native bf16) | "no" | "bf16"
+    )
     log_every: int = 10  # steps between losses.csv rows
     sample_every: int = 0  # steps between sample grids (0 = only at the end)
     ckpt_every: int = 100  # steps between checkpoints
@@ -310,7 +312,7 @@ class Config:
             "model.target": (self.model.target, ("residual", "direct")),
             "model.prediction_type": (self.model.prediction_type, ("sample", "epsilon", "v_prediction")),
             "model.freeze_encoder": (self.model.freeze_encoder, ("auto", "true", "false")),
-            "train.mixed_precision": (self.train.mixed_precision, ("auto", "no", "bf16")),
+            "train.mixed_precision": (self.train.mixed_precision, ("auto", "fast", "no", "bf16")),
             "sampling.precision": (self.sampling.precision, ("auto", "fp32", "bf16")),
             "stage2.condition": (self.stage2.condition, ("depth", "residual")),
             "stage2.init": (self.stage2.init, ("stage1", "base")),

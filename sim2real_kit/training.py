@@ -584,6 +584,9 @@ class Trainer:
             "start_step": start,
             "seconds": seconds,
             "img_per_s": images / seconds if seconds > 0 else 0.0,
+            "precision": "bf16"
+            if self.autocast_dtype == torch.bfloat16
+            else "fp32",  # what train.mixed_precision chose
             "best": self.best["value"],
             "best_step": self.best["step"],
         }

@@ -566,6 +566,29 @@ def test_accelerate_path_on_one_cpu_process(tmp_path):
     assert next(bf16.model.parameters()).dtype == torch.float32  # weights stay fp32
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_fast_precision_is_bf16_only_on_a_cpu_that_computes_it(tmp_path, monkeypatch, native):
+    """`train.mixed_precision: fast` (the tiny preset): bf16 autocast where the CPU has native bf16, fp32 where
+    it would be emulated (slower); the choice reaches the run's training summary."""
+    from sim2real_kit import train_setup
+    from sim2real_kit.config import load_config
+
+    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: native)
+    dtypes = []
+
+    def loss(model, batch, generator):
+        pred = model(batch["x"])
+        dtypes.append(pred.dtype)
+        return ((pred.float() - batch["y"]) ** 2).mean()
+
+    trainer = Trainer(mlp(), loss, ToyRegression(), make_cfg(steps=2, mixed_precision="fast"), tmp_path, progress=False)
+    summary = trainer.fit()
+    want = torch.bfloat16 if native else torch.float32
+    assert dtypes == [want] * 2 and summary["precision"] == ("bf16" if native else "fp32")
+    assert train_setup.resolve_precision("auto", torch.device("cpu")) is None  # auto stays fp32 on every CPU
+    assert load_config("tiny").train.mixed_precision == "fast"
+
+
 # ---------------------------------------------------------------------- data parallel (opt-in, ~20 s)
 DDP_SCRIPT = """
 import sys
