@@ -151,6 +151,32 @@ def _encoder(frames, cfg):
     return PairedDepthDataset.from_config(cfg, DepthLayout(frames.root), "train", train=False)
 
 
+def test_holes_model_crops_carry_the_validity_channel_and_learn_holes(frames, tmp_path):
+    """`data.holes: model` on the real sample (issue 20): target and mask have the validity channel beside the
+    residual (+1 where the Xtion returned depth, -1 where not; weight where the CAD is valid), the held-out
+    object's weights are 0 in both channels, and the few-shot Stage-I trains and samples with it."""
+    cfg = load_config("tiny", None, [*TOY, "data.holes=model", "train.lr=0.002"])
+    held = rs.resolve_holdout(frames, "mug")
+    ds = rs.heldout_dataset(frames, cfg, held)
+    item = ds[0]
+    assert item["target"].shape == (2, SIZE, SIZE) and item["mask"].shape == (2, SIZE, SIZE)
+    assert item["cad_n"].shape == (1, SIZE, SIZE) and item["heldout"].shape == (1, SIZE, SIZE)
+    f = 0
+    ys, xs = np.nonzero(frames.object_mask(held)[f])
+    top, left = int(ys[len(ys) // 2]) - SIZE // 2, int(xs[len(xs) // 2]) - SIZE // 2
+    crop = ds.crop(f, left, top)
+    on_held = crop["heldout"][0] > 0
+    assert on_held.any() and not (crop["mask"][:, on_held] > 0).any()  # both weights 0 on the held-out object
+    # the validity target is the real capture's: -1 on the seen objects' holes, +1 where it returned depth
+    seen = (frames.instance > 0) & (frames.instance != held) & (frames.cad > 0)
+    hole = seen & (frames.real <= 0)
+    validity = ds.maps[:, ds.channels["target"][1]]
+    assert hole.any() and (validity[hole] == -1).all() and (validity[seen & (frames.real > 0)] == 1).all()
+    pipe, _ = rs.train_heldout_stage1(frames, cfg, held, tmp_path / "s1", steps=10)
+    depth = rs.simulate_tiles(pipe, frames, frames.object_mask(held) & (np.arange(5) == 0)[:, None, None], seed=0)
+    assert depth.shape == frames.cad.shape and np.isfinite(depth).all() and (depth >= 0).all()
+
+
 def test_crops_are_centred_on_loss_pixels(frames, toy_cfg):
     ds = rs.heldout_dataset(frames, toy_cfg, 21)
     for i in range(20):

@@ -40,7 +40,9 @@ class HeldOutCrops(Dataset):
     it to the loss pixels around.) Crops
     are centred on a random loss-weighted pixel, drawn from (seed, epoch, index).
 
-    Items: `cad_n`, `target`, `mask`, `heldout` (1 on held-out pixels), each [1, S, S] float32; with a physics
+    Items: `cad_n`, `target`, `mask`, `heldout` (1 on held-out pixels), each [1, S, S] float32 (`target` and
+    `mask` [2, S, S] with `data.holes: model`: the validity channel and its weight follow, 0 on held-out pixels
+    too; `channels` maps each key to its channels of `maps`); with a physics
     prior (`prior` [F, H, W] metres: a physical sensor model's output on the frames' CAD, nothing of the real
     depth) also `prev_n`, the prior as `depth.previous_stage_condition` encodes a previous stage's output."""
 
@@ -74,11 +76,14 @@ class HeldOutCrops(Dataset):
         self.holdout_id = None if holdout_id is None else int(holdout_id)
         self.heldout = frames.instance == (-1 if holdout_id is None else self.holdout_id)  # [F, H, W]
         self.roots = frames.roots  # the sample folders the crops come from
+        channels_of = getattr(encoder, "channels_of", None)
+        self.channels = {k: (channels_of(k) if channels_of else [_MAPS.index(k)]) for k in _MAPS}
         maps = []
         for cad, real, held in zip(frames.cad, frames.real, self.heldout):
-            m = encoder.encode_maps(cad, real)  # [6, H, W]
+            m = encoder.encode_maps(cad, real)  # [7, H, W] ([9, H, W] with holes = model)
             m[:, held] = encoder.encode_maps(cad, cad)[:, held]  # CAD only: no trace of the real depth
-            m[_MASK, held] = m[_VALID, held] = 0.0
+            for c in (*self.channels["mask"], _VALID):  # every loss weight (the validity's too)
+                m[c, held] = 0.0
             maps.append(m)
         self.maps = np.stack(maps)  # [F, 6, H, W]
         self.residual_scale = float(encoder.residual_scale)
@@ -116,8 +121,8 @@ class HeldOutCrops(Dataset):
                 cad_n = torch.from_numpy(np.ascontiguousarray(self.maps[frame, _MAPS.index("cad_n")][win]))[None, None]
                 arr = previous_stage_condition(prior, cad_n, self.condition, self.residual_scale)[0, 0].numpy()
             else:
-                arr = self.maps[frame, _MAPS.index(key)][win]
-            out[key] = torch.from_numpy(np.ascontiguousarray(arr)[None])
+                arr = self.maps[frame, self.channels[key]][(slice(None), *win)]  # [C, S, S]
+            out[key] = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[None]))
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
