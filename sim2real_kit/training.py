@@ -188,6 +188,7 @@ class Trainer:
         self.process_index = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
         self.autocast_dtype = setup.resolve_precision(self.cfg.mixed_precision, self.device)
+        self.precision_name = "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"
 
     def _setup_batches(self) -> None:
         """Micro-batch geometry of the data stream (`_micro_batches`)."""
@@ -584,9 +585,7 @@ class Trainer:
             "start_step": start,
             "seconds": seconds,
             "img_per_s": images / seconds if seconds > 0 else 0.0,
-            "precision": "bf16"
-            if self.autocast_dtype == torch.bfloat16
-            else "fp32",  # what train.mixed_precision chose
+            "precision": self.precision_name,  # what train.mixed_precision chose
             "best": self.best["value"],
             "best_step": self.best["step"],
         }

@@ -76,8 +76,7 @@ class HeldOutCrops(Dataset):
         self.holdout_id = None if holdout_id is None else int(holdout_id)
         self.heldout = frames.instance == (-1 if holdout_id is None else self.holdout_id)  # [F, H, W]
         self.roots = frames.roots  # the sample folders the crops come from
-        channels_of = getattr(encoder, "channels_of", None)
-        self.channels = {k: (channels_of(k) if channels_of else [_MAPS.index(k)]) for k in _MAPS}
+        self.channels = {k: encoder.channels_of(k) for k in _MAPS}  # target / mask: 2 with holes = model
         maps = []
         for cad, real, held in zip(frames.cad, frames.real, self.heldout):
             m = encoder.encode_maps(cad, real)  # [7, H, W] ([9, H, W] with holes = model)
@@ -85,7 +84,7 @@ class HeldOutCrops(Dataset):
             for c in (*self.channels["mask"], _VALID):  # every loss weight (the validity's too)
                 m[c, held] = 0.0
             maps.append(m)
-        self.maps = np.stack(maps)  # [F, 6, H, W]
+        self.maps = np.stack(maps)  # [F, C, H, W]: the encode_maps stack
         self.residual_scale = float(encoder.residual_scale)
         self.target_kind = encoder.target
         self.centres = np.argwhere(self.maps[:, _MASK] > 0)  # [N, 3] (frame, row, col) of loss pixels

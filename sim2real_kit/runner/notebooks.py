@@ -203,16 +203,19 @@ def notebook_timeout(timeout_s: float | str | None, expected: tuple[float, float
     not (04_stage2 once took 21 min beside another job, 2.9x its expected high end, and a flat 30 min stopped
     it under heavier load); no limit when the range is unknown (other presets: hours of GPU training are
     legitimate; quick runs)."""
-    if timeout_s is None or not isinstance(timeout_s, str):
-        return None if timeout_s is None else float(timeout_s)
-    if timeout_s.strip().lower() in ("none", "0", "off"):
+    if timeout_s is None:
         return None
-    if timeout_s.strip().lower() != "auto":
-        try:
-            return float(timeout_s)
-        except ValueError:
-            raise ConfigError(f"timeout {timeout_s!r}: give seconds, 'auto' or 'none'") from None
-    return None if expected is None else TIMEOUT_FACTOR * float(expected[1])
+    if not isinstance(timeout_s, str):
+        return float(timeout_s)
+    word = timeout_s.strip().lower()
+    if word == "auto":
+        return None if expected is None else TIMEOUT_FACTOR * float(expected[1])
+    if word in ("none", "0", "off"):
+        return None
+    try:
+        return float(word)
+    except ValueError:
+        raise ConfigError(f"timeout {timeout_s!r}: give seconds, 'auto' or 'none'") from None
 
 
 def _fmt_clock(seconds: float) -> str:
