@@ -24,6 +24,7 @@ Writes <out>/results.json and <out>/results.md (and prints the table)."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -60,7 +61,10 @@ def run_seed(
     progress: bool,
     overrides: list[str],
     skip: tuple[str, ...] = (),
+    stage2_steps: int | None = None,
 ) -> dict:
+    """One seed's rows. stage2_steps: Stage-II's steps (and the control's extra steps) when they differ from
+    Stage-I's `train.steps` (Stage-I trained to convergence, then a shorter Stage-II; default the same)."""
     from sim2real_kit import flagging, notebook, simulate, stage1, stage2
     from sim2real_kit.run import read_json
 
@@ -77,14 +81,15 @@ def run_seed(
     if not base.disc_metrics(1).is_file():
         flagging.train_and_flag(base, cfg, stage=1, progress=progress)
     flags = read_json(base.disc_metrics(1))
-    stage2.train_chain(base, cfg, 2, progress=progress)
+    cfg2 = cfg if stage2_steps is None else copy.deepcopy(cfg).override([f"train.steps={int(stage2_steps)}"])
+    stage2.train_chain(base, cfg2, 2, progress=progress)
     other = "residual" if cfg.stage2.condition == "depth" else "depth"
-    controls = {"stage1_long": (stage2.stage1_control(base, cfg, progress=progress), None)}
+    controls = {"stage1_long": (stage2.stage1_control(base, cfg2, progress=progress), None)}
     for name, override in (("stage2_norew", "stage2.reweight=false"), ("stage2_other", f"stage2.condition={other}")):
         if name in skip:
             continue
         folder = name if name == "stage2_norew" else f"stage2_{other}"
-        controls[name] = stage2.control_run(base, cfg, folder, [override], share=("stage1", "disc"))
+        controls[name] = stage2.control_run(base, cfg2, folder, [override], share=("stage1", "disc"))
         stage2.train_chain(*controls[name], 2, progress=progress, final_splits=("val",))
     rows = {"stage1": _row_metrics(base, base, 1, cfg), "stage2": _row_metrics(base, base, 2, cfg)}
     rows["stage1_long"] = _row_metrics(controls["stage1_long"][0], base, 1, cfg)
@@ -101,6 +106,7 @@ def run_seed(
         "flag_rate_val": flags["val"]["flag_rate"],
         "disc_val_auc": flags["val_auc"],
         "steps": cfg.train.steps,
+        "stage2_steps": cfg2.train.steps,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -177,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.steps=400")
     p.add_argument("--data", type=Path, help="an existing dataset folder for every seed (else seed 1's run makes it)")
     p.add_argument("--skip", nargs="*", default=[], choices=("stage2_norew", "stage2_other"), help="rows not trained")
+    p.add_argument(
+        "--stage2-steps", type=int, help="Stage-II's steps and the control's extra steps (default: train.steps)"
+    )
     p.add_argument("--merge", type=Path, nargs="+", help="only summarise the results.json of these --out folders")
     args = p.parse_args(argv)
     if args.merge:  # seeds run as parallel processes (one --out each), summarised together
@@ -189,7 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         per_seed.append(
             run_seed(
-                args.out, seed, args.preset, args.quick, shared, not args.no_progress, args.overrides, tuple(args.skip)
+                args.out,
+                seed,
+                args.preset,
+                args.quick,
+                shared,
+                not args.no_progress,
+                args.overrides,
+                tuple(args.skip),
+                args.stage2_steps,
             )
         )
         shared = shared or args.out / f"seed{seed}" / "data"

@@ -15,6 +15,7 @@ open3d is imported only inside the functions that need it (solid occupancy of wa
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -197,6 +198,66 @@ def _shell_occupancy(surface_tree: cKDTree, queries: np.ndarray, shell_width: fl
     return dist <= shell_width
 
 
+@dataclass
+class DiscoReference:
+    """The ground-truth side of `disco_metrics`, prepared once by `prepare_reference`: the normalisation
+    (centre [3], scale), the normalised gt geometry, its `num_points` surface samples and their KD-tree, the
+    uniform query points and the gt's occupancy of them (shell now, solid when first asked)."""
+
+    vertices: np.ndarray = field(repr=False)  # [N, 3], normalised
+    triangles: np.ndarray | None = field(repr=False)
+    centre: np.ndarray
+    scale: float
+    num_points: int
+    seed: int
+    shell_width: float
+    samples: np.ndarray = field(repr=False)  # [num_points, 3] surface samples
+    tree: cKDTree = field(repr=False)
+    queries: np.ndarray = field(repr=False)  # [num_points, 3] uniform in [-1, 1]^3
+    _occupancy: dict = field(default_factory=dict, repr=False)
+
+    def occupancy(self, kind: str) -> np.ndarray:
+        """Occupancy [num_points] bool of the query points: "shell" or "solid" (watertight meshes)."""
+        if kind not in self._occupancy:
+            if kind == "shell":
+                self._occupancy[kind] = _shell_occupancy(self.tree, self.queries, self.shell_width)
+            else:
+                self._occupancy[kind] = _solid_occupancy(self.vertices, self.triangles, self.queries)
+        return self._occupancy[kind]
+
+    @property
+    def watertight(self) -> bool:
+        if "watertight" not in self._occupancy:
+            closed = self.triangles is not None and is_watertight(self.vertices, self.triangles)
+            self._occupancy["watertight"] = closed
+        return self._occupancy["watertight"]
+
+
+def prepare_reference(
+    gt, num_points: int = 100_000, seed: int = 0, *, reference="gt", shell_width: float = SHELL_WIDTH
+) -> DiscoReference:
+    """`gt` (any geometry `disco_metrics` takes) with its side of the metric computed once, for scoring many
+    predictions against it. reference: "gt" or a fixed geometry (e.g. the CAD object); "pred" and "both"
+    depend on the prediction and cannot be prepared."""
+    gt_v, gt_t = _as_geometry(gt, "gt")
+    if isinstance(reference, str) and reference != "gt":
+        if reference in ("pred", "both"):
+            raise ConfigError(f"normalisation reference {reference!r} depends on the prediction: cannot prepare gt")
+        _reference_points(gt_v, gt_v, reference)  # raises the error naming the valid choices
+    centre, scale = normalization(gt_v if isinstance(reference, str) else _as_geometry(reference, "reference")[0])
+    return _prepare(gt_v, gt_t, centre, scale, num_points, seed, shell_width)
+
+
+def _prepare(gt_v, gt_t, centre, scale, num_points: int, seed: int, shell_width: float) -> DiscoReference:
+    if num_points <= 0 or not shell_width > 0:
+        raise ConfigError(f"num_points and shell_width must be positive, got {num_points} and {shell_width}")
+    gt_v = (gt_v - centre) * scale
+    sample_seed, query_seed = np.random.SeedSequence(seed).spawn(2)
+    gt_s = _surface_points(gt_v, gt_t, num_points, np.random.default_rng(sample_seed))
+    queries = np.random.default_rng(query_seed).uniform(-1.0, 1.0, size=(num_points, 3))
+    return DiscoReference(gt_v, gt_t, centre, scale, num_points, seed, shell_width, gt_s, cKDTree(gt_s), queries)
+
+
 def disco_metrics(
     pred,
     gt,
@@ -233,46 +294,55 @@ def disco_metrics(
          triangles), else "shell".
        IoU is NaN when neither side occupies any query point.
     Empty inputs raise Sim2RealError naming "pred" or "gt".
+
+    gt may be a `DiscoReference` (`prepare_reference`): its side of steps 1, 2 and 4 is then computed once
+    for every `pred` scored against it (the benchmark scores each simulator against the same real meshes);
+    the numbers are those of passing the geometry itself. num_points, seed and shell_width must then be
+    the prepared ones, and `reference` is the prepared normalisation (leave it "gt").
     """
-    pred_v, pred_t = _as_geometry(pred, "pred")
-    gt_v, gt_t = _as_geometry(gt, "gt")
     if occupancy not in ("auto", "solid", "shell"):
         raise ConfigError(f"occupancy must be 'auto', 'solid' or 'shell', got {occupancy!r}")
-    if num_points <= 0 or not shell_width > 0:
-        raise ConfigError(f"num_points and shell_width must be positive, got {num_points} and {shell_width}")
-
-    # 1. normalisation: reference's longest side -> [-1, 1]
-    centre, scale = normalization(_reference_points(pred_v, gt_v, reference))
-    pred_v, gt_v = (pred_v - centre) * scale, (gt_v - centre) * scale
+    if isinstance(gt, DiscoReference):
+        asked = (num_points, seed, shell_width)
+        if asked != (gt.num_points, gt.seed, gt.shell_width) or not (isinstance(reference, str) and reference == "gt"):
+            raise ConfigError(
+                f"gt was prepared with num_points, seed, shell_width = {(gt.num_points, gt.seed, gt.shell_width)} "
+                f"and its own normalisation; this call asks {asked} (reference {reference!r})"
+            )
+        pred_v, pred_t = _as_geometry(pred, "pred")
+        ref = gt
+    else:
+        pred_v, pred_t = _as_geometry(pred, "pred")
+        gt_v, gt_t = _as_geometry(gt, "gt")
+        # 1. normalisation: reference's longest side -> [-1, 1]
+        centre, scale = normalization(_reference_points(pred_v, gt_v, reference))
+        ref = _prepare(gt_v, gt_t, centre, scale, num_points, seed, shell_width)
+    pred_v = (pred_v - ref.centre) * ref.scale
 
     # 2. surface samples; both sides draw from the same stream (common random numbers: identical
     #    inputs give identical samples, so a perfect simulator scores exactly CD 0, F 1)
-    sample_seed, query_seed = np.random.SeedSequence(seed).spawn(2)
-    pred_s = _surface_points(pred_v, pred_t, num_points, np.random.default_rng(sample_seed))  # [N, 3] in [-1, 1]
-    gt_s = _surface_points(gt_v, gt_t, num_points, np.random.default_rng(sample_seed))
-    rng_query = np.random.default_rng(query_seed)
+    sample_seed, _ = np.random.SeedSequence(ref.seed).spawn(2)
+    pred_s = _surface_points(pred_v, pred_t, ref.num_points, np.random.default_rng(sample_seed))  # in [-1, 1]
 
     # 3. Chamfer / F-score at x0.5 (NN distances scale with the clouds: measure once, scale)
-    tree_pred, tree_gt = cKDTree(pred_s), cKDTree(gt_s)
-    dist_pred = tree_gt.query(pred_s, k=1, workers=-1)[0] * CD_SCALE  # pred -> gt
-    dist_gt = tree_pred.query(gt_s, k=1, workers=-1)[0] * CD_SCALE  # gt -> pred
+    tree_pred = cKDTree(pred_s)
+    dist_pred = ref.tree.query(pred_s, k=1, workers=-1)[0] * CD_SCALE  # pred -> gt
+    dist_gt = tree_pred.query(ref.samples, k=1, workers=-1)[0] * CD_SCALE  # gt -> pred
     cf = _chamfer_from_distances(dist_pred, dist_gt, fscore_threshold)
 
     # 4. IoU of occupancies of uniform query points in [-1, 1]^3
-    queries = rng_query.uniform(-1.0, 1.0, size=(num_points, 3))
     if occupancy == "auto":
-        both_closed = pred_t is not None and gt_t is not None
-        both_closed = both_closed and is_watertight(pred_v, pred_t) and is_watertight(gt_v, gt_t)
+        both_closed = pred_t is not None and ref.triangles is not None
+        both_closed = both_closed and is_watertight(pred_v, pred_t) and ref.watertight
         occupancy = "solid" if both_closed else "shell"
     if occupancy == "solid":
-        for name, tri in (("pred", pred_t), ("gt", gt_t)):
+        for name, tri in (("pred", pred_t), ("gt", ref.triangles)):
             if tri is None:
                 raise Sim2RealError(f"{name} is a point cloud: solid occupancy needs a watertight mesh")
-        occ_pred = _solid_occupancy(pred_v, pred_t, queries)
-        occ_gt = _solid_occupancy(gt_v, gt_t, queries)
+        occ_pred = _solid_occupancy(pred_v, pred_t, ref.queries)
     else:
-        occ_pred = _shell_occupancy(tree_pred, queries, shell_width)
-        occ_gt = _shell_occupancy(tree_gt, queries, shell_width)
+        occ_pred = _shell_occupancy(tree_pred, ref.queries, ref.shell_width)
+    occ_gt = ref.occupancy(occupancy)
     union = np.count_nonzero(occ_pred | occ_gt)
     iou = np.count_nonzero(occ_pred & occ_gt) / union if union else math.nan
     return {"iou": float(iou), "cd_l2_x1000": cf["cd_l2_x1000"], "fscore": cf["fscore"]}

@@ -455,3 +455,32 @@ def test_disco_metrics_do_not_depend_on_the_mesh_order():
     a = disco_metrics((verts, tris), ref, num_points=2000, seed=0, occupancy="shell")
     b = disco_metrics((verts[perm], shuffled_tris), ref, num_points=2000, seed=0, occupancy="shell")
     assert a == b
+
+
+def test_prepared_reference_gives_the_same_numbers_and_refuses_other_settings():
+    """`prepare_reference` computes gt's side of DisCo once for many predictions (the benchmark scores every
+    simulator against the same real meshes): every number equals the unprepared call's, for meshes (auto ->
+    solid), point clouds with a third reference geometry, and shell occupancy; other settings are refused."""
+    from sim2real_kit.disco import prepare_reference
+
+    pytest.importorskip("open3d")
+    gt = box_mesh()
+    preds = [box_mesh((0.25, 0.0, 0.0), (1.25, 1.0, 1.0)), box_mesh((0.0, 0.1, 0.0), (1.0, 0.9, 1.2))]
+    ref = prepare_reference(gt, 20_000, seed=3)
+    for pred in preds:
+        assert disco_metrics(pred, ref, num_points=20_000, seed=3) == disco_metrics(pred, gt, 20_000, seed=3)
+        shell = disco_metrics(pred, ref, num_points=20_000, seed=3, occupancy="shell")
+        assert shell == disco_metrics(pred, gt, num_points=20_000, seed=3, occupancy="shell")
+    rng = np.random.default_rng(0)
+    real, cad = rng.normal(size=(3000, 3)), rng.uniform(-2, 2, size=(500, 3))
+    ref_cloud = prepare_reference(real, 5000, reference=cad)
+    for shift in (0.0, 0.05, 0.3):
+        pred = real + [shift, 0.0, 0.0]
+        assert disco_metrics(pred, ref_cloud, num_points=5000) == disco_metrics(pred, real, 5000, reference=cad)
+    assert disco_metrics(real, ref_cloud, num_points=5000)["iou"] == 1.0
+    with pytest.raises(ConfigError, match="prepared"):
+        disco_metrics(pred, ref_cloud, num_points=4000)
+    with pytest.raises(ConfigError, match="prepared"):
+        disco_metrics(pred, ref_cloud, num_points=5000, reference=cad)
+    with pytest.raises(ConfigError, match="depends on the prediction"):
+        prepare_reference(real, 5000, reference="both")

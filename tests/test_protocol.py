@@ -47,3 +47,27 @@ def test_stage1_control_samples_the_benchmark_split_when_asked(run):
     control = stage2.stage1_control(folder, cfg, progress=False, splits=("val", "benchmark"))
     assert Config.from_yaml(control.stage_config_path(1)).train.steps == 2 * cfg.train.steps
     assert control.has_samples(1, "val") and control.has_samples(1, "benchmark")
+
+
+def test_stage2_steps_reach_stage2_and_the_control_not_stage1(tmp_path):
+    """bench_stage2_controls.py --stage2-steps (issue 22: Stage-I to convergence, then a shorter Stage-II): the
+    knob sets Stage-II's steps and the control's extra steps, and leaves Stage-I's as `train.steps` says."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stage2_controls.py"
+    spec = importlib.util.spec_from_file_location("bench_s2c", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    layout = make_plane_layout(tmp_path / "ds", scenes=3, frames=2)
+    result = bench.run_seed(
+        tmp_path / "out", 0, "tiny", False, None, False, [f"data.root={layout.root}", *MICRO],
+        skip=("stage2_norew", "stage2_other"), stage2_steps=3,
+    )  # fmt: skip
+    base = RunFolder(tmp_path / "out" / "seed0")
+    assert Config.from_yaml(base.stage_config_path(1)).train.steps == 2
+    assert Config.from_yaml(base.stage_config_path(2)).train.steps == 3
+    control = base.control("stage1_long")
+    assert Config.from_yaml(control.stage_config_path(1)).train.steps == 2 + 3
+    assert (result["steps"], result["stage2_steps"]) == (2, 3)
+    assert set(result["rows"]) == {"cad", "stage1", "stage1_long", "stage2"}

@@ -90,6 +90,7 @@ class _Frames:
     bins: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # W1 bins {name: [F, S, S] mask}
     objects: list[ObjectRef] = dataclasses.field(default_factory=list)  # per-object 3D: the objects scored
     object_note: str = ""  # why there are no per-object columns (no instance ids, no object)
+    disco: dict = dataclasses.field(default_factory=dict)  # real meshes' side of DisCo, prepared once (realism_3d)
 
 
 def evaluate_run(
@@ -357,7 +358,7 @@ def _score_one(name, sim, seed, depth, frames: _Frames, cfg, fuse, disc_model) -
         same_as_real = np.array_equal(depth, samples.real)
         meshes, why = (frames.real_meshes, {}) if same_as_real else fuse_scenes(depth, samples, frames.scenes, bcfg)
         notes += [f"fusion of scene {sc}: {w}" for sc, w in why.items()]
-        m3d, scene_vals, n = realism_3d(meshes, frames.real_meshes, bcfg, int(bcfg.num_points))
+        m3d, scene_vals, n = realism_3d(meshes, frames.real_meshes, bcfg, int(bcfg.num_points), frames.disco)
         row.update(m3d)
         notes += n
         mobj, obj_vals, n = object_realism(depth, samples, frames.objects, bcfg, int(bcfg.num_points))

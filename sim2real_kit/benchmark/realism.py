@@ -133,11 +133,17 @@ def fuse_scenes(depth, samples: SampleSet, scenes: Mapping[str, list[int]], bcfg
     return meshes, why
 
 
-def realism_3d(meshes: Mapping, real_meshes: Mapping, bcfg, num_points: int) -> tuple[dict, dict, list]:
+def realism_3d(
+    meshes: Mapping, real_meshes: Mapping, bcfg, num_points: int, prepared: dict | None = None
+) -> tuple[dict, dict, list]:
     """DisCo metrics of each scene's fused simulator mesh against the fused real one, normalised per
     scene: (means over scenes {miou_pct, cd_l2_x1000, fscore_pct}, per-scene values, notes). NaN (with
-    a note) when any scene has no mesh on either side, so every simulator is scored on the same scenes."""
-    from sim2real_kit.disco import disco_metrics
+    a note) when any scene has no mesh on either side, so every simulator is scored on the same scenes.
+    prepared: a dict kept across simulators (the benchmark's) that holds each real mesh's side of the metric
+    (`disco.prepare_reference`), computed once; the numbers are the same without it."""
+    from sim2real_kit.disco import disco_metrics, prepare_reference
+
+    prepared = {} if prepared is None else prepared
 
     per_scene, notes = {}, []
     for scene, mesh in meshes.items():
@@ -147,9 +153,12 @@ def realism_3d(meshes: Mapping, real_meshes: Mapping, bcfg, num_points: int) -> 
             notes.append(f"3D: scene {scene} has no fused {'surface' if mesh is None else 'real surface'}")
             continue
         try:
+            key = (scene, num_points, bcfg.shell_width)
+            if key not in prepared:
+                prepared[key] = prepare_reference(ref, num_points, 0, shell_width=bcfg.shell_width)
             m = disco_metrics(
                 mesh,
-                ref,
+                prepared[key],
                 num_points=num_points,
                 fscore_threshold=bcfg.fscore_threshold,
                 seed=0,
@@ -181,6 +190,7 @@ class ObjectRef:
     masks: dict[int, np.ndarray] = field(repr=False)  # frame index -> bool [S, S]
     cad: np.ndarray = field(repr=False)  # [N, 3] world points of the CAD on the mask
     real: np.ndarray = field(repr=False)  # [M, 3] world points of the real capture on the mask
+    prepared: dict = field(default_factory=dict, repr=False)  # the real side of DisCo, per (points, shell width)
 
     @property
     def key(self) -> str:
@@ -242,7 +252,7 @@ def object_realism(depth, samples: SampleSet, objects: Sequence[ObjectRef], bcfg
     Returns (means over objects {obj_miou_pct, obj_cd_l2_x1000, obj_fscore_pct, obj_count}, {object key:
     values}, notes). An object on which the simulator has no point scores IoU 0 and F 0 and has no CD:
     the mean CD is then NaN (with a note), so that every simulator is averaged over the same objects."""
-    from sim2real_kit.disco import disco_metrics
+    from sim2real_kit.disco import disco_metrics, prepare_reference
 
     if not objects:
         return {**_nan_metrics(OBJ_KEYS), "obj_count": 0}, {}, []
@@ -253,13 +263,17 @@ def object_realism(depth, samples: SampleSet, objects: Sequence[ObjectRef], bcfg
             per_object[obj.key] = {"obj_miou_pct": 0.0, "obj_cd_l2_x1000": math.nan, "obj_fscore_pct": 0.0}
             empty.append(obj.key)
             continue
+        key = (num_points, bcfg.shell_width)
+        if key not in obj.prepared:  # the real points' side, once for every simulator
+            obj.prepared[key] = prepare_reference(
+                obj.real, num_points, 0, reference=obj.cad, shell_width=bcfg.shell_width
+            )
         m = disco_metrics(
             pts,
-            obj.real,
+            obj.prepared[key],
             num_points=num_points,
             fscore_threshold=bcfg.fscore_threshold,
             seed=0,
-            reference=obj.cad,
             occupancy="shell",
             shell_width=bcfg.shell_width,
         )
