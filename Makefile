@@ -52,7 +52,11 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || { echo "[install] $(TORCH_SPEC) (CPU)"; \
 	  $(BIN)/pip install -q $(TORCH_SPEC) 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0; }
 	@echo "[install] sim2real_kit and its dependencies into $(VENV)"
-	@$(BIN)/pip install -q -e . 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
+	@# uv (from PyPI) resolves and installs the same packages as pip in ~9 s instead of ~60 s here (the same
+	@# `pip freeze`); pip does it when uv cannot (no uv wheel, an index only pip.conf knows, ...)
+	@{ $(BIN)/pip install -q uv 2>/dev/null && $(BIN)/uv pip install -q --python $(BIN)/python -e .; } \
+	  || { echo "[install] uv unavailable or failed: pip instead"; \
+	       $(BIN)/pip install -q -e . 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0; }
 	@$(BIN)/python -c "import sim2real_kit, torch, diffusers, open3d, papermill" \
 	  || { echo "[install] ERROR: the environment does not import; see the messages above"; exit 1; }
 	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null

@@ -12,7 +12,16 @@ within 5 % of `mask`'s.
     python benchmarks/bench_holes.py --out runs/bench_holes_quick --quick      # CI sizes (32 px, 24 steps)
     python benchmarks/bench_holes.py --out runs/bench_holes_demo               # demo size (tiny preset)
 
-Finished steps are reused (run folders resume). Prints a markdown table; `--json` writes the numbers."""
+Finished steps are reused (run folders resume). Prints a markdown table; `--json` writes the numbers.
+
+`--representation S` (no training): how a latent model (SD: 1/8 of the frame) can hold the validity at all. The
+real validity maps of a dataset (`--data`, the val split at its raw resolution) and of the shipped real samples
+(YCB-Video's Xtion, Linemod-Occluded's Kinect v1 at 640x480, object pixels) go through each representation and
+back, thresholded at 0: `pool-1ch` (one channel, the map averaged over S x S blocks, nearest upsampling),
+`pool-1ch-bilinear` (the same, bilinear upsampling) and `space-to-depth` (S² channels, `codec.join_validity`:
+the kit's choice). Reported: hole rates all / at CAD edges / flat and the IoU of the holes with the real ones.
+
+    python benchmarks/bench_holes.py --representation 8 --data runs/demo/data --json /tmp/rep.json"""
 
 from __future__ import annotations
 
@@ -90,15 +99,112 @@ def table(results: dict) -> str:
     return "\n\n".join(lines)
 
 
+def _round_trip(valid: np.ndarray, scale: int, kind: str) -> np.ndarray:
+    """bool [F, H, W] validity after a representation of 1/`scale` resolution and back (thresholded at 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    from sim2real_kit.models.codec import PixelCodec
+
+    F_, H, W = valid.shape
+    pad_h, pad_w = (-H) % scale, (-W) % scale
+    v = torch.from_numpy(np.where(valid, 1.0, -1.0).astype(np.float32))[:, None]
+    v = F.pad(v, (0, pad_w, 0, pad_h), mode="replicate")
+    if kind == "space-to-depth":
+        codec = PixelCodec()
+        codec.downscale = scale  # the latent codec's join / decode of the validity, on an identity codec
+        latents = torch.zeros(F_, 1, v.shape[-2] // scale, v.shape[-1] // scale)
+        back = codec.decode_target(codec.join_validity(latents, v))[1]
+    else:
+        pooled = F.avg_pool2d(v, scale)
+        mode = "bilinear" if kind.endswith("bilinear") else "nearest"
+        back = F.interpolate(
+            pooled, size=v.shape[-2:], mode=mode, **({"align_corners": False} if mode == "bilinear" else {})
+        )
+    return (back[:, 0, :H, :W] >= 0).numpy()
+
+
+REPRESENTATIONS = ("pool-1ch", "pool-1ch-bilinear", "space-to-depth")
+
+
+def representation(scale: int, data: Path | None) -> dict:
+    """{source: {representation: hole rates / IoU}} of the real validity maps through each representation."""
+    from sim2real_kit.data.layout import DepthLayout
+    from sim2real_kit.metrics import depth_edges, hole_rates
+
+    sources = {}
+    if data is not None:
+        layout = DepthLayout(data)
+        refs = layout.frames("val")
+        pairs = [layout.read_frame(r) for r in refs]
+        sources[f"dataset {data} (val, {len(refs)} frames)"] = (
+            np.stack([p["cad"] for p in pairs]), np.stack([p["real"] for p in pairs]), None
+        )  # fmt: skip
+    import tempfile
+
+    from sim2real_kit.real_sample.frames import import_real_sample, load_frames
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("ycbv_sample", "lmo_sample"):
+            src = Path(__file__).resolve().parents[2] / "shared" / "data" / name
+            if not src.is_dir():
+                continue
+            frames = load_frames(import_real_sample(Path(tmp) / name, src))
+            sources[f"{name} ({frames.sensor}, object pixels)"] = (frames.object_cad(), frames.real, None)
+    out = {}
+    for source, (cad, real, _) in sources.items():
+        edges = depth_edges(cad)
+        real_valid = real > 0
+        ref = hole_rates(cad, real, edge_mask=edges)
+        rows = {"real": {k: 100 * ref[k] for k in ("all", "edge", "flat")} | {"iou": 1.0}}
+        true = ~real_valid & (cad > 0)
+        for kind in REPRESENTATIONS:
+            back = _round_trip(real_valid, scale, kind)
+            r = hole_rates(cad, np.where(back, 1.0, 0.0), edge_mask=edges)
+            gen = ~back & (cad > 0)
+            iou = float((gen & true).sum() / max((gen | true).sum(), 1))
+            rows[kind] = {k: 100 * r[k] for k in ("all", "edge", "flat")} | {"iou": iou}
+        out[source] = rows
+    return out
+
+
+def representation_table(results: dict, scale: int) -> str:
+    lines = []
+    for source, rows in results.items():
+        lines += [f"{source}, 1/{scale} resolution:", "", "| representation | holes all % | at edges % | flat % | IoU with real holes |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for kind, r in rows.items():
+            lines.append(f"| {kind} | {r['all']:.1f} | {r['edge']:.1f} | {r['flat']:.1f} | {r['iou']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="run folder (the first mode's; the others inside)")
+    ap.add_argument("--out", type=Path, help="run folder (the first mode's; the others inside)")
     ap.add_argument("--modes", nargs="+", default=["mask", "model"], choices=["mask", "model", "generate"])
     ap.add_argument("--quick", action="store_true", help="CI sizes (the quick overlay)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--override", action="append", default=[], help="config override a.b=c (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--representation",
+        type=int,
+        default=0,
+        metavar="S",
+        help="no training: the validity maps through 1/S-resolution representations (8 = SD's latent)",
+    )
+    ap.add_argument("--data", type=Path, default=None, help="--representation: a dataset folder (its val split)")
     args = ap.parse_args(argv)
+    if args.representation:
+        results = representation(args.representation, args.data)
+        print(representation_table(results, args.representation))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        return 0
+    if args.out is None:
+        ap.error("--out is required (a run folder), unless --representation")
     results = measure(args.out, args.modes, args.quick, args.seed, args.override)
     print(table(results))
     if args.json:

@@ -22,6 +22,8 @@ import platform
 import numpy as np
 import torch
 
+from sim2real_kit.models.codec import DepthCodec
+
 PRESETS = ("tiny", "small", "sd21-random")
 
 
@@ -36,23 +38,22 @@ def preset_config(preset: str, size: int | None = None, overrides=()):
     return load_config(preset, overrides=ov)
 
 
-class PrecomputedLatents(torch.nn.Module):
-    """Codec stand-in for a timed latent step: the batch already holds VAE latents [B, 4, 64, 64]."""
+class PrecomputedLatents(DepthCodec):
+    """Codec stand-in for a timed latent step: the batch already holds VAE latents [B, 4, 64, 64]. A
+    `DepthCodec` whose input is the latents themselves (`input_channels` = 4), so `diffusion_loss` takes the
+    target's 4 channels as the map (it took 1 since issue 20's validity split: the sd21 step benchmark broke)."""
 
     kind = "latent"
 
     def __init__(self, channels: int = 4, downscale: int = 8):
         super().__init__()
-        self.channels, self.downscale = channels, downscale
+        self.channels, self.downscale, self.input_channels = channels, downscale, channels
 
     def encode(self, latents: torch.Tensor) -> torch.Tensor:
         return latents
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return latents
-
-    def encoded_size(self, size: int) -> int:
-        return size // self.downscale
 
 
 @contextlib.contextmanager

@@ -372,11 +372,6 @@ class Config:
                 f"data.benchmark_fraction < 1 (train keeps the rest), got {self.data.benchmark_fraction} "
                 f"(val_fraction {self.data.val_fraction})"
             )
-        if self.data.holes == "model" and self.model.space != "pixel":
-            raise ConfigError(
-                f"{source}: data.holes = 'model' is not supported with model.space = {self.model.space!r} yet (the "
-                "validity channel is a pixel-space target channel); use model.space = pixel or data.holes = mask"
-            )
         if len(self.model.attention_levels) != len(self.model.block_out_channels):
             raise ConfigError(
                 f"{source}: model.attention_levels has {len(self.model.attention_levels)} entries but "

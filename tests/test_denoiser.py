@@ -334,3 +334,25 @@ def test_overfitting_a_fixed_batch_drops_the_loss_5x():
     after = eval_loss()
     print(f"overfit loss {float(before):.4f} -> {float(after):.4f}")
     assert after < before / 5, (float(before), float(after))
+
+
+def test_benchmark_latent_stand_in_runs_the_library_loss(sd_folder):
+    """benchmarks/benchlib.py's `PrecomputedLatents` (the timed sd21 step: the batch holds latents) is a
+    `DepthCodec`: `diffusion_loss` calls `join_validity` on it (it had no such method, so the GPU benchmark of the
+    sd21 step stopped with an AttributeError)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from benchlib import PrecomputedLatents
+    finally:
+        sys.path.pop(0)
+    root, _ = sd_folder
+    cfg = sd_cfg(root)
+    denoiser = ControlledDenoiser.from_config(cfg)
+    codec = PrecomputedLatents(channels=4, downscale=2)
+    g = torch.Generator().manual_seed(0)
+    latents, cond = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    loss, per_sample = diffusion_loss(denoiser, codec, make_scheduler(cfg), latents, [cond], generator=g)
+    assert torch.isfinite(loss) and per_sample.shape == (2,)

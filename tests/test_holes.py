@@ -12,7 +12,7 @@ from sim2real_kit.camera import Camera, look_at
 from sim2real_kit.config import load_config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import DepthLayout, FrameRef
-from sim2real_kit.errors import ConfigError
+from sim2real_kit.errors import ConfigError, DepthFormatError
 from sim2real_kit.models.codec import PixelCodec
 from sim2real_kit.models.denoiser import ControlledDenoiser, diffusion_loss, make_scheduler
 from sim2real_kit.pipeline import Sim2RealPipeline
@@ -24,12 +24,11 @@ def _cfg(size=16, *extra):
     return load_config("tiny", overrides=[f"data.size={size}", "data.holes=model", *TINY_MODEL, *extra])
 
 
-def test_config_names_the_hole_modes_and_refuses_latent():
+def test_config_names_the_hole_modes():
     with pytest.raises(ConfigError, match="data.holes = 'sometimes'; allowed: mask, model, generate"):
         load_config("tiny", overrides=["data.holes=sometimes"])
-    with pytest.raises(ConfigError, match="data.holes = 'model' is not supported with model.space = 'latent'"):
-        load_config("sd21", overrides=["data.holes=model"])
     assert load_config("tiny", overrides=["data.holes=model"]).data.holes == "model"
+    assert load_config("sd21", overrides=["data.holes=model"]).data.holes == "model"  # latent too (was refused)
 
 
 def test_validity_channel_round_trips_through_the_codec():
@@ -45,14 +44,27 @@ def test_validity_channel_round_trips_through_the_codec():
     assert torch.equal(plain, residual) and none.shape == (2, 0, 8, 8)
 
 
-def test_latent_codec_refuses_a_validity_channel():
+def test_validity_round_trips_through_the_latent_codec_pixel_for_pixel():
+    """Latent space (SD's VAE, here in miniature with downscale 2): the validity map goes space-to-depth into
+    s² channels beside the 4 latent channels and comes back exactly, a 1-pixel hole included (an averaged
+    1-channel map at the latent's resolution would lose it)."""
     from conftest import tiny_vae
 
     from sim2real_kit.models.codec import LatentCodec
 
     codec = LatentCodec(tiny_vae())
-    with pytest.raises(ConfigError, match="not supported with the latent codec"):
-        codec.encode_target(torch.zeros(1, 2, 16, 16))
+    residual = torch.rand(2, 1, 16, 16) * 2 - 1
+    validity = torch.ones(2, 1, 16, 16)
+    validity[0, 0, 5, 7] = -1.0  # one pixel
+    validity[1, 0, :, 3] = -1.0  # a 1-pixel column
+    encoded = codec.encode_target(torch.cat([residual, validity], dim=1))
+    assert codec.validity_channels(1) == 4 and encoded.shape == (2, 4 + 4, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(encoded[:, :4], codec.encode(residual))
+        decoded, valid_back = codec.decode_target(encoded)
+    assert decoded.shape == (2, 1, 16, 16) and torch.equal(valid_back, validity)
+    with pytest.raises(DepthFormatError, match="do not match encoded maps"):
+        codec.join_validity(encoded[:, :4], validity[..., :15, :15])
 
 
 def test_dataset_target_has_residual_and_validity_on_a_hand_made_frame():
@@ -225,3 +237,50 @@ def test_hole_maps_figure_counts_holes_at_edges_and_on_flat_areas():
     assert fig.holes["real"]["edge"] > 0.1 and fig.holes["real"]["flat"] == 0.0
     assert fig.holes["Stage-I"]["edge"] == 0.0 and fig.holes["Stage-I"]["flat"] > 0.1
     assert len(fig.axes) == 2 * 2 + 1  # real and Stage-I per frame, the bars
+
+
+def test_latent_denoiser_gets_validity_channels_that_start_at_zero_and_save(tmp_path):
+    """sd21-like (a tiny local SD folder): the pretrained UNet is widened by s² validity channels in and out with
+    zero weights, so on the latent channels it computes what SD's UNet computes and predicts 0 (P = 0.5) on the
+    validity; the widened model saves and loads, and its loss weighs the validity per pixel."""
+    from conftest import write_tiny_sd
+
+    from sim2real_kit.models.codec import LatentCodec
+
+    write_tiny_sd(tmp_path / "sd")
+    cfg = load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}", "data.size=16", "data.holes=model"])
+    plain = ControlledDenoiser.from_config(load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}",
+                                                                           "data.size=16"]))  # fmt: skip
+    denoiser = ControlledDenoiser.from_config(cfg)
+    assert (denoiser.hole_channels, denoiser.channels, denoiser.cond_channels) == (4, 4, 4)
+    assert denoiser.unet.config.in_channels == denoiser.unet.config.out_channels == 8
+    g = torch.Generator().manual_seed(0)
+    noisy, cond, t = torch.randn(2, 8, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g), torch.tensor([5, 500])
+    with torch.no_grad():
+        out = denoiser(noisy, t, cond)
+        torch.testing.assert_close(out[:, :4], plain(noisy[:, :4], t, cond))
+    assert not out[:, 4:].any()
+    denoiser.save_pretrained(tmp_path / "d")
+    loaded = ControlledDenoiser.from_pretrained(tmp_path / "d")
+    assert loaded.hole_channels == 4 and loaded.sample_channels == 8
+    # the loss: validity weights per pixel; a validity error outside the weights does not count
+    codec, scheduler = LatentCodec.from_pretrained(tmp_path / "sd"), make_scheduler(cfg, "ddpm")
+    cad_n = torch.rand(2, 1, 16, 16, generator=g) * 2 - 1
+    target = torch.cat([cad_n * 0.1, torch.ones(2, 1, 16, 16)], dim=1)
+    weight = torch.ones(2, 2, 16, 16)
+    weight[:, 1, :, :3] = 0  # no CAD in three columns: their validity does not count
+
+    loss = diffusion_loss(loaded, codec, scheduler, target, [cad_n], weight, torch.Generator().manual_seed(1))[0]
+    assert torch.isfinite(loss)
+    x0 = torch.zeros(2, 8, 8, 8)  # a stub denoiser with a fixed x0 (validity +1): only the target moves the loss
+    x0[:, 4:] = 1.0
+
+    def stub_loss(tgt):
+        stub = lambda noisy, timesteps, condition: x0  # noqa: E731
+        return diffusion_loss(stub, codec, scheduler, tgt, [cad_n], weight, torch.Generator().manual_seed(1))[0]
+
+    moved = target.clone()
+    moved[:, 1, :, :3] = -1.0  # validity flipped only where it has no weight: the loss does not move
+    torch.testing.assert_close(stub_loss(moved), stub_loss(target))
+    moved[:, 1, 4:, 4:] = -1.0  # where it has weight: it does
+    assert float(stub_loss(moved)) > float(stub_loss(target))

@@ -11,9 +11,11 @@ codec is the identity on the 1-channel map.
     depth_n = codec.decode(latents)      # -> [B, 1, H, W]
 
 A target with hole channels (`data.holes: model`: residual + validity in {-1, +1}) is encoded with
-`encode_target`: the first map through the codec, the validity maps appended as they are, so the
-denoised sample has C + V channels while a condition keeps C per map. Only the pixel codec can do it
-(the validity channel lives at the frame's resolution); the latent codec refuses it.
+`encode_target`: the first map through the codec, the validity maps appended without the VAE, so the
+denoised sample has C + V·s² channels while a condition keeps C per map. Pixel codec (s = 1): the V maps as
+they are. Latent codec (s = 8 for SD): each map space-to-depth (`pixel_unshuffle`) into s² channels at the
+latent's resolution, which keeps every pixel's validity exactly (a 1-pixel hole at a silhouette survives; an
+averaged 1-channel map at 1/8 resolution loses thin holes: `benchmarks/bench_holes.py --representation`).
 
 Nothing is downloaded: `LatentCodec.from_pretrained` takes a local folder (an SD checkout holding
 `vae/`, or the `vae/` folder itself) and a missing file is a `CheckpointError` naming it.
@@ -25,6 +27,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError
@@ -42,6 +45,7 @@ class DepthCodec(nn.Module):
     kind: str = "base"
     channels: int = 1
     downscale: int = 1
+    input_channels: int = 1  # channels of the map `encode` takes (a depth map: 1)
 
     def encode(self, depth_n: torch.Tensor) -> torch.Tensor:  # [B, 1, H, W] -> [B, C, h, w]
         raise NotImplementedError
@@ -49,29 +53,39 @@ class DepthCodec(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:  # [B, C, h, w] -> [B, 1, H, W]
         raise NotImplementedError
 
-    def join_validity(self, latents: torch.Tensor, validity: torch.Tensor) -> torch.Tensor:
-        """Append validity maps [B, V, H, W] (V >= 0) to encoded maps [B, C, h, w] -> [B, C + V, h, w].
+    def validity_channels(self, maps: int = 1) -> int:
+        """Channels that `maps` validity maps take in the encoded sample: maps · downscale² (space-to-depth)."""
+        return int(maps) * self.downscale**2
 
-        The validity channel is a target channel beside the codec's: it is not encoded (pixel space only)."""
+    def join_validity(self, latents: torch.Tensor, validity: torch.Tensor) -> torch.Tensor:
+        """Append validity maps [B, V, H, W] (V >= 0) to encoded maps [B, C, h, w] -> [B, C + V·s², h, w].
+
+        The validity is a target channel beside the codec's, not encoded: space-to-depth by s = `downscale`
+        (`F.pixel_unshuffle`; the identity in pixel space), so every pixel keeps its own value."""
         if validity.shape[1] == 0:
             return latents
-        if self.downscale != 1 or validity.shape[-2:] != latents.shape[-2:]:
-            raise ConfigError(
-                f"data.holes = 'model' is not supported with the {self.kind} codec yet (its maps are 1/{self.downscale} "
-                "of the frame; the validity channel is a pixel-space channel): use model.space = pixel"
+        s = self.downscale
+        if (validity.shape[-2] // s, validity.shape[-1] // s) != tuple(latents.shape[-2:]) or (
+            validity.shape[-2] % s or validity.shape[-1] % s
+        ):
+            raise DepthFormatError(
+                f"validity maps of {tuple(validity.shape[-2:])} px do not match encoded maps of "
+                f"{tuple(latents.shape[-2:])} at 1/{s} of the frame"
             )
-        return torch.cat([latents, validity.to(latents.dtype)], dim=1)
+        return torch.cat([latents, F.pixel_unshuffle(validity.to(latents.dtype), s)], dim=1)
 
     def encode_target(self, target_n: torch.Tensor) -> torch.Tensor:
-        """[B, 1 + V, H, W] (normalised map, then V validity maps) -> [B, C + V, h, w]."""
-        return self.join_validity(self.encode(target_n[:, :1]), target_n[:, 1:])
+        """[B, 1 + V, H, W] (normalised map, then V validity maps) -> [B, C + V·s², h, w]."""
+        k = self.input_channels
+        return self.join_validity(self.encode(target_n[:, :k]), target_n[:, k:])
 
     def decode_target(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverse of `encode_target`: [B, C + V, h, w] -> (map [B, 1, H, W], validity [B, V, H, W])."""
-        validity = latents[:, self.channels :]
-        if validity.shape[1] and self.downscale != 1:
-            raise ConfigError(f"the {self.kind} codec has no validity channel (data.holes = 'model' needs pixel space)")
-        return self.decode(latents[:, : self.channels]), validity
+        """Inverse of `encode_target`: [B, C + V·s², h, w] -> (map [B, 1, H, W], validity [B, V, H, W])."""
+        extra = latents[:, self.channels :]
+        s = self.downscale
+        if extra.shape[1] % (s * s):
+            raise DepthFormatError(f"{extra.shape[1]} validity channels are not a multiple of {s}² (space-to-depth)")
+        return self.decode(latents[:, : self.channels]), F.pixel_shuffle(extra, s) if s > 1 else extra
 
     def encoded_size(self, size: int) -> int:
         """Side of the encoded map for a square frame of `size` pixels."""

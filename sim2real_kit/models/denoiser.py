@@ -20,8 +20,12 @@ Paper/release choices:
 - x0 prediction ("sample"), scaled-linear betas 0.00085-0.012, 1000 steps (`make_scheduler`).
 - The UNet encoder (conv_in, time embedding, down blocks, mid block) is frozen when pretrained SD
   weights are loaded (`model.freeze_encoder: auto`); the UNet decoder and the control branch train.
-- Kit extension (`data.holes: model`): `hole_channels` = 1 validity channel is denoised beside the codec's
-  channels (UNet in/out C + 1), while the condition keeps C channels per map: validity is a target only.
+- Kit extension (`data.holes: model`): `hole_channels` validity channels are denoised beside the codec's
+  channels, while the condition keeps C channels per map: validity is a target only. Pixel space: 1 channel
+  (UNet in/out C + 1). Latent space: the validity map space-to-depth, s² = 64 channels at the latent's
+  resolution (`codec.join_validity`), added to the pretrained UNet by `widen_unet` (zero weights in and out,
+  so it starts as SD's UNet on the latent channels); the noisy validity enters through the control branch's
+  trainable copy of conv_in, since the UNet's own conv_in stays frozen with the encoder.
 
 `diffusion_loss` is the training objective: x0-MSE in codec space, weighted per pixel (Sec. 3.4).
 """
@@ -170,9 +174,7 @@ class ControlledDenoiser(nn.Module):
 
         channels, downscale = codec_geometry(cfg)
         m = cfg.model
-        hole_channels = 1 if cfg.data.holes == "model" else 0
-        if hole_channels and m.space != "pixel":
-            raise ConfigError("data.holes = 'model' is not supported with model.space = 'latent' yet; use pixel")
+        hole_channels = downscale**2 if cfg.data.holes == "model" else 0  # one validity map, space-to-depth
         if m.space == "latent":
             unet = _load_pretrained_unet(m.sd_path)
             pretrained = True
@@ -182,6 +184,8 @@ class ControlledDenoiser(nn.Module):
                     f"latent has {channels}",
                     Path(m.sd_path) / "unet",
                 )
+            if hole_channels:
+                widen_unet(unet, hole_channels)
         else:
             unet = _build_unet(cfg, channels + hole_channels, downscale)
             pretrained = False
@@ -350,6 +354,30 @@ def _build_unet(cfg, channels: int, downscale: int):
         norm_num_groups=int(m.norm_num_groups),
         use_linear_projection=True,  # as SD 2.x
     )
+
+
+def widen_unet(unet, extra: int) -> None:
+    """Add `extra` channels to a UNet's input and output (in place): conv_in gets zero weights for the new
+    inputs, conv_out zero weights and biases for the new outputs, so the UNet computes exactly what it did on
+    its first channels and predicts 0 on the new ones until training moves them (`data.holes: model` on
+    pretrained SD weights: the validity channels)."""
+    conv_in, conv_out = unet.conv_in, unet.conv_out
+    new_in = nn.Conv2d(conv_in.in_channels + extra, conv_in.out_channels, conv_in.kernel_size, conv_in.stride,
+                       conv_in.padding)  # fmt: skip
+    new_out = nn.Conv2d(conv_out.in_channels, conv_out.out_channels + extra, conv_out.kernel_size,
+                        conv_out.stride, conv_out.padding)  # fmt: skip
+    new_in = new_in.to(device=conv_in.weight.device, dtype=conv_in.weight.dtype)
+    new_out = new_out.to(device=conv_out.weight.device, dtype=conv_out.weight.dtype)
+    with torch.no_grad():
+        new_in.weight.zero_()
+        new_in.weight[:, : conv_in.in_channels].copy_(conv_in.weight)
+        new_in.bias.copy_(conv_in.bias)
+        new_out.weight.zero_()
+        new_out.bias.zero_()
+        new_out.weight[: conv_out.out_channels].copy_(conv_out.weight)
+        new_out.bias[: conv_out.out_channels].copy_(conv_out.bias)
+    unet.conv_in, unet.conv_out = new_in, new_out
+    unet.register_to_config(in_channels=new_in.in_channels, out_channels=new_out.out_channels)
 
 
 def _load_pretrained_unet(sd_path: str):
@@ -523,8 +551,9 @@ def diffusion_loss(
     codec; draw t ~ U{0..T-1} [B] and then noise [B, C + V, h, w], both from `generator` in that order;
     noisy = add_noise(latents, noise, t); error = (denoiser(noisy, t, cond) - x0)^2 averaged over the C codec
     channels [B, h, w] (target = noise or velocity for the other prediction types); weights are resized
-    (nearest) to h x w. With validity maps, the validity error gets its own weighted mean (its own weights)
-    and the two means are averaged C : V, so the validity never moves the residual's pixels or scale.
+    (nearest) to h x w. With validity maps, the validity error gets its own weighted mean (its own weights;
+    in latent space per pixel, the s² channels depth-to-space) and the loss is the mean of the two weighted
+    means (1 : 1 in pixel and latent space alike), so the validity never moves the residual's pixels or scale.
 
     Why a weighted *mean* (sum(w * error) / sum(w)) rather than mean(w * error): the loss keeps the
     scale of a plain MSE whatever share of the frame is flagged or ignored, so the re-weighting
@@ -533,8 +562,9 @@ def diffusion_loss(
     dilute the mean. Per-sample values are normalised by each sample's own weight sum."""
     batch = target_n.shape[0]
     # one batched encode of target and condition maps (one VAE call per step instead of 1 + k)
-    encoded = codec.encode(torch.cat([target_n[:, :1], *condition_maps], dim=0)).split(batch, dim=0)
-    latents = codec.join_validity(encoded[0], target_n[:, 1:])  # [B, C + V, h, w]
+    k = int(getattr(codec, "input_channels", 1))  # the map's channels (1; a stand-in codec's latents: 4)
+    encoded = codec.encode(torch.cat([target_n[:, :k], *condition_maps], dim=0)).split(batch, dim=0)
+    latents = codec.join_validity(encoded[0], target_n[:, k:])  # [B, C + V, h, w]
     condition = torch.cat(encoded[1:], dim=1)  # [B, k*C, h, w]
     gen_device = generator.device if generator is not None else latents.device
     timesteps = torch.randint(
@@ -556,14 +586,19 @@ def diffusion_loss(
         error = squared.mean(dim=1)  # [B, h, w]
         return error.mean(), error.flatten(1).mean(dim=1)
     weights = F.interpolate(weight_map.float(), size=squared.shape[-2:], mode="nearest-exact")  # [B, K, h, w]
-    groups = [(squared[:, :channels].mean(dim=1), weights[:, 0], channels)]  # (error, weights, share)
+    groups = [(squared[:, :channels].mean(dim=1), weights[:, 0])]  # (error [B, h, w], weights)
     if squared.shape[1] > channels:  # the validity channels: their own weights when given
-        groups.append((squared[:, channels:].mean(dim=1), weights[:, -1], squared.shape[1] - channels))
+        s = int(getattr(codec, "downscale", 1))
+        if s > 1:  # back to one value per pixel (depth-to-space), weighed at the frame's resolution
+            error = F.pixel_shuffle(squared[:, channels:], s).mean(dim=1)  # [B, H, W]
+            groups.append((error, weight_map[:, -1].float()))
+        else:
+            groups.append((squared[:, channels:].mean(dim=1), weights[:, -1]))
     elif weights.shape[1] != 1:
         raise ValueError(f"weight_map has {weights.shape[1]} channels but the target has no validity channel")
     loss = per_sample = 0.0
-    for error, w, share in groups:
-        frac = share / squared.shape[1]  # 1.0 without validity: the plain weighted mean
+    for error, w in groups:
+        frac = 1.0 / len(groups)  # the mean of the groups' weighted means (one group: the plain weighted mean)
         weighted = (w * error).flatten(1).sum(dim=1)  # [B]
         weight_sum = w.flatten(1).sum(dim=1)  # [B]
         per_sample = per_sample + frac * weighted / weight_sum.clamp_min(1e-8)
