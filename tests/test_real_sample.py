@@ -528,3 +528,27 @@ def test_physics_alone_learned_alone_and_physics_plus_learned(toy_samples, tmp_p
     train = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_samples["a"]))
     sim = rs.baseline_simulators(cfg)["physical"]
     np.testing.assert_array_equal(prior.prior, sim.from_cad(train.cad, train.camera, cfg.seed))
+
+
+# ---------------------------------------------------------------------- beside the benchmark (issue 21)
+def test_the_real_sample_job_gives_what_the_section_gives_here(run, tmp_path):
+    """`start_real_sample` (notebook 05 starts it before the benchmark): the section in a spawned process on half
+    the cores, this process on the rest until `result()`; the same table as evaluating here, and an error of the
+    job is raised here with its message."""
+    cfg = resolve_config(run, "tiny", overrides=TOY, quick=True, save=False)
+    kw = dict(holdout="mug", steps=4, seeds=1, progress=False)
+    before = torch.get_num_threads()
+    job = rs.start_real_sample(run, cfg, rs.DEFAULT_SAMPLE, out=tmp_path / "bg", **kw)
+    assert job.background == (rs.usable_cores() >= 2)
+    away = job.result()
+    assert torch.get_num_threads() == before  # given back
+    here = rs.evaluate_real_sample(run, cfg, rs.DEFAULT_SAMPLE, out=tmp_path / "fg", **kw)
+    assert {(e["region"], e["simulator"]) for e in away.table} == {(e["region"], e["simulator"]) for e in here.table}
+    for e in here.table:
+        assert away.row(e["region"], e["simulator"])["w1_mm"] == pytest.approx(e["w1_mm"], rel=1e-6, abs=1e-9)
+    assert away.out_dir == tmp_path / "bg" and (tmp_path / "bg" / "results.md").is_file() and away.figures
+    bad = rs.start_real_sample(run, cfg, rs.DEFAULT_SAMPLE, out=tmp_path / "bad", holdout="banana", steps=1,
+                               seeds=1, progress=False)  # fmt: skip
+    with pytest.raises(Sim2RealError, match="'banana'"):
+        bad.result()
+    assert torch.get_num_threads() == before

@@ -29,7 +29,8 @@ meshes, so every pair is real capture vs CAD of the *same view*; CAD exists on t
    pair is YCB-Video (Xtion) -> LM-O (Kinect v1): cross-scene and cross-sensor at once.
 
 `evaluate_real_sample` does 1, 3 and 4 (or 5) and writes `run_dir/benchmark/real_sample/`: results.csv (one row
-per region x simulator x seed), results.md, summary.json and figures/*.png.
+per region x simulator x seed), results.md, summary.json and figures/*.png. `start_real_sample` runs it in a
+spawned process beside the benchmark (notebook 05) and `.result()` returns the same RealSampleResult.
 """
 
 from sim2real_kit.real_sample.evaluate import RealSampleResult, evaluate_real_sample
@@ -47,6 +48,7 @@ from sim2real_kit.real_sample.frames import (
     sample_kind,
     sensor_of,
 )
+from sim2real_kit.real_sample.job import RealSampleJob, start_real_sample, usable_cores
 from sim2real_kit.real_sample.measure import (
     baseline_outputs,
     baseline_simulators,
@@ -57,6 +59,9 @@ from sim2real_kit.real_sample.measure import (
 from sim2real_kit.tiling import blend_tiles, blend_window, seam_ratio, tile_boxes  # the library's tiling, re-exported
 
 __all__ = [
+    "RealSampleJob",
+    "start_real_sample",
+    "usable_cores",
     "DEFAULT_SAMPLE",
     "REGIONS",
     "CROSS_REGIONS",
