@@ -158,6 +158,20 @@ def stage1_control(
     return control
 
 
+def start_stage1_control(run: RunFolder | str | Path, cfg: Config, *, background: bool = True, **kwargs):
+    """`stage1_control(run, cfg, **kwargs)` started now in its own process on half the cores
+    (`jobs.BackgroundJob`), so that Stage-II trains meanwhile on the others (notebook 04); `.result()` returns
+    the control's RunFolder. The control shares only stage1/ with the run, so the two never write the same
+    file. background=False (CI-sized runs: a process start costs more than it saves) or one core: trained at
+    `.result()`, here."""
+    from sim2real_kit.jobs import BackgroundJob
+
+    kwargs.setdefault("progress", False)
+    if not background:
+        kwargs["threads"] = 0
+    return BackgroundJob(stage1_control, as_run(run), cfg, **kwargs)
+
+
 def train_direct(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> RunFolder:
     """The paper's "w/o res" row (Sec. 4.5): Stage-I predicting the real depth itself (`model.target=direct`)
     instead of the residual, same data, seed and steps, in the run's `direct/` where the benchmark's `direct`

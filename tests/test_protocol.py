@@ -71,3 +71,20 @@ def test_stage2_steps_reach_stage2_and_the_control_not_stage1(tmp_path):
     assert Config.from_yaml(control.stage_config_path(1)).train.steps == 2 + 3
     assert (result["steps"], result["stage2_steps"]) == (2, 3)
     assert set(result["rows"]) == {"cad", "stage1", "stage1_long", "stage2"}
+
+
+def test_the_control_started_beside_stage2_is_the_control(run):
+    """`stage2.start_stage1_control` (notebook 04 trains Stage-II meanwhile): the control of `stage1_control`,
+    trained in a spawned process when there are 2 cores, with its steps and samples."""
+    from sim2real_kit.jobs import usable_cores
+
+    folder, cfg = run
+    stage1.train_stage1(folder, cfg, progress=False)
+    job = stage2.start_stage1_control(folder, cfg)
+    assert job.background == (usable_cores() >= 2)
+    control = job.result()
+    assert control.root == folder.control("stage1_long").root
+    assert Config.from_yaml(control.stage_config_path(1)).train.steps == 2 * cfg.train.steps
+    assert control.has_samples(1, "val")
+    again = stage2.start_stage1_control(folder, cfg, background=False)
+    assert not again.background and again.result().root == control.root  # finished: reused here
