@@ -22,14 +22,15 @@ COMMON_PARAMETERS = ("run_dir", "preset", "quick", "seed", "overrides")
 # A preset or notebook not listed, or a `quick` run, has no range.
 EXPECTED_SECONDS: dict[str, dict[str, tuple[float, float]]] = {
     "tiny": {
-        # measured from fresh clones at 823a868 / 9de699a (bf16 training, one benchmark seed), quiet machine;
-        # with another job on one core 02-04 took up to 3.5x longer (hence the "auto" timeout of 4x the high end)
-        "01_data": (25, 60),  # 0:37 / 0:44
-        "02_stage1": (120, 360),  # 3:08 / 2:46
-        "03_discriminator": (25, 80),  # 0:33 / 0:33
-        "04_stage2": (240, 600),  # 6:03 / 5:18 (Stage-II + the control); 21:08 with another job on one core
-        "05_benchmark": (300, 660),  # 12:55 / 6:15 (two-sample test and benchmark with one seed since 9de699a)
-        "06_ablations": (75, 150),  # 1:45 / 1:30
+        # measured from fresh clones at 9de699a / 2f7e4bb / 49bb87d, quiet machine (49bb87d: the control beside
+        # Stage-II in 04, the real sample beside the benchmark in 05); with another job on one core 02-04 took up
+        # to 3.5x longer (hence the "auto" timeout of 4x the high end)
+        "01_data": (25, 60),  # 0:44 / 0:36 / 0:36
+        "02_stage1": (120, 330),  # 2:46 / 2:27 / 2:23
+        "03_discriminator": (25, 80),  # 0:33 / 0:34 / 0:33
+        "04_stage2": (210, 540),  # 5:18 / 4:54 / 4:14 (Stage-II + the control); 21:08 with another job on one core
+        "05_benchmark": (210, 540),  # 6:15 / 5:37 / 4:23 (benchmark + the real sample)
+        "06_ablations": (75, 150),  # 1:30 / 1:56 / 1:42
     },
 }
 
