@@ -586,6 +586,7 @@ class Trainer:
             "seconds": seconds,
             "img_per_s": images / seconds if seconds > 0 else 0.0,
             "precision": self.precision_name,  # what train.mixed_precision chose
+            "threads": torch.get_num_threads(),  # CPU threads of this process (another count: other float sums)
             "best": self.best["value"],
             "best_step": self.best["step"],
         }

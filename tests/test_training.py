@@ -585,6 +585,7 @@ def test_fast_precision_is_bf16_only_on_a_cpu_that_computes_it(tmp_path, monkeyp
     summary = trainer.fit()
     want = torch.bfloat16 if native else torch.float32
     assert dtypes == [want] * 2 and summary["precision"] == ("bf16" if native else "fp32")
+    assert summary["threads"] == torch.get_num_threads()  # recorded: a background job trains on fewer
     assert train_setup.resolve_precision("auto", torch.device("cpu")) is None  # auto stays fp32 on every CPU
     assert load_config("tiny").train.mixed_precision == "fast"
 
