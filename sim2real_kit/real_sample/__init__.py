@@ -48,7 +48,7 @@ from sim2real_kit.real_sample.frames import (
     sample_kind,
     sensor_of,
 )
-from sim2real_kit.real_sample.job import RealSampleJob, start_real_sample, usable_cores
+from sim2real_kit.real_sample.job import start_real_sample, usable_cores
 from sim2real_kit.real_sample.measure import (
     baseline_outputs,
     baseline_simulators,
@@ -59,7 +59,6 @@ from sim2real_kit.real_sample.measure import (
 from sim2real_kit.tiling import blend_tiles, blend_window, seam_ratio, tile_boxes  # the library's tiling, re-exported
 
 __all__ = [
-    "RealSampleJob",
     "start_real_sample",
     "usable_cores",
     "DEFAULT_SAMPLE",

@@ -15,9 +15,7 @@ from sim2real_kit.jobs import BackgroundJob, usable_cores
 from sim2real_kit.real_sample.evaluate import evaluate_real_sample
 from sim2real_kit.run import RunFolder, as_run
 
-RealSampleJob = BackgroundJob  # the job's type (kept for the name the notebooks used first)
-
-__all__ = ["RealSampleJob", "start_real_sample", "usable_cores"]
+__all__ = ["start_real_sample", "usable_cores"]
 
 
 def start_real_sample(
