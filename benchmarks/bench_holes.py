@@ -104,17 +104,14 @@ def _round_trip(valid: np.ndarray, scale: int, kind: str) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    from sim2real_kit.models.codec import PixelCodec
+    from sim2real_kit.models.codec import validity_from_channels, validity_to_channels
 
-    F_, H, W = valid.shape
+    _, H, W = valid.shape
     pad_h, pad_w = (-H) % scale, (-W) % scale
     v = torch.from_numpy(np.where(valid, 1.0, -1.0).astype(np.float32))[:, None]
     v = F.pad(v, (0, pad_w, 0, pad_h), mode="replicate")
     if kind == "space-to-depth":
-        codec = PixelCodec()
-        codec.downscale = scale  # the latent codec's join / decode of the validity, on an identity codec
-        latents = torch.zeros(F_, 1, v.shape[-2] // scale, v.shape[-1] // scale)
-        back = codec.decode_target(codec.join_validity(latents, v))[1]
+        back = validity_from_channels(validity_to_channels(v, scale), scale)  # what codec.join_validity stores
     else:
         pooled = F.avg_pool2d(v, scale)
         mode = "bilinear" if kind.endswith("bilinear") else "nearest"

@@ -12,7 +12,8 @@ draw of the same training, not a bit-identical copy (docs/results.md: Stage-II's
     stage2.train_chain(run, cfg, 2)                                        # meanwhile, on the other cores
     control = job.result()                                                 # what stage1_control returned
 
-With fewer than 2 cores (or `threads=0`) nothing runs in the background: `result()` calls the function here.
+With `background=False` (a CI-sized call: a process start costs more than it saves), fewer than 2 cores or
+`threads=0`, nothing runs in the background: `result()` calls the function here.
 An exception of the job is raised by `result()` (with the job's traceback as its cause).
 """
 
@@ -42,12 +43,13 @@ def _child_threads(threads: int) -> None:
 class BackgroundJob:
     """`fn(*args, **kwargs)` in a spawned process on `threads` cores (default half of them), started at once;
     this process's torch threads are lowered to the other cores until `result()`. `fn` and its arguments must
-    pickle (module-level library functions, configs, paths, run folders)."""
+    pickle (module-level library functions, configs, paths, run folders). `background=False`: `fn` runs at
+    `result()`, here, on this process's threads."""
 
-    def __init__(self, fn: Callable, *args, threads: int | None = None, **kwargs):
+    def __init__(self, fn: Callable, *args, background: bool = True, threads: int | None = None, **kwargs):
         self.fn, self.args, self.kwargs = fn, args, kwargs
         cores = usable_cores()
-        self.threads = max(1, cores // 2) if threads is None else int(threads)
+        self.threads = 0 if not background else max(1, cores // 2) if threads is None else int(threads)
         self._future: Future | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._own_threads: int | None = None

@@ -167,9 +167,7 @@ def start_stage1_control(run: RunFolder | str | Path, cfg: Config, *, background
     from sim2real_kit.jobs import BackgroundJob
 
     kwargs.setdefault("progress", False)
-    if not background:
-        kwargs["threads"] = 0
-    return BackgroundJob(stage1_control, as_run(run), cfg, **kwargs)
+    return BackgroundJob(stage1_control, as_run(run), cfg, background=background, **kwargs)
 
 
 def train_direct(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> RunFolder:

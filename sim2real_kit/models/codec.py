@@ -37,6 +37,19 @@ CODEC_CONFIG = "codec_config.json"  # what `save_codec` writes beside the VAE co
 VAE_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
+def validity_to_channels(validity: torch.Tensor, s: int) -> torch.Tensor:
+    """Validity maps [B, V, H, W] -> [B, V·s², H/s, W/s], space-to-depth (`F.pixel_unshuffle`): every pixel keeps
+    its own value at 1/s of the resolution (s = 1: the identity)."""
+    return F.pixel_unshuffle(validity, s) if s > 1 else validity
+
+
+def validity_from_channels(extra: torch.Tensor, s: int) -> torch.Tensor:
+    """Inverse of `validity_to_channels`: [B, V·s², h, w] -> [B, V, h·s, w·s]."""
+    if extra.shape[1] % (s * s):
+        raise DepthFormatError(f"{extra.shape[1]} validity channels are not a multiple of {s}² (space-to-depth)")
+    return F.pixel_shuffle(extra, s) if s > 1 else extra
+
+
 class DepthCodec(nn.Module):
     """Maps normalised depth [B, 1, H, W] in [-1, 1] to the denoiser's space and back.
 
@@ -72,7 +85,7 @@ class DepthCodec(nn.Module):
                 f"validity maps of {tuple(validity.shape[-2:])} px do not match encoded maps of "
                 f"{tuple(latents.shape[-2:])} at 1/{s} of the frame"
             )
-        return torch.cat([latents, F.pixel_unshuffle(validity.to(latents.dtype), s)], dim=1)
+        return torch.cat([latents, validity_to_channels(validity.to(latents.dtype), s)], dim=1)
 
     def encode_target(self, target_n: torch.Tensor) -> torch.Tensor:
         """[B, 1 + V, H, W] (normalised map, then V validity maps) -> [B, C + V·s², h, w]."""
@@ -81,11 +94,9 @@ class DepthCodec(nn.Module):
 
     def decode_target(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inverse of `encode_target`: [B, C + V·s², h, w] -> (map [B, 1, H, W], validity [B, V, H, W])."""
-        extra = latents[:, self.channels :]
-        s = self.downscale
-        if extra.shape[1] % (s * s):
-            raise DepthFormatError(f"{extra.shape[1]} validity channels are not a multiple of {s}² (space-to-depth)")
-        return self.decode(latents[:, : self.channels]), F.pixel_shuffle(extra, s) if s > 1 else extra
+        return self.decode(latents[:, : self.channels]), validity_from_channels(
+            latents[:, self.channels :], self.downscale
+        )
 
     def encoded_size(self, size: int) -> int:
         """Side of the encoded map for a square frame of `size` pixels."""

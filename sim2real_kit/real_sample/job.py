@@ -24,5 +24,5 @@ def start_real_sample(
     """Start `evaluate_real_sample(run, cfg, src, **kwargs)` beside this process (`jobs.BackgroundJob`: half the
     cores by default); background=False: evaluated at `result()`, here."""
     return BackgroundJob(
-        evaluate_real_sample, str(as_run(run).root), cfg, str(src), threads=threads if background else 0, **kwargs
+        evaluate_real_sample, str(as_run(run).root), cfg, str(src), background=background, threads=threads, **kwargs
     )
