@@ -24,7 +24,11 @@ def setup(
     """The notebook's run folder and its config, resolved once for the whole notebook: the run's config.yaml
     (written by notebook 01) or a new one from the preset; the `quick` overlay (CI sizes), the notebook's seed
     and the user's overrides on top. `knobs` {config key: value}: notebook parameters that mirror config keys
-    (e.g. {"disc.threshold": threshold}); a None value leaves the config's own. Saved to config.yaml."""
+    (e.g. {"disc.threshold": threshold}); a None value leaves the config's own. Saved to config.yaml.
+    Torch's threads are set to the cores other programs leave free (`jobs.adapt_threads`)."""
+    from sim2real_kit.jobs import adapt_threads
+
+    adapt_threads()
     knob_overrides = [f"{key}={value}" for key, value in (knobs or {}).items() if value is not None]
     run = RunFolder(run_dir)
     return run, resolve_config(run, preset, None, [*(overrides or ()), *knob_overrides], quick=quick, seed=seed)
