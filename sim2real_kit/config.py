@@ -65,6 +65,7 @@ class ModelConfig:
     attention_levels: tuple[bool, ...] = (False, True, True)  # which levels use cross-attention
     norm_num_groups: int = 8  # GroupNorm groups
     cond_embedding_channels: int = 0  # width of the condition conv into the control branch (0 = first UNet width)
+    cond_edges: bool = False  # kit extension: the CAD's depth-edge map (depth.cad_edge_map) as a condition channel
     target: str = "residual"  # "residual" (paper) | "direct" (w/o res ablation: predict real depth)
     residual_scale: float = 0.5  # residual = (real_n - cad_n) * scale; release /2
     target_std: float = 0.0  # > 0: Stage-I sets residual_scale so the train target has this std (pixel presets)

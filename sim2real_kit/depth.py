@@ -141,6 +141,27 @@ def cad_condition(cad):
     return normalize_depth(cad, valid_mask(cad))
 
 
+def cad_edge_map(cad_n, scale_m: float = 0.05):
+    """Depth discontinuities of a normalised CAD condition: torch [B, 1, H, W] -> [B, 1, H, W] in [0, 1],
+    tanh(largest |depth jump| to a 4-neighbour / `scale_m`), jumps in metres (invalid CAD counts as 4.9 m:
+    a silhouette against background is a jump). A function of the CAD alone, like `cad_condition`.
+
+    Why (kit extension, `model.cond_edges`): in `cad_condition`'s log units a 5 cm jump at 2 m is ~0.015 of
+    a map that spans ~0.6, so a denoiser's first convolutions do not find the edges where sensors lose data
+    (docs/results.md, "Holes"); this map hands them over at unit scale."""
+    import torch
+    import torch.nn.functional as F
+
+    d = DEPTH_MIN_M * torch.exp((cad_n.float().clamp(-1.0, 1.0) + 1) / 2 * LOG_RANGE)  # metres, invalid -> max
+    p = F.pad(d, (1, 1, 1, 1), mode="replicate")
+    center = p[..., 1:-1, 1:-1]
+    jump = torch.stack(
+        [(center - p[..., 1:-1, :-2]).abs(), (center - p[..., 1:-1, 2:]).abs(),
+         (center - p[..., :-2, 1:-1]).abs(), (center - p[..., 2:, 1:-1]).abs()]
+    ).amax(dim=0)  # fmt: skip
+    return torch.tanh(jump / scale_m).to(cad_n.dtype)
+
+
 def denormalize_depth(depth_n, hole_at: float = DEPTH_MAX_M):
     """Log-normalised [-1, 1] -> metres; results at or beyond `hole_at` (4.9 m) become 0 (a hole)."""
     xp = _xp(depth_n)

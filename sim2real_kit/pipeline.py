@@ -55,7 +55,7 @@ from sim2real_kit.depth import (
 )
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, Sim2RealError
 from sim2real_kit.models.codec import DepthCodec, load_codec
-from sim2real_kit.models.denoiser import ControlledDenoiser, atomic_dir
+from sim2real_kit.models.denoiser import ControlledDenoiser, atomic_dir, condition_input
 
 PIPELINE_FORMAT = "sim2real_kit.Sim2RealPipeline"
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -177,6 +177,11 @@ class Sim2RealPipeline(DiffusionPipeline):
                 f"stage {index} takes {denoiser.cond_maps} condition maps, stage {index} needs {expected_maps} "
                 f"({'CAD + physics prior' if index == 1 and prior else 'CAD' if index == 1 else 'CAD + previous stage'}); "
                 "use expand_condition(2) for stage k > 1"
+            )
+        if self.denoisers and denoiser.edge_channels != self.denoisers[0].edge_channels:
+            raise ConfigError(
+                f"stage {index} takes {denoiser.edge_channels} CAD edge channels, stage 1 "
+                f"{self.denoisers[0].edge_channels}: every stage of a pipeline has model.cond_edges or none"
             )
         self.denoisers.append(denoiser.eval())
         self.register_to_config(num_stages=len(self.denoisers))
@@ -401,7 +406,9 @@ class Sim2RealPipeline(DiffusionPipeline):
             for start in range(0, num_frames, batch_size):
                 chunk = slice(start, min(start + batch_size, num_frames))
                 cad_chunk_n = cad_n[chunk].to(dtype)
-                cad_latent = self.codec.encode(cad_chunk_n)  # [b, C, h, w]
+                cad_latent = condition_input(  # [b, C (+ E), h, w]: codec(CAD) (+ its edge map, cond_edges)
+                    self.codec, [self.codec.encode(cad_chunk_n)], cad_chunk_n, self.denoisers[0].edge_channels
+                )
                 prev_m = None
                 for k in range(num_run):
                     # 4. DDIM denoising of stage k+1 ------------------------------------------

@@ -67,6 +67,7 @@ class ControlledDenoiser(nn.Module):
         pretrained: bool = False,
         freeze_encoder: str | bool = "auto",
         hole_channels: int = 0,
+        edge_channels: int = 0,
     ):
         super().__init__()
         if isinstance(freeze_encoder, bool):  # YAML reads an unquoted true/false as a bool
@@ -78,16 +79,17 @@ class ControlledDenoiser(nn.Module):
         self.register_buffer("prompt_embedding", prompt_embedding.detach().clone())  # [1, L, D]
         self.cond_maps = int(cond_maps)
         self.hole_channels = int(hole_channels)
+        self.edge_channels = int(edge_channels)
         if not 0 <= self.hole_channels < self.sample_channels:
             raise ConfigError(
                 f"hole_channels = {hole_channels} does not fit a denoiser of {self.sample_channels} channels"
             )
         self.pretrained = bool(pretrained)
         self.freeze_encoder = freeze_encoder
-        if self.cond_channels != self.cond_maps * self.channels:
+        if self.cond_channels != self.cond_maps * self.channels + self.edge_channels:
             raise ConfigError(
                 f"control branch takes {self.cond_channels} condition channels, expected "
-                f"{self.cond_maps} maps x {self.channels} channels"
+                f"{self.cond_maps} maps x {self.channels} channels + {self.edge_channels} edge channels"
             )
         self.apply_freeze()
 
@@ -104,7 +106,7 @@ class ControlledDenoiser(nn.Module):
 
     @property
     def cond_channels(self) -> int:
-        """Channels of the condition (cond_maps x codec channels)."""
+        """Channels of the condition: cond_maps x codec channels (+ `edge_channels`, `model.cond_edges`)."""
         return int(self.controlnet.config.conditioning_channels)
 
     @property
@@ -175,6 +177,7 @@ class ControlledDenoiser(nn.Module):
         channels, downscale = codec_geometry(cfg)
         m = cfg.model
         hole_channels = downscale**2 if cfg.data.holes == "model" else 0  # one validity map, space-to-depth
+        edge_channels = downscale**2 if getattr(m, "cond_edges", False) else 0  # the CAD's edge map, likewise
         if m.space == "latent":
             unet = _load_pretrained_unet(m.sd_path)
             pretrained = True
@@ -194,7 +197,9 @@ class ControlledDenoiser(nn.Module):
         # One conv width, no stride-2 blocks: the condition stays at the denoiser's resolution.
         hidden = int(getattr(m, "cond_embedding_channels", 0) or unet.config.block_out_channels[0])
         controlnet = ControlNetModel.from_unet(
-            unet, conditioning_channels=cond_maps * channels, conditioning_embedding_out_channels=(hidden,)
+            unet,
+            conditioning_channels=cond_maps * channels + edge_channels,
+            conditioning_embedding_out_channels=(hidden,),
         )
         prompt = empty_prompt_embedding(cfg, unet.config.cross_attention_dim)
         return cls(
@@ -205,6 +210,7 @@ class ControlledDenoiser(nn.Module):
             pretrained=pretrained,
             freeze_encoder=m.freeze_encoder,
             hole_channels=hole_channels,
+            edge_channels=edge_channels,
         )
 
     def expand_condition(self, cond_maps: int = 2) -> ControlledDenoiser:
@@ -217,7 +223,7 @@ class ControlledDenoiser(nn.Module):
         new = copy.deepcopy(self)
         embed = new.controlnet.controlnet_cond_embedding
         old = embed.conv_in
-        new_channels = cond_maps * self.channels
+        new_channels = cond_maps * self.channels + self.edge_channels  # [CAD, edges, previous stage, ...]
         conv = nn.Conv2d(new_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
         conv = conv.to(device=old.weight.device, dtype=old.weight.dtype)
         with torch.no_grad():
@@ -237,6 +243,7 @@ class ControlledDenoiser(nn.Module):
             "format_version": FORMAT_VERSION,
             "cond_maps": self.cond_maps,
             "hole_channels": self.hole_channels,
+            "edge_channels": self.edge_channels,
             "pretrained": self.pretrained,
             "freeze_encoder": self.freeze_encoder,
             "prompt_embedding_shape": list(self.prompt_embedding.shape),
@@ -283,6 +290,7 @@ class ControlledDenoiser(nn.Module):
             pretrained=bool(d["pretrained"]),
             freeze_encoder=d.get("freeze_encoder", "auto"),
             hole_channels=int(d.get("hole_channels", 0)),  # absent in folders written before data.holes: model
+            edge_channels=int(d.get("edge_channels", 0)),  # absent in folders written before model.cond_edges
         )
         # Fresh storage, then copy (see codec.realign_storage): bit-identical to the saved model.
         model.to_empty(device="cpu")
@@ -529,6 +537,33 @@ def make_scheduler(cfg, kind: str = "ddpm"):
     raise ConfigError(f"scheduler kind {kind!r}; allowed: ddpm, ddim")
 
 
+def condition_input(codec, encoded_maps, cad_n: torch.Tensor, edge_channels: int = 0) -> torch.Tensor:
+    """The denoiser's condition from the encoded condition maps [codec(CAD), codec(previous stage), ...]
+    ([B, C, h, w] each): their concatenation, with `edge_channels` > 0 (`model.cond_edges`) the CAD's edge map
+    (`depth.cad_edge_map` of cad_n [B, 1, H, W], space-to-depth) right after codec(CAD), so that Stage-II's
+    `expand_condition` appends the previous stage after the channels Stage-I was trained on."""
+    if not edge_channels:
+        return torch.cat(list(encoded_maps), dim=1)
+    from sim2real_kit.depth import cad_edge_map
+    from sim2real_kit.models.codec import validity_to_channels
+
+    edges = validity_to_channels(cad_edge_map(cad_n).to(encoded_maps[0].dtype), codec.downscale)
+    if edges.shape[1] != edge_channels:
+        raise ValueError(f"the edge map makes {edges.shape[1]} channels, the denoiser takes {edge_channels}")
+    return torch.cat([encoded_maps[0], edges, *encoded_maps[1:]], dim=1)
+
+
+def _edge_channels(model) -> int:
+    """`edge_channels` of a ControlledDenoiser, or of one inside a wrapper (StageModel, compiled, DDP)."""
+    for _ in range(4):
+        if hasattr(model, "edge_channels"):
+            return int(model.edge_channels)
+        model = getattr(model, "denoiser", None) or getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if model is None:
+            break
+    return 0
+
+
 def diffusion_loss(
     denoiser: ControlledDenoiser,
     codec,
@@ -565,7 +600,8 @@ def diffusion_loss(
     k = int(getattr(codec, "input_channels", 1))  # the map's channels (1; a stand-in codec's latents: 4)
     encoded = codec.encode(torch.cat([target_n[:, :k], *condition_maps], dim=0)).split(batch, dim=0)
     latents = codec.join_validity(encoded[0], target_n[:, k:])  # [B, C + V, h, w]
-    condition = torch.cat(encoded[1:], dim=1)  # [B, k*C, h, w]
+    edges = _edge_channels(denoiser)
+    condition = condition_input(codec, encoded[1:], condition_maps[0], edges)  # [B, k*C (+ E), h, w]
     gen_device = generator.device if generator is not None else latents.device
     timesteps = torch.randint(
         0, scheduler.config.num_train_timesteps, (batch,), generator=generator, device=gen_device
