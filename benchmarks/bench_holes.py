@@ -11,6 +11,7 @@ within 5 % of `mask`'s.
 
     python benchmarks/bench_holes.py --out runs/bench_holes_quick --quick      # CI sizes (32 px, 24 steps)
     python benchmarks/bench_holes.py --out runs/bench_holes_demo               # demo size (tiny preset)
+    python benchmarks/bench_holes.py --out runs/he0 --modes model --override model.cond_edges=true   # + the CAD's edge map
 
 Finished steps are reused (run folders resume). Prints a markdown table; `--json` writes the numbers.
 
