@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(out: Path, modes, quick: bool, seed: int, overrides=(), progress: bool = False) -> dict:
+def measure(
+    out: Path, modes, quick: bool, seed: int, overrides=(), progress: bool = False, preset: str = "tiny"
+) -> dict:
     """{mode: realism metrics of its Stage-I on val + seconds} for each `data.holes` mode, on one dataset."""
     from sim2real_kit import notebook, simulate, stage1
     from sim2real_kit.metrics import matched_residual_w1
@@ -42,7 +44,7 @@ def measure(out: Path, modes, quick: bool, seed: int, overrides=(), progress: bo
     from sim2real_kit.stage2 import control_run
 
     base = RunFolder(out)
-    cfg = resolve_config(base, "tiny", overrides=[*overrides, f"data.holes={modes[0]}"], quick=quick, seed=seed)
+    cfg = resolve_config(base, preset, overrides=[*overrides, f"data.holes={modes[0]}"], quick=quick, seed=seed)
     results, sims = {}, {}
     for mode in modes:
         t0 = time.perf_counter()
@@ -183,6 +185,7 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", default=["mask", "model"], choices=["mask", "model", "generate"])
     ap.add_argument("--quick", action="store_true", help="CI sizes (the quick overlay)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="tiny", help="tiny (CPU) | small (GPU)")
     ap.add_argument("--override", action="append", default=[], help="config override a.b=c (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument(
@@ -203,7 +206,7 @@ def main(argv=None) -> int:
         return 0
     if args.out is None:
         ap.error("--out is required (a run folder), unless --representation")
-    results = measure(args.out, args.modes, args.quick, args.seed, args.override)
+    results = measure(args.out, args.modes, args.quick, args.seed, args.override, preset=args.preset)
     print(table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
