@@ -554,14 +554,12 @@ def condition_input(codec, encoded_maps, cad_n: torch.Tensor, edge_channels: int
 
 
 def _edge_channels(model) -> int:
-    """`edge_channels` of a ControlledDenoiser, or of one inside a wrapper (StageModel, compiled, DDP)."""
-    for _ in range(4):
-        if hasattr(model, "edge_channels"):
-            return int(model.edge_channels)
-        model = getattr(model, "denoiser", None) or getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if model is None:
-            break
-    return 0
+    """`edge_channels` of a ControlledDenoiser, or of the one a StageModel holds, under `torch.compile` / DDP
+    (`training.unwrap_model`); 0 for anything else (a test's stub)."""
+    from sim2real_kit.training import unwrap_model
+
+    inner = unwrap_model(model)
+    return int(getattr(unwrap_model(getattr(inner, "denoiser", inner)), "edge_channels", 0))
 
 
 def diffusion_loss(
