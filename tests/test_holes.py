@@ -170,16 +170,44 @@ def test_pipeline_zeros_the_depth_exactly_where_validity_is_negative():
     assert plain(cad, num_inference_steps=2).validity is None
 
 
-def _band_layout(root, frames: int, size: int = 32, seed: int = 0) -> DepthLayout:
-    """A toy sensor that drops a known band: a box in front of a plane (both at random depths and places); the
-    real capture has 5 mm noise and no depth within 1 px of the box's silhouette (CAD jumps > 0.1 m), as a
-    sensor's edge dropout. Every 4th frame is val."""
+def _toy_layout(root, frames: int, size: int, seed: int, make_frame) -> DepthLayout:
+    """A toy sensor's layout: `make_frame(rng)` -> (CAD [S, S] metres, bool map of the pixels the sensor loses);
+    the real capture is the CAD with 5 mm noise and no depth on those pixels. Every 4th frame is val."""
     rng = np.random.default_rng(seed)
     cam = Camera(size * 0.8, size * 0.8, size / 2, size / 2, size, size)
     lay = DepthLayout.create(root, cam, meta={"source": "test"})
     refs = {"train": [], "val": []}
     for f in range(frames):
         ref = FrameRef(f"s{f % 4:02d}", f"{f:03d}")
+        cad, drop = make_frame(rng)
+        real = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
+        real[drop] = 0.0
+        lay.write_frame(ref, cad, real, look_at([0, -3, 1.5], [0, 0, 1.0]))
+        refs["val" if f % 4 == 3 else "train"].append(ref)
+    for split, r in refs.items():
+        lay.write_split(split, r)
+    return lay
+
+
+def _train_toy(cfg, layout, tmp_path) -> tuple[Sim2RealPipeline, torch.Tensor, torch.Tensor]:
+    """Stage-I trained on the toy layout's train split; (its pipeline, val CAD [F, S, S], val real [F, S, S])."""
+    from sim2real_kit.stage1 import train_denoiser
+
+    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("cad_n", "target", "mask"))
+    train_denoiser(cfg, ds, tmp_path / "stage1", progress=False)
+    pipe = Sim2RealPipeline.from_pretrained(tmp_path / "stage1" / "pipeline")
+    val = PairedDepthDataset.from_config(cfg, layout, "val", train=False)
+    cad = torch.stack([val[i]["cad"][0] for i in range(len(val))])
+    real = torch.stack([val[i]["real"][0] for i in range(len(val))])
+    return pipe, cad, real
+
+
+def _band_layout(root, frames: int, size: int = 32, seed: int = 0) -> DepthLayout:
+    """A toy sensor that drops a known band: a box in front of a plane (both at random depths and places); the
+    real capture has 5 mm noise and no depth within 1 px of the box's silhouette (CAD jumps > 0.1 m), as a
+    sensor's edge dropout. Every 4th frame is val."""
+
+    def frame(rng):
         cad = np.full((size, size), rng.uniform(2.5, 3.5), np.float32)
         top, left = rng.integers(2, size // 2, 2)
         bottom, right = top + rng.integers(size // 4, size // 2, 2)
@@ -194,30 +222,19 @@ def _band_layout(root, frames: int, size: int = 32, seed: int = 0) -> DepthLayou
         band[:-1] |= jump[1:]
         band[:, 1:] |= band[:, :-1].copy()
         band[:, :-1] |= band[:, 1:].copy()
-        real = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
-        real[band] = 0.0
-        lay.write_frame(ref, cad, real, look_at([0, -3, 1.5], [0, 0, 1.0]))
-        refs["val" if f % 4 == 3 else "train"].append(ref)
-    for split, r in refs.items():
-        lay.write_split(split, r)
-    return lay
+        return cad, band
+
+    return _toy_layout(root, frames, size, seed, frame)
 
 
 def test_model_learns_to_drop_a_band_of_pixels(tmp_path):
     """Trained on the toy sensor (32 px, 150 steps of a tiny denoiser, ~30 s on one core), Stage-I drops the band
     on val frames it never saw: IoU of generated and real holes > 0.8 (measured 0.93; an untrained model makes
     holes at random)."""
-    from sim2real_kit.stage1 import train_denoiser
-
     layout = _band_layout(tmp_path / "ds", frames=32)
     cfg = _cfg(32, "train.steps=150", "train.batch_size=8", "train.lr=0.002", "train.ckpt_every=1000")
     cfg.override(["train.log_every=50", "model.residual_scale=4.0", "sampling.steps=4"])
-    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("cad_n", "target", "mask"))
-    train_denoiser(cfg, ds, tmp_path / "stage1", progress=False)
-    pipe = Sim2RealPipeline.from_pretrained(tmp_path / "stage1" / "pipeline")
-    val = PairedDepthDataset.from_config(cfg, layout, "val", train=False)
-    cad = torch.stack([val[i]["cad"][0] for i in range(len(val))])
-    real = torch.stack([val[i]["real"][0] for i in range(len(val))])
+    pipe, cad, real = _train_toy(cfg, layout, tmp_path)
     out = pipe(cad, generator=torch.Generator().manual_seed(0))
     generated, true = (out.depth == 0) & (cad > 0), (real == 0) & (cad > 0)
     iou = float((generated & true).sum() / (generated | true).sum())
@@ -371,26 +388,16 @@ def _edge_dropout_layout(root, frames: int = 64, size: int = 32, p_edge: float =
     2-3 m), as in the procedural world. Every 4th frame is val."""
     from sim2real_kit.metrics import depth_edges
 
-    rng = np.random.default_rng(0)
-    cam = Camera(size * 0.8, size * 0.8, size / 2, size / 2, size, size)
-    lay = DepthLayout.create(root, cam, meta={"source": "test"})
-    refs = {"train": [], "val": []}
-    for f in range(frames):
-        ref = FrameRef(f"s{f % 4:02d}", f"{f:03d}")
+    def frame(rng):
         base = rng.uniform(2.0, 3.0)
         cad = np.full((size, size), base, np.float32)
         for _ in range(2):
             top, left = rng.integers(0, size - 8, 2)
             h, w = rng.integers(6, size // 2, 2)
             cad[top : top + h, left : left + w] = base - rng.uniform(0.08, 0.3)
-        drop = np.where(depth_edges(cad, 0.05, 1), rng.random(cad.shape) < p_edge, rng.random(cad.shape) < p_flat)
-        real = cad + rng.normal(0, 0.005, cad.shape).astype(np.float32)
-        real[drop] = 0.0
-        lay.write_frame(ref, cad, real, look_at([0, -3, 1.5], [0, 0, 1.0]))
-        refs["val" if f % 4 == 3 else "train"].append(ref)
-    for split, r in refs.items():
-        lay.write_split(split, r)
-    return lay
+        return cad, np.where(depth_edges(cad, 0.05, 1), rng.random(cad.shape) < p_edge, rng.random(cad.shape) < p_flat)
+
+    return _toy_layout(root, frames, size, 0, frame)
 
 
 def test_model_with_cad_edges_puts_random_holes_at_edges(tmp_path):
@@ -398,17 +405,12 @@ def test_model_with_cad_edges_puts_random_holes_at_edges(tmp_path):
     Stage-I's holes on val frames fall at the edges at about the real rate (measured 0.32 vs 0.40 at edges, 0.022
     vs 0.029 elsewhere, 300 steps, ~40 s on one core; without the edge map 0.20 / 0.044)."""
     from sim2real_kit.metrics import depth_edges
-    from sim2real_kit.stage1 import train_denoiser
 
     layout = _edge_dropout_layout(tmp_path / "ds")
     cfg = _cfg(32, "train.steps=300", "train.batch_size=8", "train.lr=0.002", "train.ckpt_every=10000")
     cfg.override(["train.log_every=100", "model.residual_scale=4.0", "sampling.steps=4", "model.cond_edges=true"])
-    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("cad_n", "target", "mask"))
-    train_denoiser(cfg, ds, tmp_path / "stage1", progress=False)
-    pipe = Sim2RealPipeline.from_pretrained(tmp_path / "stage1" / "pipeline")
+    pipe, cad, _ = _train_toy(cfg, layout, tmp_path)
     assert pipe.denoisers[0].edge_channels == 1
-    val = PairedDepthDataset.from_config(cfg, layout, "val", train=False)
-    cad = torch.stack([val[i]["cad"][0] for i in range(len(val))])
     edges = depth_edges(cad.numpy(), 0.05, 1)
     flat = ~edges & (cad.numpy() > 0)
     holes = np.stack([pipe(cad, generator=torch.Generator().manual_seed(s)).depth.numpy() == 0 for s in range(2)])
