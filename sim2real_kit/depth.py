@@ -152,7 +152,7 @@ def cad_edge_map(cad_n, scale_m: float = 0.05):
     import torch
     import torch.nn.functional as F
 
-    d = DEPTH_MIN_M * torch.exp((cad_n.float().clamp(-1.0, 1.0) + 1) / 2 * LOG_RANGE)  # metres, invalid -> max
+    d = denormalize_depth(cad_n.float(), hole_at=math.inf)  # metres; invalid CAD (1) -> the range's far end
     p = F.pad(d, (1, 1, 1, 1), mode="replicate")
     center = p[..., 1:-1, 1:-1]
     jump = torch.stack(
