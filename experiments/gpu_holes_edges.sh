@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # Issue 20 on one H200: the hole model at the `small` preset with and without model.cond_edges (the CAD's edge
-# map as a condition), same GPU dataset (.gpu/data), seed 0, two processes sharing the GPU. Results under $OUT.
-#   device call:  STEPS=1000 bash experiments/gpu_holes_edges.sh      (carry [".whl", ".gpu"])
+# map as a condition) and the `mask` reference, same GPU dataset (.gpu/data), the jobs as processes sharing the
+# GPU. JOBS: "variant:seed ..." with variant base (data.holes=model), edges (model + cond_edges) or mask.
+# Results under $OUT: <variant>_s<seed>.json / .log. Run folders /tmp/h_<variant>_s<seed> (resume on a warm
+# machine: checkpoints every 200 steps).
+#   device call:  STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT                      (carry [".whl", ".gpu"])
+#                 JOBS="edges:1 edges:2 mask:0" STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT
 set -u
 OUT=${1:-${OUT:-/tmp/holes_out}}
 STEPS=${STEPS:-1000}
 LIMIT=${LIMIT:-520}
+JOBS=${JOBS:-base:0 edges:0}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name --format=csv,noheader
-for v in base edges; do
-  [ -d /tmp/d_$v ] || cp -r .gpu/data /tmp/d_$v
-  extra=""; [ $v = edges ] && extra="--override model.cond_edges=true"
-  timeout "$LIMIT" python3 benchmarks/bench_holes.py --preset small --out /tmp/h_$v --modes model --json "$OUT/$v.json" \
-    --override data.root=/tmp/d_$v --override train.steps=$STEPS --override train.batch_size=16 \
-    --override train.lr=0.0002 --override train.ckpt_every=10000 --override sampling.batch_size=64 $extra \
-    > "$OUT/$v.log" 2>&1 &
+for job in $JOBS; do
+  v=${job%%:*}; seed=${job##*:}; name=${v}_s$seed
+  [ -d /tmp/d_$name ] || cp -r .gpu/data /tmp/d_$name
+  mode=model; extra=""
+  [ $v = edges ] && extra="--override model.cond_edges=true"
+  [ $v = mask ] && mode=mask
+  timeout "$LIMIT" python3 benchmarks/bench_holes.py --preset small --out /tmp/h_$name --modes $mode --seed $seed \
+    --json "$OUT/$name.json" --override data.root=/tmp/d_$name --override train.steps=$STEPS \
+    --override train.batch_size=16 --override train.lr=0.0002 --override train.ckpt_every=200 \
+    --override train.keep_checkpoints=1 --override sampling.batch_size=64 $extra >> "$OUT/$name.log" 2>&1 &
   pids="${pids:-} $!"
 done
 wait $pids
-for v in base edges; do echo "== $v"; grep "^|" "$OUT/$v.log"; tail -n 3 "$OUT/$v.log" | cut -c1-300; done
+for job in $JOBS; do
+  name=${job%%:*}_s${job##*:}
+  echo "== $name"; grep "^|" "$OUT/$name.log"; tail -n 3 "$OUT/$name.log" | cut -c1-300
+done

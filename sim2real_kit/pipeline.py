@@ -334,9 +334,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         eta = 0 the output does not depend on `batch_size`. `step_callback(x, frames, i)`: called with the
         denoised map x [b, C, h, w] of the frames `frames` (a slice of the batch) before the first DDIM step
         (i = -1) and after every step i; it returns x (e.g. tiles of one frame averaged where they overlap,
-        MultiDiffusion-style); it turns the CUDA-graph / compiled loop off. `prior_depth` (same shape as
-        `cad_depth`, metres): the output of the physical model named by the config's `prior` on the same CAD,
-        required by (and only by) a pipeline with a physics prior."""
+        MultiDiffusion-style); in the CUDA-graph / compiled loop it runs eagerly between two replays.
+        `prior_depth` (same shape as `cad_depth`, metres): the output of the physical model named by the
+        config's `prior` on the same CAD, required by (and only by) a pipeline with a physics prior."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
@@ -494,13 +494,13 @@ class Sim2RealPipeline(DiffusionPipeline):
 
         Where it applies (eta 0, x0 prediction, and a CUDA graph on CUDA or `compile`), the static-buffer
         loop `_denoise_static` runs instead of diffusers' `DDIMScheduler.step`: the same update (tested to
-        1e-5 on CPU), with no per-step host work."""
+        1e-5 on CPU), with no per-step host work; a `callback` runs between the steps (outside the graph)."""
         denoiser = self.denoisers[stage]
         capture = bool(self.config.get("cuda_graph", False)) and latents.device.type == "cuda"
         fast = capture or bool(self.config.get("compile", False))
         static = fast and eta == 0 and self.scheduler.config.prediction_type == "sample" and not show_progress_bar
-        if static and callback is None:
-            return self._denoise_static(stage, latents, condition, steps, capture=capture)
+        if static:
+            return self._denoise_static(stage, latents, condition, steps, capture=capture, callback=callback)
         scheduler = self.scheduler
         scheduler.set_timesteps(steps, device=latents.device)
         if callback is not None:
@@ -519,9 +519,13 @@ class Sim2RealPipeline(DiffusionPipeline):
         # x0 slightly shrunk and re-noised. The clean estimate is the last x0 prediction.
         return x0
 
-    def _denoise_static(self, stage: int, latents, condition, steps: int, capture: bool = False) -> torch.Tensor:
+    def _denoise_static(
+        self, stage: int, latents, condition, steps: int, capture: bool = False, callback=None
+    ) -> torch.Tensor:
         """The DDIM loop (eta 0, x0 prediction) on static buffers: x and x0 fp32 [b, C, h, w]; with
-        `capture`, each step (denoiser + update) is one CUDA graph replayed `steps` times."""
+        `capture`, each step (denoiser + update) is one CUDA graph replayed `steps` times. `callback(x, i)`
+        (e.g. `tiling.TileSync`): x_t before the first step (i = -1) and after every step i is replaced by its
+        result, eagerly between two replays, as in the diffusers loop of `_denoise`."""
         scheduler = self.scheduler
         scheduler.set_timesteps(steps, device=latents.device)
         coefs = ddim_coefficients(scheduler, steps).to(latents.device)  # [steps, 2]
@@ -541,12 +545,14 @@ class Sim2RealPipeline(DiffusionPipeline):
                     self._compiled[id(denoiser)] = torch.compile(denoiser)
                 denoiser = self._compiled[id(denoiser)]
             step = self._fast_steps[key] = _StaticDDIMStep(denoiser, latents, condition, capture)
-        step.x.copy_(latents)
+        step.x.copy_(latents if callback is None else callback(latents, -1))
         step.cond.copy_(condition)
         for i in range(steps):
             step.t.copy_(scheduler.timesteps[i].expand(step.t.shape[0]))
             step.coef.copy_(coefs[i])
             step.run()
+            if callback is not None:
+                step.x.copy_(callback(step.x, i))
         return step.x0.clone()  # out of the static buffer: the next call overwrites it
 
 

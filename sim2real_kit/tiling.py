@@ -101,6 +101,7 @@ def simulate_tiled(
     blend: str = "sample",
     stages: int | None = None,
     prior: np.ndarray | None = None,
+    tile_batch: int | None = None,
 ) -> np.ndarray:
     """Simulated depth [F, H, W] metres of CAD frames [F, H, W] metres at their own resolution (0 outside the
     tiles): `pipe` run on `pipe.config.size`-px native-resolution tiles (no resize) covering `region` [F, H, W]
@@ -113,7 +114,9 @@ def simulate_tiled(
     samples per tile, blended afterwards (averaging independent samples narrows the residual in the overlaps).
     `overlap=0`: the plain grid. steps / eta / stages: the pipeline's (None = its defaults, all stages). prior
     [F, H, W] metres: the physics prior of a pipeline that has one (`Sim2RealPipeline(prior_depth=...)`), tiled
-    as the CAD."""
+    as the CAD. tile_batch: the most tiles per pipeline call, whole frames grouped (None: one frame per call);
+    grouping frames fills a GPU (and keeps one CUDA graph per group size) at 640 x 480, where one frame is ~35
+    tiles of 128 px. Another grouping draws the noise in another order: another sample of the same law."""
     size = int(pipe.config.size)
     overlap = size // 4 if overlap is None else int(overlap)
     if not 0 <= overlap < size:
@@ -142,17 +145,25 @@ def simulate_tiled(
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     stride = size - overlap
     out = np.zeros_like(cad)
+    per_frame = [[(f, x, y) for x, y in tile_boxes(region[f], size, stride)] for f in range(F)]
+    groups, group = [], []  # frames sampled together: up to tile_batch tiles (a larger frame alone)
     for f in range(F):
-        boxes = [(0, x, y) for x, y in tile_boxes(region[f], size, stride)]
-        if not boxes:
+        if not per_frame[f]:
             continue
-        tiles = np.stack([cad[f, y : y + size, x : x + size] for _, x, y in boxes])  # [N, S, S]
+        if group and (tile_batch is None or sum(len(per_frame[g]) for g in group) + len(per_frame[f]) > tile_batch):
+            groups.append(group)
+            group = []
+        group.append(f)
+    groups += [group] if group else []
+    for group in groups:
+        boxes = [b for f in group for b in per_frame[f]]
+        tiles = np.stack([cad[f, y : y + size, x : x + size] for f, x, y in boxes])  # [N, S, S]
         callback = None
-        if blend == "sample" and overlap > 0 and len(boxes) > 1:
+        if blend == "sample" and overlap > 0 and any(len(per_frame[f]) > 1 for f in group):
             callback = TileSync(boxes, cad.shape[1:], size, overlap, gen)
         extra = {} if stages is None else {"stages": stages}
         if prior is not None:
-            extra["prior_depth"] = np.stack([prior[f, y : y + size, x : x + size] for _, x, y in boxes]).astype(
+            extra["prior_depth"] = np.stack([prior[f, y : y + size, x : x + size] for f, x, y in boxes]).astype(
                 np.float32
             )
         depth = np.asarray(
@@ -161,20 +172,23 @@ def simulate_tiled(
                 num_inference_steps=steps,
                 eta=eta,
                 generator=gen,
-                batch_size=len(tiles),  # one chunk: the callback sees every tile of the frame at once
+                batch_size=len(tiles),  # one chunk: the callback sees every tile of the call at once
                 step_callback=callback,
                 **extra,
             ).depth
         )
-        out[f] = blend_tiles(depth, boxes, (1, *cad.shape[1:]), overlap)[0]
+        slot = {f: k for k, f in enumerate(group)}
+        blended = blend_tiles(depth, [(slot[f], x, y) for f, x, y in boxes], (len(group), *cad.shape[1:]), overlap)
+        out[group] = blended
     return out[:, :H, :W]
 
 
 class TileSync:
-    """`step_callback` of `simulate_tiled`: the tiles of one frame as one sample. Before the first step each
-    tile's noise is cut from one noise map of the frame (overlaps start equal); after every step the tiles
-    are averaged where they overlap (`blend_window` weights) and cut again. Works on the denoised map at the
-    codec's resolution (pixel presets: the tile itself)."""
+    """`step_callback` of `simulate_tiled`: the tiles of each frame as one sample. `boxes`: (frame, left, top)
+    of every tile of the pipeline call, in batch order (several frames allowed). Before the first step each
+    tile's noise is cut from one noise map of its frame (overlaps start equal); after every step the tiles
+    of a frame are averaged where they overlap (`blend_window` weights) and cut again. Works on the denoised
+    map at the codec's resolution (pixel presets: the tile itself)."""
 
     def __init__(self, boxes, frame_shape, size: int, overlap: int, generator: torch.Generator):
         self.boxes, self.frame_shape, self.size, self.overlap, self.gen = boxes, frame_shape, size, overlap, generator
@@ -193,20 +207,24 @@ class TileSync:
     def __call__(self, x: torch.Tensor, frames: slice, i: int) -> torch.Tensor:
         down, H, W, s, ov = self._scaled(x)
         boxes = self.boxes[frames]
+        order = list(dict.fromkeys(f for f, _, _ in boxes))  # the frames of this batch, in box order
         if i < 0:  # one noise map per frame: overlapping tiles start from the same noise
-            canvas = torch.randn((x.shape[1], H, W), generator=self.gen).to(x.device, x.dtype)
+            canvas = {f: torch.randn((x.shape[1], H, W), generator=self.gen).to(x.device, x.dtype) for f in order}
             return torch.stack(
-                [canvas[:, by // down : by // down + s, bx // down : bx // down + s] for _, bx, by in boxes]
+                [canvas[f][:, by // down : by // down + s, bx // down : bx // down + s] for f, bx, by in boxes]
             )
         window = torch.from_numpy(blend_window(s, ov)).to(x.device, x.dtype)
-        acc = torch.zeros((x.shape[1], H, W), device=x.device, dtype=x.dtype)
-        wsum = torch.zeros((1, H, W), device=x.device, dtype=x.dtype)
-        for tile, (_, bx, by) in zip(x, boxes):
+        acc = torch.zeros((len(order), x.shape[1], H, W), device=x.device, dtype=x.dtype)
+        wsum = torch.zeros((len(order), 1, H, W), device=x.device, dtype=x.dtype)
+        slot = {f: k for k, f in enumerate(order)}
+        for tile, (f, bx, by) in zip(x, boxes):
             r, c = by // down, bx // down
-            acc[:, r : r + s, c : c + s] += window * tile
-            wsum[:, r : r + s, c : c + s] += window
+            acc[slot[f], :, r : r + s, c : c + s] += window * tile
+            wsum[slot[f], :, r : r + s, c : c + s] += window
         mean = acc / wsum.clamp_min(1e-12)
-        return torch.stack([mean[:, by // down : by // down + s, bx // down : bx // down + s] for _, bx, by in boxes])
+        return torch.stack(
+            [mean[slot[f], :, by // down : by // down + s, bx // down : bx // down + s] for f, bx, by in boxes]
+        )
 
 
 __all__ = ["tile_boxes", "blend_window", "blend_tiles", "seam_ratio", "simulate_tiled", "TileSync"]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def bench_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     yield
-    for name in ("bench_train", "bench_sample", "benchlib"):
+    for name in ("bench_train", "bench_sample", "bench_sample_quality", "benchlib"):
         sys.modules.pop(name, None)
 
 
@@ -42,3 +42,45 @@ def test_sd21_random_sampling_runs(bench_path):
     (row,) = rows
     assert "error" not in row, row.get("error")
     assert math.isfinite(row["img_per_s"]) and row["img_per_s"] > 0 and row["frames"] == 2
+
+
+def test_sample_quality_bench_scores_variants_against_the_reference(bench_path, tmp_path):
+    """bench_sample_quality on a trained tiny run: every variant x steps row scored against the real captures,
+    the reference's spread over initial noises, the two-sample AUC, and frames/s at a camera's resolution."""
+    import json
+
+    import bench_sample_quality
+    from conftest import TINY_MODEL, make_plane_layout
+
+    from sim2real_kit import stage1
+    from sim2real_kit.data.layout import FrameRef
+    from sim2real_kit.run import RunFolder, resolve_config
+
+    lay = make_plane_layout(tmp_path / "ds", scenes=3, frames=2)
+    lay.write_split("train", [FrameRef("s00", f"{f:03d}") for f in range(2)])
+    lay.write_split("val", [FrameRef(s, f"{f:03d}") for s in ("s01", "s02") for f in range(2)])
+    run = RunFolder(tmp_path / "run")
+    overrides = [f"data.root={lay.root}", "data.size=16", *TINY_MODEL, "train.steps=2", "train.batch_size=2",
+                 "train.val_frames=1", "model.target_std=0", "disc.patch_size=8", "disc.stride=8"]  # fmt: skip
+    cfg = resolve_config(run, overrides=overrides)
+    stage1.train_stage1(run, cfg, progress=False)
+    out = tmp_path / "q.json"
+    bench_sample_quality.main(["--run", str(run.root), "--device", "cpu", "--variants", "eager-fp32,autocast-bf16",
+                               "--steps", "1", "2", "--noise-seeds", "1", "--auc-seeds", "0", "--auc-steps", "2",
+                               "--disc-steps", "2", "--native", "40x30", "--native-frames", "2", "--native-steps", "1",
+                               "--tile-batch", "16", "--json", str(out)])  # fmt: skip
+    record = json.loads(out.read_text())
+    rows = {(r["variant"], r["steps"]): r for r in record["rows"]}
+    assert set(rows) == {(v, s) for v in ("eager-fp32", "autocast-bf16") for s in (1, 2)}
+    for r in rows.values():
+        assert r["frames"] == 4 and math.isfinite(r["w1_mm"]) and r["frames_per_s"] > 0
+    ref = rows["eager-fp32", 2]
+    assert len(ref["noise_w1_mm"]) == 2 and ref["noise_w1_std_mm"] >= 0 and 0 <= ref["auc"] <= 1
+    # on the CPU "auto" precision is fp32: the same output as the reference, so quality is held exactly
+    same = rows["autocast-bf16", 2]
+    assert same["residual_rel_l2_vs_ref"] == 0 and same["w1_mm"] == ref["w1_mm"] and same["quality_held"]
+    assert "auc" in same and "auc" not in rows["autocast-bf16", 1]  # --auc-steps 2 only
+    assert len(record["native"]) == 2 * 2  # 2 variants x 2 blends x 1 step count
+    for r in record["native"]:
+        assert (r["width"], r["height"], r["frames"]) == (40, 30, 2) and r["frames_per_s"] > 0
+        assert r["valid_pct"] > 50  # the simulation covers the CAD (a strip of it has none)

@@ -364,6 +364,85 @@ def test_pipeline_step_callback_sees_every_step_and_its_result_is_used(one_threa
     assert np.abs(np.asarray(zero) - np.asarray(base)).max() > 0  # its result is what the next step uses
 
 
+def test_tile_sync_runs_in_the_static_loop_as_in_the_diffusers_loop(one_thread):
+    """The CUDA-graph / compiled loop (`_denoise_static`, eagerly on the CPU here) applies the MultiDiffusion
+    callback between its steps exactly where diffusers' loop does, so tiled sampling keeps the fast path."""
+    from sim2real_kit.depth import normalize_depth
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+    from sim2real_kit.pipeline import Sim2RealPipeline
+    from sim2real_kit.tiling import TileSync
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", overrides=["data.size=16", *TINY_MODEL])
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
+    boxes = [(0, x, y) for x, y in rs.tile_boxes(np.ones((16, 28), bool), 16, 12)]  # 2 tiles, 4 px overlap
+    condition = pipe.codec.encode(normalize_depth(torch.full((len(boxes), 16, 16), 1.5))[:, None])
+    latents = torch.randn(len(boxes), 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    outs = []
+    for loop in (pipe._denoise, pipe._denoise_static):
+        sync = TileSync(boxes, (16, 28), 16, 4, torch.Generator().manual_seed(2))
+        calls = []
+
+        def hook(x, i, sync=sync, calls=calls):
+            calls.append(i)
+            return sync(x, slice(0, len(boxes)), i)
+
+        if loop == pipe._denoise:
+            outs.append(loop(0, latents, condition, 4, 0.0, None, False, callback=hook))
+        else:
+            outs.append(loop(0, latents, condition, 4, callback=hook))
+        assert calls == [-1, 0, 1, 2, 3]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_tiles_of_several_frames_in_one_call_stay_each_frames_own():
+    """`tile_batch` groups whole frames into one pipeline call (a GPU filled at 640 x 480); each frame's tiles
+    are blended into that frame only, and a deterministic pipeline gives the same frames either way."""
+    frames, pipe = _plane_frames(), _TileOffsetPipe(16)
+    cad = np.concatenate([frames.cad, frames.cad[:, ::-1] * 1.1, frames.cad * 0.9])  # 3 different frames
+    sizes = []
+
+    class Counting(_TileOffsetPipe):  # deterministic: every tile its CAD + 1 % + a ramp across the tile
+        def __call__(self, tiles, **kw):
+            sizes.append(len(tiles))
+            ramp = np.linspace(0, 0.01, tiles.shape[-1], dtype=np.float32)
+            return type("O", (), {"depth": np.where(tiles > 0, tiles * 1.01 + ramp, 0).astype(np.float32)})()
+
+    from sim2real_kit.tiling import simulate_tiled
+
+    per_frame = [simulate_tiled(Counting(16), cad[f : f + 1], blend="after")[0] for f in range(3)]
+    n = sizes[0]
+    sizes.clear()
+    grouped = simulate_tiled(Counting(16), cad, blend="after", tile_batch=2 * n)
+    assert sizes == [2 * n, n]  # frames 0 + 1 in one call, frame 2 alone
+    np.testing.assert_allclose(grouped, np.stack(per_frame), atol=1e-6)  # each frame blended from its own tiles
+    assert np.abs(grouped - cad * 1.01).max() > 1e-3  # the ramp is there: the test can fail
+    sizes.clear()
+    simulate_tiled(Counting(16), cad, blend="after")
+    assert sizes == [n, n, n]  # the default: one frame per call
+    sizes.clear()
+    simulate_tiled(Counting(16), cad, blend="after", tile_batch=1)
+    assert sizes == [n, n, n]  # a frame with more tiles than tile_batch goes alone
+    with pytest.raises(ConfigError, match="blend"):
+        simulate_tiled(pipe, cad, blend="mean", tile_batch=1)
+
+
+def test_tile_sync_over_several_frames_keeps_frames_apart():
+    """One TileSync over the tiles of two frames: overlaps agree within a frame, and a frame's tiles are
+    averaged with its own tiles only (frame 1's values never reach frame 0)."""
+    from sim2real_kit.tiling import TileSync
+
+    one = [(x, y) for x, y in rs.tile_boxes(np.ones((8, 14), bool), 8, 6)]
+    boxes = [(0, x, y) for x, y in one] + [(1, x, y) for x, y in one]
+    sync = TileSync(boxes, (8, 14), 8, 2, torch.Generator().manual_seed(0))
+    x = torch.cat([torch.zeros(len(one), 1, 8, 8), torch.ones(len(one), 1, 8, 8)])
+    y = sync(x, slice(0, len(boxes)), 0)
+    assert torch.equal(y[: len(one)], torch.zeros_like(y[: len(one)]))
+    assert torch.equal(y[len(one) :], torch.ones_like(y[len(one) :]))
+    noise = sync(x, slice(0, len(boxes)), -1)
+    assert not torch.allclose(noise[0], noise[len(one)])  # one noise map per frame
+
+
 # ---------------------------------------------------------------------- train on some samples, test on others (issue 23)
 def _toy_sample(root, sensor: str, seed: int, frames: int = 2, test_only: bool = False) -> Path:
     """A small imported sample (lasa_depth layout with instance ids, 48x64): two box objects on no-CAD
