@@ -32,6 +32,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from sim2real_kit.errors import ConfigError
+
 
 def usable_cores() -> int:
     """CPU cores this process may run on (the affinity mask: a container's share, not the host's count)."""
@@ -93,7 +95,12 @@ def adapt_threads(window_s: float = 0.3) -> int | None:
     global _DEFAULT_THREADS
     fixed = os.environ.get("SIM2REAL_THREADS", "auto").strip().lower()
     if fixed != "auto":
-        torch.set_num_threads(max(1, int(fixed)))
+        if not fixed.isdigit() or int(fixed) < 1:
+            raise ConfigError(
+                f"SIM2REAL_THREADS={os.environ['SIM2REAL_THREADS']!r}: set it to a whole number of threads >= 1, "
+                "or to 'auto' (the free cores; the default)"
+            )
+        torch.set_num_threads(int(fixed))
         return None
     if os.environ.get("OMP_NUM_THREADS"):
         return None

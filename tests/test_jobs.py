@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from sim2real_kit.errors import ConfigError
 from sim2real_kit.jobs import BackgroundJob, usable_cores
 
 
@@ -118,6 +119,10 @@ def test_adapt_threads_leaves_threads_the_user_fixed(monkeypatch):
         monkeypatch.delenv("OMP_NUM_THREADS")
         monkeypatch.setenv("SIM2REAL_THREADS", "auto")
         assert jobs.adapt_threads() == 1 == torch.get_num_threads()  # one free core
+        for bad in ("abc", "0", "-2", "1.5"):
+            monkeypatch.setenv("SIM2REAL_THREADS", bad)
+            with pytest.raises(ConfigError, match="SIM2REAL_THREADS"):
+                jobs.adapt_threads()
     finally:
         torch.set_num_threads(before)
 
