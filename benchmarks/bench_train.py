@@ -20,7 +20,9 @@ Presets (benchlib.py): tiny, small: the preset's codec and `ControlledDenoiser` 
 data.size). sd21-random: SD 2.1's UNet architecture with random weights through the kit's latent
 `from_config` path; the VAE encode of target and condition is NOT in the timed step (the codec is
 `PrecomputedLatents`: the batch holds latents); `--vae` times it separately (random SD-shaped `AutoencoderKL`,
-bf16, eager).
+bf16, eager); `--whole` puts it in: the codec is a `LatentCodec` of that VAE and the batch holds the 512 px maps,
+so the step is training's whole step (the optimised variants also compile the VAE encoder:
+`StageModel.compile_frozen`).
 
 Variants (`--variants`), settings of the Trainer's own options:
 - eager:      `train.compile/fused_adamw/channels_last = false`, `train.mixed_precision = auto`: fp32 master
@@ -62,25 +64,30 @@ VARIANTS = ("eager", "bf16", "compiled", "optimized")
 
 
 # ---------------------------------------------------------------------- model, loss, batches: the library's
-def build_stage_model(preset: str, cfg, prompt_tokens: int, device):
+def build_stage_model(preset: str, cfg, prompt_tokens: int, device, whole: bool = False):
     """(Stage-I model, DDPM scheduler) as `stage1.train_denoiser` builds them; sd21-random: the denoiser of
-    `benchlib.build_denoiser` (random SD 2.1 UNet, codec `PrecomputedLatents`), the same wrapper."""
-    from sim2real_kit.models.codec import build_codec
+    `benchlib.build_denoiser` (random SD 2.1 UNet, codec `PrecomputedLatents`), the same wrapper; with `whole`,
+    the codec is a `LatentCodec` of a random SD-shaped VAE, so the step encodes its maps as training does."""
+    from sim2real_kit.models.codec import LatentCodec, build_codec
     from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
     from sim2real_kit.stage1 import StageModel
 
     if preset == "sd21-random":
         denoiser, codec = build_denoiser(preset, cfg, prompt_tokens, device)
+        if whole:
+            with torch.device(device):
+                codec = LatentCodec(random_sd_vae())
     else:
         codec, denoiser = build_codec(cfg), ControlledDenoiser.from_config(cfg, cond_maps=1)
     return StageModel(codec, denoiser), make_scheduler(cfg, "ddpm")
 
 
-def make_batch(preset: str, cfg, batch: int, device, generator: torch.Generator) -> dict:
-    """Batch in the denoiser's input space: pixel presets [B, 1, S, S] normalised maps in [-1, 1]
-    (target = residual * 0.5, condition = CAD); sd21-random [B, 4, 64, 64] latent-like tensors."""
+def make_batch(preset: str, cfg, batch: int, device, generator: torch.Generator, whole: bool = False) -> dict:
+    """Batch in the denoiser's input space: pixel presets (and sd21-random with `whole`: the maps the VAE
+    encodes in the step) [B, 1, S, S] normalised maps in [-1, 1] (target = residual * 0.5, condition = CAD);
+    sd21-random [B, 4, 64, 64] latent-like tensors."""
     size = int(cfg.data.size)
-    if preset == "sd21-random":
+    if preset == "sd21-random" and not whole:
         shape = (batch, 4, size // 8, size // 8)
         return {
             "target": torch.randn(shape, generator=generator).to(device),
@@ -149,11 +156,12 @@ def run_variant(preset: str, variant: str, args, device, run_dir: Path) -> dict:
     train = variant_train_config(cfg.train, variant, args.batch_size)
     torch.manual_seed(0)
     t_build = time.perf_counter()
-    model, scheduler = build_stage_model(preset, cfg, args.prompt_tokens, device)
+    whole = bool(getattr(args, "whole", False)) and preset == "sd21-random"
+    model, scheduler = build_stage_model(preset, cfg, args.prompt_tokens, device, whole)
     model.train()
     gen = torch.Generator().manual_seed(1)
     accum = int(train.grad_accum)
-    batches = [make_batch(preset, cfg, args.batch_size, device, gen) for _ in range(2 * accum)]  # 2 steps rotate
+    batches = [make_batch(preset, cfg, args.batch_size, device, gen, whole) for _ in range(2 * accum)]  # 2 rotate
     steps = [batches[i * accum : (i + 1) * accum] for i in range(2)]
     trainer = make_trainer(model, scheduler, train, cfg.seed, batches, run_dir)
     build_s = time.perf_counter() - t_build
@@ -180,7 +188,8 @@ def run_variant(preset: str, variant: str, args, device, run_dir: Path) -> dict:
         "step_ms": 1000 * total_s / (args.steps * args.repeats),
         "loss_finite": bool(torch.isfinite(loss).item()),
         "loss": float(loss),
-        "timed": "sim2real_kit.training.Trainer.step",
+        "timed": "sim2real_kit.training.Trainer.step" + (" (VAE encode of the maps included)" if whole else ""),
+        "whole_step": whole,
         "train_config": dataclasses.asdict(train),
     }
     if device.type == "cuda":
@@ -258,6 +267,9 @@ def main(argv=None) -> list[dict]:
     )
     p.add_argument("--prompt-tokens", type=int, default=77, help="sd21-random: empty-prompt tokens")
     p.add_argument("--vae", action="store_true", help="sd21-random: also time the VAE encode of a step")
+    p.add_argument(
+        "--whole", action="store_true", help="sd21-random: the step with its VAE encode (a random SD VAE's LatentCodec)"
+    )
     p.add_argument("--override", nargs="*", default=[], help="config overrides a.b=c (tests: shrink the model)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)

@@ -39,6 +39,12 @@ class StageModel(torch.nn.Module):
     def forward(self, noisy, timesteps, condition):
         return self.denoiser(noisy, timesteps, condition)
 
+    def compile_frozen(self) -> None:
+        """Compile what the loss runs outside `forward` (the Trainer compiles `forward` with `train.compile`):
+        a latent codec's VAE encoder, which encodes the step's maps (`LatentCodec.compile_encoder`)."""
+        if hasattr(self.codec, "compile_encoder"):
+            self.codec.compile_encoder()
+
 
 def denoising_loss(scheduler, use_prev: bool, reweight: bool):
     """loss_fn(model, batch, generator) of one stage (paper Eq. 4-6): the diffusion loss of the batch's

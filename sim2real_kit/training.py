@@ -239,7 +239,8 @@ class Trainer:
         self._last_lr = self.schedulers[next(iter(self.groups))].get_last_lr()[0]
 
     def _setup_compile(self) -> None:
-        """`torch.compile` of the forward model on CUDA when `cfg.compile`."""
+        """`torch.compile` of the forward model on CUDA when `cfg.compile`, and of what the model's own
+        `compile_frozen()` compiles (parts the loss calls outside `forward`, e.g. a frozen VAE encoder)."""
         if not (self.cfg.compile and self.device.type == "cuda"):
             return
         import torch._inductor.config as inductor_config
@@ -250,6 +251,9 @@ class Trainer:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.run_dir / "compile_cache"))
         inductor_config.conv_1x1_as_mm = True  # 1x1 convolutions (attention projections) as matmuls
         self.forward_model = torch.compile(self.forward_model)
+        compile_frozen = getattr(self.model, "compile_frozen", None)  # e.g. a frozen encoder the loss calls
+        if callable(compile_frozen):
+            compile_frozen()
 
     def _setup_run_folder(self, resume: bool, overwrite: bool) -> None:
         """Clean interrupted writes, then resume from `checkpoints/latest` or start (over)."""

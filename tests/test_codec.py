@@ -70,6 +70,30 @@ def test_latent_codec_matches_the_vae_by_hand(sd_folder):
         torch.testing.assert_close(decoded, vae.decode(latents / 0.5).sample.mean(dim=1, keepdim=True))
 
 
+def test_compiled_encoder_gives_the_vae_latents_and_leaves_the_weights_alone(sd_folder):
+    """`compile_encoder` (what the Trainer calls with train.compile): the same latents as the VAE's own encode
+    (the mean: the first half of the moments), and nothing compiled enters the state dict or the saved codec."""
+    from sim2real_kit.stage1 import StageModel
+
+    root, _ = sd_folder
+    codec = LatentCodec.from_pretrained(root)
+    x = depth_batch()
+    with torch.no_grad():
+        reference = codec.encode(x)
+        keys = set(codec.state_dict())
+        model = StageModel(codec, torch.nn.Linear(1, 1))
+        torch._dynamo.reset()
+        codec.compile_encoder(backend="eager")  # dynamo's trace without inductor: fast on the CPU
+        compiled = codec.encode(x)
+        assert codec.__dict__["_compiled_moments"] is not None and set(codec.state_dict()) == keys
+        torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=1e-6)
+        assert not torch.equal(compiled[:, :2], compiled[:, 2:])  # the mean, not the log-variance half too
+    calls = []
+    codec.compile_encoder = lambda **kw: calls.append(kw)  # StageModel.compile_frozen reaches the codec
+    model.compile_frozen()
+    assert calls == [{}]
+
+
 def test_latent_codec_loads_a_vae_folder_and_via_config(sd_folder):
     root, _ = sd_folder
     direct = LatentCodec.from_pretrained(root / "vae")

@@ -635,3 +635,32 @@ def test_two_cpu_processes_match_one(tmp_path, kind, request):
     two = load_file(tmp_path / "two/checkpoints/step-000020/model.safetensors")
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=0, atol=1e-6)
+
+
+def test_compile_setting_also_compiles_what_the_model_marks_frozen(tmp_path, monkeypatch):
+    """With train.compile on CUDA, the Trainer compiles `forward` and calls the model's `compile_frozen` (a
+    latent codec's VAE encoder runs in the loss, outside `forward`: left eager it was ~1/2 of an sd21 step)."""
+    from types import SimpleNamespace
+
+    from sim2real_kit.training import Trainer
+
+    calls = []
+
+    class Model(torch.nn.Linear):
+        def compile_frozen(self):
+            calls.append("frozen")
+
+    fake = SimpleNamespace(
+        cfg=SimpleNamespace(compile=True), device=torch.device("cuda"), run_dir=tmp_path, model=Model(1, 1)
+    )
+    fake.forward_model = fake.model
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
+    monkeypatch.setattr(inductor_config, "conv_1x1_as_mm", inductor_config.conv_1x1_as_mm)
+    Trainer._setup_compile(fake)  # torch.compile is lazy: nothing is compiled until the first call
+    assert calls == ["frozen"] and fake.forward_model is not fake.model
+    fake.cfg.compile, fake.forward_model, calls[:] = False, fake.model, []
+    Trainer._setup_compile(fake)
+    assert calls == [] and fake.forward_model is fake.model

@@ -166,10 +166,28 @@ class LatentCodec(DepthCodec):
         self.vae.eval()  # the VAE is frozen: keep it in eval mode whatever the trainer asks
         return self
 
+    def compile_encoder(self, **compile_kwargs) -> LatentCodec:
+        """`torch.compile` the VAE's encoder (+ quant_conv): in latent-space training it runs on the target and
+        the condition maps of every step, at the frame's resolution (512 px: ~1/2 of an eager sd21 step,
+        docs/performance.md). The weights are untouched (nothing compiled enters the state dict, so checkpoints
+        and `save_pretrained` are as before); `encode` then gives the same latents up to the compiler's rounding.
+        Called by the Trainer with `train.compile` (`stage1.StageModel.compile_frozen`). Returns self."""
+
+        def moments(image: torch.Tensor) -> torch.Tensor:  # AutoencoderKL._encode without tiling / slicing
+            h = self.vae.encoder(image)
+            return self.vae.quant_conv(h) if self.vae.quant_conv is not None else h
+
+        self.__dict__["_compiled_moments"] = torch.compile(moments, **compile_kwargs)  # not a submodule
+        return self
+
     def encode(self, depth_n: torch.Tensor) -> torch.Tensor:
         _check_map(depth_n, 1, "depth_n")
         image = depth_n.to(self.vae.dtype).expand(-1, self.image_channels, -1, -1)  # [B, 3, H, W]
-        latents = self.vae.encode(image).latent_dist.mean  # [B, 4, H/8, W/8]
+        compiled = self.__dict__.get("_compiled_moments")
+        if compiled is not None:  # the mean of the diagonal Gaussian: the first half of the moments
+            latents = compiled(image)[:, : self.channels]  # [B, 4, H/8, W/8]
+        else:
+            latents = self.vae.encode(image).latent_dist.mean  # [B, 4, H/8, W/8]
         return ((latents - self.shift_factor) * self.scaling_factor).to(depth_n.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
