@@ -93,7 +93,7 @@ def native_fps(pipe, args, device) -> list[dict]:
     width, height = (int(v) for v in args.native.lower().split("x"))
     cad = synthetic_cad(args.native_frames, max(width, height), seed=1)[:, :height, :width]
     rows = []
-    for variant in args.variants.split(","):
+    for variant in (args.native_variants or args.variants).split(","):
         set_variant(pipe, variant, args.no_compile)
         for blend in ("sample", "after"):
             for steps in args.native_steps:
@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--disc-steps", type=int, default=None, help="two-sample discriminator steps")
     ap.add_argument("--native", default=None, help="WxH: frames/s at a camera's resolution, e.g. 640x480")
     ap.add_argument("--native-frames", type=int, default=8)
+    ap.add_argument("--native-variants", default=None, help="variants timed at --native (default: --variants)")
     ap.add_argument("--native-steps", type=int, nargs="+", default=[4, 20])
     ap.add_argument("--tile-batch", type=int, default=None, help="tiles per call at --native (whole frames)")
     ap.add_argument("--no-compile", action="store_true")

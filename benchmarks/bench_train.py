@@ -192,6 +192,8 @@ def run_variant(preset: str, variant: str, args, device, run_dir: Path) -> dict:
         "whole_step": whole,
         "train_config": dataclasses.asdict(train),
     }
+    if getattr(args, "profile", None):
+        out["profile"] = profile_steps(trainer, steps, device, Path(args.profile) / f"{preset}_{variant}.txt")
     if device.type == "cuda":
         out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     else:
@@ -203,6 +205,22 @@ def run_variant(preset: str, variant: str, args, device, run_dir: Path) -> dict:
         torch.cuda.empty_cache()
         torch._dynamo.reset()
     return out
+
+
+def profile_steps(trainer, steps: list[list[dict]], device, path: Path, n: int = 3) -> str:
+    """torch.profiler over `n` more steps: the kernel table (top 30 by device time; CPU time on the CPU)
+    written to `path`; returns the path."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for i in range(n):
+            trainer.step(*steps[i % len(steps)])
+        sync(device)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=90))
+    return str(path)
 
 
 def time_vae_encode(args, device) -> dict:
@@ -271,6 +289,7 @@ def main(argv=None) -> list[dict]:
         "--whole", action="store_true", help="sd21-random: the step with its VAE encode (a random SD VAE's LatentCodec)"
     )
     p.add_argument("--override", nargs="*", default=[], help="config overrides a.b=c (tests: shrink the model)")
+    p.add_argument("--profile", default=None, help="a folder: torch.profiler kernel tables of 3 more steps per variant")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     device = torch.device(args.device)

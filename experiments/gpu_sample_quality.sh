@@ -18,7 +18,7 @@ if [ ! -f "$RUN/stage1/pipeline/model_index.json" ] && [ "$RUN" = /tmp/h_edges_s
   JOBS="edges:1" bash experiments/gpu_holes_edges.sh "$OUT"
 fi
 native=""
-[ -n "${NATIVE:-}" ] && native="--native 640x480 --native-frames ${NATIVE_FRAMES:-8} --native-steps ${NATIVE_STEPS:-1 4 20} --tile-batch ${TILE_BATCH:-140}"
+[ -n "${NATIVE:-}" ] && native="--native 640x480 --native-frames ${NATIVE_FRAMES:-8} --native-steps ${NATIVE_STEPS:-1 4 20} --tile-batch ${TILE_BATCH:-140} --native-variants ${NATIVE_VARIANTS:-graph,bf16-weights}"
 timeout "$LIMIT" python3 benchmarks/bench_sample_quality.py --run "$RUN" --device cuda --variants "$VARIANTS" \
   --steps $STEPS --frames $FRAMES --batch-size 112 --noise-seeds 1 2 --auc-seeds ${AUC_SEEDS:-0 1} \
   --auc-steps ${AUC_STEPS:-2 4 20} $native --json "$OUT/quality${TAG:-}.json" 2>&1 | tee "$OUT/quality${TAG:-}.log" | grep -v '^{'

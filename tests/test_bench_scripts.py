@@ -34,16 +34,18 @@ def test_sd21_random_training_step_runs(bench_path):
     assert row["loss_finite"] and row["img_per_s"] > 0 and row["trainable_params_m"] < row["params_m"]
 
 
-def test_sd21_random_whole_training_step_encodes_maps(bench_path):
+def test_sd21_random_whole_training_step_encodes_maps(bench_path, tmp_path):
     """--whole: the timed step holds the VAE encode (a LatentCodec of a random SD VAE, maps at the frame size)."""
     import bench_train
 
     rows = bench_train.main(["--preset", "sd21-random", "--size", "64", "--batch-size", "2", "--steps", "1",
                              "--repeats", "1", "--warmup", "1", "--variants", "eager", "--whole",
-                             "--override", *SHRINK])  # fmt: skip
+                             "--profile", str(tmp_path), "--override", *SHRINK])  # fmt: skip
     (row,) = rows
     assert "error" not in row, row.get("error")
     assert row["whole_step"] and row["loss_finite"] and "VAE encode" in row["timed"]
+    table = Path(row["profile"]).read_text()
+    assert "conv" in table.lower() and "Self CPU" in table  # the profiler's kernel table of the step
     model, _ = bench_train.build_stage_model("sd21-random", bench_train.preset_config("sd21-random", 64, SHRINK),
                                              77, "cpu", whole=True)  # fmt: skip
     assert type(model.codec).__name__ == "LatentCodec" and model.codec.downscale == 8
