@@ -110,7 +110,7 @@ def cmd_flag(args) -> int:
 def cmd_simulate(args) -> int:
     from sim2real_kit import simulate
 
-    tiles = {"native": not args.model_size, "overlap": args.overlap}
+    tiles = {"native": not args.model_size, "overlap": args.overlap, "tile_batch": args.tile_batch}
     if args.mesh:
         if not args.trajectory:
             raise Sim2RealError("simulate --mesh needs --trajectory POSES.txt (N lines of 16 numbers, camera-to-world)")
@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--overlap", type=int, default=None, help="tile overlap in px (default: a quarter of the model size)"
+    )
+    p.add_argument(
+        "--tile-batch",
+        type=int,
+        default=None,
+        help="most tiles per pipeline call, whole frames grouped (GPU throughput, e.g. 140; default one frame per call)",
     )
     p.set_defaults(func=cmd_simulate)
 

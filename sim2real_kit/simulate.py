@@ -118,6 +118,7 @@ def simulate_frames(
     progress: bool = True,
     native: bool = True,
     overlap: int | None = None,
+    tile_batch: int | None = None,
 ) -> DepthLayout:
     """Simulate captured depth for CAD frames [H, W] metres (one camera) and write it as a layout: `_gt` = the
     CAD, `_scan` = the simulated depth, poses as given (camera-to-world); plus `points/<scene>/<frame>.ply`
@@ -128,7 +129,9 @@ def simulate_frames(
     CAD sampled as one sample and blended (`tiling.simulate_tiled`, `overlap` px, default a quarter of the
     tile; no tile border shows). The tiles are at the camera's pixel scale: a model trained on frames resized to
     its size (the kit's Stage-I: a crop of side min(H, W) / zoom resized) saw coarser pixels than it is given
-    here. native=False: the model size [S, S] (the eval crop of `Sim2RealPipeline.preprocess`, resized)."""
+    here. native=False: the model size [S, S] (the eval crop of `Sim2RealPipeline.preprocess`, resized).
+    tile_batch (native): the most tiles per pipeline call, whole frames grouped (a GPU: e.g. 140, four 640 x 480
+    frames of a 128-px model; None: one frame per call, the CPU default)."""
     from tqdm.auto import tqdm
 
     from sim2real_kit.fusion import fuse_frames, save_mesh, save_point_cloud
@@ -137,16 +140,25 @@ def simulate_frames(
     out_dir = Path(out_dir)
     gen = torch.Generator().manual_seed(seed)
     sims, cads, model_cam = [], [], camera
-    for cad in tqdm(cad_frames, desc="simulate", disable=not progress):
-        if native:
-            cad = np.asarray(cad, dtype=np.float32)
-            sims.append(simulate_tiled(pipe, cad[None], None, gen, overlap=overlap, stages=stages)[0])
-            cads.append(cad)
-            continue
-        out = pipe(cad, camera=camera, stages=stages, generator=gen)
-        sims.append(np.asarray(out.depth[0], dtype=np.float32))
-        cads.append(np.asarray(out.cad[0], dtype=np.float32))
-        model_cam = out.camera
+    if native and tile_batch:  # frames of one camera: 16 at a time (the progress bar), grouped into calls
+        bar = tqdm(total=len(cad_frames), desc="simulate", disable=not progress)
+        for start in range(0, len(cad_frames), 16):
+            chunk = np.stack([np.asarray(c, dtype=np.float32) for c in cad_frames[start : start + 16]])
+            sims += list(simulate_tiled(pipe, chunk, None, gen, overlap=overlap, stages=stages, tile_batch=tile_batch))
+            cads += list(chunk)
+            bar.update(len(chunk))
+        bar.close()
+    else:
+        for cad in tqdm(cad_frames, desc="simulate", disable=not progress):
+            if native:
+                cad = np.asarray(cad, dtype=np.float32)
+                sims.append(simulate_tiled(pipe, cad[None], None, gen, overlap=overlap, stages=stages)[0])
+                cads.append(cad)
+                continue
+            out = pipe(cad, camera=camera, stages=stages, generator=gen)
+            sims.append(np.asarray(out.depth[0], dtype=np.float32))
+            cads.append(np.asarray(out.cad[0], dtype=np.float32))
+            model_cam = out.camera
     if sims and not any((s > 0).any() for s in sims):
         raise Sim2RealError(
             f"the simulation came back empty (every pixel a hole) for all {len(sims)} frames; CAD median "
@@ -234,6 +246,7 @@ def simulate_folder(
     depth_unit: str | float = "mm",
     native: bool = True,
     overlap: int | None = None,
+    tile_batch: int | None = None,
 ) -> DepthLayout:
     """Simulate every CAD depth PNG under `cad_dir`: a `lasa_depth` layout root (its poses, intrinsics and
     depth unit are used, scenes fused), or any folder of uint16 depth PNGs in `depth_unit` (metres per count
@@ -251,7 +264,17 @@ def simulate_folder(
         check_cad_range(cads, str(cad_dir))
         poses = [layout.read_pose(r) for r in refs]
         return simulate_frames(
-            pipe, cads, layout.camera, refs, poses, out_dir, stages, progress=progress, native=native, overlap=overlap
+            pipe,
+            cads,
+            layout.camera,
+            refs,
+            poses,
+            out_dir,
+            stages,
+            progress=progress,
+            native=native,
+            overlap=overlap,
+            tile_batch=tile_batch,
         )
     files = sorted(p for p in cad_dir.rglob("*.png") if not p.name.endswith(("_scan.png", "_rgb.png", "_inst.png")))
     if not files:
@@ -277,7 +300,18 @@ def simulate_folder(
         poses.append(read_pose(pose_file) if pose_file.is_file() else np.eye(4))
     known = all(f.with_name(f.name.removesuffix(".png").removesuffix("_gt") + ".txt").is_file() for f in files)
     return simulate_frames(
-        pipe, cads, camera, refs, poses, out_dir, stages, fuse=known, progress=progress, native=native, overlap=overlap
+        pipe,
+        cads,
+        camera,
+        refs,
+        poses,
+        out_dir,
+        stages,
+        fuse=known,
+        progress=progress,
+        native=native,
+        overlap=overlap,
+        tile_batch=tile_batch,
     )
 
 
@@ -291,6 +325,7 @@ def simulate_meshes(
     progress: bool = True,
     native: bool = True,
     overlap: int | None = None,
+    tile_batch: int | None = None,
 ) -> DepthLayout:
     """CAD meshes + a camera trajectory -> rendered CAD depth -> simulated depth in a layout, point clouds
     and a fused mesh (`simulate_frames`). `trajectory`: [N, 4, 4] camera-to-world poses, or a text file of
@@ -313,5 +348,15 @@ def simulate_meshes(
     refs = [FrameRef(scene, f"{i:04d}") for i in range(len(poses))]
     pipe = load_any_pipeline(Path(pipeline))
     return simulate_frames(
-        pipe, cads, camera, refs, poses, out_dir, stages, progress=progress, native=native, overlap=overlap
+        pipe,
+        cads,
+        camera,
+        refs,
+        poses,
+        out_dir,
+        stages,
+        progress=progress,
+        native=native,
+        overlap=overlap,
+        tile_batch=tile_batch,
     )

@@ -174,3 +174,37 @@ def test_native_tiles_show_no_seams_where_naive_tiles_do(tmp_path):
     # measured (seeds 0-3 of the toy): blended 1.26-1.47 (the blur's edge effect inside a tile reaches into the 4-px
     # overlap; 1.22-1.30 at 8 px), tiles blended only after sampling 1.50-1.56, naive grid 5.4-7.2
     assert ratios["blended"] < 2.0 < ratios["naive"], ratios
+
+
+def test_grouped_frames_stay_seamless_and_the_cli_knob_reaches_the_tiler(tmp_path, pipe_dir, monkeypatch):
+    """`tile_batch` (`sim2real simulate --tile-batch`): the tiles of several frames in one pipeline call, each
+    frame still one MultiDiffusion sample (no seams), and the CLI's value is the one the tiler gets."""
+    from sim2real_kit import tiling
+    from sim2real_kit.data.layout import DepthLayout
+    from sim2real_kit.tiling import seam_ratio, tile_boxes
+
+    H, W, size = 40, 56, 16
+    yy, xx = np.mgrid[0:H, 0:W]
+    cads = [(1.2 + 0.004 * xx + 0.002 * yy + 0.05 * i).astype(np.float32) for i in range(3)]
+    refs, cam = [FrameRef("a", f"{i}") for i in range(3)], Camera(40.0, 40.0, W / 2, H / 2, W, H)
+    calls = []
+
+    class Counting(_SmoothToyPipe):
+        def __call__(self, cad, **kw):
+            calls.append(len(cad))
+            return super().__call__(cad, **kw)
+
+    per_frame = len(tile_boxes(np.ones((H, W), bool), size, size - size // 4))
+    out = simulate_frames(Counting(size), cads, cam, refs, [np.eye(4)] * 3, tmp_path / "g", fuse=False,
+                          progress=False, tile_batch=2 * per_frame)  # fmt: skip
+    assert calls == [2 * per_frame, per_frame]
+    sims = np.stack([DepthLayout(out.root).read_depth(r, "scan") for r in refs])
+    boxes = [(f, x, y) for f in range(3) for x, y in tile_boxes(np.ones((H, W), bool), size, size - size // 4)]
+    assert (sims > 0).all() and seam_ratio(sims - np.stack(cads), boxes, size) < 2.0
+    seen = []
+    real = tiling.simulate_tiled
+    monkeypatch.setattr(tiling, "simulate_tiled", lambda *a, **kw: seen.append(kw.get("tile_batch")) or real(*a, **kw))
+    cad_dir = _cad_folder(tmp_path / "cad", 0.001)
+    assert main(["simulate", "--pipeline", str(pipe_dir), "--cad", str(cad_dir), "--out", str(tmp_path / "s"),
+                 "--tile-batch", "7"]) == 0  # fmt: skip
+    assert seen == [7]  # both frames in one chunk of the grouped path
