@@ -140,21 +140,17 @@ def simulate_frames(
     out_dir = Path(out_dir)
     gen = torch.Generator().manual_seed(seed)
     sims, cads, model_cam = [], [], camera
-    if native and tile_batch:  # frames of one camera: 16 at a time (the progress bar), grouped into calls
+    if native:  # frames per simulate_tiled call: 1 (the default), or 16 grouped into calls of tile_batch tiles
+        step = 16 if tile_batch else 1
         bar = tqdm(total=len(cad_frames), desc="simulate", disable=not progress)
-        for start in range(0, len(cad_frames), 16):
-            chunk = np.stack([np.asarray(c, dtype=np.float32) for c in cad_frames[start : start + 16]])
+        for start in range(0, len(cad_frames), step):
+            chunk = np.stack([np.asarray(c, dtype=np.float32) for c in cad_frames[start : start + step]])
             sims += list(simulate_tiled(pipe, chunk, None, gen, overlap=overlap, stages=stages, tile_batch=tile_batch))
             cads += list(chunk)
             bar.update(len(chunk))
         bar.close()
     else:
         for cad in tqdm(cad_frames, desc="simulate", disable=not progress):
-            if native:
-                cad = np.asarray(cad, dtype=np.float32)
-                sims.append(simulate_tiled(pipe, cad[None], None, gen, overlap=overlap, stages=stages)[0])
-                cads.append(cad)
-                continue
             out = pipe(cad, camera=camera, stages=stages, generator=gen)
             sims.append(np.asarray(out.depth[0], dtype=np.float32))
             cads.append(np.asarray(out.cad[0], dtype=np.float32))
