@@ -22,6 +22,8 @@ downstream task trained on the benchmark split). The table pools the training se
     python benchmarks/bench_protocol.py --out /tmp/proto --seeds 0 1 --quick --worlds procedural   # CI sizes
 
 Writes <out>/<world>/results.{md,json} and <out>/results.md (every world), resumable (finished steps reused).
+Seeds run as separate processes (one per core; the later seeds' `data` a link to the first seed's) join with
+`--summarize-only --merge OTHER_OUT ...`.
 """
 
 from __future__ import annotations
@@ -131,6 +133,25 @@ def summarize(world: str, rows: list[dict], sweeps: dict, seeds: list[int]) -> t
     return table, "\n".join(md) + "\n"
 
 
+def merge_results(world_dirs: list[Path]) -> tuple[list[dict], dict]:
+    """(rows, {seed: sweep}) of several runs' <world>/results.json, in seed order. A seed found in two of them
+    is an error (the table would count it twice), as is a missing file."""
+    rows, sweeps, origin = [], {}, {}
+    for world_dir in world_dirs:
+        path = world_dir / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no results.json (run bench_protocol.py with this --out first)")
+        saved = json.loads(path.read_text())
+        for key, sweep in saved["sweeps"].items():
+            seed = int(key)
+            if seed in origin:
+                raise SystemExit(f"{path}: seed {seed} is also in {origin[seed]}: merge runs of different seeds")
+            origin[seed], sweeps[seed] = path, sweep
+        rows += saved["rows"]
+    rows.sort(key=lambda r: r.get("train_seed", 0))  # stable: each seed's rows keep their order
+    return rows, dict(sorted(sweeps.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.steps=400")
@@ -143,16 +164,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-fuse", action="store_true", help="skip the 3D metrics (TSDF fusion needs open3d)")
     p.add_argument("--summarize-only", action="store_true", help="rewrite the tables from <out>/<world>/results.json")
+    p.add_argument(
+        "--merge", type=Path, nargs="+", default=[],
+        help="with --summarize-only: add the seeds of these outs' <world>/results.json (seeds run as separate "
+        "processes, e.g. one per core, with --out elsewhere) to <out>'s and rewrite its tables",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.merge and not args.summarize_only:
+        p.error("--merge adds finished seeds to <out>'s tables: use it with --summarize-only")
     from sim2real_kit.io import atomic_write_json, atomic_write_text
 
     parts = []
     for world in args.worlds:
         world_dir = args.out / world
         if args.summarize_only:  # the tables again from results.json (e.g. after a change of the summary)
-            saved = json.loads((world_dir / "results.json").read_text())
-            sweeps = {int(k): v for k, v in saved["sweeps"].items()}
-            table, md = summarize(world, saved["rows"], sweeps, list(sweeps))
+            rows, sweeps = merge_results([world_dir, *(m / world for m in args.merge)])
+            table, md = summarize(world, rows, sweeps, sorted(sweeps))
+            if args.merge:
+                atomic_write_json(
+                    world_dir / "results.json", {"rows": rows, "table": table, "sweeps": sweeps, "argv": sys.argv}
+                )
             atomic_write_text(world_dir / "results.md", md)
             parts.append(md)
             continue

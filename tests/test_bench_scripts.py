@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def bench_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     yield
-    for name in ("bench_train", "bench_sample", "bench_sample_quality", "benchlib"):
+    for name in ("bench_train", "bench_sample", "bench_sample_quality", "bench_protocol", "benchlib"):
         sys.modules.pop(name, None)
 
 
@@ -101,3 +101,38 @@ def test_sample_quality_bench_scores_variants_against_the_reference(bench_path, 
     for r in record["native"]:
         assert (r["width"], r["height"], r["frames"]) == (40, 30, 2) and r["frames_per_s"] > 0
         assert r["valid_pct"] > 50  # the simulation covers the CAD (a strip of it has none)
+
+
+def test_protocol_merge_joins_seeds_run_apart_into_the_same_table(bench_path, tmp_path, monkeypatch):
+    """bench_protocol --summarize-only --merge: the demo-size protocol's 3 seeds (docs/results_data), split into
+    two outs as two processes would write them, give back the table of the run that trained them together; a
+    seed in both outs is refused (it would count twice)."""
+    import json
+
+    import bench_protocol
+
+    saved = json.loads(
+        (Path(__file__).resolve().parents[1] / "docs/results_data/protocol_demo/results.json").read_text()
+    )
+    parts = {tmp_path / "a": [0, 2], tmp_path / "b": [1]}
+    for out, seeds in parts.items():
+        (out / "procedural").mkdir(parents=True)
+        part = {"rows": [r for r in saved["rows"] if r["train_seed"] in seeds],
+                "sweeps": {k: v for k, v in saved["sweeps"].items() if int(k) in seeds}, "table": [], "argv": []}  # fmt: skip
+        (out / "procedural" / "results.json").write_text(json.dumps(part))
+    monkeypatch.chdir(tmp_path)
+    bench_protocol.main(["--out", "a", "--worlds", "procedural", "--summarize-only", "--merge", "b"])
+    merged = json.loads((tmp_path / "a/procedural/results.json").read_text())
+    assert sorted(merged["sweeps"]) == ["0", "1", "2"] and len(merged["rows"]) == len(saved["rows"])
+    by_sim = {e["simulator"]: e for e in merged["table"]}
+    for entry in saved["table"]:
+        for key in ("w1_mm", "c2st_auc"):
+            if key in entry and math.isfinite(entry[key]):
+                assert by_sim[entry["simulator"]][key] == pytest.approx(entry[key], rel=1e-12), (
+                    entry["simulator"],
+                    key,
+                )
+                assert by_sim[entry["simulator"]][f"{key}_std"] == pytest.approx(entry[f"{key}_std"], rel=1e-12)
+    assert "seeds [0, 1, 2]" in (tmp_path / "a/procedural/results.md").read_text()
+    with pytest.raises(SystemExit, match="seed 1 is also in"):
+        bench_protocol.main(["--out", "a", "--worlds", "procedural", "--summarize-only", "--merge", "b"])
