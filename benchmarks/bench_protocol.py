@@ -96,7 +96,7 @@ def run_seed(world_dir: Path, seed: int, args, shared_data: Path | None) -> tupl
                 x for x in (row.get("note"), f"tau {sweep[best]['tau_m']} m, chosen on the benchmark split") if x
             )
         rows.append(row)
-    return rows, {"best": best, "taus": sweep}
+    return rows, {"best": best, "taus": sweep, "effects": res.summary.get("effect_reproduction") or {}}
 
 
 def summarize(world: str, rows: list[dict], sweeps: dict, seeds: list[int]) -> tuple[list[dict], str]:
@@ -130,12 +130,18 @@ def summarize(world: str, rows: list[dict], sweeps: dict, seeds: list[int]) -> t
             for s in seeds
         ]
         md.append(f"| {sweeps[seeds[0]]['taus'][name]['tau_m']} | " + " | ".join(cells) + " |")
+    effects = [sweeps[s]["effects"] for s in seeds if sweeps[s].get("effects")]
+    if effects:  # worlds with the sensor's ground-truth effect masks (procedural, sensor_only)
+        from sim2real_kit.benchmark.two_sample import effects_markdown
+
+        md += ["", "#### Sensor effects reproduced", "", effects_markdown(effects, labels)]
     return table, "\n".join(md) + "\n"
 
 
 def merge_results(world_dirs: list[Path]) -> tuple[list[dict], dict]:
     """(rows, {seed: sweep}) of several runs' <world>/results.json, in seed order. A seed found in two of them
-    is an error (the table would count it twice), as is a missing file."""
+    is an error (the table would count it twice), as is a missing file. A sweep without the sensor-effect
+    results takes them from its seed's benchmark/summary.json where that exists."""
     rows, sweeps, origin = [], {}, {}
     for world_dir in world_dirs:
         path = world_dir / "results.json"
@@ -147,6 +153,9 @@ def merge_results(world_dirs: list[Path]) -> tuple[list[dict], dict]:
             if seed in origin:
                 raise SystemExit(f"{path}: seed {seed} is also in {origin[seed]}: merge runs of different seeds")
             origin[seed], sweeps[seed] = path, sweep
+            summary = world_dir / f"seed{seed}" / "benchmark" / "summary.json"
+            if "effects" not in sweep and summary.is_file():  # runs from before the effects were kept here
+                sweep["effects"] = json.loads(summary.read_text()).get("effect_reproduction") or {}
         rows += saved["rows"]
     rows.sort(key=lambda r: r.get("train_seed", 0))  # stable: each seed's rows keep their order
     return rows, dict(sorted(sweeps.items()))

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -120,8 +121,21 @@ def test_protocol_merge_joins_seeds_run_apart_into_the_same_table(bench_path, tm
         part = {"rows": [r for r in saved["rows"] if r["train_seed"] in seeds],
                 "sweeps": {k: v for k, v in saved["sweeps"].items() if int(k) in seeds}, "table": [], "argv": []}  # fmt: skip
         (out / "procedural" / "results.json").write_text(json.dumps(part))
+    # seed 1's run folder kept the benchmark's sensor-effect results (summary.json), the others did not
+    from sim2real_kit.realism_test import effect_reproduction
+
+    cad = np.full((4, 4), 2.0, np.float32)
+    real = cad.copy()
+    real[0] = 0
+    hole = np.zeros(cad.shape, bool)
+    hole[0] = True
+    effects = {n: effect_reproduction(d, cad, real, {"edge_dropout": hole}) for n, d in (("cad", cad), ("real", real))}
+    (tmp_path / "b/procedural/seed1/benchmark").mkdir(parents=True)
+    (tmp_path / "b/procedural/seed1/benchmark/summary.json").write_text(json.dumps({"effect_reproduction": effects}))
     monkeypatch.chdir(tmp_path)
     bench_protocol.main(["--out", "a", "--worlds", "procedural", "--summarize-only", "--merge", "b"])
+    md = (tmp_path / "a/procedural/results.md").read_text()
+    assert "| edge_dropout (hole) | 0.00 | 1.00 |" in md and "| effect | CAD (w/o sim) | real (reference) |" in md
     merged = json.loads((tmp_path / "a/procedural/results.json").read_text())
     assert sorted(merged["sweeps"]) == ["0", "1", "2"] and len(merged["rows"]) == len(saved["rows"])
     by_sim = {e["simulator"]: e for e in merged["table"]}

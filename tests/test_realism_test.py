@@ -250,3 +250,34 @@ def test_sensor_effect_reproduction_in_the_sensor_only_world(tmp_path):
             assert m["std_ratio"] == pytest.approx(1.0) and m["w1_m"] == 0.0, name
     clean = sensor_effect_reproduction(DepthLayout(lay.root), samples, cad, cfg)["effects"]
     assert clean["edge_dropout"]["reproduced"] == 0.0 and clean["noise"]["std_ratio"] == 0.0
+
+
+def test_effects_table_shows_each_effect_per_simulator_pooled_over_seeds():
+    """The benchmark's "Sensor effects reproduced" table: one row per ground-truth effect (hole / displacement:
+    the share reproduced; noise: the std ratio) and one for false holes, a column per simulator, mean ± std
+    over seeds. (It printed two rows, "effects" and "holes_elsewhere", of dashes: the nesting of
+    `effect_reproduction`'s output was read one level too high.)"""
+    from sim2real_kit.benchmark.two_sample import effects_markdown
+
+    cad = np.full((2, 8, 8), 2.0, np.float32)
+    real = cad + np.tile([0.01, -0.01], 32).reshape(1, 8, 8).astype(np.float32)
+    real[:, :2] = 0
+    hole, noise = np.zeros(cad.shape, bool), np.zeros(cad.shape, bool)
+    hole[:, :2], noise[:, 2:] = True, True
+    effects = {"edge_dropout": hole, "noise": noise}
+    half = cad + (real - cad) * 0.5
+    half[:, :1] = 0  # half the hole effect's pixels
+    one = {n: effect_reproduction(d, cad, real, effects) for n, d in (("cad", cad), ("stage1", half), ("real", real))}
+    md = effects_markdown(one, {"stage1": "Stage-I"})
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert lines["effect"] == "| effect | cad | Stage-I | real |"
+    assert lines["edge_dropout (hole)"] == "| edge_dropout (hole) | 0.00 | 0.50 | 1.00 |"
+    assert lines["noise (noise)"] == "| noise (noise) | 0.00 | 0.50 | 1.00 |"
+    assert lines["false holes (outside hole effects)"].endswith("| 0.00 | 0.00 | 0.00 |")
+    # two seeds: mean ± std; a simulator that failed in a seed is left out of that seed only
+    other = {**one, "stage1": effect_reproduction(cad, cad, real, effects)}
+    md2 = effects_markdown([one, {**other, "cad": {"error": "no output"}}], {})
+    row = next(line for line in md2.splitlines() if line.startswith("| edge_dropout"))
+    assert row == "| edge_dropout (hole) | 0.00 | 0.25 ± 0.35 | 1.00 ± 0.00 |"
+    assert "mean ± std over 2 seeds" in md2
+    assert effects_markdown({}, {}) == "" and effects_markdown({"cad": {"error": "x"}}, {}) == ""

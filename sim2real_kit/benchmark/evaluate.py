@@ -56,7 +56,7 @@ from sim2real_kit.benchmark.tables import (
     compare_table,
     markdown_table,
 )
-from sim2real_kit.benchmark.two_sample import _effect_reproduction, _effects_markdown, _realism_tests
+from sim2real_kit.benchmark.two_sample import _effect_reproduction, _realism_tests, effects_markdown
 from sim2real_kit.config import Config
 from sim2real_kit.data.layout import DepthLayout
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
@@ -435,7 +435,7 @@ def _write_outputs(
         md += "\nDownstream task (networks trained on each simulator's benchmark-split output, tested on real):\n\n"
         md += ds.summary_markdown(ds.summarize(ds_rows))
     if effects:
-        md += "\n" + _effects_markdown(effects, labels)
+        md += "\n" + effects_markdown(effects, labels)
     atomic_write_text(out_dir / "results.md", md)
     paths["results.md"] = out_dir / "results.md"
     for metric, title in FIGURES:

@@ -89,26 +89,53 @@ def _effect_reproduction(outputs, samples: SampleSet, layout, cfg: Config) -> di
     return out
 
 
-def _effects_markdown(effects: dict, labels: dict) -> str:
-    """One table: per sensor effect (rows) and simulator (columns), the share of the effect reproduced (holes,
-    displacements) or the ratio of residual std to the real one (noise-type effects)."""
-    names = [n for n in effects if "error" not in effects[n]]
+def effects_markdown(effects, labels: dict) -> str:
+    """One table of `effect_reproduction` results: a row per ground-truth sensor effect (hole and displacement
+    effects: the share of the effect's pixels the simulator reproduces; noise-type effects: std of the
+    simulator's residual over the real one's) and one for false holes (hole rate outside every hole effect),
+    a column per simulator. `effects`: {simulator: result} of one seed, or a list of them (one per training
+    seed): mean ± std over the seeds where the simulator has a result ("error" entries are left out). "" when
+    no simulator has one."""
+    runs = [effects] if isinstance(effects, dict) else list(effects)
+    names, kinds = [], {}
+    for run in runs:
+        for name, result in run.items():
+            if "error" in result or "effects" not in result:
+                continue
+            names += [name] if name not in names else []
+            for effect, m in result["effects"].items():
+                kinds.setdefault(effect, m.get("kind"))
     if not names:
         return ""
-    kinds = [k for k in effects[names[0]] if isinstance(effects[names[0]][k], dict)]
+
+    def cell(values) -> str:
+        vals = [float(v) for v in values if isinstance(v, (int, float)) and v == v]
+        if not vals:
+            return "—"
+        mean = float(np.mean(vals))
+        return f"{mean:.2f}" if len(vals) == 1 else f"{mean:.2f} ± {float(np.std(vals, ddof=1)):.2f}"
+
+    def values(name, effect=None, key="sim"):
+        """The simulator's value per seed: effect's `key`, or the false-hole rate (effect None)."""
+        done = [run[name] for run in runs if name in run and "effects" in run[name]]
+        if effect is None:
+            return [r.get("holes_elsewhere", {}).get(key) for r in done]
+        return [r["effects"].get(effect, {}).get(key) for r in done]
+
+    seeds = f", mean ± std over {len(runs)} seeds" if len(runs) > 1 else ""
     lines = [
-        "Sensor effects reproduced (procedural world's ground-truth effect masks; holes / displacements: share of "
-        "the effect's pixels the simulator reproduces, the real capture's own share in the last column; noise-type "
-        "effects: std of the simulator's residual over the real one's on the effect's pixels):",
+        f"Sensor effects reproduced (the sensor's ground-truth effect masks{seeds}; hole and displacement effects: "
+        "share of the effect's pixels the simulator reproduces, 1 for the real capture at native resolution; "
+        "noise-type effects: std of the simulator's residual over the real one's on the effect's pixels, 1 = the "
+        "effect's spread; false holes: hole rate outside every hole effect):",
         "",
         "| effect | " + " | ".join(labels.get(n, n) for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for kind in kinds:
-        cells = []
-        for n in names:
-            m = effects[n].get(kind, {})
-            value = m.get("reproduced", m.get("std_ratio"))
-            cells.append("—" if not isinstance(value, (int, float)) or value != value else f"{value:.2f}")
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    for effect, kind in kinds.items():
+        key = "std_ratio" if kind == "noise" else "reproduced"
+        cells = [cell(values(n, effect, key)) for n in names]
+        lines.append(f"| {effect} ({kind}) | " + " | ".join(cells) + " |")
+    cells = [cell(values(n)) for n in names]
+    lines.append("| false holes (outside hole effects) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
