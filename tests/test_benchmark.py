@@ -546,6 +546,15 @@ def test_per_object_3d_on_a_layout_with_instance_ids(tmp_path):
     per_object = res.summary["per_scene_3d"]["stage1"]["0"][scene]["objects"]
     assert len(per_object) == objects["count"] and "miou_pct" in res.summary["per_scene_3d"]["stage1"]["0"][scene]
     assert f"DisCo metrics of {objects['count']} objects" in res.markdown()
+    # the procedural sensor's ground-truth effects: a row per effect in results.md and the heatmap
+    effects = res.summary["effect_reproduction"]
+    assert set(effects) == {"cad", "stage1", "real"} and effects["real"]["effects"]
+    md = (res.out_dir / "results.md").read_text()
+    for name, m in effects["real"]["effects"].items():
+        assert f"| {name} ({m['kind']}) |" in md, name
+        if m["kind"] == "noise" and m["n_pixels"]:
+            assert effects["cad"]["effects"][name]["std_ratio"] == 0.0  # clean CAD: none of the noise
+    assert (res.out_dir / "figures" / "effects.png").stat().st_size > 1000
 
 
 # ---------------------------------------------------------------------- the physical baseline at native resolution

@@ -281,3 +281,36 @@ def test_effects_table_shows_each_effect_per_simulator_pooled_over_seeds():
     assert row == "| edge_dropout (hole) | 0.00 | 0.25 ± 0.35 | 1.00 ± 0.00 |"
     assert "mean ± std over 2 seeds" in md2
     assert effects_markdown({}, {}) == "" and effects_markdown({"cad": {"error": "x"}}, {}) == ""
+
+
+def test_effects_heatmap_writes_each_cell_and_colours_around_the_real_value(tmp_path):
+    """The heatmap of notebook 05: a cell per effect x simulator with its value written on it, the colour white
+    at 1 (the real sensor's own value), blue below, red above; the false-hole row uncoloured; None without
+    sensor ground truth."""
+    from sim2real_kit.benchmark import effects_heatmap
+
+    cad = np.full((2, 8, 8), 2.0, np.float32)
+    real = cad + np.tile([0.01, -0.01], 32).reshape(1, 8, 8).astype(np.float32)
+    real[:, :2] = 0
+    hole, noise = np.zeros(cad.shape, bool), np.zeros(cad.shape, bool)
+    hole[:, :2], noise[:, 2:] = True, True
+    loud = cad + (real - cad) * 1.5
+    loud[:, :2] = 0
+    effects = {
+        n: effect_reproduction(d, cad, real, {"edge_dropout": hole, "noise": noise})
+        for n, d in (("cad", cad), ("loud", loud), ("real", real))
+    }
+    fig = effects_heatmap(effects, {"loud": "1.5x noise"}, path=tmp_path / "fx.png")
+    assert (tmp_path / "fx.png").stat().st_size > 1000
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cad", "1.5x noise", "real"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "edge_dropout (hole)", "noise (noise)", "false holes (outside hole effects)"
+    ]  # fmt: skip
+    assert [t.get_text() for t in ax.texts] == ["0.00", "1.00", "1.00", "0.00", "1.50", "1.00", "0.00", "0.00", "0.00"]
+    image = ax.images[0]
+    rgba = image.cmap(image.norm(image.get_array()))
+    white, blue, red = rgba[1, 2], rgba[1, 0], rgba[1, 1]  # noise row: real 1.0, CAD 0.0, 1.5x 1.5
+    assert min(white[:3]) > 0.8 and blue[2] > blue[0] + 0.3 and red[0] > red[2] + 0.2
+    assert np.ma.getmaskarray(image.get_array())[2].all()  # false holes: not coloured
+    assert effects_heatmap({}, {}) is None

@@ -77,6 +77,7 @@ from sim2real_kit.benchmark.tables import (
     compare_table,
     markdown_table,
 )
+from sim2real_kit.benchmark.two_sample import effects_heatmap, effects_markdown, effects_matrix
 from sim2real_kit.geometry import cad_incidence, cad_normals  # their home; re-exported for the benchmark's users
 from sim2real_kit.report import write_csv
 
@@ -112,6 +113,9 @@ __all__ = [
     "write_csv",
     "bar_chart",
     "binned_bars",
+    "effects_heatmap",
+    "effects_markdown",
+    "effects_matrix",
     "THEMES",
     "W1_BIN_GROUPS",
     "evaluate_run",

@@ -56,7 +56,7 @@ from sim2real_kit.benchmark.tables import (
     compare_table,
     markdown_table,
 )
-from sim2real_kit.benchmark.two_sample import _effect_reproduction, _realism_tests, effects_markdown
+from sim2real_kit.benchmark.two_sample import _effect_reproduction, _realism_tests, effects_heatmap, effects_markdown
 from sim2real_kit.config import Config
 from sim2real_kit.data.layout import DepthLayout
 from sim2real_kit.errors import ConfigError, MissingArtifactError, Sim2RealError
@@ -436,6 +436,8 @@ def _write_outputs(
         md += ds.summary_markdown(ds.summarize(ds_rows))
     if effects:
         md += "\n" + effects_markdown(effects, labels)
+        if effects_heatmap(effects, labels, path=out_dir / "figures" / "effects.png") is not None:
+            paths["figures/effects.png"] = out_dir / "figures" / "effects.png"
     atomic_write_text(out_dir / "results.md", md)
     paths["results.md"] = out_dir / "results.md"
     for metric, title in FIGURES:

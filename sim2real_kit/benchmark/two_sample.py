@@ -89,13 +89,15 @@ def _effect_reproduction(outputs, samples: SampleSet, layout, cfg: Config) -> di
     return out
 
 
-def effects_markdown(effects, labels: dict) -> str:
-    """One table of `effect_reproduction` results: a row per ground-truth sensor effect (hole and displacement
-    effects: the share of the effect's pixels the simulator reproduces; noise-type effects: std of the
-    simulator's residual over the real one's) and one for false holes (hole rate outside every hole effect),
-    a column per simulator. `effects`: {simulator: result} of one seed, or a list of them (one per training
-    seed): mean ± std over the seeds where the simulator has a result ("error" entries are left out). "" when
-    no simulator has one."""
+FALSE_HOLES = "false holes (outside hole effects)"
+
+
+def effects_matrix(effects) -> tuple[list[str], list[tuple[str, str]], np.ndarray, np.ndarray, np.ndarray]:
+    """`effect_reproduction` results as a matrix: (simulators, rows [(effect, kind)] + the false-hole row,
+    mean [R, S], std [R, S] (sample std over seeds, 0 for one), n [R, S] (seeds with a value)). The value is
+    the share of the effect's pixels reproduced (hole and displacement effects), the std ratio sim / real
+    (noise-type effects) or the hole rate outside every hole effect (last row). `effects`: {simulator: result}
+    of one seed, or a list of them (one per training seed); entries with "error" are left out; NaN where none."""
     runs = [effects] if isinstance(effects, dict) else list(effects)
     names, kinds = [], {}
     for run in runs:
@@ -105,37 +107,90 @@ def effects_markdown(effects, labels: dict) -> str:
             names += [name] if name not in names else []
             for effect, m in result["effects"].items():
                 kinds.setdefault(effect, m.get("kind"))
+    rows = [*kinds.items(), (FALSE_HOLES, "hole")]
+    shape = (len(rows), len(names))
+    mean, std, n = np.full(shape, np.nan), np.zeros(shape), np.zeros(shape, int)
+    for j, name in enumerate(names):
+        done = [run[name] for run in runs if name in run and "effects" in run[name]]
+        for i, (effect, kind) in enumerate(rows):
+            if effect == FALSE_HOLES:
+                vals = [r.get("holes_elsewhere", {}).get("sim") for r in done]
+            else:
+                key = "std_ratio" if kind == "noise" else "reproduced"
+                vals = [r["effects"].get(effect, {}).get(key) for r in done]
+            vals = [float(v) for v in vals if isinstance(v, (int, float)) and v == v]
+            n[i, j] = len(vals)
+            if vals:
+                mean[i, j] = float(np.mean(vals))
+                std[i, j] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return names, rows, mean, std, n
+
+
+def effects_markdown(effects, labels: dict) -> str:
+    """One table of `effect_reproduction` results (`effects_matrix`): a row per ground-truth sensor effect
+    (hole and displacement effects: the share of the effect's pixels the simulator reproduces; noise-type
+    effects: std of the simulator's residual over the real one's) and one for false holes, a column per
+    simulator; mean ± std when `effects` is a list over training seeds. "" when no simulator has a result."""
+    names, rows, mean, std, n = effects_matrix(effects)
     if not names:
         return ""
+    seeds = "" if isinstance(effects, dict) or len(effects) < 2 else f", mean ± std over {len(effects)} seeds"
 
-    def cell(values) -> str:
-        vals = [float(v) for v in values if isinstance(v, (int, float)) and v == v]
-        if not vals:
+    def cell(i, j) -> str:
+        if n[i, j] == 0:
             return "—"
-        mean = float(np.mean(vals))
-        return f"{mean:.2f}" if len(vals) == 1 else f"{mean:.2f} ± {float(np.std(vals, ddof=1)):.2f}"
+        return f"{mean[i, j]:.2f}" if n[i, j] == 1 else f"{mean[i, j]:.2f} ± {std[i, j]:.2f}"
 
-    def values(name, effect=None, key="sim"):
-        """The simulator's value per seed: effect's `key`, or the false-hole rate (effect None)."""
-        done = [run[name] for run in runs if name in run and "effects" in run[name]]
-        if effect is None:
-            return [r.get("holes_elsewhere", {}).get(key) for r in done]
-        return [r["effects"].get(effect, {}).get(key) for r in done]
-
-    seeds = f", mean ± std over {len(runs)} seeds" if len(runs) > 1 else ""
     lines = [
         f"Sensor effects reproduced (the sensor's ground-truth effect masks{seeds}; hole and displacement effects: "
         "share of the effect's pixels the simulator reproduces, 1 for the real capture at native resolution; "
         "noise-type effects: std of the simulator's residual over the real one's on the effect's pixels, 1 = the "
         "effect's spread; false holes: hole rate outside every hole effect):",
         "",
-        "| effect | " + " | ".join(labels.get(n, n) for n in names) + " |",
+        "| effect | " + " | ".join(labels.get(name, name) for name in names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for effect, kind in kinds.items():
-        key = "std_ratio" if kind == "noise" else "reproduced"
-        cells = [cell(values(n, effect, key)) for n in names]
-        lines.append(f"| {effect} ({kind}) | " + " | ".join(cells) + " |")
-    cells = [cell(values(n)) for n in names]
-    lines.append("| false holes (outside hole effects) | " + " | ".join(cells) + " |")
+    for i, (effect, kind) in enumerate(rows):
+        label = effect if effect == FALSE_HOLES else f"{effect} ({kind})"
+        lines.append(f"| {label} | " + " | ".join(cell(i, j) for j in range(len(names))) + " |")
     return "\n".join(lines) + "\n"
+
+
+def effects_heatmap(effects, labels: dict | None = None, path=None):
+    """Heatmap of `effects_matrix`: sensor effects (rows) x simulators (columns), each cell's value written
+    on it (± std over seeds). Colour centred on 1, the real capture's own value at native resolution: white =
+    the effect as the real sensor makes it, blue = too little of it (clean CAD: 0), red = too much; grey: no
+    value, and the false-hole row (its ideal is 0, not 1: written, not coloured). Returns the matplotlib Figure (also written atomically as PNG to `path`), None when no simulator
+    has a result (datasets without sensor ground truth)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    from sim2real_kit.io import atomic_path
+
+    names, rows, mean, std, n = effects_matrix(effects)
+    if not names:
+        return None
+    labels = labels or {}
+    fig = plt.figure(figsize=(max(6.0, 1.3 * len(names) + 3.0), 0.45 * len(rows) + 1.8), dpi=100)
+    plt.close(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    shade = np.clip(mean, 0.0, 2.0)
+    shade[-1] = np.nan  # false holes: ideal 0, not 1: written, not coloured
+    cmap = plt.get_cmap("coolwarm").with_extremes(bad="0.92")
+    image = ax.imshow(shade, cmap=cmap, norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0), aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(names)):
+            text = "—" if n[i, j] == 0 else f"{mean[i, j]:.2f}" + (f"\n±{std[i, j]:.2f}" if n[i, j] > 1 else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([labels.get(name, name) for name in names], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([e if e == FALSE_HOLES else f"{e} ({k})" for e, k in rows], fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.03, label="reproduced (1 = like the real sensor)")
+    seeds = "" if isinstance(effects, dict) or len(effects) < 2 else f", mean ± std over {len(effects)} seeds"
+    ax.set_title(f"Sensor effects reproduced per simulator (ground-truth effect masks{seeds})", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    return fig
