@@ -138,6 +138,34 @@ def summarize(world: str, rows: list[dict], sweeps: dict, seeds: list[int]) -> t
     return table, "\n".join(md) + "\n"
 
 
+HEADLINE = ("w1_mm", "w1_edge0_2_mm", "hole_gap_pct", "c2st_auc")  # the headline table's columns, per world
+
+
+def headline(tables: dict[str, list[dict]]) -> str:
+    """One table over the worlds: per simulator the headline metrics (`HEADLINE`) of each world's pooled table
+    (`compare_table` entries), mean ± std over training seeds, the best per column in bold only where its gap
+    exceeds the spread; unconverged rows (in any world) marked and out of the best."""
+    from sim2real_kit.benchmark import COLUMNS, LABELS, REFERENCE, markdown_table
+    from sim2real_kit.benchmark.tables import Column, marked_labels, unconverged
+
+    by_key = {c.key: c for c in COLUMNS}
+    merged: dict[str, dict] = {}
+    columns, flagged = [], {}
+    for world, table in tables.items():
+        flagged.update(unconverged(table))
+        columns += [Column(f"{world}:{k}", f"{world}: {by_key[k].label}", by_key[k].better, by_key[k].digits)
+                    for k in HEADLINE]  # fmt: skip
+        for entry in table:
+            row = merged.setdefault(entry["simulator"], {"simulator": entry["simulator"]})
+            for key in (k + suffix for k in HEADLINE for suffix in ("", "_std", "_n")):
+                if key in entry:
+                    row[f"{world}:{key}"] = entry[key]
+    labels = marked_labels(list(merged), {**LABELS, "wo_bin": "w/o bin (best tau, Stage-II)"}, flagged)
+    return markdown_table(
+        list(merged.values()), columns, labels=labels, notes=False, exclude_from_best=(REFERENCE, *flagged)
+    )
+
+
 def merge_results(world_dirs: list[Path]) -> tuple[list[dict], dict]:
     """(rows, {seed: sweep}) of several runs' <world>/results.json, in seed order. A seed found in two of them
     is an error (the table would count it twice), as is a missing file. A sweep without the sensor-effect
@@ -183,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--merge adds finished seeds to <out>'s tables: use it with --summarize-only")
     from sim2real_kit.io import atomic_write_json, atomic_write_text
 
-    parts = []
+    parts, tables = [], {}
     for world in args.worlds:
         world_dir = args.out / world
         if args.summarize_only:  # the tables again from results.json (e.g. after a change of the summary)
@@ -195,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             atomic_write_text(world_dir / "results.md", md)
             parts.append(md)
+            tables[world] = table
             continue
         rows, sweeps, shared, t0 = [], {}, None, time.perf_counter()
         for seed in args.seeds:
@@ -208,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             atomic_write_text(world_dir / "results.md", md)
         parts.append(md)
-    atomic_write_text(args.out / "results.md", "\n".join(parts))
+        tables[world] = table
+    head = ["### Headline: every world, mean ± std over training seeds", "", headline(tables)] if tables else []
+    atomic_write_text(args.out / "results.md", "\n".join([*head, *parts]))
     print("\n".join(parts))
     return 0
 

@@ -148,5 +148,16 @@ def test_protocol_merge_joins_seeds_run_apart_into_the_same_table(bench_path, tm
                 )
                 assert by_sim[entry["simulator"]][f"{key}_std"] == pytest.approx(entry[f"{key}_std"], rel=1e-12)
     assert "seeds [0, 1, 2]" in (tmp_path / "a/procedural/results.md").read_text()
+    # two worlds (the procedural one twice here): the headline table over both, mean ± std per world
+    (tmp_path / "a/twin").mkdir()
+    (tmp_path / "a/twin/results.json").write_text((tmp_path / "a/procedural/results.json").read_text())
+    bench_protocol.main(["--out", "a", "--worlds", "procedural", "twin", "--summarize-only"])
+    top = (tmp_path / "a/results.md").read_text().split("### World")[0]
+    stage1 = by_sim["stage1"]
+    cell = f"{stage1['w1_mm']:.2f} ± {stage1['w1_mm_std']:.2f}"
+    assert "| procedural: residual W1 mm ↓ |" in top and "| twin: two-sample AUC ↓ (0.5: like real) |" in top
+    (line,) = [ln for ln in top.splitlines() if "(`stage1`)" in ln]
+    assert line.count(cell) == 2 and line.startswith("| Stage-I (`stage1`) | 3 |")
+    assert "(unconverged)" in next(ln for ln in top.splitlines() if "(`pix2pix`)" in ln)
     with pytest.raises(SystemExit, match="seed 1 is also in"):
         bench_protocol.main(["--out", "a", "--worlds", "procedural", "--summarize-only", "--merge", "b"])
