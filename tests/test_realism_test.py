@@ -283,6 +283,26 @@ def test_effects_table_shows_each_effect_per_simulator_pooled_over_seeds():
     assert effects_markdown({}, {}) == "" and effects_markdown({"cad": {"error": "x"}}, {}) == ""
 
 
+def test_effects_table_names_the_effects_with_no_pixel_instead_of_a_row_of_dashes():
+    """An effect whose mask is empty in the data (the procedural sensor's 1 mm quantisation moves depth by less
+    than the effect threshold; nothing lies beyond the range limit) has no value for any simulator, the real
+    capture included: the table named it as a row of dashes, which reads like a failed measurement. It is now
+    left out of the rows and named under the table; a row empty for some simulators only keeps its dashes."""
+    from sim2real_kit.benchmark.two_sample import effects_markdown
+
+    cad = np.full((1, 8, 8), 2.0, np.float32)
+    real = cad + np.tile([0.01, -0.01], 32).reshape(1, 8, 8).astype(np.float32)
+    noise, empty = np.zeros(cad.shape, bool), np.zeros(cad.shape, bool)
+    noise[:, 2:] = True
+    effects = {"noise": noise, "quantization": empty, "range_limit": empty}
+    one = {n: effect_reproduction(d, cad, real, effects) for n, d in (("cad", cad), ("real", real))}
+    one["stage1"] = {"error": "no output"}
+    md = effects_markdown(one, {})
+    rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ")]
+    assert rows == ["effect", "noise (noise)", "false holes (outside hole effects)"]
+    assert "no pixel of these effects in the data: quantization, range_limit" in md
+
+
 def test_effects_heatmap_writes_each_cell_and_colours_around_the_real_value(tmp_path):
     """The heatmap of notebook 05: a cell per effect x simulator with its value written on it, the colour white
     at 1 (the real sensor's own value), blue below, red above; the false-hole row uncoloured; None without

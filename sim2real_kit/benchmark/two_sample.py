@@ -126,6 +126,15 @@ def effects_matrix(effects) -> tuple[list[str], list[tuple[str, str]], np.ndarra
     return names, rows, mean, std, n
 
 
+def _without_empty_effects(rows, mean, std, n):
+    """Drop the effects no simulator has a value for, the real capture included (their mask is empty in the
+    data: e.g. 1 mm quantisation moves depth less than the effect threshold); returns (rows, mean, std, n,
+    the dropped effects' names). The false-hole row always stays."""
+    keep = [i for i, (effect, _) in enumerate(rows) if effect == FALSE_HOLES or n[i].sum() > 0]
+    empty = [effect for i, (effect, _) in enumerate(rows) if i not in keep]
+    return [rows[i] for i in keep], mean[keep], std[keep], n[keep], empty
+
+
 def effects_markdown(effects, labels: dict) -> str:
     """One table of `effect_reproduction` results (`effects_matrix`): a row per ground-truth sensor effect
     (hole and displacement effects: the share of the effect's pixels the simulator reproduces; noise-type
@@ -134,6 +143,7 @@ def effects_markdown(effects, labels: dict) -> str:
     names, rows, mean, std, n = effects_matrix(effects)
     if not names:
         return ""
+    rows, mean, std, n, empty = _without_empty_effects(rows, mean, std, n)
     seeds = "" if isinstance(effects, dict) or len(effects) < 2 else f", mean ± std over {len(effects)} seeds"
 
     def cell(i, j) -> str:
@@ -153,6 +163,8 @@ def effects_markdown(effects, labels: dict) -> str:
     for i, (effect, kind) in enumerate(rows):
         label = effect if effect == FALSE_HOLES else f"{effect} ({kind})"
         lines.append(f"| {label} | " + " | ".join(cell(i, j) for j in range(len(names))) + " |")
+    if empty:
+        lines += ["", f"(no pixel of these effects in the data: {', '.join(empty)})"]
     return "\n".join(lines) + "\n"
 
 
@@ -160,8 +172,9 @@ def effects_heatmap(effects, labels: dict | None = None, path=None):
     """Heatmap of `effects_matrix`: sensor effects (rows) x simulators (columns), each cell's value written
     on it (± std over seeds). Colour centred on 1, the real capture's own value at native resolution: white =
     the effect as the real sensor makes it, blue = too little of it (clean CAD: 0), red = too much; grey: no
-    value, and the false-hole row (its ideal is 0, not 1: written, not coloured). Returns the matplotlib Figure (also written atomically as PNG to `path`), None when no simulator
-    has a result (datasets without sensor ground truth)."""
+    value, and the false-hole row (its ideal is 0, not 1: written, not coloured); effects with no pixel in the
+    data are named under the axis, not drawn. Returns the matplotlib Figure (also written atomically as PNG to
+    `path`), None when no simulator has a result (datasets without sensor ground truth)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
@@ -170,6 +183,7 @@ def effects_heatmap(effects, labels: dict | None = None, path=None):
     names, rows, mean, std, n = effects_matrix(effects)
     if not names:
         return None
+    rows, mean, std, n, empty = _without_empty_effects(rows, mean, std, n)
     labels = labels or {}
     fig = plt.figure(figsize=(max(6.0, 1.3 * len(names) + 3.0), 0.45 * len(rows) + 1.8), dpi=100)
     plt.close(fig)
@@ -189,6 +203,8 @@ def effects_heatmap(effects, labels: dict | None = None, path=None):
     fig.colorbar(image, ax=ax, fraction=0.03, label="reproduced (1 = like the real sensor)")
     seeds = "" if isinstance(effects, dict) or len(effects) < 2 else f", mean ± std over {len(effects)} seeds"
     ax.set_title(f"Sensor effects reproduced per simulator (ground-truth effect masks{seeds})", fontsize=10)
+    if empty:
+        ax.set_xlabel(f"no pixel of these effects in the data: {', '.join(empty)}", fontsize=8)
     fig.tight_layout()
     if path is not None:
         with atomic_path(path) as tmp:
