@@ -550,10 +550,12 @@ def test_per_object_3d_on_a_layout_with_instance_ids(tmp_path):
     effects = res.summary["effect_reproduction"]
     assert set(effects) == {"cad", "stage1", "real"} and effects["real"]["effects"]
     md = (res.out_dir / "results.md").read_text()
+    empty = [name for name, m in effects["real"]["effects"].items() if not m["n_pixels"]]
     for name, m in effects["real"]["effects"].items():
-        assert f"| {name} ({m['kind']}) |" in md, name
+        assert (f"| {name} ({m['kind']}) |" in md) == bool(m["n_pixels"]), name  # no pixel: named, not a row
         if m["kind"] == "noise" and m["n_pixels"]:
             assert effects["cad"]["effects"][name]["std_ratio"] == 0.0  # clean CAD: none of the noise
+    assert not empty or f"(no pixel of these effects in the data: {', '.join(empty)})" in md
     assert (res.out_dir / "figures" / "effects.png").stat().st_size > 1000
 
 
