@@ -297,9 +297,11 @@ def test_effects_table_names_the_effects_with_no_pixel_instead_of_a_row_of_dashe
     effects = {"noise": noise, "quantization": empty, "range_limit": empty}
     one = {n: effect_reproduction(d, cad, real, effects) for n, d in (("cad", cad), ("real", real))}
     one["stage1"] = {"error": "no output"}
+    one["holes"] = effect_reproduction(np.zeros_like(cad), cad, real, effects)  # all holes: no noise value
     md = effects_markdown(one, {})
     rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ")]
     assert rows == ["effect", "noise (noise)", "false holes (outside hole effects)"]
+    assert "| noise (noise) | 0.00 | 1.00 | — |" in md  # empty for one simulator only: the row stays
     assert "no pixel of these effects in the data: quantization, range_limit" in md
 
 

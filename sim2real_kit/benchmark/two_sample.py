@@ -92,12 +92,17 @@ def _effect_reproduction(outputs, samples: SampleSet, layout, cfg: Config) -> di
 FALSE_HOLES = "false holes (outside hole effects)"
 
 
-def effects_matrix(effects) -> tuple[list[str], list[tuple[str, str]], np.ndarray, np.ndarray, np.ndarray]:
+def effects_matrix(
+    effects,
+) -> tuple[list[str], list[tuple[str, str]], np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """`effect_reproduction` results as a matrix: (simulators, rows [(effect, kind)] + the false-hole row,
-    mean [R, S], std [R, S] (sample std over seeds, 0 for one), n [R, S] (seeds with a value)). The value is
-    the share of the effect's pixels reproduced (hole and displacement effects), the std ratio sim / real
-    (noise-type effects) or the hole rate outside every hole effect (last row). `effects`: {simulator: result}
-    of one seed, or a list of them (one per training seed); entries with "error" are left out; NaN where none."""
+    mean [R, S], std [R, S] (sample std over seeds, 0 for one), n [R, S] (seeds with a value), the effects
+    left out). The value is the share of the effect's pixels reproduced (hole and displacement effects), the
+    std ratio sim / real (noise-type effects) or the hole rate outside every hole effect (last row).
+    `effects`: {simulator: result} of one seed, or a list of them (one per training seed); entries with
+    "error" are left out; NaN where none. An effect no simulator has a value for, the real capture included
+    (its mask is empty in the data: e.g. 1 mm quantisation moves depth less than the effect threshold), is
+    not a row: its name is in the last element, for the views to name it."""
     runs = [effects] if isinstance(effects, dict) else list(effects)
     names, kinds = [], {}
     for run in runs:
@@ -123,16 +128,9 @@ def effects_matrix(effects) -> tuple[list[str], list[tuple[str, str]], np.ndarra
             if vals:
                 mean[i, j] = float(np.mean(vals))
                 std[i, j] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-    return names, rows, mean, std, n
-
-
-def _without_empty_effects(rows, mean, std, n):
-    """Drop the effects no simulator has a value for, the real capture included (their mask is empty in the
-    data: e.g. 1 mm quantisation moves depth less than the effect threshold); returns (rows, mean, std, n,
-    the dropped effects' names). The false-hole row always stays."""
     keep = [i for i, (effect, _) in enumerate(rows) if effect == FALSE_HOLES or n[i].sum() > 0]
-    empty = [effect for i, (effect, _) in enumerate(rows) if i not in keep]
-    return [rows[i] for i in keep], mean[keep], std[keep], n[keep], empty
+    empty = [effect for i, (effect, _) in enumerate(rows) if n[i].sum() == 0 and effect != FALSE_HOLES]
+    return names, [rows[i] for i in keep], mean[keep], std[keep], n[keep], empty
 
 
 def effects_markdown(effects, labels: dict) -> str:
@@ -140,10 +138,9 @@ def effects_markdown(effects, labels: dict) -> str:
     (hole and displacement effects: the share of the effect's pixels the simulator reproduces; noise-type
     effects: std of the simulator's residual over the real one's) and one for false holes, a column per
     simulator; mean ± std when `effects` is a list over training seeds. "" when no simulator has a result."""
-    names, rows, mean, std, n = effects_matrix(effects)
+    names, rows, mean, std, n, empty = effects_matrix(effects)
     if not names:
         return ""
-    rows, mean, std, n, empty = _without_empty_effects(rows, mean, std, n)
     seeds = "" if isinstance(effects, dict) or len(effects) < 2 else f", mean ± std over {len(effects)} seeds"
 
     def cell(i, j) -> str:
@@ -180,10 +177,9 @@ def effects_heatmap(effects, labels: dict | None = None, path=None):
 
     from sim2real_kit.io import atomic_path
 
-    names, rows, mean, std, n = effects_matrix(effects)
+    names, rows, mean, std, n, empty = effects_matrix(effects)
     if not names:
         return None
-    rows, mean, std, n, empty = _without_empty_effects(rows, mean, std, n)
     labels = labels or {}
     fig = plt.figure(figsize=(max(6.0, 1.3 * len(names) + 3.0), 0.45 * len(rows) + 1.8), dpi=100)
     plt.close(fig)
