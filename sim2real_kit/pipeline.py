@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         show_progress_bar: bool = False,
         step_callback=None,
         prior_depth: np.ndarray | torch.Tensor | None = None,
+        given_stages: Sequence[np.ndarray | torch.Tensor] | None = None,
     ) -> Sim2RealOutput:
         """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
 
@@ -336,18 +338,28 @@ class Sim2RealPipeline(DiffusionPipeline):
         (i = -1) and after every step i; it returns x (e.g. tiles of one frame averaged where they overlap,
         MultiDiffusion-style); in the CUDA-graph / compiled loop it runs eagerly between two replays.
         `prior_depth` (same shape as `cad_depth`, metres): the output of the physical model named by the
-        config's `prior` on the same CAD, required by (and only by) a pipeline with a physics prior."""
+        config's `prior` on the same CAD, required by (and only by) a pipeline with a physics prior when it runs
+        Stage-I. `given_stages`: the outputs of stages 1..j already drawn for these frames (the `stages` of an
+        earlier call, each [B, S, S] metres at the model size); only stages j+1.. are sampled, conditioned on the
+        given stage j, so a chain evaluated stage by stage uses one Stage-I draw per frame. The noise of every
+        stage is still drawn from `generator`, so given the chain's own Stage-I output the result is the chain's."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
         eta = float(cfg.get("eta", 0.0) if eta is None else eta)
         num_run = self.num_stages if stages is None else int(stages)
+        num_given = 0 if given_stages is None else len(given_stages)
 
         # 1. check inputs ---------------------------------------------------------------
         if self.num_stages == 0:
             raise Sim2RealError("the pipeline has no stage; add one with add_stage(denoiser)")
         if not 1 <= num_run <= self.num_stages:
             raise ConfigError(f"stages = {stages} but the pipeline has {self.num_stages} stage(s)")
+        if not 0 <= num_given < num_run:
+            raise ConfigError(
+                f"given_stages holds {num_given} stage output(s) but the call runs {num_run} stage(s): "
+                "at least one stage must be left to sample"
+            )
         if steps <= 0 or batch_size <= 0 or not 0.0 <= eta <= 1.0:
             raise ConfigError(
                 f"need num_inference_steps > 0, batch_size > 0, 0 <= eta <= 1; got {steps}, {batch_size}, {eta}"
@@ -361,13 +373,15 @@ class Sim2RealPipeline(DiffusionPipeline):
                 f"camera is {camera.width}x{camera.height} but cad_depth frames are {width}x{height}", "camera"
             )
         prior_name = cfg.get("prior", "")
+        if bool(prior_name) and num_given and prior_depth is None:
+            prior_name = ""  # Stage-I is given, not run: its physics prior is not needed
         if bool(prior_name) != (prior_depth is not None):
             raise ConfigError(
                 f"this pipeline's Stage-I is conditioned on the {prior_name} sensor model's output: pass prior_depth"
                 if prior_name
                 else "prior_depth given but the pipeline has no physics prior (its Stage-I sees the CAD only)"
             )
-        prior = None if prior_depth is None else _as_depth_batch(prior_depth)
+        prior = None if prior_depth is None else _as_depth_batch(prior_depth, "prior_depth")
         if prior is not None and prior.shape != cad.shape:
             raise DepthFormatError(f"prior_depth is {tuple(prior.shape)}, cad_depth {tuple(cad.shape)}", "prior_depth")
 
@@ -377,6 +391,13 @@ class Sim2RealPipeline(DiffusionPipeline):
         size = cfg.size
         device, dtype = self.device, self.dtype
         cad = cad.to(device)
+        given = [_as_depth_batch(g, "given_stages").to(device) for g in given_stages or ()]
+        for j, g in enumerate(given):
+            if g.shape != cad.shape:
+                raise DepthFormatError(
+                    f"given_stages[{j}] is {tuple(g.shape)}; the frames at the model size are {tuple(cad.shape)}",
+                    "given_stages",
+                )
 
         # 3. normalise and encode the condition (a function of the CAD alone) -------------
         cad_n = cad_condition(cad)[:, None]  # [B, 1, S, S] in [-1, 1], invalid -> 1
@@ -411,6 +432,10 @@ class Sim2RealPipeline(DiffusionPipeline):
                 )
                 prev_m = None
                 for k in range(num_run):
+                    if k < num_given:  # this stage's output was drawn before: condition the next stage on it
+                        prev_m = given[k][chunk][:, None]  # [b, 1, S, S] metres
+                        per_stage[k][chunk] = prev_m[:, 0]
+                        continue
                     # 4. DDIM denoising of stage k+1 ------------------------------------------
                     if k == 0 and prior is not None:  # the physics prior, encoded as a previous stage's output
                         prior_map = previous_stage_condition(
@@ -609,9 +634,8 @@ class _StaticDDIMStep:
             self.body()
 
 
-def _as_depth_batch(cad_depth) -> torch.Tensor:
+def _as_depth_batch(cad_depth, name: str = "cad_depth") -> torch.Tensor:
     """numpy / torch [H, W] or [B, H, W] metres -> float32 tensor [B, H, W]; DepthFormatError when not."""
-    name = "cad_depth"
     if isinstance(cad_depth, torch.Tensor):
         x = cad_depth.detach()
         if x.is_complex() or x.dtype == torch.bool:

@@ -54,20 +54,38 @@ def sample_split(
 ) -> Path:
     """Sample every frame of `split` with stages 1..`stage` into `stage<stage>/samples/<split>/` of the run:
     `<scene>/<frame>_{gt,scan,sim1..simK}.png` at the model size (mm) beside `camera.json` (the eval crop's
-    camera). The noise comes from seed `cfg.seed + 1000 * stage`. Never writes into the user's dataset."""
+    camera). The noise comes from seed `cfg.seed + 1000 * stage`. Never writes into the user's dataset.
+
+    Stage k > 1 samples only stage k, conditioned on the stored samples of stages 1..k-1 of the same frames
+    (made first where missing): one Stage-I draw per frame everywhere, so a run's Stage-I numbers agree
+    between notebooks and Stage-II is paired with the Stage-I output it was conditioned on."""
     from tqdm.auto import tqdm
 
     run = as_run(run)
     layout = prepare_data(run, cfg, progress=False)
     pipe = load_pipeline(run, stage, cfg)
     ds = PairedDepthDataset.from_config(cfg, layout, split, train=False, max_frames=max_frames)
+    previous = run.samples_dir(stage - 1, split) if stage > 1 else None
+
+    def stored(scene: str, frame: str, k: int) -> Path:  # a stage-k sample written by the previous call
+        return previous / scene / f"{frame}_sim{k}.png"
+
+    if previous is not None and not (
+        run.has_samples(stage - 1, split) and all(stored(r.scene, r.frame, stage - 1).is_file() for r in ds.refs)
+    ):
+        sample_split(run, cfg, split, stage - 1, max_frames, progress)
     cam = Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size)
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * stage)
     bs = cfg.sampling.batch_size
     bar = tqdm(total=len(ds), desc=f"sample stage{stage} {split}", disable=not progress)
     for start in range(0, len(ds), bs):
         items = [ds[i] for i in range(start, min(start + bs, len(ds)))]
-        out = pipe(collate(items)["cad"][:, 0], generator=gen, return_all_stages=True)  # the run's sampling settings
+        given = None  # stages 1..stage-1 as stored (1 mm PNG steps, as Stage-II's training condition reads them)
+        if previous is not None:
+            given = [
+                np.stack([read_depth_png(stored(it["scene"], it["frame"], k)) for it in items]) for k in range(1, stage)
+            ]
+        out = pipe(collate(items)["cad"][:, 0], generator=gen, return_all_stages=True, given_stages=given)
         stages_out = [s.cpu().numpy() for s in out.stages]
         run.write_samples(
             stage,

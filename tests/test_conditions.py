@@ -140,6 +140,37 @@ def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
         assert hole_rates(samples.cad, samples.sims[1])["all"] > 0  # the saved samples the benchmark reads
 
 
+def test_stage2_samples_are_conditioned_on_the_stored_stage1_draw(tmp_path):
+    """One Stage-I draw per frame everywhere: Stage-II's samples keep the Stage-I sample already stored for the
+    frame (the one Stage-II's condition and every Stage-I metric read) instead of drawing Stage-I again, and
+    Stage-II is the pipeline's output on exactly that map. Without stored Stage-I samples, they are made first."""
+    layout = _layout_with_holes(tmp_path / "ds")
+    run = RunFolder(tmp_path / "run")
+    overrides = [f"data.root={layout.root}", f"data.size={SIZE}", *TINY_MODEL, "train.steps=1"]
+    overrides += ["train.batch_size=2", "train.val_frames=1", "model.target_std=0", "sampling.steps=2"]
+    cfg = resolve_config(run, overrides=overrides)
+    stage1.train_stage1(run, cfg, progress=False)
+    first = simulate.load_pipeline(run, 1, cfg)
+    chain = Sim2RealPipeline.build(cfg, [first.denoisers[0], first.denoisers[0].expand_condition(2)])
+    with torch.no_grad():  # a Stage-II whose condition matters
+        for p in chain.denoisers[1].controlnet.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05)
+    chain.save_pretrained(run.pipeline_dir(2))
+    layout = DepthLayout(layout.root)
+    for split in ("val", "train"):
+        if split == "val":
+            simulate.sample_split(run, cfg, split, stage=1, progress=False)
+        simulate.sample_split(run, cfg, split, stage=2, progress=False)  # train: Stage-I is sampled first
+        s1, s2 = run.load_samples(1, split, layout), run.load_samples(2, split, layout)
+        assert [str(r) for r in s1.refs] == [str(r) for r in s2.refs]
+        np.testing.assert_array_equal(s2.sims[1], s1.sims[1])
+        pipe = simulate.load_pipeline(run, 2, cfg)
+        gen = torch.Generator().manual_seed(cfg.seed + 2000)  # sample_split's generator for Stage-II
+        out = pipe(s1.cad, generator=gen, given_stages=[s1.sims[1]])
+        np.testing.assert_allclose(s2.sims[2], out.depth, atol=1.5e-3)  # PNG: 1 mm steps
+        assert np.abs(s2.sims[2] - s2.sims[1])[s1.cad > 0].max() > 1e-3  # Stage-II did run
+
+
 @pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
 @pytest.mark.parametrize("holes", ["mask", "model", "generate"])
 def test_gan_baseline_condition_equals_the_training_datasets(tmp_path, kind, holes):

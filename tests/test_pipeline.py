@@ -121,6 +121,25 @@ def test_stages_are_chained_and_stage2_sees_stage1(pipe):
         run(pipe, cad, stages=3)
 
 
+def test_given_stage1_output_continues_the_same_draw(pipe):
+    """Stage-II on a stored Stage-I output (one Stage-I draw per frame everywhere): given the chain's own
+    Stage-I output and the same generator, the pipeline returns the chain's Stage-II output; given another
+    Stage-I map, Stage-II changes with it and the given map is returned as stage 1 unchanged."""
+    cad = cad_frames()
+    full = run(pipe, cad, 7, return_all_stages=True)
+    given = run(pipe, cad, 7, given_stages=[full.stages[0]], return_all_stages=True)
+    np.testing.assert_array_equal(given.stages[0], full.stages[0])
+    np.testing.assert_allclose(given.depth, full.depth, rtol=1e-5, atol=1e-5)
+    other = run(pipe, cad, 8, stages=1).depth  # another Stage-I draw
+    moved = run(pipe, cad, 7, given_stages=[other], return_all_stages=True)
+    np.testing.assert_array_equal(moved.stages[0], other)
+    assert np.abs(moved.depth - full.depth).max() > 1e-4  # Stage-II is conditioned on what it is given
+    with pytest.raises(ConfigError, match="given_stages"):
+        run(pipe, cad, given_stages=[full.stages[0], full.stages[1]])  # nothing left to run
+    with pytest.raises(DepthFormatError, match="given_stages"):
+        run(pipe, cad, given_stages=[full.stages[0][:1]])
+
+
 def test_previous_stage_map_depth_and_residual():
     prev_m = torch.tensor([[[[1.0, 0.0]]]])
     cad_n = normalize_depth(torch.tensor([[[[2.0, 0.0]]]]))
