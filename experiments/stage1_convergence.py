@@ -52,7 +52,8 @@ def score(run, cfg, auc_seeds) -> dict:
     val = run.load_samples(1, "val", run.layout(cfg))
     m = realism_metrics(val, 1)
     row = {k: m[k] for k in ("frames", "w1_mm", "w1_cad_mm", "w1_pooled_mm", "w1_pooled_cad_mm", "hole_rate")}
-    row["residual_std_mm"], row["residual_std_real_mm"] = m.get("residual_std_mm"), m.get("residual_std_real_mm")
+    for key in ("residual_std_mm", "residual_std_real_mm", "residual_mean_mm", "residual_mean_real_mm"):
+        row[key] = m[key]
     row["sample_s"] = t_sample
     if auc_seeds:
         scenes = sorted({r.scene for r in val.refs})
