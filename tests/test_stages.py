@@ -288,3 +288,26 @@ def test_difference_flags_are_the_papers_wo_bin(tmp_path):
     assert valid[0].tolist() == [True, True, True, False]
     flagged = valid & (diff > 0.02)
     assert flagged[0].tolist() == [True, False, True, False]
+
+
+def test_tiny_preset_keeps_an_ema_and_saves_its_weights(run_dir):
+    """The tiny preset trains with an EMA of the weights (without one, the last few updates set a frame-wide
+    residual offset that swings from checkpoint to checkpoint: docs/results.md, "EMA"), and the pipeline it saves
+    holds the EMA's weights, not the last step's."""
+    from safetensors.torch import load_file
+
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    cfg = resolve_config(run_dir, overrides=["train.steps=3", "train.batch_size=2", "train.val_frames=1"])
+    assert load_config("tiny").train.ema and cfg.train.ema
+    stage1.train_stage1(run_dir, cfg, progress=False)
+    step = run_dir / "stage1" / "checkpoints" / "step-000003"
+    ema, last = load_file(step / "ema.safetensors"), load_file(step / "model.safetensors")
+    saved = dict(Sim2RealPipeline.from_pretrained(run_dir / "stage1" / "pipeline").denoisers[0].named_parameters())
+    compared = 0
+    for key, value in ema.items():
+        name = key.removeprefix("denoiser.")
+        if name in saved and not torch.equal(value, last[key]):
+            torch.testing.assert_close(saved[name].detach(), value, rtol=0, atol=0)
+            compared += 1
+    assert compared > 10  # the EMA differs from the last step's weights, and the pipeline holds the EMA
