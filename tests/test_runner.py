@@ -435,6 +435,9 @@ def _fake_run(run_dir: Path) -> bytes:
             "per_stage": {"stage1": {"hole_rate": 0.012, "hole_rate_real": 0.1035}, "stage2": {"hole_rate": 0.05}},
         },
         "05_benchmark": {
+            "split": "val",
+            "frames": 32,
+            "scenes": ["s0012", "s0013", "s0014", "s0015"],
             "simulators": {  # summary.json sorts its keys
                 "cad": {
                     "label": "CAD (w/o sim)",
@@ -451,7 +454,7 @@ def _fake_run(run_dir: Path) -> bytes:
                     "disc_fake_pct": {"mean": 63.0},
                     "c2st_auc": {"mean": 0.852},
                 },
-            }
+            },
         },
     }
     for name, m in metrics.items():
@@ -518,6 +521,7 @@ def test_run_report_story_notebooks_figures_links(tmp_path):
     assert "train 62.8 %, val 63.0 %" in story  # 03's flagged shares
     # the benchmark in the SIMULATORS order, the reference last, the unconverged GAN marked and out of the best
     bench = page[page.index("Benchmark (notebook 05)") : page.index("The notebooks")]
+    assert "every simulator on the val split (32 frames in 4 scenes)" in bench  # the frames the table scored
     assert [m for m in re.findall(r'<td class="l"[^>]*>([^<]+)</td>', bench)] == [
         "CAD (w/o sim)",
         "Pix2Pix (unconverged)",

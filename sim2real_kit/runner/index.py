@@ -335,7 +335,13 @@ def _benchmark_section(run_dir: Path, metrics: dict[str, Any]) -> str:
         body.append(f'<tr class="{css}"><td class="l"{title}>{_esc(r["label"])}</td>{cells}</tr>')
     results = run_dir / "benchmark" / "results.md"
     more = f" The full table: {_link(run_dir, results, 'benchmark/results.md')}." if results.is_file() else ""
-    return f"""<h3>Benchmark (notebook 05): every simulator on the benchmark frames, mean over seeds</h3>
+    split, frames, scenes = summary.get("split"), summary.get("frames"), summary.get("scenes") or ()
+    where = (
+        f"the {_esc(split)} split ({frames} frames in {len(scenes)} scenes)"
+        if split and frames
+        else "the frames of benchmark/results.md"
+    )  # the split the table scored (the downstream task and the two-sample test train on the benchmark split)
+    return f"""<h3>Benchmark (notebook 05): every simulator on {where}, mean over seeds</h3>
 <div class="wrap"><table>
 <tr><th class="l">simulator</th>{head}</tr>
 {chr(10).join(body)}
