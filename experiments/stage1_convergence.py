@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_sample_quality import auc_halves  # noqa: E402
+
 
 def loss_flatness(losses_csv: Path, steps: int) -> dict:
     """Mean loss over the last 20 % of `steps` and the 20 % before, and their relative change (negative: still
@@ -56,10 +59,7 @@ def score(run, cfg, auc_seeds) -> dict:
         row[key] = m[key]
     row["sample_s"] = t_sample
     if auc_seeds:
-        scenes = sorted({r.scene for r in val.refs})
-        first = set(scenes[: max(1, len(scenes) // 2)])
-        tr = [i for i, r in enumerate(val.refs) if r.scene in first]
-        te = [i for i, r in enumerate(val.refs) if r.scene not in first]
+        tr, te = auc_halves(val)  # the two-sample test's scenes, as bench_sample_quality splits them
         auc = two_sample_auc(val, val.sims[1], cfg, tr, te, seeds=auc_seeds)
         row["auc"], row["auc_std"] = auc["auc"], auc["auc_std"]
     return row

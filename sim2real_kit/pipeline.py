@@ -373,14 +373,12 @@ class Sim2RealPipeline(DiffusionPipeline):
                 f"camera is {camera.width}x{camera.height} but cad_depth frames are {width}x{height}", "camera"
             )
         prior_name = cfg.get("prior", "")
-        if bool(prior_name) and num_given and prior_depth is None:
-            prior_name = ""  # Stage-I is given, not run: its physics prior is not needed
-        if bool(prior_name) != (prior_depth is not None):
+        if prior_name and not num_given and prior_depth is None:  # only a Stage-I that runs needs its prior
             raise ConfigError(
                 f"this pipeline's Stage-I is conditioned on the {prior_name} sensor model's output: pass prior_depth"
-                if prior_name
-                else "prior_depth given but the pipeline has no physics prior (its Stage-I sees the CAD only)"
             )
+        if not prior_name and prior_depth is not None:
+            raise ConfigError("prior_depth given but the pipeline has no physics prior (its Stage-I sees the CAD only)")
         prior = None if prior_depth is None else _as_depth_batch(prior_depth, "prior_depth")
         if prior is not None and prior.shape != cad.shape:
             raise DepthFormatError(f"prior_depth is {tuple(prior.shape)}, cad_depth {tuple(cad.shape)}", "prior_depth")

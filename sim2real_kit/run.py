@@ -151,19 +151,20 @@ class RunFolder:
     def samples_dir(self, stage: int, split: str) -> Path:
         return self.stage_dir(stage) / "samples" / split
 
+    def sample_path(self, stage: int, split: str, scene: str, frame: str, key: str) -> Path:
+        """One map of a written sample: key "gt" (CAD), "scan" (real) or "sim<k>" (stage k's output)."""
+        return self.samples_dir(stage, split) / scene / f"{frame}_{key}.png"
+
     def has_samples(self, stage: int, split: str) -> bool:
         return (self.samples_dir(stage, split) / SAMPLES_META).is_file()
 
     def write_samples(self, stage: int, split: str, items: list[dict], camera: Camera) -> None:
         """Write one batch of samples: items with scene, frame, cad, real [S, S] metres and sims [k][S, S]."""
-        out = self.samples_dir(stage, split)
-        camera.save_json(out / SAMPLES_CAMERA)
+        camera.save_json(self.samples_dir(stage, split) / SAMPLES_CAMERA)
         for item in items:
-            base = out / item["scene"] / item["frame"]
-            write_depth_png(f"{base}_gt.png", item["cad"])
-            write_depth_png(f"{base}_scan.png", item["real"])
-            for k, sim in enumerate(item["sims"], 1):
-                write_depth_png(f"{base}_sim{k}.png", sim)
+            maps = {"gt": item["cad"], "scan": item["real"], **{f"sim{k}": s for k, s in enumerate(item["sims"], 1)}}
+            for key, depth in maps.items():
+                write_depth_png(self.sample_path(stage, split, item["scene"], item["frame"], key), depth)
 
     def finish_samples(self, stage: int, split: str, frames: int, size: int) -> None:
         atomic_write_json(
@@ -179,10 +180,10 @@ class RunFolder:
                 f"no Stage-{stage} samples of split {split!r} in {d}; make them with: "
                 f"sim2real sample --run {self.root} --split {split} --stages {stage}"
             )
-        refs = [r for r in layout.frames(split) if (d / r.scene / f"{r.frame}_gt.png").is_file()]
+        refs = [r for r in layout.frames(split) if self.sample_path(stage, split, r.scene, r.frame, "gt").is_file()]
 
         def read(ref: FrameRef, key: str) -> np.ndarray:
-            return read_depth_png(d / ref.scene / f"{ref.frame}_{key}.png")
+            return read_depth_png(self.sample_path(stage, split, ref.scene, ref.frame, key))
 
         cad = np.stack([read(r, "gt") for r in refs])
         real = np.stack([read(r, "scan") for r in refs])

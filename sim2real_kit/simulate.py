@@ -65,13 +65,9 @@ def sample_split(
     layout = prepare_data(run, cfg, progress=False)
     pipe = load_pipeline(run, stage, cfg)
     ds = PairedDepthDataset.from_config(cfg, layout, split, train=False, max_frames=max_frames)
-    previous = run.samples_dir(stage - 1, split) if stage > 1 else None
-
-    def stored(scene: str, frame: str, k: int) -> Path:  # a stage-k sample written by the previous call
-        return previous / scene / f"{frame}_sim{k}.png"
-
-    if previous is not None and not (
-        run.has_samples(stage - 1, split) and all(stored(r.scene, r.frame, stage - 1).is_file() for r in ds.refs)
+    if stage > 1 and not (
+        run.has_samples(stage - 1, split)
+        and all(run.sample_path(stage - 1, split, r.scene, r.frame, f"sim{stage - 1}").is_file() for r in ds.refs)
     ):
         sample_split(run, cfg, split, stage - 1, max_frames, progress)
     cam = Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size)
@@ -80,11 +76,13 @@ def sample_split(
     bar = tqdm(total=len(ds), desc=f"sample stage{stage} {split}", disable=not progress)
     for start in range(0, len(ds), bs):
         items = [ds[i] for i in range(start, min(start + bs, len(ds)))]
-        given = None  # stages 1..stage-1 as stored (1 mm PNG steps, as Stage-II's training condition reads them)
-        if previous is not None:
-            given = [
-                np.stack([read_depth_png(stored(it["scene"], it["frame"], k)) for it in items]) for k in range(1, stage)
-            ]
+        # stages 1..stage-1 as stored (1 mm PNG steps, as Stage-II's training condition reads them); None for Stage-I
+        given = [
+            np.stack(
+                [read_depth_png(run.sample_path(stage - 1, split, it["scene"], it["frame"], f"sim{k}")) for it in items]
+            )
+            for k in range(1, stage)
+        ] or None
         out = pipe(collate(items)["cad"][:, 0], generator=gen, return_all_stages=True, given_stages=given)
         stages_out = [s.cpu().numpy() for s in out.stages]
         run.write_samples(

@@ -129,7 +129,8 @@ def effects_matrix(
                 mean[i, j] = float(np.mean(vals))
                 std[i, j] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     keep = [i for i, (effect, _) in enumerate(rows) if effect == FALSE_HOLES or n[i].sum() > 0]
-    empty = [effect for i, (effect, _) in enumerate(rows) if n[i].sum() == 0 and effect != FALSE_HOLES]
+    kept = set(keep)
+    empty = [effect for i, (effect, _) in enumerate(rows) if i not in kept]
     return names, [rows[i] for i in keep], mean[keep], std[keep], n[keep], empty
 
 
