@@ -2,7 +2,10 @@
 AUC per milestone, and the residual (simulated − CAD) of two val frames at every milestone beside the real one.
 
     python experiments/convergence_figure.py docs/results_data/gpu_stage1_convergence_h100 \\
-        --out docs/figures/gpu_stage1_convergence.png"""
+        --out docs/figures/gpu_stage1_convergence.png
+    python experiments/convergence_figure.py docs/results_data/gpu_stage1_convergence_ema_h200 --label "EMA" \\
+        --baseline docs/results_data/gpu_stage1_convergence_h100 --baseline-label "no EMA" \\
+        --out docs/figures/gpu_stage1_convergence_ema.png"""
 
 from __future__ import annotations
 
@@ -25,8 +28,13 @@ def main(argv=None) -> int:
     ap.add_argument("data", type=Path, help="folder with convergence.json, stage1_losses.csv, samples/samples_<N>/")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--frames", nargs="+", default=["000", "002"])
+    ap.add_argument("--label", default="", help="name of this run in the legends (with --baseline)")
+    ap.add_argument("--baseline", type=Path, help="another convergence run whose W1 and AUC are drawn beside")
+    ap.add_argument("--baseline-label", default="baseline")
     args = ap.parse_args(argv)
     rows = json.loads((args.data / "convergence.json").read_text())
+    base = json.loads((args.baseline / "convergence.json").read_text()) if args.baseline else []
+    tag = f" ({args.label})" if args.label else ""
     losses = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader((args.data / "stage1_losses.csv").open())]
     steps = [r["steps"] for r in rows]
     cols = len(rows) + 1
@@ -37,19 +45,35 @@ def main(argv=None) -> int:
     ax.plot(s, v, lw=0.6, alpha=0.5, label="loss (every 10 steps)")
     k = 15
     ax.plot(s[k - 1 :], np.convolve(v, np.ones(k) / k, "valid"), lw=1.5, label=f"running mean of {k}")
-    ax.set(xlabel="step", ylabel="denoising loss", yscale="log", title="Stage-I loss: still falling at 4200 steps")
+    flat = "flat" if abs(rows[-1]["loss_change"]) < 2 * rows[-1].get("loss_change_sem", 0) else "still falling"
+    ax.set(
+        xlabel="step", ylabel="denoising loss", yscale="log", title=f"Stage-I loss{tag}: {flat} at {steps[-1]} steps"
+    )
     ax.legend(fontsize=7)
     ax = ax_w1
-    ax.plot(steps, [r["w1_mm"] for r in rows], "o-", label="residual W1 matched (mm)")
+    ax.plot(steps, [r["w1_mm"] for r in rows], "o-", label=f"residual W1 matched (mm){tag}")
+    if base:
+        bsteps = [r["steps"] for r in base]
+        ax.plot(bsteps, [r["w1_mm"] for r in base], "o-", color="grey", alpha=0.6, label=f"W1, {args.baseline_label}")
     ax.axhline(rows[0]["w1_cad_mm"], color="grey", ls="--", lw=1, label="clean CAD")
     ax.set(
         xlabel="Stage-I steps", ylabel="W1 to real (mm)", ylim=(0, None), title="W1 and two-sample AUC per milestone"
     )
     ax2 = ax.twinx()
-    ax2.plot(steps, [r.get("auc", np.nan) for r in rows], "s:", color="C3", label="two-sample AUC")
-    ax2.set(ylabel="AUC (0.5: like real)", ylim=(0.5, 1.0))
-    ax.legend(loc="lower left", fontsize=7)
-    ax2.legend(loc="lower right", fontsize=7)
+    ax2.plot(steps, [r.get("auc", np.nan) for r in rows], "s:", color="C3", label=f"two-sample AUC{tag}")
+    if base:
+        ax2.plot(
+            bsteps,
+            [r.get("auc", np.nan) for r in base],
+            "s:",
+            color="C3",
+            alpha=0.35,
+            label=f"AUC, {args.baseline_label}",
+        )
+    ax2.set(ylabel="AUC (0.5: like real)", ylim=(0.5, 1.15))  # headroom above 1.0 for the legends
+    ax.set_ylim(0, 1.4 * rows[0]["w1_cad_mm"])
+    ax.legend(loc="upper left", fontsize=7)
+    ax2.legend(loc="upper right", fontsize=7)
     panels_axes = bottom.subplots(len(args.frames), cols, squeeze=False)
     for i, frame in enumerate(args.frames):
         d = args.data / "samples" / f"samples_{steps[-1]}"

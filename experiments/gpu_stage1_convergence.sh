@@ -3,7 +3,8 @@
 # scored at each milestone (experiments/stage1_convergence.py). Resumable: the same command again on the warm
 # machine continues from the last checkpoint and skips the milestones already scored. Results under $OUT (or $1).
 #   device call:  bash experiments/gpu_stage1_convergence.sh $OUT      (carry [".whl", ".gpu"])
-#   EXTRA="train.ema=true" RUN=/tmp/conv_ema bash experiments/gpu_stage1_convergence.sh $OUT   # the EMA arm
+#   the small preset keeps an EMA since the EMA arm (docs/results_gpu.md); the first arm, without it:
+#   EXTRA="train.ema=false" RUN=/tmp/conv_noema bash experiments/gpu_stage1_convergence.sh $OUT
 set -u
 OUT=${1:-${OUT:-/tmp/conv_out}}
 SEED=${SEED:-0}

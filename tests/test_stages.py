@@ -291,15 +291,16 @@ def test_difference_flags_are_the_papers_wo_bin(tmp_path):
 
 
 def test_tiny_preset_keeps_an_ema_and_saves_its_weights(run_dir):
-    """The tiny preset trains with an EMA of the weights (without one, the last few updates set a frame-wide
-    residual offset that swings from checkpoint to checkpoint: docs/results.md, "EMA"), and the pipeline it saves
-    holds the EMA's weights, not the last step's."""
+    """The tiny and small presets train with an EMA of the weights (without one, the last few updates set a
+    frame-wide residual offset that swings from checkpoint to checkpoint: docs/results.md and
+    docs/results_gpu.md, "EMA"), and the pipeline it saves holds the EMA's weights, not the last step's."""
     from safetensors.torch import load_file
 
     from sim2real_kit.pipeline import Sim2RealPipeline
 
     cfg = resolve_config(run_dir, overrides=["train.steps=3", "train.batch_size=2", "train.val_frames=1"])
     assert load_config("tiny").train.ema and cfg.train.ema
+    assert load_config("small").train.ema and load_config("small").train.ema_decay == 0.999
     stage1.train_stage1(run_dir, cfg, progress=False)
     step = run_dir / "stage1" / "checkpoints" / "step-000003"
     ema, last = load_file(step / "ema.safetensors"), load_file(step / "model.safetensors")
