@@ -4,6 +4,8 @@
 # the GPU (one process alone leaves most of it idle). Resumable: run the same command again on the warm machine
 # and each seed continues from its checkpoints / samples. Results under $OUT (or $1).
 #   device call:  bash experiments/gpu_stage2_controls.sh      (carry [".whl", ".gpu"])
+#   STEPS=900 STAGE2_STEPS=450 LR=0.0002 bash experiments/gpu_stage2_controls.sh   # from an EMA Stage-I (issue 22)
+# The small preset keeps an EMA since 77410cd (docs/results_gpu.md, "Stage-I with an EMA"); runs before had none.
 set -u
 OUT=${1:-${OUT:-/tmp/s2c_out}}
 STEPS=${STEPS:-800}
@@ -12,6 +14,8 @@ BATCH=${BATCH:-16}
 LR=${LR:-0.0001}
 SKIP=${SKIP:-stage2_other}
 LIMIT=${LIMIT:-540}
+STAGE2_STEPS=${STAGE2_STEPS:-}  # Stage-II's (and the control's extra) steps; empty: the same as STEPS
+S2ARG=${STAGE2_STEPS:+--stage2-steps $STAGE2_STEPS}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
@@ -19,7 +23,7 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 for k in $SEEDS; do
   [ -d /tmp/d$k ] || cp -r .gpu/data /tmp/d$k
   timeout "$LIMIT" python3 benchmarks/bench_stage2_controls.py --preset small --seeds $k --out /tmp/s2c_$k \
-    --no-progress data.root=/tmp/d$k train.steps=$STEPS train.batch_size=$BATCH train.lr=$LR \
+    --no-progress ${S2ARG:-} data.root=/tmp/d$k train.steps=$STEPS train.batch_size=$BATCH train.lr=$LR \
     train.lr_warmup_steps=50 train.ckpt_every=200 train.keep_checkpoints=1 train.log_every=10 train.val_frames=16 \
     sampling.steps=20 sampling.batch_size=112 data.num_workers=4 --skip $SKIP >> "$OUT/seed$k.log" 2>&1 &
   pids="${pids:-} $!"
