@@ -90,10 +90,20 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from sim2real_kit.run import resolve_config
-    from sim2real_kit.simulate import sample_split
+    from sim2real_kit.run import RunFolder, resolve_config
+    from sim2real_kit.simulate import calibrate_validity_threshold, sample_split
 
-    sample_split(args.run, resolve_config(args.run, overrides=args.overrides), split=args.split, stage=args.stages)
+    cfg = resolve_config(args.run, overrides=args.overrides)
+    if args.calibrate_holes:
+        cal = calibrate_validity_threshold(args.run, cfg)
+        cfg.override([f"sampling.validity_threshold={cal['threshold']}"])
+        RunFolder(args.run).save_config(cfg)
+        print(
+            f"sampling.validity_threshold = {cal['threshold']:.2f} (saved in {args.run}/config.yaml): train holes "
+            f"{100 * cal['rate']:.1f} % vs real {100 * cal['real_rate']:.1f} % ({100 * cal['rate_at_0.5']:.1f} % at "
+            f"0.5), {cal['frames']} train frames"
+        )
+    sample_split(args.run, cfg, split=args.split, stage=args.stages)
     return 0
 
 
@@ -220,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="val")
     p.add_argument("--stages", type=int, default=1, help="sample with stages 1..N")
+    p.add_argument(
+        "--calibrate-holes",
+        action="store_true",
+        help="data.holes=model: first set sampling.validity_threshold so that the train split's generated hole rate "
+        "matches its real one (saved in config.yaml)",
+    )
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_sample)
 

@@ -16,8 +16,9 @@ concat(codec(cad_n), codec(previous)), where "previous" is the previous stage's 
 *postprocessed* output exactly as a Stage-II dataset computes it from the saved Stage-I PNG
 (`depth.previous_stage_condition`); a physics prior is encoded the same way.
 Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself); a stage trained
-with `data.holes: model` also denoises a validity channel (its `hole_channels`), thresholded at 0: the
-depth is 0 wherever it is negative, so later stages are conditioned on the holes of earlier ones.
+with `data.holes: model` also denoises a validity channel (its `hole_channels`), read as P(valid) = (x0 + 1) / 2
+and thresholded at `sampling.validity_threshold` (0.5: x0 < 0): the depth is 0 wherever P(valid) is below it, so
+later stages are conditioned on the holes of earlier ones.
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
 scalars with `register_modules` / `register_to_config`, and `__call__` reads as numbered sections.
@@ -71,7 +72,8 @@ class Sim2RealOutput(BaseOutput):
     residual of the last stage; cad [B, h, w] CAD metres after the eval transform; camera: the
     crop's Camera (None when none was given); stages: per-stage depth [B, h, w] metres when
     `return_all_stages`; validity [B, h, w] in [0, 1] P(valid) of the last stage, (x0 + 1) / 2 of its validity
-    channel (`data.holes: model`; 0 where the CAD has no depth; the depth is 0 where it is < 0.5), else None."""
+    channel (`data.holes: model`; 0 where the CAD has no depth; the depth is 0 where it is below
+    `sampling.validity_threshold`, 0.5 by default), else None."""
 
     depth: Any
     residual: Any
@@ -101,6 +103,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         cuda_graph: bool = True,
         compile: bool = False,
         prior: str = "",
+        validity_threshold: float = 0.5,
     ):
         super().__init__()
         if precision not in PRECISIONS:
@@ -127,6 +130,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             cuda_graph=bool(cuda_graph),
             compile=bool(compile),
             prior=str(prior or ""),  # the physical model whose output is stage 1's second condition; "" none
+            validity_threshold=float(validity_threshold),  # data.holes=model: a hole where P(valid) < this
             num_stages=0,
         )
         self._fast_steps: dict = {}  # (stage, shapes, dtype, capture) -> _StepGraph
@@ -161,6 +165,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             cuda_graph=cfg.sampling.cuda_graph,
             compile=cfg.sampling.compile,
             prior=prior,
+            validity_threshold=cfg.sampling.validity_threshold,
         )
 
     def add_stage(self, denoiser: ControlledDenoiser) -> None:
@@ -196,6 +201,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         batch_size: int | None = None,
         eta: float | None = None,
+        validity_threshold: float | None = None,
     ):
         """Change the sampling options (kept in the config, saved with the pipeline); None keeps one; returns self.
 
@@ -205,7 +211,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere) | "fp32" | "bf16" (autocast; weights,
         latents and the DDIM update stay fp32). cuda_graph: on CUDA, run each DDIM step (denoiser + update)
         as one captured CUDA graph on static buffers. compile: `torch.compile` the denoiser in that loop
-        (pays its ~1.5 min compile back only over long sampling runs). docs/performance.md has the figures."""
+        (pays its ~1.5 min compile back only over long sampling runs). docs/performance.md has the figures.
+        validity_threshold (`data.holes: model`): a pixel is a hole where the last DDIM step's P(valid) is below
+        it (0.5: the validity channel's x0 < 0; 0 keeps every CAD pixel's depth)."""
         if precision is not None and precision not in PRECISIONS:
             raise ConfigError(f"sampling.precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
         if num_inference_steps is not None and int(num_inference_steps) <= 0:
@@ -214,6 +222,8 @@ class Sim2RealPipeline(DiffusionPipeline):
             raise ConfigError(f"sampling.batch_size must be > 0, got {batch_size!r}")
         if eta is not None and not 0.0 <= float(eta) <= 1.0:
             raise ConfigError(f"sampling.eta must be in [0, 1], got {eta!r}")
+        if validity_threshold is not None and not 0.0 <= float(validity_threshold) <= 1.0:
+            raise ConfigError(f"sampling.validity_threshold must be in [0, 1], got {validity_threshold!r}")
         updates = {
             "precision": precision,
             "cuda_graph": None if cuda_graph is None else bool(cuda_graph),
@@ -221,6 +231,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             "num_inference_steps": None if num_inference_steps is None else int(num_inference_steps),
             "batch_size": None if batch_size is None else int(batch_size),
             "eta": None if eta is None else float(eta),
+            "validity_threshold": None if validity_threshold is None else float(validity_threshold),
         }
         self.register_to_config(**{k: v for k, v in updates.items() if v is not None})
         self._fast_steps, self._compiled = {}, {}
@@ -347,6 +358,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
         eta = float(cfg.get("eta", 0.0) if eta is None else eta)
+        validity_threshold = float(cfg.get("validity_threshold", 0.5))  # pipelines saved before it: 0.5
         num_run = self.num_stages if stages is None else int(stages)
         num_given = 0 if given_stages is None else len(given_stages)
 
@@ -462,10 +474,10 @@ class Sim2RealPipeline(DiffusionPipeline):
                         stage_depth_n = decoded
                         stage_residual = encode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
 
-                    # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0, validity < 0 -> 0 ----
+                    # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0, P(valid) < threshold -> 0 ----
                     keep = cad_ok[chunk]  # [b, 1, S, S]
-                    if stage_validity.shape[1]:
-                        keep = keep & (stage_validity[:, :1].float() >= 0)  # thresholded at 0: a hole
+                    if stage_validity.shape[1]:  # P(valid) = (x0 + 1) / 2 in [0, 1]; a hole below the threshold
+                        keep = keep & (((stage_validity[:, :1].float() + 1) / 2).clamp(0.0, 1.0) >= validity_threshold)
                     prev_m = torch.where(keep, denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
                     per_stage[k][chunk] = prev_m[:, 0]
                 depth_m[chunk] = prev_m[:, 0]

@@ -416,3 +416,79 @@ def test_model_with_cad_edges_puts_random_holes_at_edges(tmp_path):
     holes = np.stack([pipe(cad, generator=torch.Generator().manual_seed(s)).depth.numpy() == 0 for s in range(2)])
     at_edges, on_flat = holes[:, edges].mean(), holes[:, flat].mean()
     assert at_edges > 0.25 and on_flat < 0.04 and at_edges > 6 * on_flat, (at_edges, on_flat)
+
+
+def test_validity_threshold_reaches_the_pipeline_and_sets_the_holes(tmp_path):
+    """`sampling.validity_threshold` (a pixel is a hole where P(valid) < it) goes from the run's config through
+    `simulate.load_pipeline` into the sampled depth: 0 keeps every CAD pixel, 1 drops every pixel that is not
+    certain, and in between the holes are exactly the pixels whose P(valid) is below it (same noise)."""
+    from sim2real_kit.run import RunFolder
+    from sim2real_kit.simulate import load_pipeline
+
+    cfg = _cfg(16, "model.residual_scale=100")
+    torch.manual_seed(0)
+    run = RunFolder(tmp_path / "run")
+    Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)]).save_pretrained(run.pipeline_dir(1))
+    cad = np.full((3, 16, 16), 1.5, np.float32)
+    cad[:, :, -2:] = 0.0
+    cad_ok = cad > 0
+    holes = {}
+    for tau in (0.0, 0.3, 0.5, 0.7, 1.0):
+        pipe = load_pipeline(run, 1, cfg.override([f"sampling.validity_threshold={tau}"]))
+        assert pipe.config.validity_threshold == tau
+        out = pipe(cad, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+        holes[tau] = cad_ok & (out.depth == 0)
+        assert np.array_equal(holes[tau], cad_ok & (out.validity < tau))
+    assert not holes[0.0].any() and holes[1.0].sum() > holes[0.7].sum() > holes[0.5].sum() > holes[0.3].sum()
+    with pytest.raises(ConfigError, match="validity_threshold"):
+        Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)]).set_sampling(validity_threshold=1.5)
+
+
+def test_calibrated_threshold_matches_the_real_hole_rate_of_the_train_split(monkeypatch, tmp_path):
+    """`calibrate_validity_threshold` picks the threshold whose generated hole rate on the train split equals
+    the real one there: with P(valid) uniform on [0, 1] and the real sensor dropping ~20 % of the pixels, ~0.20
+    (to the grid's 0.01 and the sample's noise: 20.7 % real holes in this draw)."""
+    from sim2real_kit import simulate
+
+    rng = np.random.default_rng(0)
+    cad = np.full((8, 32, 32), 1.5, np.float32)
+    real = np.where(rng.random(cad.shape) < 0.2, 0.0, cad).astype(np.float32)
+    prob = rng.random(cad.shape).astype(np.float32)
+    seen = {}
+
+    def fake(run, cfg, split, seed, max_frames=None):
+        seen["split"] = split
+        return cad, real, cad.copy(), prob
+
+    monkeypatch.setattr(simulate, "sample_validity", fake)
+    cal = simulate.calibrate_validity_threshold(tmp_path, _cfg(32))
+    assert seen["split"] == "train"  # never the scored split
+    assert cal["threshold"] == pytest.approx(0.20, abs=0.025)
+    assert cal["rate"] == pytest.approx(cal["real_rate"], abs=0.006) and cal["real_rate"] == pytest.approx(
+        0.2, abs=0.01
+    )
+    assert cal["rate_at_0.5"] == pytest.approx(0.5, abs=0.01) and cal["frames"] == 8
+
+
+def test_sample_calibrate_holes_saves_the_threshold_and_samples_with_it(tmp_path, plane_layout, capsys):
+    """`sim2real sample --calibrate-holes` writes the calibrated threshold into the run's config.yaml and the
+    val samples it then writes have exactly the holes of that threshold (a mask-mode run is refused)."""
+    from sim2real_kit.cli import main
+    from sim2real_kit.run import RunFolder, resolve_config
+    from sim2real_kit.simulate import sample_validity
+
+    cfg = _cfg(16, f"data.root={plane_layout.root}", "model.residual_scale=100")
+    run = RunFolder(tmp_path / "run")
+    run.save_config(cfg)
+    torch.manual_seed(0)
+    Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)]).save_pretrained(run.pipeline_dir(1))
+    assert main(["sample", "--run", str(run.root), "--calibrate-holes"]) == 0
+    saved = resolve_config(run.root, save=False)
+    assert "sampling.validity_threshold" in capsys.readouterr().out and saved.sampling.validity_threshold != 0.5
+    cad, _, depth, prob = sample_validity(run, saved, "val", saved.seed + 1000)  # sample_split's val draw
+    val = run.load_samples(1, "val", run.layout(saved))
+    expected = np.where(prob < saved.sampling.validity_threshold, 0.0, depth)
+    np.testing.assert_allclose(val.sims[1], expected, atol=1e-3)  # 1 mm PNG steps
+    mask_cfg = load_config("tiny", overrides=["data.size=16", *TINY_MODEL])
+    with pytest.raises(ConfigError, match="data.holes=model"):
+        sample_validity(run, mask_cfg, "val", 0)
