@@ -109,9 +109,8 @@ class SamplingConfig:
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
     cuda_graph: bool = True  # CUDA: each DDIM step as one captured CUDA graph (static buffers)
     compile: bool = False  # torch.compile the denoiser for sampling (~1.5 min compile; long runs only)
-    validity_threshold: float = (
-        0.5  # data.holes=model: a pixel is a hole where P(valid) < this (experiments/hole_threshold.py)
-    )
+    # data.holes=model: a pixel is a hole where P(valid) < this; `sim2real sample --calibrate-holes` sets it
+    validity_threshold: float = 0.5
 
 
 @dataclass
