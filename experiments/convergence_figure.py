@@ -57,7 +57,10 @@ def main(argv=None) -> int:
         ax.plot(bsteps, [r["w1_mm"] for r in base], "o-", color="grey", alpha=0.6, label=f"W1, {args.baseline_label}")
     ax.axhline(rows[0]["w1_cad_mm"], color="grey", ls="--", lw=1, label="clean CAD")
     ax.set(
-        xlabel="Stage-I steps", ylabel="W1 to real (mm)", ylim=(0, None), title="W1 and two-sample AUC per milestone"
+        xlabel="Stage-I steps",
+        ylabel="W1 to real (mm)",
+        ylim=(0, 1.4 * rows[0]["w1_cad_mm"]),  # headroom above clean CAD for the legends
+        title="W1 and two-sample AUC per milestone",
     )
     ax2 = ax.twinx()
     ax2.plot(steps, [r.get("auc", np.nan) for r in rows], "s:", color="C3", label=f"two-sample AUC{tag}")
@@ -71,7 +74,6 @@ def main(argv=None) -> int:
             label=f"AUC, {args.baseline_label}",
         )
     ax2.set(ylabel="AUC (0.5: like real)", ylim=(0.5, 1.15))  # headroom above 1.0 for the legends
-    ax.set_ylim(0, 1.4 * rows[0]["w1_cad_mm"])
     ax.legend(loc="upper left", fontsize=7)
     ax2.legend(loc="upper right", fontsize=7)
     panels_axes = bottom.subplots(len(args.frames), cols, squeeze=False)

@@ -1,11 +1,12 @@
 """Issue 20: is the hole model's systematic under-generation a threshold effect that the *train* split can
-calibrate (`simulate.calibrate_validity_threshold`, `sim2real sample --calibrate-holes`)? With an EMA (tiny preset since `fdec12b`) the `data.holes=model` Stage-I under-generates holes at CAD
-edges in every seed (-19 to -30 %). The pipeline thresholds P(valid) at 0.5 (x0 of the validity channel at 0).
-This script samples a trained run's train and val splits once (the val draw is the one `sample_split` makes:
-seed `cfg.seed + 1000`), keeps P(valid) per pixel, and reports the hole rates (all / CAD edges / flat, as the
-benchmark counts them) for thresholds tau (`sampling.validity_threshold`: a pixel is a hole when P(valid) < tau;
-sampled once with tau = 0, so every pixel keeps the pipeline's depth and any tau applies afterwards). `calibrated`: the tau whose overall hole rate on the *train* split matches the
-real train captures', applied to val: no val frame is used to choose it.
+calibrate (`simulate.calibrate_validity_threshold`, `sim2real sample --calibrate-holes`)? With an EMA (tiny preset
+since `fdec12b`) the `data.holes=model` Stage-I under-generates holes at CAD edges in every seed (-19 to -30 %).
+This script samples a trained run's train and val splits once (`simulate.sample_validity`; the val draw is the
+one `sample_split` makes, seed `cfg.seed + 1000`, the train draw calibrate_validity_threshold's, + 1001), keeps
+P(valid) per pixel, and reports the hole rates (all / CAD edges / flat, as the benchmark counts them) for
+thresholds tau (`sampling.validity_threshold`: a pixel is a hole when P(valid) < tau). `calibrated`: the tau
+whose overall hole rate on the *train* split matches the real train captures' (`simulate.match_hole_rate`),
+applied to val: no val frame is used to choose it.
 
     python experiments/hole_threshold.py --run runs/he2_ema --json /tmp/ht2.json
 """
@@ -17,7 +18,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def rates_at(cad, real, depth, prob, tau: float) -> dict:
@@ -36,13 +36,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from sim2real_kit.metrics import matched_residual_w1
     from sim2real_kit.run import RunFolder
-    from sim2real_kit.simulate import sample_validity
+    from sim2real_kit.simulate import match_hole_rate, sample_validity
 
     run = RunFolder(args.run)
     cfg = run.load_config()
     if cfg.data.holes != "model":
         raise SystemExit(f"{args.run}: data.holes = {cfg.data.holes!r}, not 'model'")
-    torch.manual_seed(cfg.seed)
     # val: sample_split's draw (seed + 1000); train: calibrate_validity_threshold's (seed + 1001)
     split_arrays = {s: sample_validity(run, cfg, s, cfg.seed + 1000 + (s == "train")) for s in ("val", "train")}
     rows = {}
@@ -57,12 +56,8 @@ def main(argv=None) -> int:
                     **{f"real_{k}": 100 * real[k] for k in ("all", "edge", "flat")},
                 }
             )
-    # calibrate on train: the tau whose overall rate matches real train's (fine grid, linear in between)
-    cad, real, depth, prob = split_arrays["train"]
-    grid = np.round(np.arange(0.3, 0.951, 0.01), 3)
-    train_rates = [rates_at(cad, real, depth, prob, t)[0]["all"] for t in grid]
-    target = rates_at(cad, real, depth, prob, 0.5)[1]["all"]
-    tau_cal = float(grid[int(np.argmin(np.abs(np.array(train_rates) - target)))])
+    train_cal = match_hole_rate(*split_arrays["train"])  # what calibrate_validity_threshold returns
+    tau_cal, target = train_cal["threshold"], train_cal["real_rate"]
     sim, realr = rates_at(*split_arrays["val"], tau_cal)
     sim05, _ = rates_at(*split_arrays["val"], 0.5)
     vcad, vreal, vdepth, vprob = split_arrays["val"]

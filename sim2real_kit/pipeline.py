@@ -477,14 +477,14 @@ class Sim2RealPipeline(DiffusionPipeline):
                     # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0, P(valid) < threshold -> 0 ----
                     keep = cad_ok[chunk]  # [b, 1, S, S]
                     if stage_validity.shape[1]:  # P(valid) = (x0 + 1) / 2 in [0, 1]; a hole below the threshold
-                        keep = keep & (((stage_validity[:, :1].float() + 1) / 2).clamp(0.0, 1.0) >= validity_threshold)
+                        stage_prob = ((stage_validity[:, :1].float() + 1) / 2).clamp(0.0, 1.0)  # [b, 1, S, S]
+                        keep = keep & (stage_prob >= validity_threshold)
                     prev_m = torch.where(keep, denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
                     per_stage[k][chunk] = prev_m[:, 0]
                 depth_m[chunk] = prev_m[:, 0]
                 residual[chunk] = stage_residual[:, 0]
-                if validity is not None:  # P(valid) = (x0 + 1) / 2 of the last stage, 0 without CAD
-                    prob = ((stage_validity[:, 0].float() + 1) / 2).clamp(0.0, 1.0)
-                    validity[chunk] = torch.where(cad_ok[chunk, 0], prob, 0.0)
+                if validity is not None:  # P(valid) of the last stage (it always runs), 0 without CAD
+                    validity[chunk] = torch.where(cad_ok[chunk, 0], stage_prob[:, 0], 0.0)
 
         def export(x: torch.Tensor):
             return x.cpu().numpy().astype(np.float32) if is_numpy else x.to(out_device)

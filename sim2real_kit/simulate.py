@@ -135,11 +135,17 @@ def calibrate_validity_threshold(
 ) -> dict:
     """The `sampling.validity_threshold` whose generated hole rate on `split` (default: the train split, never
     the scored one) matches the real captures' there (issue 20: thresholded at 0.5, the EMA hole model
-    under-generates holes at CAD edges by 19-30 % in 5/5 demo seeds; docs/results.md). Returns {"threshold",
+    under-generates holes at CAD edges by 19-30 % in 5/5 demo seeds; docs/results.md). Returns
+    `match_hole_rate`'s dict of that split's draw (seed `cfg.seed + 1001`)."""
+    return match_hole_rate(*sample_validity(run, cfg, split, cfg.seed + 1000 + 1, max_frames))
+
+
+def match_hole_rate(cad: np.ndarray, real: np.ndarray, depth: np.ndarray, prob: np.ndarray) -> dict:
+    """The threshold (0.05-0.95 in steps of 0.01) whose hole rate, `np.where(prob < t, 0, depth)` over the CAD
+    pixels, is nearest the real maps' (arrays as `sample_validity` returns them). Returns {"threshold",
     "real_rate", "rate" (generated at the threshold), "rate_at_0.5", "frames"}; rates are shares of CAD pixels."""
     from sim2real_kit.metrics import depth_edges, hole_rates
 
-    cad, real, depth, prob = sample_validity(run, cfg, split, cfg.seed + 1000 + 1, max_frames)
     edges = depth_edges(cad, 0.05, 1)
     target = hole_rates(cad, real, edge_mask=edges)["all"]
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
