@@ -368,9 +368,12 @@ def _import_fingerprint(root: Path) -> dict[str, dict[str, str]]:
 # are hard-coded on purpose: they are the reference, not a property. Should ray casting or PNG / PLY
 # decoding of another machine or library version ever be the cause of a failure, recompute them by
 # running `_import_fingerprint` on the code of ad6e622 on that machine, never from the code under test.
+# That happened on 2026-12-06: on that session's machine ad6e622 itself rendered both imports' CAD depth (`gt`)
+# to other digests (the instance masks, so every silhouette, unchanged: the ray caster's float rounding differs
+# between CPUs), so `gt` lists the digest of each machine; everything else has one.
 IMPORT_FINGERPRINT = {
     "ycbv_ds": {
-        "gt": "52ecf7c1e634e0dd",
+        "gt": ("52ecf7c1e634e0dd", "cda0b552833740e3"),
         "inst": "3434d8ab67dd5e65",
         "metadata": "c16109938eb969d7",
         "poses": "fe036d8c106fe07a",
@@ -385,7 +388,7 @@ IMPORT_FINGERPRINT = {
         "rgb": "04cec13ce85e8b4e",
     },
     "bop_ds": {
-        "gt": "53f896e04fc5de7f",
+        "gt": ("53f896e04fc5de7f", "dd7ff6fff3afa0fe"),
         "inst": "237211979220e1a7",
         "metadata": "0e0bf7fb11347a1e",
         "poses": "2d6baa20ec3bcf09",
@@ -403,9 +406,10 @@ _NEW_KINDS = ("metadata", "cadinst")
 def test_imports_are_bit_identical_to_the_reference(imported):
     got = _import_fingerprint(imported["root"])
     for name, kinds in IMPORT_FINGERPRINT.items():
-        assert {k: v for k, v in got[name].items() if k not in _NEW_KINDS} == {
-            k: v for k, v in kinds.items() if k not in _NEW_KINDS
-        }, name
+        assert set(got[name]) - set(_NEW_KINDS) == set(kinds) - set(_NEW_KINDS), name
+        for kind, want in kinds.items():
+            if kind not in _NEW_KINDS:
+                assert got[name][kind] in (want if isinstance(want, tuple) else (want,)), (name, kind)
     assert "cadinst" in got["ycbv_ds"] and "cadinst" in got["bop_ds"]
 
 
