@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-# (column title, folder under the seed dir, depth key in it)
-ROWS = (
-    ("Stage-I", "stage1", "sim1"),
-    ("Stage-I control\n(+ Stage-II's steps)", "controls/stage1_long/stage1", "sim1"),
-    ("Stage-II", "stage2", "sim2"),
-)
+# row name -> (column title, folder under the seed dir, depth key in it)
+ROWS = {
+    "stage1": ("Stage-I", "stage1", "sim1"),
+    "control": ("Stage-I control\n(+ Stage-II's steps)", "controls/stage1_long/stage1", "sim1"),
+    "stage2": ("Stage-II", "stage2", "sim2"),
+}
 
 
 def _frame_w1_mm(cad: np.ndarray, real: np.ndarray, sim: np.ndarray) -> float:
@@ -42,18 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scene", default="s0000")
     p.add_argument("--frames", nargs="+", default=["000", "001"])
     p.add_argument("--clip-mm", type=float, default=150.0, help="colour range of the residual panels (± mm)")
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="the columns to show")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    rows = [ROWS[r] for r in args.rows]
 
     lines = [(d, f) for d in args.seed_dir for f in args.frames]
-    fig, axes = plt.subplots(len(lines), 2 + len(ROWS), figsize=(3.0 * (2 + len(ROWS)), 2.9 * len(lines)))
+    fig, axes = plt.subplots(len(lines), 2 + len(rows), figsize=(3.0 * (2 + len(rows)), 2.9 * len(lines)))
     axes = np.atleast_2d(axes)
     for i, (seed_dir, frame) in enumerate(lines):
         base = seed_dir / "stage1" / "samples" / "val" / args.scene
         cad = read_depth_png(base / f"{frame}_gt.png")
         real = read_depth_png(base / f"{frame}_scan.png")
         panels = [("real", real)]
-        for title, folder, key in ROWS:
+        for title, folder, key in rows:
             path = seed_dir / folder / "samples" / "val" / args.scene / f"{frame}_{key}.png"
             panels.append((title, read_depth_png(path)))
         valid = cad > 0

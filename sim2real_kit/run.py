@@ -155,8 +155,25 @@ class RunFolder:
         """One map of a written sample: key "gt" (CAD), "scan" (real) or "sim<k>" (stage k's output)."""
         return self.samples_dir(stage, split) / scene / f"{frame}_{key}.png"
 
+    def _pipeline_stamp(self, stage: int) -> int | None:
+        """When the stage's pipeline was last saved (ns; None: no pipeline here). A copy that keeps times
+        (shutil.copytree, cp -p) keeps the stamp."""
+        index = self.pipeline_dir(stage) / "model_index.json"
+        return index.stat().st_mtime_ns if index.is_file() else None
+
+    def samples_state(self, stage: int, split: str) -> str:
+        """ "missing" (never finished), "stale" (drawn from a pipeline the stage has since replaced: trained on
+        after sampling) or "ok"."""
+        meta = self.samples_dir(stage, split) / SAMPLES_META
+        if not meta.is_file():
+            return "missing"
+        drawn = json.loads(meta.read_text()).get("pipeline_mtime_ns")
+        now = self._pipeline_stamp(stage)
+        return "stale" if drawn is not None and now is not None and drawn != now else "ok"
+
     def has_samples(self, stage: int, split: str) -> bool:
-        return (self.samples_dir(stage, split) / SAMPLES_META).is_file()
+        """The split was sampled to the end by the stage's current pipeline (`samples_state` == "ok")."""
+        return self.samples_state(stage, split) == "ok"
 
     def write_samples(self, stage: int, split: str, items: list[dict], camera: Camera) -> None:
         """Write one batch of samples: items with scene, frame, cad, real [S, S] metres and sims [k][S, S]."""
@@ -166,19 +183,36 @@ class RunFolder:
             for key, depth in maps.items():
                 write_depth_png(self.sample_path(stage, split, item["scene"], item["frame"], key), depth)
 
+    def start_samples(self, stage: int, split: str) -> None:
+        """Drop the finished mark before maps are (re)written: until `finish_samples`, the folder may mix maps of
+        two samplings and must not read as sampled."""
+        (self.samples_dir(stage, split) / SAMPLES_META).unlink(missing_ok=True)
+
     def finish_samples(self, stage: int, split: str, frames: int, size: int) -> None:
         atomic_write_json(
             self.samples_dir(stage, split) / SAMPLES_META,
-            {"split": split, "stage": stage, "frames": frames, "size": size},
+            {
+                "split": split,
+                "stage": stage,
+                "frames": frames,
+                "size": size,
+                "pipeline_mtime_ns": self._pipeline_stamp(stage),
+            },
         )
 
     def load_samples(self, stage: int, split: str, layout: DepthLayout) -> SampleSet:
         """Read what `sample_split` wrote (an error naming the command that makes it)."""
         d = self.samples_dir(stage, split)
-        if not self.has_samples(stage, split):
+        state = self.samples_state(stage, split)
+        if state != "ok":
+            what = (
+                f"the Stage-{stage} samples of split {split!r} in {d} are older than the stage's pipeline (trained on "
+                "after sampling)"
+                if state == "stale"
+                else f"no Stage-{stage} samples of split {split!r} in {d}"
+            )
             raise MissingArtifactError(
-                f"no Stage-{stage} samples of split {split!r} in {d}; make them with: "
-                f"sim2real sample --run {self.root} --split {split} --stages {stage}"
+                f"{what}; make them with: sim2real sample --run {self.root} --split {split} --stages {stage}"
             )
         refs = [r for r in layout.frames(split) if self.sample_path(stage, split, r.scene, r.frame, "gt").is_file()]
 

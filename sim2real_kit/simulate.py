@@ -75,6 +75,7 @@ def sample_split(
     cam = Camera(*[float(v) for v in ds[0]["camera"]], cfg.data.size, cfg.data.size)
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * stage)
     bs = cfg.sampling.batch_size
+    run.start_samples(stage, split)
     bar = tqdm(total=len(ds), desc=f"sample stage{stage} {split}", disable=not progress)
     for start in range(0, len(ds), bs):
         items = [ds[i] for i in range(start, min(start + bs, len(ds)))]

@@ -152,6 +152,9 @@ def stage1_control(
     control, ccfg = control_run(run, cfg, "stage1_long", [f"train.steps={trained + extra}"], share=("stage1",))
     done = control.stage_config_path(1).is_file() and Config.from_yaml(control.stage_config_path(1)).train.steps
     if not control.has_samples(1, "val") or done != trained + extra:
+        # samples in the control's stage1/ came with the copy of Stage-I's (or from a model the training below
+        # changes): never let them stand for the control's if this call is stopped before it samples anew
+        shutil.rmtree(control.stage_dir(1) / "samples", ignore_errors=True)
         train_stage1(control, ccfg, progress=progress)
         sample_split(control, ccfg, "val", stage=1, progress=progress)
     _sample_missing(control, ccfg, 1, splits, progress)

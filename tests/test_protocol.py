@@ -11,6 +11,7 @@ from sim2real_kit import stage1, stage2
 from sim2real_kit.benchmark.simulators import available_simulators
 from sim2real_kit.config import Config, load_config
 from sim2real_kit.run import RunFolder
+from sim2real_kit.stage2 import sample_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MICRO = [
@@ -90,3 +91,79 @@ def test_the_control_started_beside_stage2_is_the_control(run, monkeypatch):
     assert control.has_samples(1, "val")
     again = stage2.start_stage1_control(folder, cfg, background=False)
     assert not again.background and again.result().root == control.root  # finished: reused here
+
+
+def test_a_control_stopped_before_its_samples_never_reports_stage1s_samples(run, monkeypatch):
+    """A control stopped after its training but before its own samples (a device call's time limit; issue 22's
+    GPU run) must sample when called again. Before: the copy of Stage-I's stage1/ brought Stage-I's samples
+    along, the stage config already said the control's steps, so the second call took Stage-I's samples as the
+    control's and the control row equalled Stage-I to the last digit."""
+    import numpy as np
+
+    folder, cfg = run
+    stage1.train_stage1(folder, cfg, progress=False)
+    stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("the device call's time limit")
+
+    monkeypatch.setattr(stage2, "sample_split", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stage2.stage1_control(folder, cfg, progress=False)
+    monkeypatch.undo()
+    control = folder.control("stage1_long")
+    assert not control.has_samples(1, "val")  # what the control holds is not Stage-I's samples under its name
+    calls = []
+    monkeypatch.setattr(stage2, "sample_split", lambda *a, **k: calls.append(a[2]) or sample_split(*a, **k))
+    control = stage2.stage1_control(folder, cfg, progress=False)
+    assert calls == ["val"] and control.has_samples(1, "val")
+    layout = folder.layout(cfg)
+    ours, theirs = control.load_samples(1, "val", layout), folder.load_samples(1, "val", layout)
+    assert not np.array_equal(ours.sims[1], theirs.sims[1])  # the control's own model sampled them
+
+
+def test_sampling_stopped_midway_leaves_no_finished_mark(run, monkeypatch):
+    """Sampling a split again (a retrained model) and being stopped after the first batch must not leave the
+    previous sampling's `samples.json`: a folder of half-new, half-old maps is not "sampled" (before: it was,
+    and every reader took the mix as the new model's)."""
+    folder, cfg = run
+    cfg.sampling.batch_size = 1
+    stage1.train_stage1(folder, cfg, progress=False)
+    stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
+    assert folder.has_samples(1, "val")
+    real_write, writes = folder.write_samples, []
+
+    def stopped_after_one_batch(*args, **kwargs):
+        if writes:
+            raise KeyboardInterrupt("stopped")
+        writes.append(1)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "write_samples", stopped_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
+    assert writes == [1] and not folder.has_samples(1, "val")
+
+
+def test_samples_of_a_retrained_stage_are_stale_until_sampled_again(run):
+    """Samples stand for the pipeline that drew them: Stage-I trained on after its samples (sim2real train
+    with more steps) makes them stale, so Stage-II's training and the benchmark sample anew instead of
+    reading the old model's maps; a copy of the stage (a control's share) keeps them valid."""
+    import shutil
+
+    from sim2real_kit.errors import MissingArtifactError
+
+    folder, cfg = run
+    stage1.train_stage1(folder, cfg, progress=False)
+    stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
+    assert folder.has_samples(1, "val")
+    copy = RunFolder(folder.root.parent / "copy")
+    shutil.copytree(folder.root, copy.root, symlinks=True)
+    assert copy.has_samples(1, "val")
+    cfg.train.steps = 2 * cfg.train.steps
+    stage1.train_stage1(folder, cfg, progress=False)  # resumes and saves a new pipeline
+    assert not folder.has_samples(1, "val")
+    with pytest.raises(MissingArtifactError, match="older than"):
+        folder.load_samples(1, "val", folder.layout(cfg))
+    stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
+    assert folder.has_samples(1, "val") and copy.has_samples(1, "val")
