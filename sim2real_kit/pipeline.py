@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +282,7 @@ class Sim2RealPipeline(DiffusionPipeline):
                 codec=[type(self.codec).__module__, type(self.codec).__name__],
                 scheduler=["diffusers", type(self.scheduler).__name__],
                 stages=[f"stage{k}" for k in range(1, self.num_stages + 1)],
+                save_id=uuid.uuid4().hex,  # new at every save: samples name the pipeline that drew them (run.py)
             )
             (tmp / self.config_name).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 

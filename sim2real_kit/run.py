@@ -155,11 +155,17 @@ class RunFolder:
         """One map of a written sample: key "gt" (CAD), "scan" (real) or "sim<k>" (stage k's output)."""
         return self.samples_dir(stage, split) / scene / f"{frame}_{key}.png"
 
-    def _pipeline_stamp(self, stage: int) -> int | None:
-        """When the stage's pipeline was last saved (ns; None: no pipeline here). A copy that keeps times
-        (shutil.copytree, cp -p) keeps the stamp."""
+    def _pipeline_stamp(self, stage: int) -> str | None:
+        """Which save of the stage's pipeline this is: the `save_id` every save writes into model_index.json (a
+        copy of any kind keeps it); the file's mtime for a pipeline saved before save ids; None: no pipeline."""
         index = self.pipeline_dir(stage) / "model_index.json"
-        return index.stat().st_mtime_ns if index.is_file() else None
+        if not index.is_file():
+            return None
+        try:
+            saved = json.loads(index.read_text()).get("save_id")
+        except json.JSONDecodeError:
+            saved = None
+        return saved or f"mtime:{index.stat().st_mtime_ns}"
 
     def samples_state(self, stage: int, split: str) -> str:
         """ "missing" (never finished), "stale" (drawn from a pipeline the stage has since replaced: trained on
@@ -167,7 +173,7 @@ class RunFolder:
         meta = self.samples_dir(stage, split) / SAMPLES_META
         if not meta.is_file():
             return "missing"
-        drawn = json.loads(meta.read_text()).get("pipeline_mtime_ns")
+        drawn = json.loads(meta.read_text()).get("pipeline")
         now = self._pipeline_stamp(stage)
         return "stale" if drawn is not None and now is not None and drawn != now else "ok"
 
@@ -196,7 +202,7 @@ class RunFolder:
                 "stage": stage,
                 "frames": frames,
                 "size": size,
-                "pipeline_mtime_ns": self._pipeline_stamp(stage),
+                "pipeline": self._pipeline_stamp(stage),
             },
         )
 

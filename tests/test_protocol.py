@@ -148,7 +148,8 @@ def test_sampling_stopped_midway_leaves_no_finished_mark(run, monkeypatch):
 def test_samples_of_a_retrained_stage_are_stale_until_sampled_again(run):
     """Samples stand for the pipeline that drew them: Stage-I trained on after its samples (sim2real train
     with more steps) makes them stale, so Stage-II's training and the benchmark sample anew instead of
-    reading the old model's maps; a copy of the stage (a control's share) keeps them valid."""
+    reading the old model's maps; a copy of the run keeps them valid, also one that does not keep file times
+    (`cp -r`, `scp -r` from a GPU machine)."""
     import shutil
 
     from sim2real_kit.errors import MissingArtifactError
@@ -158,7 +159,7 @@ def test_samples_of_a_retrained_stage_are_stale_until_sampled_again(run):
     stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
     assert folder.has_samples(1, "val")
     copy = RunFolder(folder.root.parent / "copy")
-    shutil.copytree(folder.root, copy.root, symlinks=True)
+    shutil.copytree(folder.root, copy.root, symlinks=True, copy_function=shutil.copy)  # new mtimes
     assert copy.has_samples(1, "val")
     cfg.train.steps = 2 * cfg.train.steps
     stage1.train_stage1(folder, cfg, progress=False)  # resumes and saves a new pipeline
