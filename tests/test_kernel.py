@@ -1,6 +1,7 @@
 """The steady kernel client: a missed socket wake-up delays a message by one poll slice, never forever."""
 
 import asyncio
+import os
 import time
 from queue import Empty
 
@@ -82,3 +83,73 @@ def test_manager_hands_out_steady_channels():
     kc = km.client()
     assert isinstance(kc, _kernel.SteadyKernelClient)
     assert kc.shell_channel_class is SteadyChannel and kc.iopub_channel_class is SteadyChannel
+
+
+class _PortThief:
+    """Stands in for a second grid job: every TCP port the port cache hands this process's kernel
+    manager is bound by someone else before the kernel binds it (jupyter_client picks a free port,
+    closes it, and the kernel binds it later; a parallel job can take it in between)."""
+
+    def __init__(self, real):
+        self.real, self.held = real, []
+
+    def __call__(self, cache, ip):
+        import socket
+
+        port = self.real(cache, ip)
+        s = socket.socket()
+        s.bind((ip, port))
+        s.listen()
+        self.held.append(s)
+        return port
+
+
+def test_kernel_starts_when_another_job_takes_the_ports_it_was_handed(monkeypatch):
+    """CI of 9c72f29 failed on this race (test_grid_parallel_jobs_from_base_run: "Address already in
+    use", then "Kernel didn't respond in 60 seconds"): headless kernels talk over Unix sockets in a
+    fresh folder of their own, so no other process can take their addresses."""
+    from jupyter_client.provisioning.local_provisioner import LocalPortCache
+
+    thief = _PortThief(LocalPortCache.find_available_port)
+    monkeypatch.setattr(LocalPortCache, "find_available_port", lambda cache, ip: thief(cache, ip))
+
+    async def go():
+        km = SteadyKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=30)
+            reply = await kc.execute_interactive("x = 6 * 7", timeout=30)
+            return km.transport, reply["content"]["status"], os.path.dirname(km.ip)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    try:
+        transport, status, folder = asyncio.run(go())
+    finally:
+        for s in thief.held:
+            s.close()
+    assert (transport, status) == ("ipc", "ok")
+    assert not os.path.exists(folder)  # the socket folder goes with the kernel
+
+
+def test_restarted_kernel_keeps_its_socket_folder():
+    async def go():
+        km = SteadyKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        folder = os.path.dirname(km.ip)
+        await km.restart_kernel(now=True)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=30)
+            reply = await kc.execute_interactive("1 + 1", timeout=30)
+            alive = os.path.isdir(folder)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+        return reply["content"]["status"], alive, os.path.exists(folder)
+
+    assert asyncio.run(go()) == ("ok", True, False)
