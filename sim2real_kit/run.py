@@ -173,7 +173,13 @@ class RunFolder:
         meta = self.samples_dir(stage, split) / SAMPLES_META
         if not meta.is_file():
             return "missing"
-        drawn = json.loads(meta.read_text()).get("pipeline")
+        try:
+            drawn = json.loads(meta.read_text()).get("pipeline")
+        except (json.JSONDecodeError, AttributeError) as err:
+            raise MissingArtifactError(
+                f"{meta}: not valid JSON ({err}); it marks the split's samples as finished: delete it and sample "
+                f"the split again (sim2real sample, or rerun the notebook)"
+            ) from None
         now = self._pipeline_stamp(stage)
         return "stale" if drawn is not None and now is not None and drawn != now else "ok"
 

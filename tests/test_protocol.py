@@ -168,3 +168,19 @@ def test_samples_of_a_retrained_stage_are_stale_until_sampled_again(run):
         folder.load_samples(1, "val", folder.layout(cfg))
     stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
     assert folder.has_samples(1, "val") and copy.has_samples(1, "val")
+
+
+def test_a_broken_samples_mark_names_its_file(run):
+    """samples.json is written atomically, so only a hand edit or a bad copy breaks it: the error names the file
+    and says how to recover, not a bare JSONDecodeError."""
+    from sim2real_kit.errors import MissingArtifactError
+
+    folder, cfg = run
+    stage1.train_stage1(folder, cfg, progress=False)
+    stage2.sample_split(folder, cfg, "val", stage=1, progress=False)
+    meta = folder.samples_dir(1, "val") / "samples.json"
+    meta.write_text('{"frames": 4, "pipe')
+    with pytest.raises(MissingArtifactError, match=r"samples\.json.*not valid JSON.*sample the split again"):
+        folder.has_samples(1, "val")
+    stage2.sample_split(folder, cfg, "val", stage=1, progress=False)  # sampling again repairs it
+    assert folder.has_samples(1, "val")
