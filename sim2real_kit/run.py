@@ -174,12 +174,16 @@ class RunFolder:
         if not meta.is_file():
             return "missing"
         try:
-            drawn = json.loads(meta.read_text()).get("pipeline")
-        except (json.JSONDecodeError, AttributeError) as err:
+            mark = json.loads(meta.read_text())
+            problem = None if isinstance(mark, dict) else f"not a JSON object ({type(mark).__name__})"
+        except json.JSONDecodeError as err:
+            problem = f"not valid JSON ({err})"
+        if problem:
             raise MissingArtifactError(
-                f"{meta}: not valid JSON ({err}); it marks the split's samples as finished: delete it and sample "
+                f"{meta}: {problem}; it marks the split's samples as finished: delete it and sample "
                 f"the split again (sim2real sample, or rerun the notebook)"
-            ) from None
+            )
+        drawn = mark.get("pipeline")
         now = self._pipeline_stamp(stage)
         return "stale" if drawn is not None and now is not None and drawn != now else "ok"
 

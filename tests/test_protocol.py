@@ -182,5 +182,8 @@ def test_a_broken_samples_mark_names_its_file(run):
     meta.write_text('{"frames": 4, "pipe')
     with pytest.raises(MissingArtifactError, match=r"samples\.json.*not valid JSON.*sample the split again"):
         folder.has_samples(1, "val")
+    meta.write_text("[4]")  # JSON, but not the mark's object
+    with pytest.raises(MissingArtifactError, match=r"samples\.json: not a JSON object \(list\)"):
+        folder.has_samples(1, "val")
     stage2.sample_split(folder, cfg, "val", stage=1, progress=False)  # sampling again repairs it
     assert folder.has_samples(1, "val")
