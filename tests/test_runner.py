@@ -597,8 +597,8 @@ def test_flatten_metrics():
 
 def test_demo_grid_runs_its_variants_at_once_without_the_control(tmp_path):
     """Notebook 06's demo grid: 04's control (Stage-I trained on) is off, since none of the grid's metrics reads
-    it, and 06 runs the two variants as two worker processes by default (68 s vs 116 s one after the other on
-    the 2-core machine, 2026-12-06)."""
+    it, and 06 runs the two variants as two worker processes by default (benchmarks/bench_grid.py: 87 s vs 166 s
+    one after the other on the 2-core machine, 2026-12-06)."""
     from sim2real_kit.config import CONFIG_DIR
     from sim2real_kit.runner.grid import _check_grid, _grid_jobs, _grid_notebooks, load_grid
     from sim2real_kit.runner.notebooks import NOTEBOOK_DIR, notebook_parameters
