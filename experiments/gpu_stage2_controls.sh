@@ -14,6 +14,7 @@ BATCH=${BATCH:-16}
 LR=${LR:-0.0001}
 SKIP=${SKIP:-stage2_other}
 LIMIT=${LIMIT:-540}
+CKPT=${CKPT:-200}  # checkpoint every CKPT steps: a call stopped by LIMIT loses at most this many steps
 STAGE2_STEPS=${STAGE2_STEPS:-}  # Stage-II's (and the control's extra) steps; empty: the same as STEPS
 S2ARG=${STAGE2_STEPS:+--stage2-steps $STAGE2_STEPS}
 mkdir -p "$OUT"
@@ -24,7 +25,7 @@ for k in $SEEDS; do
   [ -d /tmp/d$k ] || cp -r .gpu/data /tmp/d$k
   timeout "$LIMIT" python3 benchmarks/bench_stage2_controls.py --preset small --seeds $k --out /tmp/s2c_$k \
     --no-progress ${S2ARG:-} data.root=/tmp/d$k train.steps=$STEPS train.batch_size=$BATCH train.lr=$LR \
-    train.lr_warmup_steps=50 train.ckpt_every=200 train.keep_checkpoints=1 train.log_every=10 train.val_frames=16 \
+    train.lr_warmup_steps=50 train.ckpt_every=$CKPT train.keep_checkpoints=1 train.log_every=10 train.val_frames=16 \
     sampling.steps=20 sampling.batch_size=112 data.num_workers=4 --skip $SKIP >> "$OUT/seed$k.log" 2>&1 &
   pids="${pids:-} $!"
 done
