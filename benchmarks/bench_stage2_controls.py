@@ -52,6 +52,23 @@ def _row_metrics(run, base, stage: int, cfg) -> dict:
     }
 
 
+PARTIAL = "rows.json"  # per seed folder: the rows measured so far, rewritten after each (a call may stop anytime)
+
+
+def _log(seed: int, t0: float, msg: str) -> None:
+    """One line per phase on stderr (the GPU script's seed log): when a call stops, the log says where."""
+    print(
+        f"[{time.strftime('%H:%M:%S')} +{time.perf_counter() - t0:.0f} s] seed {seed}: {msg}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def read_partial(seed_dir: Path) -> dict:
+    """A seed's rows.json: the rows measured so far (`partial` true until every row is in)."""
+    return json.loads((Path(seed_dir) / PARTIAL).read_text())
+
+
 def run_seed(
     out: Path,
     seed: int,
@@ -64,8 +81,11 @@ def run_seed(
     stage2_steps: int | None = None,
 ) -> dict:
     """One seed's rows. stage2_steps: Stage-II's steps (and the control's extra steps) when they differ from
-    Stage-I's `train.steps` (Stage-I trained to convergence, then a shorter Stage-II; default the same)."""
+    Stage-I's `train.steps` (Stage-I trained to convergence, then a shorter Stage-II; default the same).
+    Each row is scored as soon as its samples exist and saved in <out>/seed<k>/rows.json, so a run stopped
+    midway (a device call's time limit) keeps the rows it measured (`--merge` tables them as partial)."""
     from sim2real_kit import flagging, notebook, simulate, stage1, stage2
+    from sim2real_kit.io import atomic_write_json
     from sim2real_kit.run import read_json
 
     base_dir = out / f"seed{seed}"
@@ -74,41 +94,63 @@ def run_seed(
         os.symlink(os.path.relpath(shared_data.resolve(), base_dir.resolve()), base_dir / "data")
     t0 = time.perf_counter()
     base, cfg = notebook.setup(base_dir, preset, quick, seed, overrides)
+    cfg2 = cfg if stage2_steps is None else copy.deepcopy(cfg).override([f"train.steps={int(stage2_steps)}"])
+    other = "residual" if cfg.stage2.condition == "depth" else "depth"
+    nan = float("nan")
+    entry = {
+        "seed": seed,
+        "rows": {},
+        "other_condition": other,
+        "condition": cfg.stage2.condition,
+        "flag_rate_train": nan,
+        "flag_rate_val": nan,
+        "disc_val_auc": nan,
+        "steps": cfg.train.steps,
+        "stage2_steps": cfg2.train.steps,
+        "skip": list(skip),
+        "partial": True,
+    }
+
+    def score(row: str, run, stage: int) -> None:
+        entry["rows"][row] = _row_metrics(run, base, stage, cfg)
+        if row == "stage1":
+            entry["rows"]["cad"] = {"w1_mm": entry["rows"]["stage1"]["w1_cad_mm"],
+                                    "w1_pooled_mm": entry["rows"]["stage1"]["w1_pooled_cad_mm"]}  # fmt: skip
+        entry["seconds"] = time.perf_counter() - t0
+        atomic_write_json(base_dir / PARTIAL, entry)
+        _log(seed, t0, f"{row} scored: W1 {entry['rows'][row]['w1_mm']:.2f} mm")
+
     stage1.train_stage1(base, cfg, progress=progress)
+    _log(seed, t0, f"Stage-I trained ({cfg.train.steps} steps)")
     for split in ("val", "train"):
         if not base.has_samples(1, split):
             simulate.sample_split(base, cfg, split, stage=1, progress=progress)
+    _log(seed, t0, "Stage-I sampled (val, train)")
     if not base.disc_metrics(1).is_file():
         flagging.train_and_flag(base, cfg, stage=1, progress=progress)
     flags = read_json(base.disc_metrics(1))
-    cfg2 = cfg if stage2_steps is None else copy.deepcopy(cfg).override([f"train.steps={int(stage2_steps)}"])
+    entry.update(flag_rate_train=flags["train"]["flag_rate"], flag_rate_val=flags["val"]["flag_rate"],
+                 disc_val_auc=flags["val_auc"])  # fmt: skip
+    _log(seed, t0, f"discriminator trained, {100 * flags['train']['flag_rate']:.1f} % of train patches flagged")
+    score("stage1", base, 1)
     stage2.train_chain(base, cfg2, 2, progress=progress)
-    other = "residual" if cfg.stage2.condition == "depth" else "depth"
-    controls = {"stage1_long": (stage2.stage1_control(base, cfg2, progress=progress), None)}
+    _log(seed, t0, f"Stage-II trained ({cfg2.train.steps} steps) and sampled")
+    score("stage2", base, 2)
+    control = stage2.stage1_control(base, cfg2, progress=progress)
+    _log(seed, t0, "control trained and sampled")
+    score("stage1_long", control, 1)
     for name, override in (("stage2_norew", "stage2.reweight=false"), ("stage2_other", f"stage2.condition={other}")):
         if name in skip:
             continue
         folder = name if name == "stage2_norew" else f"stage2_{other}"
-        controls[name] = stage2.control_run(base, cfg2, folder, [override], share=("stage1", "disc"))
-        stage2.train_chain(*controls[name], 2, progress=progress, final_splits=("val",))
-    rows = {"stage1": _row_metrics(base, base, 1, cfg), "stage2": _row_metrics(base, base, 2, cfg)}
-    rows["stage1_long"] = _row_metrics(controls["stage1_long"][0], base, 1, cfg)
-    for name in ("stage2_norew", "stage2_other"):
-        if name not in skip:
-            rows[name] = _row_metrics(controls[name][0], base, 2, cfg)
-    rows["cad"] = {"w1_mm": rows["stage1"]["w1_cad_mm"], "w1_pooled_mm": rows["stage1"]["w1_pooled_cad_mm"]}
-    return {
-        "seed": seed,
-        "rows": rows,
-        "other_condition": other,
-        "condition": cfg.stage2.condition,
-        "flag_rate_train": flags["train"]["flag_rate"],
-        "flag_rate_val": flags["val"]["flag_rate"],
-        "disc_val_auc": flags["val_auc"],
-        "steps": cfg.train.steps,
-        "stage2_steps": cfg2.train.steps,
-        "seconds": time.perf_counter() - t0,
-    }
+        run, ccfg = stage2.control_run(base, cfg2, folder, [override], share=("stage1", "disc"))
+        stage2.train_chain(run, ccfg, 2, progress=progress, final_splits=("val",))
+        _log(seed, t0, f"{name} trained and sampled")
+        score(name, run, 2)
+    entry["partial"] = False
+    entry["seconds"] = time.perf_counter() - t0
+    atomic_write_json(base_dir / PARTIAL, entry)
+    return entry
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -119,14 +161,18 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(per_seed: list[dict]) -> tuple[dict, str]:
-    """Mean ± std per row and metric, and the paired difference to Stage-I (row - Stage-I, same seed)."""
+    """Mean ± std per row and metric, and the paired difference to Stage-I (row - Stage-I, same seed). Seeds
+    of a stopped run (`partial`) count in the rows they have; a row no seed has says "not measured" unless
+    every seed skipped it (--skip)."""
+    nan = float("nan")
     summary: dict = {}
     for row in ROWS:
         for metric in ("w1_mm", "w1_pooled_mm", "fake_pct", "hole_rate"):
-            vals = [s["rows"].get(row, {}).get(metric, float("nan")) for s in per_seed]
-            diffs = [s["rows"].get(row, {}).get(metric, float("nan")) - s["rows"]["stage1"][metric] for s in per_seed]
+            vals = [s["rows"].get(row, {}).get(metric, nan) for s in per_seed]
+            ref = [s["rows"].get("stage1", {}).get(metric, nan) for s in per_seed]
             summary.setdefault(row, {})[metric] = _mean_std(vals)
-            summary[row][f"{metric}_vs_stage1"] = _mean_std(diffs)
+            summary[row][f"{metric}_vs_stage1"] = _mean_std([v - r for v, r in zip(vals, ref)])
+        summary[row]["n"] = sum(1 for s in per_seed if row in s["rows"])
     cond = per_seed[0]["condition"]
     names = {
         "cad": "clean CAD",
@@ -150,17 +196,39 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
 
     for row in ROWS:
         r = summary[row]
-        if r["w1_mm"][0] != r["w1_mm"][0]:
-            continue  # a row every seed skipped (--skip)
+        if r["n"] == 0:
+            if row != "cad" and not all(row in s.get("skip", ()) for s in per_seed):
+                lines.append(f"| {names[row]} | not measured | | | | | | |")
+            continue  # else a row every seed skipped (--skip)
+        label = names[row] + ("" if r["n"] == len(per_seed) else f" ({r['n']} of {len(per_seed)} seeds)")
         lines.append(
-            f"| {names[row]} | {fmt(r['w1_mm'])} | {fmt(r['w1_mm_vs_stage1'])} | {fmt(r['w1_pooled_mm'])} | "
+            f"| {label} | {fmt(r['w1_mm'])} | {fmt(r['w1_mm_vs_stage1'])} | {fmt(r['w1_pooled_mm'])} | "
             f"{fmt(r['w1_pooled_mm_vs_stage1'])} | {fmt(r['fake_pct'])} | "
             f"{fmt(r['fake_pct_vs_stage1'])} | {fmt(r['hole_rate'], 100, 2)} |"
         )
     flags = _mean_std([100 * s["flag_rate_train"] for s in per_seed])
     auc = _mean_std([s["disc_val_auc"] for s in per_seed])
     lines += ["", f"flagged share of Stage-I train patches: {fmt(flags)} %; discriminator val ROC-AUC {fmt(auc, 1, 3)}"]
+    paired = [s for s in per_seed if "stage2" in s["rows"] and "stage1_long" in s["rows"]]
+    if paired:  # the question of the control: re-weighting, or just more steps?
+        d = {m: _mean_std([s["rows"]["stage2"][m] - s["rows"]["stage1_long"][m] for s in paired])
+             for m in ("w1_mm", "w1_pooled_mm", "fake_pct")}  # fmt: skip
+        summary["stage2_vs_control"] = {**d, "n": len(paired)}
+        lines += ["", f"Stage-II − control, paired over {len(paired)} seed(s): W1 matched {fmt(d['w1_mm'])} mm, "
+                  f"W1 pooled {fmt(d['w1_pooled_mm'])} mm, judged fake {fmt(d['fake_pct'])} pp"]  # fmt: skip
+    stopped = [s for s in per_seed if s.get("partial")]
+    if stopped:
+        lines += ["", "partial: " + "; ".join(
+            f"seed {s['seed']} stopped after {', '.join(r for r in ROWS if r in s['rows']) or 'no row'}" for s in stopped
+        ) + " (their rows.json)"]  # fmt: skip
     return summary, "\n".join(lines)
+
+
+def _merged_seeds(folder: Path) -> list[dict]:
+    """The seeds of one --out folder: its results.json, else the rows.json of its seed folders (a stopped run)."""
+    if (folder / "results.json").is_file():
+        return json.loads((folder / "results.json").read_text())["per_seed"]
+    return [read_partial(d) for d in sorted(folder.glob("seed*")) if (d / PARTIAL).is_file()]
 
 
 def write_results(out: Path, per_seed: list[dict]) -> str:
@@ -189,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", type=Path, nargs="+", help="only summarise the results.json of these --out folders")
     args = p.parse_args(argv)
     if args.merge:  # seeds run as parallel processes (one --out each), summarised together
-        per_seed = [s for d in args.merge for s in json.loads((d / "results.json").read_text())["per_seed"]]
+        per_seed = [s for d in args.merge for s in _merged_seeds(d)]
+        if not per_seed:
+            raise SystemExit(f"--merge: no results.json and no seed*/{PARTIAL} under {', '.join(map(str, args.merge))}")
         args.out.mkdir(parents=True, exist_ok=True)
         print(write_results(args.out, sorted(per_seed, key=lambda s: s["seed"])))
         return 0

@@ -14,10 +14,12 @@ BATCH=${BATCH:-16}
 LR=${LR:-0.0001}
 SKIP=${SKIP:-stage2_other}
 LIMIT=${LIMIT:-540}
+SBATCH=${SBATCH:-56}  # sampling batch per process: 112 ran out of memory on an H100 with three seeds (2026-12-06)
 CKPT=${CKPT:-200}  # checkpoint every CKPT steps: a call stopped by LIMIT loses at most this many steps
 STAGE2_STEPS=${STAGE2_STEPS:-}  # Stage-II's (and the control's extra) steps; empty: the same as STEPS
 S2ARG=${STAGE2_STEPS:+--stage2-steps $STAGE2_STEPS}
 mkdir -p "$OUT"
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
 (sleep 240; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader > "$OUT/nvsmi.txt") &
@@ -26,7 +28,7 @@ for k in $SEEDS; do
   timeout "$LIMIT" python3 benchmarks/bench_stage2_controls.py --preset small --seeds $k --out /tmp/s2c_$k \
     --no-progress ${S2ARG:-} data.root=/tmp/d$k train.steps=$STEPS train.batch_size=$BATCH train.lr=$LR \
     train.lr_warmup_steps=50 train.ckpt_every=$CKPT train.keep_checkpoints=1 train.log_every=10 train.val_frames=16 \
-    sampling.steps=20 sampling.batch_size=112 data.num_workers=4 --skip $SKIP >> "$OUT/seed$k.log" 2>&1 &
+    sampling.steps=20 sampling.batch_size=$SBATCH data.num_workers=4 --skip $SKIP >> "$OUT/seed$k.log" 2>&1 &
   pids="${pids:-} $!"
 done
 wait $pids
@@ -42,5 +44,7 @@ for k in $SEEDS; do
     $(find /tmp/s2c_$k/seed$k -path "*samples/val/s0000/*" -name "00[0-3]_*.png") 2>/dev/null
 done
 tar czf "$OUT/losses.tgz" $(ls /tmp/s2c_*/results.json /tmp/s2c_*/seed*/*/losses.csv /tmp/s2c_*/seed*/controls/*/*/losses.csv 2>/dev/null) 2>/dev/null
-done_dirs=$(for k in $SEEDS; do [ -f /tmp/s2c_$k/results.json ] && echo /tmp/s2c_$k; done)
+# every row measured so far (each seed's rows.json is rewritten after each row): a stopped call still tables them
+for k in $SEEDS; do [ -f /tmp/s2c_$k/seed$k/rows.json ] && cp /tmp/s2c_$k/seed$k/rows.json "$OUT/rows_seed$k.json"; done
+done_dirs=$(for k in $SEEDS; do ls /tmp/s2c_$k/seed$k/rows.json >/dev/null 2>&1 && echo /tmp/s2c_$k; done)
 [ -n "$done_dirs" ] && python3 benchmarks/bench_stage2_controls.py --out "$OUT/merged" --merge $done_dirs

@@ -50,9 +50,7 @@ def test_stage1_control_samples_the_benchmark_split_when_asked(run):
     assert control.has_samples(1, "val") and control.has_samples(1, "benchmark")
 
 
-def test_stage2_steps_reach_stage2_and_the_control_not_stage1(tmp_path):
-    """bench_stage2_controls.py --stage2-steps (issue 22: Stage-I to convergence, then a shorter Stage-II): the
-    knob sets Stage-II's steps and the control's extra steps, and leaves Stage-I's as `train.steps` says."""
+def _bench_s2c():
     import importlib.util
     from pathlib import Path
 
@@ -60,6 +58,13 @@ def test_stage2_steps_reach_stage2_and_the_control_not_stage1(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_s2c", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_stage2_steps_reach_stage2_and_the_control_not_stage1(tmp_path):
+    """bench_stage2_controls.py --stage2-steps (issue 22: Stage-I to convergence, then a shorter Stage-II): the
+    knob sets Stage-II's steps and the control's extra steps, and leaves Stage-I's as `train.steps` says."""
+    bench = _bench_s2c()
     layout = make_plane_layout(tmp_path / "ds", scenes=3, frames=2)
     result = bench.run_seed(
         tmp_path / "out", 0, "tiny", False, None, False, [f"data.root={layout.root}", *MICRO],
@@ -72,6 +77,41 @@ def test_stage2_steps_reach_stage2_and_the_control_not_stage1(tmp_path):
     assert Config.from_yaml(control.stage_config_path(1)).train.steps == 2 + 3
     assert (result["steps"], result["stage2_steps"]) == (2, 3)
     assert set(result["rows"]) == {"cad", "stage1", "stage1_long", "stage2"}
+
+
+def test_a_campaign_stopped_before_its_control_keeps_the_rows_it_measured(tmp_path, monkeypatch, capsys):
+    """bench_stage2_controls.py on the GPU runs as calls with a time limit (issue 22): a call stopped inside the
+    control (2026-12-06: three calls, 1 763 s of device time, the control at 1 050 / 900 / 1 010 of 1 350 steps)
+    must leave the rows already sampled (Stage-I, Stage-II) on disk, and `--merge` must table them with the
+    control marked missing. Before: rows were scored only after every control, so that run left no number."""
+    from sim2real_kit import stage2 as s2
+
+    bench = _bench_s2c()
+    layout = make_plane_layout(tmp_path / "ds", scenes=3, frames=2)
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt("the call's time limit")
+
+    monkeypatch.setattr(s2, "stage1_control", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_seed(
+            tmp_path / "out", 0, "tiny", False, None, False, [f"data.root={layout.root}", *MICRO],
+            skip=("stage2_norew", "stage2_other"),
+        )  # fmt: skip
+    partial = bench.read_partial(tmp_path / "out" / "seed0")
+    assert set(partial["rows"]) == {"cad", "stage1", "stage2"}
+    assert partial["rows"]["stage1"]["w1_mm"] > 0 and partial["rows"]["stage2"]["w1_mm"] > 0
+    log = capsys.readouterr().err
+    assert "seed 0: Stage-I trained" in log and "seed 0: Stage-II trained" in log  # a line per phase
+    assert bench.main(["--out", str(tmp_path / "merged"), "--merge", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "merged" / "results.md").read_text()
+    assert "Stage-II (condition" in table and "partial" in table
+    assert "control) | not measured" in table
+    assert "Stage-II − control" not in table  # no seed has both
+    full = bench.summarize([{**partial, "rows": {**partial["rows"], "stage1_long": partial["rows"]["stage1"]}}])[0]
+    assert full["stage2_vs_control"]["w1_mm"][0] == pytest.approx(
+        partial["rows"]["stage2"]["w1_mm"] - partial["rows"]["stage1"]["w1_mm"]
+    )
 
 
 def test_the_control_started_beside_stage2_is_the_control(run, monkeypatch):
