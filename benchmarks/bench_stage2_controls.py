@@ -19,7 +19,10 @@ shared by every seed, so the spread is the model's, not the data's.
     python benchmarks/bench_stage2_controls.py --out /tmp/s2c_0 --seeds 0 ... & (seed 1, 2 alike); wait
     python benchmarks/bench_stage2_controls.py --out /tmp/s2c --merge /tmp/s2c_0 /tmp/s2c_1 /tmp/s2c_2
 
-Writes <out>/results.json and <out>/results.md (and prints the table)."""
+Writes <out>/results.json and <out>/results.md (and prints the table). Each seed's rows are also saved as they
+are measured, in <out>/seed<k>/rows.json (rewritten after each row), and `--merge` reads a folder's results.json
+or, for a run stopped midway, those rows.json (the table says which seeds are partial and which rows are not
+measured). The table ends with the paired Stage-II − control difference: re-weighting, or just more steps?"""
 
 from __future__ import annotations
 
