@@ -114,13 +114,16 @@ def run_seed(
         "partial": True,
     }
 
+    def save() -> None:
+        entry["seconds"] = time.perf_counter() - t0
+        atomic_write_json(base_dir / PARTIAL, entry)
+
     def score(row: str, run, stage: int) -> None:
         entry["rows"][row] = _row_metrics(run, base, stage, cfg)
         if row == "stage1":
             entry["rows"]["cad"] = {"w1_mm": entry["rows"]["stage1"]["w1_cad_mm"],
                                     "w1_pooled_mm": entry["rows"]["stage1"]["w1_pooled_cad_mm"]}  # fmt: skip
-        entry["seconds"] = time.perf_counter() - t0
-        atomic_write_json(base_dir / PARTIAL, entry)
+        save()
         _log(seed, t0, f"{row} scored: W1 {entry['rows'][row]['w1_mm']:.2f} mm")
 
     stage1.train_stage1(base, cfg, progress=progress)
@@ -151,8 +154,7 @@ def run_seed(
         _log(seed, t0, f"{name} trained and sampled")
         score(name, run, 2)
     entry["partial"] = False
-    entry["seconds"] = time.perf_counter() - t0
-    atomic_write_json(base_dir / PARTIAL, entry)
+    save()
     return entry
 
 

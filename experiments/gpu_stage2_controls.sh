@@ -45,6 +45,9 @@ for k in $SEEDS; do
 done
 tar czf "$OUT/losses.tgz" $(ls /tmp/s2c_*/results.json /tmp/s2c_*/seed*/*/losses.csv /tmp/s2c_*/seed*/controls/*/*/losses.csv 2>/dev/null) 2>/dev/null
 # every row measured so far (each seed's rows.json is rewritten after each row): a stopped call still tables them
-for k in $SEEDS; do [ -f /tmp/s2c_$k/seed$k/rows.json ] && cp /tmp/s2c_$k/seed$k/rows.json "$OUT/rows_seed$k.json"; done
-done_dirs=$(for k in $SEEDS; do ls /tmp/s2c_$k/seed$k/rows.json >/dev/null 2>&1 && echo /tmp/s2c_$k; done)
+done_dirs=""
+for k in $SEEDS; do
+  [ -f /tmp/s2c_$k/seed$k/rows.json ] || continue
+  cp /tmp/s2c_$k/seed$k/rows.json "$OUT/rows_seed$k.json" && done_dirs="$done_dirs /tmp/s2c_$k"
+done
 [ -n "$done_dirs" ] && python3 benchmarks/bench_stage2_controls.py --out "$OUT/merged" --merge $done_dirs
