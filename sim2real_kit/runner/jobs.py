@@ -71,9 +71,25 @@ def _relay(stream) -> None:
         print(line, end="", flush=True)
 
 
-def _start_worker(job: dict):
+def _worker_env(n_parallel: int) -> dict[str, str]:
+    """The environment of a grid worker: SIM2REAL_THREADS = this machine's usable cores shared among the
+    `n_parallel` workers that run at once (at least 1 each), unless the user fixed the threads (OMP_NUM_THREADS,
+    or SIM2REAL_THREADS other than "auto"). Why: each worker's kernels otherwise pick their threads from the
+    cores free when they start (`jobs.adapt_threads`); workers that start together both see every core free and
+    run 2 x cores threads between them. On the 2-core machine that ran notebook 06's two Stage-I trainings at
+    0.67 img/s each (24 steps in 286 s) and the notebook in 6:07 instead of ~1:20 (2026-12-06, docs/performance.md)."""
+    from sim2real_kit.jobs import usable_cores
+
+    env = dict(os.environ)
+    if env.get("OMP_NUM_THREADS") or env.get("SIM2REAL_THREADS", "auto").strip().lower() != "auto":
+        return env
+    env["SIM2REAL_THREADS"] = str(max(1, usable_cores() // max(1, n_parallel)))
+    return env
+
+
+def _start_worker(job: dict, n_parallel: int = 1):
     """Write the job file into the job's run folder and start a worker process on it (output relayed
-    by a daemon thread); returns (process, relay thread, job file)."""
+    by a daemon thread), on its share of the cores (`_worker_env`); returns (process, relay thread, job file)."""
     import subprocess
     import threading
 
@@ -86,6 +102,7 @@ def _start_worker(job: dict):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=_worker_env(n_parallel),
     )
     relay = threading.Thread(target=_relay, args=(proc.stdout,), daemon=True)
     relay.start()
@@ -99,11 +116,12 @@ def _run_jobs(jobs: list[dict], n_jobs: int) -> list[dict]:
     if n_jobs <= 1 or len(jobs) <= 1:
         return [_run_job(j) for j in jobs]
     pending, running, outcomes = list(jobs), {}, {}
+    n_parallel = min(n_jobs, len(jobs))
     try:
         while pending or running:
             while pending and len(running) < n_jobs:
                 job = pending.pop(0)
-                running[job["label"]] = _start_worker(job)
+                running[job["label"]] = _start_worker(job, n_parallel)
             time.sleep(0.05)
             for label, (proc, relay, job_file) in list(running.items()):
                 if proc.poll() is None:
