@@ -268,22 +268,30 @@ class Sim2RealPipeline(DiffusionPipeline):
         return self
 
     # ------------------------------------------------------------------ save / load
-    def save_pretrained(self, save_directory: str | Path, **_: Any) -> None:
+    def index_config(self, trained_from: str | None = None) -> dict:
+        """What model_index.json holds, less its `save_id`: the pipeline's settings, its parts and, when given,
+        `trained_from` (which checkpoint its last stage's weights come from: `stage1.save_chain`)."""
+        index = {k: v for k, v in dict(self.config).items() if not k.startswith("_")}
+        index.update(
+            _class_name=type(self).__name__,
+            format=PIPELINE_FORMAT,
+            codec=[type(self.codec).__module__, type(self.codec).__name__],
+            scheduler=["diffusers", type(self.scheduler).__name__],
+            stages=[f"stage{k}" for k in range(1, self.num_stages + 1)],
+        )
+        if trained_from is not None:
+            index["trained_from"] = trained_from
+        return json.loads(json.dumps(index))  # as read back (lists, not tuples)
+
+    def save_pretrained(self, save_directory: str | Path, trained_from: str | None = None, **_: Any) -> None:
         """Write the whole N-stage chain (atomically): model_index.json, scheduler/, codec/, stage<k>/."""
         with atomic_dir(save_directory) as tmp:
             self.scheduler.save_pretrained(tmp / "scheduler")
             self.codec.save_pretrained(tmp / "codec")
             for k, denoiser in enumerate(self.denoisers, start=1):
                 denoiser.save_pretrained(tmp / f"stage{k}")
-            index = {k: v for k, v in dict(self.config).items() if not k.startswith("_")}
-            index.update(
-                _class_name=type(self).__name__,
-                format=PIPELINE_FORMAT,
-                codec=[type(self.codec).__module__, type(self.codec).__name__],
-                scheduler=["diffusers", type(self.scheduler).__name__],
-                stages=[f"stage{k}" for k in range(1, self.num_stages + 1)],
-                save_id=uuid.uuid4().hex,  # new at every save: samples name the pipeline that drew them (run.py)
-            )
+            # save_id: new at every save: samples name the pipeline that drew them (run.py)
+            index = {**self.index_config(trained_from), "save_id": uuid.uuid4().hex}
             (tmp / self.config_name).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     @classmethod

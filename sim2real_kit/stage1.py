@@ -9,6 +9,7 @@ run folder; `resolve_target_scale` sets the residual's scale to the schedule's n
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def train_denoiser(
     overwrite: bool = False,
     progress: bool = True,
     prior: str = "",
+    lineage: str = "",
 ) -> dict:
     """Train stage k = len(previous) + 1 of the chain on `dataset` into `out_dir` (checkpoints, losses.csv;
     resumes a stopped run) and save the chain (previous stages + this one) to `out_dir/pipeline`.
@@ -92,7 +94,8 @@ def train_denoiser(
     `reweight`: weigh the loss by the flags (Stage-II). `codec`: default the config's. `seed`: default
     `cfg.seed`; it seeds the initialisation and the Trainer. `val_layout`: sample its val frames during
     training and log their residual W1 (Stage-I). `prior`: a Stage-I with a physics prior (the items' `prev_n` is
-    that sensor model's output; `Sim2RealPipeline(prior=...)`). Returns the Trainer's summary."""
+    that sensor model's output; `Sim2RealPipeline(prior=...)`). `lineage`: which save of the previous stages'
+    pipeline `previous` come from (kept in the saved pipeline: `save_chain`). Returns the Trainer's summary."""
     from sim2real_kit.models.codec import build_codec
     from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
     from sim2real_kit.training import Trainer
@@ -126,17 +129,63 @@ def train_denoiser(
         progress=progress,
     )
     summary = trainer.fit()
-    save_chain(cfg, trainer, codec, previous, Path(out_dir) / "pipeline", prior=prior)
+    trained_now = summary["steps"] > summary["start_step"]
+    save_chain(
+        cfg,
+        trainer,
+        codec,
+        previous,
+        Path(out_dir) / "pipeline",
+        prior=prior,
+        keep_same=not trained_now,
+        lineage=lineage,
+    )
     return summary
 
 
-def save_chain(cfg: Config, trainer, codec, previous: list, out: Path, prior: str = "") -> None:
-    """Save the pipeline of `previous` + the trainer's denoiser (EMA weights when kept)."""
+def _checkpoint_identity(trainer) -> str | None:
+    """The trainer's latest checkpoint as "step-N:<mtime ns of its trainer state>" (None without one): a
+    retrained or copied run folder gets another identity, so its pipeline is saved anew."""
+    from sim2real_kit.checkpoints import STATE_FILE, latest_checkpoint
+
+    found = latest_checkpoint(trainer.ckpt_root)
+    return None if found is None else f"{found.name}:{(found / STATE_FILE).stat().st_mtime_ns}"
+
+
+def save_chain(
+    cfg: Config, trainer, codec, previous: list, out: Path, prior: str = "", keep_same: bool = False, lineage: str = ""
+) -> bool:
+    """Save the pipeline of `previous` + the trainer's denoiser (EMA weights when kept); returns whether it saved.
+
+    `keep_same` (a finished run resumed, no step trained in this call): keep the pipeline already in `out` when
+    it was saved from the same checkpoint, after the same previous stages (`lineage`) and with the same settings
+    (model_index.json equal but for its save_id).
+    Saving it again would give it a new save_id and mark every split sampled from it stale (run.py), so a
+    rerun notebook or a resumed campaign would sample them all again (81 s per seed on the GPU, 2026-12-06)."""
     from sim2real_kit.pipeline import Sim2RealPipeline
 
+    source = _checkpoint_identity(trainer)
+    if source is not None and lineage:
+        source = f"{source} after {lineage}"
     with trainer.ema_weights():
         denoiser = trainer.unwrapped_model.denoiser
-        Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec, prior=prior).save_pretrained(out)
+        pipe = Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec, prior=prior)
+        if keep_same and source is not None and _saved_index(out) == pipe.index_config(source):
+            return False
+        pipe.save_pretrained(out, trained_from=source)
+    return True
+
+
+def _saved_index(out: Path) -> dict | None:
+    """model_index.json of the pipeline in `out` less its save_id (None when unreadable or absent)."""
+    try:
+        index = json.loads((Path(out) / "model_index.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(index, dict):
+        return None
+    index.pop("save_id", None)
+    return index
 
 
 def train_stage1(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> dict:

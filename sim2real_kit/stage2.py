@@ -76,6 +76,7 @@ def train_stage_n(run: RunFolder | str | Path, cfg: Config, stage: int = 2, prog
         codec=prev_pipe.codec,
         seed=cfg.seed + stage,
         progress=progress,
+        lineage=f"stage{stage - 1} {run._pipeline_stamp(stage - 1)}",
     )
 
 
@@ -102,7 +103,7 @@ def train_chain(
     for split in final_splits:
         if not run.layout(cfg).has_split(split):
             continue
-        if num_stages > 1 or not run.has_samples(num_stages, split):
+        if not run.has_samples(num_stages, split):  # missing, or drawn before the chain's pipeline was saved anew
             sample_split(run, cfg, split, stage=num_stages, progress=progress)
     return summaries
 

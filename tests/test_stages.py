@@ -312,3 +312,38 @@ def test_tiny_preset_keeps_an_ema_and_saves_its_weights(run_dir):
             torch.testing.assert_close(saved[name].detach(), value, rtol=0, atol=0)
             compared += 1
     assert compared > 10  # the EMA differs from the last step's weights, and the pipeline holds the EMA
+
+
+def test_a_finished_stage_called_again_keeps_its_pipeline_and_samples(run_dir):
+    """Training a finished stage again (a rerun notebook, a resumed GPU campaign) trains nothing, so it keeps the
+    stage's pipeline and the splits sampled from it stay current: the old code saved it anew every call, which
+    marked every split stale and sampled them all again (81 s per seed on the GPU, 2026-12-06). A new setting, more
+    steps or a previous stage saved anew is another pipeline: saved again, and its samples stale."""
+    overrides = ["train.steps=2", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2", "disc.steps=2"]
+    run = RunFolder(run_dir)
+
+    def train1(*more):
+        cfg = resolve_config(run_dir, overrides=[*overrides, *more])
+        stage1.train_stage1(run_dir, cfg, progress=False)
+        return cfg
+
+    cfg = train1()
+    for split in ("train", "val"):
+        simulate.sample_split(run, cfg, split, stage=1, progress=False)
+    stamp1 = run._pipeline_stamp(1)
+    train1()
+    assert run._pipeline_stamp(1) == stamp1 and run.has_samples(1, "val") and run.has_samples(1, "train")
+
+    stage2.train_chain(run, cfg, 2, progress=False, final_splits=("val",))
+    stamp2, marked = run._pipeline_stamp(2), (run.samples_dir(2, "val") / "samples.json").read_text()
+    stage2.train_chain(run, cfg, 2, progress=False, final_splits=("val",))
+    assert run._pipeline_stamp(2) == stamp2 and run.has_samples(2, "val")
+    assert (run.samples_dir(2, "val") / "samples.json").read_text() == marked  # not sampled again
+
+    train1("sampling.steps=3")  # another setting: saved again
+    assert run._pipeline_stamp(1) != stamp1 and run.samples_state(1, "val") == "stale"
+    stamp1 = run._pipeline_stamp(1)
+    cfg = train1("sampling.steps=3", "train.steps=3")  # trained on: saved again
+    assert run._pipeline_stamp(1) != stamp1
+    stage2.train_chain(run, cfg, 2, progress=False, final_splits=())  # Stage-II finished, after another Stage-I
+    assert run._pipeline_stamp(2) != stamp2 and run.samples_state(2, "val") == "stale"
