@@ -56,7 +56,7 @@ def run_seed(world_dir: Path, seed: int, args, shared_data: Path | None) -> tupl
     for split in ("val", "train", "benchmark"):
         if base.layout(cfg).has_split(split) and not base.has_samples(1, split):
             simulate.sample_split(base, cfg, split, stage=1, progress=progress)
-    if not base.disc_metrics(1).is_file():
+    if base.flags_state(1) != "ok":  # missing, or made from samples drawn since
         flagging.train_and_flag(base, cfg, stage=1, progress=progress)
     stage2.train_chain(base, cfg, 2, progress=progress)
     stage2.stage1_control(base, cfg, progress=progress, splits=("val", "benchmark"))

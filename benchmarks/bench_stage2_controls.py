@@ -132,7 +132,7 @@ def run_seed(
         if not base.has_samples(1, split):
             simulate.sample_split(base, cfg, split, stage=1, progress=progress)
     _log(seed, t0, "Stage-I sampled (val, train)")
-    if not base.disc_metrics(1).is_file():
+    if base.flags_state(1) != "ok":  # missing, or made from samples drawn since
         flagging.train_and_flag(base, cfg, stage=1, progress=progress)
     flags = read_json(base.disc_metrics(1))
     entry.update(flag_rate_train=flags["train"]["flag_rate"], flag_rate_val=flags["val"]["flag_rate"],

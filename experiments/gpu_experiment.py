@@ -349,7 +349,7 @@ class Experiment:
                 seconds = time.perf_counter() - t
                 res.phase(f"sample_stage1_{split}", seconds, frames=n, frames_per_s=n / seconds)
                 log(f"sampled Stage-I {split}: {n} frames")
-        if not run.flags_path(1, "train").is_file():
+        if run.flags_state(1) != "ok":  # missing, or made from samples drawn since
             t = time.perf_counter()
             disc_metrics = train_and_flag(run, cfg, stage=1, progress=False)
             res.phase("disc_stage1", time.perf_counter() - t, metrics=disc_metrics)

@@ -240,6 +240,7 @@ def train_and_flag(run: RunFolder | str | Path, cfg: Config, stage: int = 1, pro
     if cfg.disc.mode == "difference":  # the flags Stage-II reads come from |output - real| instead
         for key, value in difference_flags(run, cfg, stage).items():
             metrics[key] = {**metrics.get(key, {}), **value} if isinstance(value, dict) else value
+    metrics["samples"] = {split: run.samples_drawn_by(stage, split) for split in ("train", "val")}  # flags_state
     atomic_write_json(run.disc_metrics(stage), metrics)
     run.record_step(f"flag{stage}", cfg, threshold=threshold, binary=cfg.disc.binary, mode=cfg.disc.mode)
     return metrics

@@ -258,6 +258,27 @@ class RunFolder:
     def real_scores_path(self, stage: int, split: str) -> Path:
         return self.disc_dir(stage) / "flags" / split / "scores_real.npz"
 
+    def samples_drawn_by(self, stage: int, split: str) -> str | None:
+        """Which pipeline save drew the split's finished samples (samples.json's "pipeline"), or None."""
+        try:
+            mark = json.loads((self.samples_dir(stage, split) / SAMPLES_META).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return mark.get("pipeline") if isinstance(mark, dict) else None
+
+    def flags_state(self, stage: int) -> str:
+        """ "missing" (no flags), "stale" (made from samples drawn since by another pipeline, e.g. a Stage-I
+        trained on and sampled again, or by a kit that did not record it) or "ok". `flagging.train_and_flag`
+        records in disc<k>/metrics.json which samples it flagged ("samples": {split: pipeline save})."""
+        if not (self.disc_metrics(stage).is_file() and self.flags_path(stage, "train").is_file()):
+            return "missing"
+        try:
+            flagged = json.loads(self.disc_metrics(stage).read_text()).get("samples")
+        except (json.JSONDecodeError, AttributeError):
+            return "stale"
+        now = {split: self.samples_drawn_by(stage, split) for split in ("train", "val")}
+        return "ok" if flagged == now and None not in now.values() else "stale"
+
     # ------------------------------------------------------------------ benchmark, controls, notebooks
     @property
     def benchmark_dir(self) -> Path:

@@ -32,11 +32,15 @@ def stage_n_dataset(run: RunFolder, cfg: Config, layout: DepthLayout, stage: int
 
     prev = run.load_samples(stage - 1, "train", layout)
     flag_path = run.flags_path(stage - 1, "train")
-    if not flag_path.is_file():
-        raise MissingArtifactError(
-            f"no flags of Stage-{stage - 1} output at {flag_path}; make them with: "
-            f"sim2real flag --run {run.root} --stage {stage - 1}"
+    state = run.flags_state(stage - 1)
+    if state != "ok":
+        what = (
+            f"the flags at {flag_path} were made from other Stage-{stage - 1} samples than the current ones "
+            f"(sampled again since)"
+            if state == "stale"
+            else f"no flags of Stage-{stage - 1} output at {flag_path}"
         )
+        raise MissingArtifactError(f"{what}; make them with: sim2real flag --run {run.root} --stage {stage - 1}")
     base = PairedDepthDataset.from_config(cfg, layout, "train", train=False)
     missing = sorted({str(r) for r in base.refs} - {str(r) for r in prev.refs})
     if missing:
@@ -97,7 +101,7 @@ def train_chain(
         for split in ("train", "val"):
             if not run.has_samples(k - 1, split):
                 sample_split(run, cfg, split, stage=k - 1, progress=progress)
-        if not run.flags_path(k - 1, "train").is_file():
+        if run.flags_state(k - 1) != "ok":  # missing, or made from samples drawn since
             train_and_flag(run, cfg, stage=k - 1, progress=progress)
         summaries[f"stage{k}"] = train_stage_n(run, cfg, k, progress=progress)
     for split in final_splits:

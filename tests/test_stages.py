@@ -318,7 +318,9 @@ def test_a_finished_stage_called_again_keeps_its_pipeline_and_samples(run_dir):
     """Training a finished stage again (a rerun notebook, a resumed GPU campaign) trains nothing, so it keeps the
     stage's pipeline and the splits sampled from it stay current: the old code saved it anew every call, which
     marked every split stale and sampled them all again (81 s per seed on the GPU, 2026-12-06). A new setting, more
-    steps or a previous stage saved anew is another pipeline: saved again, and its samples stale."""
+    steps or a previous stage saved anew is another pipeline: saved again, and its samples stale. Flags made from
+    samples drawn since are stale: Stage-II refuses them and `train_chain` flags again (before, it trained Stage-II
+    on the flags of the Stage-I before)."""
     overrides = ["train.steps=2", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2", "disc.steps=2"]
     run = RunFolder(run_dir)
 
@@ -345,5 +347,13 @@ def test_a_finished_stage_called_again_keeps_its_pipeline_and_samples(run_dir):
     stamp1 = run._pipeline_stamp(1)
     cfg = train1("sampling.steps=3", "train.steps=3")  # trained on: saved again
     assert run._pipeline_stamp(1) != stamp1
+    flags = run.flags_path(1, "train").stat().st_mtime_ns
+    assert run.flags_state(1) == "ok"  # Stage-I's samples are stale, the flags still match them
+    for split in ("train", "val"):
+        simulate.sample_split(run, cfg, split, stage=1, progress=False)
+    assert run.flags_state(1) == "stale"  # made from the samples of the Stage-I before
+    with pytest.raises(MissingArtifactError, match=r"other Stage-1 samples .* sim2real flag --run .* --stage 1"):
+        stage2.train_stage_n(run, cfg, 2, progress=False)
     stage2.train_chain(run, cfg, 2, progress=False, final_splits=())  # Stage-II finished, after another Stage-I
+    assert run.flags_path(1, "train").stat().st_mtime_ns != flags and run.flags_state(1) == "ok"  # flagged again
     assert run._pipeline_stamp(2) != stamp2 and run.samples_state(2, "val") == "stale"
