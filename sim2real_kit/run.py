@@ -277,7 +277,7 @@ class RunFolder:
         except (json.JSONDecodeError, AttributeError):
             return "stale"
         now = {split: self.samples_drawn_by(stage, split) for split in ("train", "val")}
-        return "ok" if flagged == now and None not in now.values() else "stale"
+        return "ok" if flagged == now else "stale"  # None: samples of no recorded pipeline, as samples_state
 
     # ------------------------------------------------------------------ benchmark, controls, notebooks
     @property
