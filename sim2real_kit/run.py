@@ -267,17 +267,23 @@ class RunFolder:
         return mark.get("pipeline") if isinstance(mark, dict) else None
 
     def flags_state(self, stage: int) -> str:
-        """ "missing" (no flags), "stale" (made from samples drawn since by another pipeline, e.g. a Stage-I
-        trained on and sampled again, or by a kit that did not record it) or "ok". `flagging.train_and_flag`
-        records in disc<k>/metrics.json which samples it flagged ("samples": {split: pipeline save})."""
-        if not (self.disc_metrics(stage).is_file() and self.flags_path(stage, "train").is_file()):
+        """ "missing" (no train flags), "stale" (made from samples drawn since by another pipeline, e.g. a Stage-I
+        trained on and sampled again) or "ok". `flagging.train_and_flag` records in disc<k>/metrics.json which
+        samples it flagged ("samples": {split: pipeline save}); flags with no such record (written by hand or by
+        a kit before the record) read as "ok", as samples with no recorded pipeline do (`samples_state`)."""
+        if not self.flags_path(stage, "train").is_file():
             return "missing"
         try:
-            flagged = json.loads(self.disc_metrics(stage).read_text()).get("samples")
-        except (json.JSONDecodeError, AttributeError):
+            metrics = json.loads(self.disc_metrics(stage).read_text())
+        except OSError:
+            return "ok"
+        except json.JSONDecodeError:
             return "stale"
-        now = {split: self.samples_drawn_by(stage, split) for split in ("train", "val")}
-        return "ok" if flagged == now else "stale"  # None: samples of no recorded pipeline, as samples_state
+        flagged = metrics.get("samples") if isinstance(metrics, dict) else None
+        if not isinstance(flagged, dict):
+            return "ok"
+        now = {split: self.samples_drawn_by(stage, split) for split in flagged}
+        return "ok" if flagged == now else "stale"
 
     # ------------------------------------------------------------------ benchmark, controls, notebooks
     @property
