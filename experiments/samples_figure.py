@@ -6,7 +6,8 @@ panel titled with its residual W1 to real on that frame (matched pixels, the ben
         --scene s0000 --frames 000 001 --out docs/figures/gpu_s2c_samples.png
 
 A seed dir is bench_stage2_controls.py's <out>/seed<k> (or the part of it that experiments/gpu_stage2_controls.sh
-tars into samples_seed<k>.tgz)."""
+tarred into samples_seed<k>.tgz before ff6f470). Since ff6f470 the script brings back val_seed<k>.tgz (each row's
+own maps) and val_ref.tgz (CAD and real once): experiments/s2c_offline.py reads those, figure included."""
 
 from __future__ import annotations
 
