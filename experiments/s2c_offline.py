@@ -16,8 +16,6 @@ seeds, paired Stage-II − control) and samples.png.
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -48,19 +46,11 @@ def _extract(folder: Path, into: Path) -> None:
 
 
 def load_reference(root: Path, layout, seed: int):
-    """The val split's SampleSet (cad, real, camera, poses) from seed<seed>/stage1/samples/val of `root`."""
-    from sim2real_kit.camera import Camera
-    from sim2real_kit.depth import read_depth_png
-    from sim2real_kit.run import SampleSet
+    """The val split's SampleSet (cad, real, camera, poses; sims {1: that seed's Stage-I}) from
+    seed<seed>/stage1/samples/val of `root`: what `RunFolder.load_samples` reads."""
+    from sim2real_kit.run import RunFolder
 
-    d = root / f"seed{seed}" / "stage1" / "samples" / "val"
-    refs = [r for r in layout.frames("val") if (d / r.scene / f"{r.frame}_gt.png").is_file()]
-    if not refs:
-        raise SystemExit(f"no val_ref maps under {d}")
-    cad = np.stack([read_depth_png(d / r.scene / f"{r.frame}_gt.png") for r in refs])
-    real = np.stack([read_depth_png(d / r.scene / f"{r.frame}_scan.png") for r in refs])
-    poses = np.stack([layout.read_pose(r) for r in refs])
-    return SampleSet(refs, cad, real, {}, Camera.load_json(d / "camera.json"), poses)
+    return RunFolder(root / f"seed{seed}").load_samples(1, "val", layout)
 
 
 def load_row(root: Path, seed: int, row: str, refs) -> np.ndarray | None:
@@ -73,13 +63,6 @@ def load_row(root: Path, seed: int, row: str, refs) -> np.ndarray | None:
     if not all(p.is_file() for p in paths):
         return None
     return np.stack([read_depth_png(p) for p in paths])
-
-
-def _ms(values):
-    v = [x for x in values if math.isfinite(x)]
-    if not v:
-        return math.nan, math.nan
-    return statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0
 
 
 def figure(samples, sims_by_row: dict, path: Path, frames: int = 4) -> None:
@@ -123,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from sim2real_kit.config import Config
     from sim2real_kit.data.layout import DepthLayout
     from sim2real_kit.io import atomic_write_json, atomic_write_text
-    from sim2real_kit.realism_test import two_sample_auc
+    from sim2real_kit.realism_test import _mean_std, two_sample_auc
 
     cfg = Config.preset_config(a.preset)
     layout = DepthLayout(a.data)
@@ -176,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for row, per in result["rows"].items():
         vals = [v["auc"] for v in per.values()]
-        m, s = _ms(vals)
+        m, s = _mean_std(vals)
         lines.append(f"| {LABELS[row]} | {m:.3f} ± {s:.3f} | {len(vals) if row != 'cad' else '-'} |")
     s2, c = result["rows"].get("stage2", {}), result["rows"].get("stage1_long", {})
     paired = [s2[k]["auc"] - c[k]["auc"] for k in s2 if k in c]
     if paired:
-        m, s = _ms(paired)
+        m, s = _mean_std(paired)
         lines += ["", f"paired Stage-II − control: {m:+.3f} ± {s:.3f} AUC over {len(paired)} seeds "
                   f"({', '.join(f'{d:+.3f}' for d in paired)})"]  # fmt: skip
     atomic_write_json(a.out / "c2st.json", result)

@@ -283,6 +283,19 @@ class Sim2RealPipeline(DiffusionPipeline):
             index["trained_from"] = trained_from
         return json.loads(json.dumps(index))  # as read back (lists, not tuples)
 
+    @classmethod
+    def saved_index_config(cls, directory: str | Path) -> dict | None:
+        """`index_config` of the pipeline saved in `directory` (its model_index.json less the save_id); None when
+        there is none or it cannot be read."""
+        try:
+            index = json.loads((Path(directory) / cls.config_name).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(index, dict):
+            return None
+        index.pop("save_id", None)
+        return index
+
     def save_pretrained(self, save_directory: str | Path, trained_from: str | None = None, **_: Any) -> None:
         """Write the whole N-stage chain (atomically): model_index.json, scheduler/, codec/, stage<k>/."""
         with atomic_dir(save_directory) as tmp:

@@ -9,7 +9,6 @@ run folder; `resolve_target_scale` sets the residual's scale to the schedule's n
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -170,22 +169,10 @@ def save_chain(
     with trainer.ema_weights():
         denoiser = trainer.unwrapped_model.denoiser
         pipe = Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec, prior=prior)
-        if keep_same and source is not None and _saved_index(out) == pipe.index_config(source):
+        if keep_same and source is not None and Sim2RealPipeline.saved_index_config(out) == pipe.index_config(source):
             return False
         pipe.save_pretrained(out, trained_from=source)
     return True
-
-
-def _saved_index(out: Path) -> dict | None:
-    """model_index.json of the pipeline in `out` less its save_id (None when unreadable or absent)."""
-    try:
-        index = json.loads((Path(out) / "model_index.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(index, dict):
-        return None
-    index.pop("save_id", None)
-    return index
 
 
 def train_stage1(run: RunFolder | str | Path, cfg: Config, progress: bool = True) -> dict:
