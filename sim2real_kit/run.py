@@ -155,7 +155,7 @@ class RunFolder:
         """One map of a written sample: key "gt" (CAD), "scan" (real) or "sim<k>" (stage k's output)."""
         return self.samples_dir(stage, split) / scene / f"{frame}_{key}.png"
 
-    def _pipeline_stamp(self, stage: int) -> str | None:
+    def pipeline_stamp(self, stage: int) -> str | None:
         """Which save of the stage's pipeline this is: the `save_id` every save writes into model_index.json (a
         copy of any kind keeps it); the file's mtime for a pipeline saved before save ids; None: no pipeline."""
         index = self.pipeline_dir(stage) / "model_index.json"
@@ -184,7 +184,7 @@ class RunFolder:
                 f"the split again (sim2real sample, or rerun the notebook)"
             )
         drawn = mark.get("pipeline")
-        now = self._pipeline_stamp(stage)
+        now = self.pipeline_stamp(stage)
         return "stale" if drawn is not None and now is not None and drawn != now else "ok"
 
     def has_samples(self, stage: int, split: str) -> bool:
@@ -212,7 +212,7 @@ class RunFolder:
                 "stage": stage,
                 "frames": frames,
                 "size": size,
-                "pipeline": self._pipeline_stamp(stage),
+                "pipeline": self.pipeline_stamp(stage),
             },
         )
 

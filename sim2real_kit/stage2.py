@@ -80,7 +80,7 @@ def train_stage_n(run: RunFolder | str | Path, cfg: Config, stage: int = 2, prog
         codec=prev_pipe.codec,
         seed=cfg.seed + stage,
         progress=progress,
-        lineage=f"stage{stage - 1} {run._pipeline_stamp(stage - 1)}",
+        lineage=f"stage{stage - 1} {run.pipeline_stamp(stage - 1)}",
     )
 
 

@@ -332,21 +332,21 @@ def test_a_finished_stage_called_again_keeps_its_pipeline_and_samples(run_dir):
     cfg = train1()
     for split in ("train", "val"):
         simulate.sample_split(run, cfg, split, stage=1, progress=False)
-    stamp1 = run._pipeline_stamp(1)
+    stamp1 = run.pipeline_stamp(1)
     train1()
-    assert run._pipeline_stamp(1) == stamp1 and run.has_samples(1, "val") and run.has_samples(1, "train")
+    assert run.pipeline_stamp(1) == stamp1 and run.has_samples(1, "val") and run.has_samples(1, "train")
 
     stage2.train_chain(run, cfg, 2, progress=False, final_splits=("val",))
-    stamp2, marked = run._pipeline_stamp(2), (run.samples_dir(2, "val") / "samples.json").read_text()
+    stamp2, marked = run.pipeline_stamp(2), (run.samples_dir(2, "val") / "samples.json").read_text()
     stage2.train_chain(run, cfg, 2, progress=False, final_splits=("val",))
-    assert run._pipeline_stamp(2) == stamp2 and run.has_samples(2, "val")
+    assert run.pipeline_stamp(2) == stamp2 and run.has_samples(2, "val")
     assert (run.samples_dir(2, "val") / "samples.json").read_text() == marked  # not sampled again
 
     train1("sampling.steps=3")  # another setting: saved again
-    assert run._pipeline_stamp(1) != stamp1 and run.samples_state(1, "val") == "stale"
-    stamp1 = run._pipeline_stamp(1)
+    assert run.pipeline_stamp(1) != stamp1 and run.samples_state(1, "val") == "stale"
+    stamp1 = run.pipeline_stamp(1)
     cfg = train1("sampling.steps=3", "train.steps=3")  # trained on: saved again
-    assert run._pipeline_stamp(1) != stamp1
+    assert run.pipeline_stamp(1) != stamp1
     flags = run.flags_path(1, "train").stat().st_mtime_ns
     assert run.flags_state(1) == "ok"  # Stage-I's samples are stale, the flags still match them
     for split in ("train", "val"):
@@ -356,4 +356,4 @@ def test_a_finished_stage_called_again_keeps_its_pipeline_and_samples(run_dir):
         stage2.train_stage_n(run, cfg, 2, progress=False)
     stage2.train_chain(run, cfg, 2, progress=False, final_splits=())  # Stage-II finished, after another Stage-I
     assert run.flags_path(1, "train").stat().st_mtime_ns != flags and run.flags_state(1) == "ok"  # flagged again
-    assert run._pipeline_stamp(2) != stamp2 and run.samples_state(2, "val") == "stale"
+    assert run.pipeline_stamp(2) != stamp2 and run.samples_state(2, "val") == "stale"
