@@ -30,10 +30,11 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
+
+from sim2real_kit.realism_test import mean_std
 
 ROWS = ("cad", "stage1", "stage1_long", "stage2", "stage2_norew", "stage2_other")
 
@@ -158,13 +159,6 @@ def run_seed(
     return entry
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v == v]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def summarize(per_seed: list[dict]) -> tuple[dict, str]:
     """Mean ± std per row and metric, and the paired difference to Stage-I (row - Stage-I, same seed). Seeds
     of a stopped run (`partial`) count in the rows they have; a row no seed has says "not measured" unless
@@ -175,8 +169,8 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
         for metric in ("w1_mm", "w1_pooled_mm", "fake_pct", "hole_rate"):
             vals = [s["rows"].get(row, {}).get(metric, nan) for s in per_seed]
             ref = [s["rows"].get("stage1", {}).get(metric, nan) for s in per_seed]
-            summary.setdefault(row, {})[metric] = _mean_std(vals)
-            summary[row][f"{metric}_vs_stage1"] = _mean_std([v - r for v, r in zip(vals, ref)])
+            summary.setdefault(row, {})[metric] = mean_std(vals)
+            summary[row][f"{metric}_vs_stage1"] = mean_std([v - r for v, r in zip(vals, ref)])
         summary[row]["n"] = sum(1 for s in per_seed if row in s["rows"])
     cond = per_seed[0]["condition"]
     names = {
@@ -211,12 +205,12 @@ def summarize(per_seed: list[dict]) -> tuple[dict, str]:
             f"{fmt(r['w1_pooled_mm_vs_stage1'])} | {fmt(r['fake_pct'])} | "
             f"{fmt(r['fake_pct_vs_stage1'])} | {fmt(r['hole_rate'], 100, 2)} |"
         )
-    flags = _mean_std([100 * s["flag_rate_train"] for s in per_seed])
-    auc = _mean_std([s["disc_val_auc"] for s in per_seed])
+    flags = mean_std([100 * s["flag_rate_train"] for s in per_seed])
+    auc = mean_std([s["disc_val_auc"] for s in per_seed])
     lines += ["", f"flagged share of Stage-I train patches: {fmt(flags)} %; discriminator val ROC-AUC {fmt(auc, 1, 3)}"]
     paired = [s for s in per_seed if "stage2" in s["rows"] and "stage1_long" in s["rows"]]
     if paired:  # the question of the control: re-weighting, or just more steps?
-        d = {m: _mean_std([s["rows"]["stage2"][m] - s["rows"]["stage1_long"][m] for s in paired])
+        d = {m: mean_std([s["rows"]["stage2"][m] - s["rows"]["stage1_long"][m] for s in paired])
              for m in ("w1_mm", "w1_pooled_mm", "fake_pct")}  # fmt: skip
         summary["stage2_vs_control"] = {**d, "n": len(paired)}
         lines += ["", f"Stage-II − control, paired over {len(paired)} seed(s): W1 matched {fmt(d['w1_mm'])} mm, "

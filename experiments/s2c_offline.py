@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from sim2real_kit.config import Config
     from sim2real_kit.data.layout import DepthLayout
     from sim2real_kit.io import atomic_write_json, atomic_write_text
-    from sim2real_kit.realism_test import _mean_std, two_sample_auc
+    from sim2real_kit.realism_test import mean_std, two_sample_auc
 
     cfg = Config.preset_config(a.preset)
     layout = DepthLayout(a.data)
@@ -159,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for row, per in result["rows"].items():
         vals = [v["auc"] for v in per.values()]
-        m, s = _mean_std(vals)
+        m, s = mean_std(vals)
         lines.append(f"| {LABELS[row]} | {m:.3f} ± {s:.3f} | {len(vals) if row != 'cad' else '-'} |")
     s2, c = result["rows"].get("stage2", {}), result["rows"].get("stage1_long", {})
     paired = [s2[k]["auc"] - c[k]["auc"] for k in s2 if k in c]
     if paired:
-        m, s = _mean_std(paired)
+        m, s = mean_std(paired)
         lines += ["", f"paired Stage-II − control: {m:+.3f} ± {s:.3f} AUC over {len(paired)} seeds "
                   f"({', '.join(f'{d:+.3f}' for d in paired)})"]  # fmt: skip
     atomic_write_json(a.out / "c2st.json", result)

@@ -120,7 +120,9 @@ def _patch_sets(samples: SampleSet, depth_sim: np.ndarray, cfg: Config, seed: in
     return out[0], out[1]
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds (or discriminator seeds) of one metric; non-finite values (a failed seed:
+    NaN, ±inf) are left out, one value has std 0, none gives (NaN, NaN)."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return math.nan, math.nan
@@ -218,8 +220,8 @@ def two_sample_auc(
         counts = dict(
             n_train_real=len(real_tr), n_train_sim=len(fake_tr), n_test_real=len(real_te), n_test_sim=len(fake_te)
         )
-    auc, auc_std = _mean_std(aucs)
-    bacc, bacc_std = _mean_std(baccs)
+    auc, auc_std = mean_std(aucs)
+    bacc, bacc_std = mean_std(baccs)
     return {
         "auc": auc,
         "auc_std": auc_std,

@@ -336,3 +336,26 @@ def test_effects_heatmap_writes_each_cell_and_colours_around_the_real_value(tmp_
     assert min(white[:3]) > 0.8 and blue[2] > blue[0] + 0.3 and red[0] > red[2] + 0.2
     assert np.ma.getmaskarray(image.get_array())[2].all()  # false holes: not coloured
     assert effects_heatmap({}, {}) is None
+
+
+def test_mean_std_over_seeds_drops_non_finite_values_and_is_shared_with_the_benchmark():
+    """One public helper for "mean ± std over seeds" (the offline two-sample script and the Stage-II controls
+    benchmark both use it): a seed whose metric failed (NaN, ±inf) is left out rather than poisoning the mean,
+    one value has std 0, none gives NaN."""
+    import math
+
+    from sim2real_kit.realism_test import mean_std
+
+    m, s = mean_std([1.0, 3.0, math.nan, math.inf, -math.inf])
+    assert m == 2.0 and abs(s - math.sqrt(2.0)) < 1e-12
+    assert mean_std([5.0]) == (5.0, 0.0)
+    assert all(math.isnan(v) for v in mean_std([math.nan, math.inf]))
+
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stage2_controls.py"
+    spec = importlib.util.spec_from_file_location("bench_s2c_mean_std", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.mean_std is mean_std
