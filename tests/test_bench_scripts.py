@@ -162,3 +162,19 @@ def test_protocol_merge_joins_seeds_run_apart_into_the_same_table(bench_path, tm
     assert "(unconverged)" in next(ln for ln in top.splitlines() if "(`pix2pix`)" in ln)
     with pytest.raises(SystemExit, match="seed 1 is also in"):
         bench_protocol.main(["--out", "a", "--worlds", "procedural", "--summarize-only", "--merge", "b"])
+
+
+def test_disc_step_benchmark_compares_two_layouts_that_train_the_same_network(bench_path, tmp_path):
+    """benchmarks/bench_disc_step.py (the speed-up of the discriminator's layout, docs/performance.md) runs, times
+    both layouts and finds them training the same network (the loss of every step equal to float precision)."""
+    import json
+
+    import bench_disc_step
+
+    out = tmp_path / "disc_step.json"
+    assert bench_disc_step.main(["--steps", "2", "--rounds", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["steps_compared"] == 5 and set(res["ms_per_step"]) == {"kit", "before"}
+    assert all(v > 0 for v in res["ms_per_step"].values())
+    assert res["max_loss_difference"] < 1e-5
+    sys.modules.pop("bench_disc_step", None)

@@ -524,3 +524,56 @@ def test_load_errors_name_the_file(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="junk.safetensors"):
         PointNetDiscriminator.load(tmp_path / "junk.safetensors")
+
+
+def _old_layout_copy(model: PointNetDiscriminator) -> PointNetDiscriminator:
+    """The same weights with the layout before bench_disc_step.py: ReLUs in place (on point_norm's view)."""
+    import copy
+
+    old = copy.deepcopy(model)
+    for m in old.modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = True
+    return old
+
+
+def test_training_step_makes_no_copy_of_a_view_and_keeps_the_gradients():
+    """The per-point MLP does no in-place op on a view (autograd's CopySlices copies the whole feature map in
+    backward) and the max-pool's backward scatters to the argmax; both are speed changes only: on patches with
+    duplicated points (resampled patches repeat pixels, so features tie) the loss and every parameter gradient
+    equal those of the old layout (in-place ReLUs, amax pool)."""
+    from sim2real_kit.models import pointnet
+
+    torch.manual_seed(0)
+    model = PointNetDiscriminator.from_config(_disc_cfg())
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(16, 40, 3, generator=g)
+    idx = torch.randint(40, (16, 128), generator=g)  # 128 points drawn from 40: duplicates, as resampling makes
+    points = torch.gather(base, 1, idx[..., None].expand(-1, -1, 3))
+    cad = points + 0.01 * torch.randn(points.shape, generator=g)
+    labels = (torch.arange(16) % 2).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(points, cad), labels)
+
+    nodes, stack, seen = set(), [loss.grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        nodes.add(type(fn).__name__)
+        stack.extend(f for f, _ in fn.next_functions)
+    assert "CopySlices" not in nodes and "AmaxBackward0" not in nodes, sorted(nodes)
+    loss.backward()
+
+    old = _old_layout_copy(model)
+    old.zero_grad(set_to_none=True)
+    amax_pool = lambda f: f.amax(dim=1)  # noqa: E731
+    from unittest import mock
+
+    with mock.patch("sim2real_kit.models.discriminator.max_pool", amax_pool):
+        old_loss = torch.nn.functional.binary_cross_entropy_with_logits(old(points, cad), labels)
+    old_loss.backward()
+    assert pointnet.max_pool is not amax_pool
+    assert torch.allclose(loss, old_loss, rtol=0, atol=1e-7)
+    for (name, p), q in zip(model.named_parameters(), old.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7), name
