@@ -86,23 +86,40 @@ def free_cores(window_s: float = 0.3) -> int:
 _DEFAULT_THREADS: int | None = None
 
 
+def user_threads(environ=None) -> int | None:
+    """The thread count the user fixed for the kit's processes: SIM2REAL_THREADS as a whole number >= 1, None for
+    "auto" (the default) or unset; anything else is a ConfigError. `environ`: default os.environ."""
+    env = os.environ if environ is None else environ
+    fixed = env.get("SIM2REAL_THREADS", "auto").strip().lower()
+    if fixed == "auto":
+        return None
+    if not fixed.isdigit() or int(fixed) < 1:
+        raise ConfigError(
+            f"SIM2REAL_THREADS={env['SIM2REAL_THREADS']!r}: set it to a whole number of threads >= 1, "
+            "or to 'auto' (the free cores; the default)"
+        )
+    return int(fixed)
+
+
+def threads_fixed_by_user(environ=None) -> bool:
+    """True where the user fixed the threads (SIM2REAL_THREADS a number, or OMP_NUM_THREADS set): then neither
+    `adapt_threads` nor the grid's workers (`runner.jobs`) choose them. ConfigError for a bad SIM2REAL_THREADS."""
+    env = os.environ if environ is None else environ
+    return user_threads(env) is not None or bool(env.get("OMP_NUM_THREADS"))
+
+
 def adapt_threads(window_s: float = 0.3) -> int | None:
     """Set torch's intra-op threads to the free cores (`free_cores`), never above torch's own default (its
-    physical cores); returns the count set. Left alone (None) where the user fixed them: OMP_NUM_THREADS or
-    SIM2REAL_THREADS (a number) in the environment; SIM2REAL_THREADS=auto is the default."""
+    physical cores); returns the count set. Left alone (None) where the user fixed them
+    (`threads_fixed_by_user`: SIM2REAL_THREADS a number, which is then set, or OMP_NUM_THREADS);
+    SIM2REAL_THREADS=auto is the default."""
     import torch
 
     global _DEFAULT_THREADS
-    fixed = os.environ.get("SIM2REAL_THREADS", "auto").strip().lower()
-    if fixed != "auto":
-        if not fixed.isdigit() or int(fixed) < 1:
-            raise ConfigError(
-                f"SIM2REAL_THREADS={os.environ['SIM2REAL_THREADS']!r}: set it to a whole number of threads >= 1, "
-                "or to 'auto' (the free cores; the default)"
-            )
-        torch.set_num_threads(int(fixed))
-        return None
-    if os.environ.get("OMP_NUM_THREADS"):
+    if threads_fixed_by_user():
+        fixed = user_threads()
+        if fixed is not None:
+            torch.set_num_threads(fixed)
         return None
     if _DEFAULT_THREADS is None:
         _DEFAULT_THREADS = torch.get_num_threads()

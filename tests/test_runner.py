@@ -660,3 +660,24 @@ def test_grid_workers_started_together_share_the_cores(tmp_path, monkeypatch):
     monkeypatch.setenv("SIM2REAL_THREADS", "auto")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # fixed by the user: SIM2REAL_THREADS left as it is
     assert threads(2, 2) == ["auto", "auto", "auto"]
+
+
+def test_grid_refuses_a_bad_thread_setting_before_starting_workers(monkeypatch):
+    """The grid and `jobs.adapt_threads` read the user's thread setting through one function
+    (`jobs.threads_fixed_by_user`): a SIM2REAL_THREADS that is neither a whole number nor "auto" is refused by the
+    grid with the variable's name, not passed on to fail in every worker."""
+    from sim2real_kit import jobs
+    from sim2real_kit.errors import ConfigError
+    from sim2real_kit.runner import jobs as rjobs
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for value, fixed in (("auto", False), ("3", True), (" AUTO ", False)):
+        monkeypatch.setenv("SIM2REAL_THREADS", value)
+        assert jobs.threads_fixed_by_user() is fixed
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("SIM2REAL_THREADS", "auto")
+    assert jobs.threads_fixed_by_user() and rjobs._worker_env(2)["SIM2REAL_THREADS"] == "auto"
+    for bad in ("abc", "0", "1.5"):
+        monkeypatch.setenv("SIM2REAL_THREADS", bad)
+        with pytest.raises(ConfigError, match="SIM2REAL_THREADS"):
+            rjobs._worker_env(2)

@@ -78,10 +78,10 @@ def _worker_env(n_parallel: int) -> dict[str, str]:
     cores free when they start (`jobs.adapt_threads`); workers that start together both see every core free and
     run 2 x cores threads between them. On the 2-core machine that ran notebook 06's two Stage-I trainings at
     0.67 img/s each (24 steps in 286 s) and the notebook in 6:07 instead of ~1:20 (2026-12-06, docs/performance.md)."""
-    from sim2real_kit.jobs import usable_cores
+    from sim2real_kit.jobs import threads_fixed_by_user, usable_cores
 
     env = dict(os.environ)
-    if env.get("OMP_NUM_THREADS") or env.get("SIM2REAL_THREADS", "auto").strip().lower() != "auto":
+    if threads_fixed_by_user(env):  # ConfigError here, once, for a bad SIM2REAL_THREADS (not in every worker)
         return env
     env["SIM2REAL_THREADS"] = str(max(1, usable_cores() // max(1, n_parallel)))
     return env
