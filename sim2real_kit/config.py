@@ -111,6 +111,10 @@ class SamplingConfig:
     compile: bool = False  # torch.compile the denoiser for sampling (~1.5 min compile; long runs only)
     # data.holes=model: a pixel is a hole where P(valid) < this; `sim2real sample --calibrate-holes` sets it
     validity_threshold: float = 0.5
+    # frames larger than the model at their own resolution (the real sample, `sim2real simulate`): "tiles"
+    # (overlapping model-size tiles sampled as one sample, tiling.simulate_tiled) | "full" (each whole frame in one
+    # fully convolutional pass, tiling.simulate_full: no overlap computed twice; experiments/full_frame.py)
+    native_mode: str = "tiles"
 
 
 @dataclass
@@ -317,6 +321,7 @@ class Config:
             "model.freeze_encoder": (self.model.freeze_encoder, ("auto", "true", "false")),
             "train.mixed_precision": (self.train.mixed_precision, ("auto", "fast", "no", "bf16")),
             "sampling.precision": (self.sampling.precision, ("auto", "fp32", "bf16")),
+            "sampling.native_mode": (self.sampling.native_mode, ("tiles", "full")),
             "stage2.condition": (self.stage2.condition, ("depth", "residual")),
             "stage2.init": (self.stage2.init, ("stage1", "base")),
             "disc.normalize": (self.disc.normalize, ("cad", "pair", "none")),

@@ -361,6 +361,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         step_callback=None,
         prior_depth: np.ndarray | torch.Tensor | None = None,
         given_stages: Sequence[np.ndarray | torch.Tensor] | None = None,
+        native: bool = False,
     ) -> Sim2RealOutput:
         """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
 
@@ -376,7 +377,13 @@ class Sim2RealPipeline(DiffusionPipeline):
         Stage-I. `given_stages`: the outputs of stages 1..j already drawn for these frames (the `stages` of an
         earlier call, each [B, S, S] metres at the model size); only stages j+1.. are sampled, conditioned on the
         given stage j, so a chain evaluated stage by stage uses one Stage-I draw per frame. The noise of every
-        stage is still drawn from `generator`, so given the chain's own Stage-I output the result is the chain's."""
+        stage is still drawn from `generator`, so given the chain's own Stage-I output the result is the chain's.
+        `native`: no eval transform: the denoisers run fully convolutionally on the whole [H, W] frame at its own
+        pixel scale (as a tile of `tiling.simulate_tiled` is, without tiles, overlaps or blending), padded with
+        no-CAD pixels to a multiple of `native_multiple` and cut back; the outputs are [B, H, W], the camera the
+        one given, `prior_depth` / `given_stages` [B, H, W]. A model trained on `size`-px crops then sees a larger
+        field (its attention layers attend over more positions): `experiments/full_frame.py` measures whether
+        quality holds."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
@@ -419,16 +426,23 @@ class Sim2RealPipeline(DiffusionPipeline):
             raise DepthFormatError(f"prior_depth is {tuple(prior.shape)}, cad_depth {tuple(cad.shape)}", "prior_depth")
 
         # 2. preprocess: the eval transform (centre crop, nearest resize to the model size) --
-        cad, crop_camera = self.preprocess(cad, camera)  # [B, S, S] metres
-        prior = None if prior is None else self.preprocess(prior)[0].to(self.device)  # [B, S, S] metres
-        size = cfg.size
+        # or (native) the frame as it is, padded with no-CAD pixels to a size the UNet can halve
+        if native:
+            pad = self._native_padding(height, width)
+            cad, crop_camera = pad(cad), camera  # [B, H', W'] metres
+            prior = None if prior is None else pad(prior).to(self.device)
+        else:
+            cad, crop_camera = self.preprocess(cad, camera)  # [B, S, S] metres
+            prior = None if prior is None else self.preprocess(prior)[0].to(self.device)  # [B, S, S] metres
         device, dtype = self.device, self.dtype
         cad = cad.to(device)
-        given = [_as_depth_batch(g, "given_stages").to(device) for g in given_stages or ()]
+        given = [_as_depth_batch(g, "given_stages") for g in given_stages or ()]
+        given = [(pad(g) if native and g.shape[-2:] == (height, width) else g).to(device) for g in given]
         for j, g in enumerate(given):
             if g.shape != cad.shape:
+                where = "at their own size (native)" if native else "at the model size"
                 raise DepthFormatError(
-                    f"given_stages[{j}] is {tuple(g.shape)}; the frames at the model size are {tuple(cad.shape)}",
+                    f"given_stages[{j}] is {tuple(g.shape)}; the frames {where} are {tuple(cad.shape)}",
                     "given_stages",
                 )
 
@@ -436,10 +450,10 @@ class Sim2RealPipeline(DiffusionPipeline):
         cad_n = cad_condition(cad)[:, None]  # [B, 1, S, S] in [-1, 1], invalid -> 1
         cad_ok = valid_mask(cad)[:, None]  # [B, 1, S, S] where CAD has geometry in range
         num_frames = cad.shape[0]
-        side = self.codec.encoded_size(size)
+        rows, cols = (self.codec.encoded_size(n) for n in cad.shape[-2:])  # the model size S, or native H', W'
         noise = [
             randn_tensor(
-                (num_frames, self.codec.channels + self.denoisers[k].hole_channels, side, side),
+                (num_frames, self.codec.channels + self.denoisers[k].hole_channels, rows, cols),
                 generator=generator,
                 device=device,
                 dtype=dtype,
@@ -510,6 +524,7 @@ class Sim2RealPipeline(DiffusionPipeline):
                     validity[chunk] = torch.where(cad_ok[chunk, 0], stage_prob[:, 0], 0.0)
 
         def export(x: torch.Tensor):
+            x = x[..., :height, :width] if native else x  # the native padding cut back
             return x.cpu().numpy().astype(np.float32) if is_numpy else x.to(out_device)
 
         return Sim2RealOutput(
@@ -535,6 +550,19 @@ class Sim2RealPipeline(DiffusionPipeline):
         cad = cad[:, top : top + side, left : left + side]
         cad = F.interpolate(cad[:, None], size=(size, size), mode="nearest-exact")[:, 0]  # [B, S, S]
         return cad, None if camera is None else camera.crop(left, top, side, side).resize(size)
+
+    @property
+    def native_multiple(self) -> int:
+        """Frames sampled `native` are padded to a multiple of this many pixels: the codec's downscale times
+        the largest UNet downsampling of the stages."""
+        return int(self.codec.downscale) * max(int(d.downsample_factor) for d in self.denoisers)
+
+    def _native_padding(self, height: int, width: int):
+        """x [B, H, W] -> [B, H', W'] padded at the bottom / right with 0 (no CAD), H', W' multiples of
+        `native_multiple`."""
+        m = self.native_multiple
+        ph, pw = -height % m, -width % m
+        return lambda x: F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
     def _autocast_dtype(self, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
         """bf16 when autocast applies (CUDA and "auto", or "bf16" on any device with fp32 weights), else None."""

@@ -7,6 +7,7 @@ of a region of it) with a regular grid of native-resolution tiles overlapping by
 averages the tiles where they overlap (`TileSync`), then blends the outputs with weights that fall to ~0 at a
 tile's edge (`blend_window`, `blend_tiles`): no tile border shows (`seam_ratio` ~ 1). Used by the real-sample
 evaluation (`real_sample.simulate_tiles`) and by `simulate.simulate_frames` (native-resolution output).
+`simulate_full` is the tile-free alternative: each whole frame in one fully convolutional pass.
 """
 
 from __future__ import annotations
@@ -183,6 +184,81 @@ def simulate_tiled(
     return out[:, :H, :W]
 
 
+def simulate_full(
+    pipe,
+    cad: np.ndarray,
+    region: np.ndarray | None = None,
+    generator: torch.Generator | None = None,
+    steps: int | None = None,
+    eta: float = 0.0,
+    stages: int | None = None,
+    prior: np.ndarray | None = None,
+    margin: int | None = None,
+) -> np.ndarray:
+    """Simulated depth [F, H, W] metres of CAD frames [F, H, W] metres at their own resolution, the denoisers run
+    fully convolutionally (`Sim2RealPipeline(native=True)`) on one window per frame: the bounding box of the
+    frame's `region` pixels (default: the whole frame) grown by `margin` px of context on each side (default a
+    quarter of the model size, the tiles' overlap) and to at least the model size; 0 outside it and in frames
+    without region pixels. No tiles: no overlap computed twice, no blending, one sample per window. The
+    alternative to `simulate_tiled`; the model, trained on `size`-px crops, sees a larger field at once (its
+    attention over more positions, at a cost quadratic in the window's pixels), so whether it holds quality is
+    measured, not assumed (`experiments/full_frame.py`). prior [F, H, W] metres: the physics prior of a pipeline
+    that has one."""
+    size = int(pipe.config.size)
+    get = getattr(pipe.config, "get", None)
+    crop = int((get("eval_crop", 0) if get else 0) or 0)
+    if crop and crop != size:
+        raise ConfigError(
+            f"the pipeline resizes a {crop}-px centre crop to its {size} px (eval_crop): it was trained on resized "
+            "pixels, not the frame's; simulate at the model size instead"
+        )
+    cad = np.asarray(cad, np.float32)
+    if cad.ndim != 3:
+        raise ConfigError(f"CAD frames must be [F, H, W], got shape {cad.shape}")
+    region = np.ones(cad.shape, bool) if region is None else np.asarray(region, bool)
+    if region.shape != cad.shape:
+        raise ConfigError(f"region of shape {region.shape} for CAD frames of shape {cad.shape}")
+    if prior is not None and np.shape(prior) != cad.shape:
+        raise ConfigError(f"physics prior of shape {np.shape(prior)} for CAD frames of shape {cad.shape}")
+    margin = size // 4 if margin is None else int(margin)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    extra = {} if stages is None else {"stages": stages}
+    out = np.zeros_like(cad)
+    for f in range(cad.shape[0]):
+        box = window_box(region[f], size, margin)
+        if box is None:
+            continue
+        top, bottom, left, right = box
+        if prior is not None:
+            extra["prior_depth"] = np.asarray(prior[f : f + 1, top:bottom, left:right], np.float32)
+        window = cad[f : f + 1, top:bottom, left:right]
+        depth = pipe(window, num_inference_steps=steps, eta=eta, generator=gen, native=True, **extra).depth
+        out[f, top:bottom, left:right] = np.asarray(depth)[0]
+    return out
+
+
+def window_box(region: np.ndarray, size: int, margin: int) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of `simulate_full`'s window over a frame's `region` [H, W]: its bounding box
+    grown by `margin` px on each side and to at least `size` px (centred, inside the frame where it fits); None
+    without region pixels."""
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if not len(rows):
+        return None
+
+    def grow(lo: int, hi: int, n: int) -> tuple[int, int]:
+        lo, hi = max(lo - margin, 0), min(hi + margin, n)
+        short = size - (hi - lo)
+        if short > 0:
+            lo = max(lo - short // 2, 0)
+            hi = min(lo + size, n)
+            lo = max(hi - size, 0)
+        return lo, hi
+
+    top, bottom = grow(int(rows[0]), int(rows[-1]) + 1, region.shape[0])
+    left, right = grow(int(cols[0]), int(cols[-1]) + 1, region.shape[1])
+    return top, bottom, left, right
+
+
 class TileSync:
     """`step_callback` of `simulate_tiled`: the tiles of each frame as one sample. `boxes`: (frame, left, top)
     of every tile of the pipeline call, in batch order (several frames allowed). Before the first step each
@@ -227,4 +303,13 @@ class TileSync:
         )
 
 
-__all__ = ["tile_boxes", "blend_window", "blend_tiles", "seam_ratio", "simulate_tiled", "TileSync"]
+__all__ = [
+    "tile_boxes",
+    "blend_window",
+    "blend_tiles",
+    "seam_ratio",
+    "simulate_tiled",
+    "simulate_full",
+    "window_box",
+    "TileSync",
+]

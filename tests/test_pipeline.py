@@ -311,3 +311,71 @@ def test_sampling_options_come_from_config_and_survive_save_load(tmp_path):
     assert (old.config.precision, old.config.cuda_graph, old.config.compile) == ("auto", True, False)
     with pytest.raises(ConfigError, match="sampling.precision"):
         tiny_cfg(["sampling.precision=half"])
+
+
+# ---------------------------------------------------------------------- native: whole frames, no tiles (issue 22)
+def test_native_on_model_size_frames_is_the_default_path(pipe):
+    """On S x S frames the eval transform is the identity, so `native=True` must give the default path's output:
+    the same noise draw, the same denoisers, stage by stage."""
+    cad = cad_frames(2, SIZE, SIZE)
+    a = run(pipe, cad, 3, return_all_stages=True)
+    b = run(pipe, cad, 3, return_all_stages=True, native=True)
+    for x, y in zip((a.depth, a.residual, a.cad, *a.stages), (b.depth, b.residual, b.cad, *b.stages)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_native_frames_keep_their_size_camera_and_padding_is_no_cad(pipe):
+    """A 30 x 45 frame (not a multiple of the UNet's downsampling) comes back 30 x 45 with its camera, simulated
+    over the whole frame (not the centre crop), zero where the CAD is; the padding is exactly a no-CAD border:
+    the frame padded by hand gives the same output, and Stage-II continues a given native Stage-I draw."""
+    H, W = 30, 45
+    m = pipe.native_multiple
+    assert m == 2 ** (len(pipe.denoisers[0].unet.config.block_out_channels) - 1) and (H % m or W % m)
+    cad = cad_frames(2, H, W)
+    camera = Camera(40.0, 40.0, W / 2, H / 2, W, H)
+    out = run(pipe, cad, 5, camera=camera, native=True, return_all_stages=True)
+    for x in (out.depth, out.residual, out.cad, *out.stages):
+        assert x.shape == (2, H, W) and x.dtype == np.float32
+    assert out.camera == camera
+    np.testing.assert_array_equal(out.cad, cad)
+    assert np.all(out.depth[cad == 0] == 0)
+    right = out.depth[:, :, -6:]  # outside a centre crop of side 30 (columns 7..36)
+    assert (right > 0).mean() > 0.5  # (a random denoiser: depth anywhere in range, holes only above 4.9 m)
+    padded = np.pad(cad, ((0, 0), (0, -H % m), (0, -W % m)))
+    by_hand = run(pipe, padded, 5, native=True)
+    np.testing.assert_array_equal(by_hand.depth[:, :H, :W], out.depth)
+    given = run(pipe, cad, 5, native=True, given_stages=[out.stages[0]])
+    np.testing.assert_allclose(given.depth, out.depth, rtol=1e-5, atol=1e-5)
+    with pytest.raises(DepthFormatError, match="native"):
+        run(pipe, cad, native=True, given_stages=[out.stages[0][:, :16, :16]])
+
+
+def test_simulate_full_is_the_native_pipeline_on_a_window_around_the_region(pipe):
+    from sim2real_kit.real_sample.fewshot import simulate_tiles
+    from sim2real_kit.tiling import simulate_full, window_box
+
+    cad = cad_frames(2, 28, 40)
+    full = simulate_full(pipe, cad, None, torch.Generator().manual_seed(2), steps=3)  # the whole frames, one by one
+    gen = torch.Generator().manual_seed(2)
+    for f in range(2):
+        np.testing.assert_array_equal(full[f], pipe(cad[f], num_inference_steps=3, generator=gen, native=True).depth[0])
+    # a region: one window per frame, its bounding box + margin, at least the model size; 0 elsewhere
+    region = np.zeros(cad.shape, bool)
+    region[0, 10:13, 20:22] = True  # frame 1: no region pixel
+    assert window_box(region[0], SIZE, 2) == (4, 20, 13, 29)  # rows 8..14 with the margin, grown to 16 (centred)
+    assert window_box(region[0], SIZE, 10) == (0, 23, 10, 32)  # clipped at the top border
+    assert window_box(np.ones((28, 40), bool), SIZE, 4) == (0, 28, 0, 40) and window_box(region[1], SIZE, 2) is None
+    part = simulate_full(pipe, cad, region, torch.Generator().manual_seed(2), steps=3, margin=2)
+    assert not part[1].any() and not part[0, :4].any() and not part[0, :, 29:].any()
+    inside = part[0, 4:20, 13:29]
+    np.testing.assert_array_equal(
+        inside, run(pipe, cad[:1, 4:20, 13:29], 2, num_inference_steps=3, native=True).depth[0]
+    )
+    frames = type("Frames", (), {"cad": cad})()
+    np.testing.assert_array_equal(simulate_tiles(pipe, frames, region, 2, 3, blend="full"), simulate_full(
+        pipe, cad, region, torch.Generator().manual_seed(2), steps=3))  # fmt: skip
+    resized = make_pipeline(["data.eval_crop=24"], stages=1)
+    with pytest.raises(ConfigError, match="eval_crop"):
+        simulate_full(resized, cad)
+    with pytest.raises(ConfigError, match="region"):
+        simulate_full(pipe, cad, region[:1])

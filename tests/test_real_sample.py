@@ -236,8 +236,31 @@ def test_evaluate_real_sample_writes_the_table(run):
     assert math.isfinite(result.row("heldout", "stage1")["w1_mm"])
     summary = json.loads(result.paths["summary.json"].read_text())
     assert summary["holdout"]["name"] == "025_mug" and summary["stage1"]["steps"] == 4
+    assert summary["stage1"]["native_mode"] == "tiles" and "px tiles covering" in result.markdown()
     assert summary["w1_mm"]["objects"]["cad"] > summary["w1_mm"]["objects"]["real"] == 0
     assert "025_mug" in result.markdown() and "Few-shot" in result.markdown()
+
+
+def test_native_mode_full_reaches_the_real_sample_section(run, tmp_path, monkeypatch):
+    """`sampling.native_mode=full` runs the held-out Stage-I on one window per frame (`tiling.simulate_full`, one
+    call per seed on the 640 x 480 frames) instead of tiles; the summary and results.md say which mode ran (the
+    tiles default: `test_evaluate_real_sample_writes_the_table`)."""
+    import sim2real_kit.real_sample.fewshot as fewshot
+
+    calls = []
+    whole = fewshot.simulate_full
+    monkeypatch.setattr(fewshot, "simulate_full", lambda *a, **k: calls.append(a[1].shape) or whole(*a, **k))
+    cfg = resolve_config(run, "tiny", overrides=[*TOY, "sampling.native_mode=full"], quick=True, save=False)
+    out = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=4, seeds=1, out=tmp_path / "full", progress=False)
+    assert calls == [(5, 480, 640)]
+    assert json.loads(out.paths["summary.json"].read_text())["stage1"]["native_mode"] == "full"
+    assert (
+        "one window per frame around the held-out object, in one pass" in out.markdown()
+        and "px tiles" not in out.markdown()
+    )
+    assert math.isfinite(out.row("heldout", "stage1")["w1_mm"])
+    with pytest.raises(ConfigError, match="native_mode"):
+        load_config("tiny", None, ["sampling.native_mode=whole"])
 
 
 def test_bad_holdout_is_named(frames, run):

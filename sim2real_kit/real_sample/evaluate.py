@@ -152,7 +152,7 @@ def evaluate_real_sample(
         seen = bcfg.real_sample_seen  # off (quick): tiles over the held-out object only, a quarter of the work
         tiled, where = (masks["objects"], ("heldout", "seen")) if seen else (masks["heldout"], ("heldout",))
         for seed in seed_list:
-            depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta)
+            depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta, blend=_blend(cfg))
             scores.add("stage1", seed, depth, where)
         if physics_prior:
             train_summary["physics_prior"] = _score_physics_prior(
@@ -244,7 +244,9 @@ def _evaluate_cross(
             train_frames, cfg, None, run.real_sample_dir / "stage1_cross", steps, progress=progress
         )
         for seed in seed_list:
-            depth = simulate_tiles(pipe, frames, masks["objects"], seed, cfg.sampling.steps, cfg.sampling.eta)
+            depth = simulate_tiles(
+                pipe, frames, masks["objects"], seed, cfg.sampling.steps, cfg.sampling.eta, blend=_blend(cfg)
+            )
             scores.add("stage1", seed, depth, CROSS_REGIONS)
         if physics_prior:
             train_summary["physics_prior"] = _score_physics_prior(
@@ -307,7 +309,9 @@ def _score_physics_prior(
     frames = concat_frames(test)
     for seed in seed_list:
         prior = _prior_of(sim, test, seed)
-        depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta, prior=prior)
+        depth = simulate_tiles(
+            pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta, blend=_blend(cfg), prior=prior
+        )
         scores.add("stage1_physics", seed, depth, where)
     return {k: v for k, v in summary.items() if isinstance(v, (int, float, bool, str))}
 
@@ -387,6 +391,18 @@ def _regions(frames, holdout_id: int, bcfg) -> tuple[dict, dict]:
     return masks, {k: _Region.of(frames, m, bcfg.edge_threshold_m, bcfg.edge_dilate) for k, m in masks.items()}
 
 
+def _blend(cfg: Config) -> str:
+    """`simulate_tiles`' blend for `sampling.native_mode`: MultiDiffusion tiles ("sample") or whole frames."""
+    return "full" if cfg.sampling.native_mode == "full" else "sample"
+
+
+def _where_sampled(cfg: Config, size: int, covering: str) -> str:
+    """How Stage-I was run on the frames, for results.md."""
+    if cfg.sampling.native_mode == "full":
+        return f"one window per frame around {covering}, in one pass (sampling.native_mode full, no tiles)"
+    return f"{size}-px tiles covering {covering}"
+
+
 class _Scores:
     """Rows (region x simulator x seed) of the regions' metrics, and each simulator's first full-frame output."""
 
@@ -433,7 +449,7 @@ def _markdown(
             f"Stage-I: {cfg.preset} preset model trained {steps} steps (batch {cfg.train.batch_size}) on "
             f"{cfg.data.size}x{cfg.data.size} native-resolution crops, residual scale "
             f"{train_summary.get('residual_scale', cfg.model.residual_scale):.4g}, DDIM-{cfg.sampling.steps} on "
-            f"{cfg.data.size}-px tiles covering {covering}. {'' if cross else HELD_OUT_NOTE}\n"
+            f"{_where_sampled(cfg, cfg.data.size, covering)}. {'' if cross else HELD_OUT_NOTE}\n"
         )
         if "physics_prior" in train_summary:
             md.append(
@@ -502,6 +518,7 @@ def _stage1_entry(stage1: bool, steps: int, cfg: Config, train_summary: dict) ->
         "trained": bool(stage1),
         "steps": steps if stage1 else 0,
         "size": int(cfg.data.size),
+        "native_mode": cfg.sampling.native_mode,  # how it ran on the frames: tiles or whole frames
         **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
         "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
     }

@@ -21,7 +21,7 @@ from sim2real_kit.depth import previous_stage_condition
 from sim2real_kit.errors import ConfigError, LayoutError
 from sim2real_kit.io import atomic_write_json
 from sim2real_kit.real_sample.frames import RealFrames
-from sim2real_kit.tiling import simulate_tiled
+from sim2real_kit.tiling import simulate_full, simulate_tiled
 
 _MAPS = MAP_KEYS  # channels of PairedDepthDataset.encode_maps
 _MASK, _TARGET, _VALID = _MAPS.index("mask"), _MAPS.index("target"), _MAPS.index("valid")
@@ -243,7 +243,10 @@ def simulate_tiles(
 ) -> np.ndarray:
     """Full-resolution simulated depth [F, H, W] of the real frames' CAD (0 outside the tiles): `tiling.simulate_tiled`
     on tiles covering `region` [F, H, W], noise from `seed` (blend "sample": the tiles of a frame are one sample;
-    "after": independent tiles blended afterwards; overlap 0: the plain grid). `prior` [F, H, W] metres: the
-    physics prior of a pipeline that has one."""
+    "after": independent tiles blended afterwards; overlap 0: the plain grid; "full": no tiles, one window per
+    frame around `region` in one pass, `tiling.simulate_full`). `prior` [F, H, W] metres: the physics prior of a
+    pipeline that has one."""
     generator = torch.Generator().manual_seed(int(seed))
+    if blend == "full":
+        return simulate_full(pipe, frames.cad, region, generator, steps, eta, prior=prior)
     return simulate_tiled(pipe, frames.cad, region, generator, steps, eta, overlap, blend, prior=prior)
