@@ -121,6 +121,11 @@ def cmd_simulate(args) -> int:
     from sim2real_kit import simulate
 
     tiles = {"native": not args.model_size, "overlap": args.overlap, "tile_batch": args.tile_batch}
+    tiles["whole"] = bool(args.whole_frames)
+    if args.whole_frames and args.model_size:
+        raise Sim2RealError(
+            "simulate: --whole-frames runs at the camera's resolution; it does not go with --model-size"
+        )
     if args.mesh:
         if not args.trajectory:
             raise Sim2RealError("simulate --mesh needs --trajectory POSES.txt (N lines of 16 numbers, camera-to-world)")
@@ -271,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="most tiles per pipeline call, whole frames grouped (GPU throughput, e.g. 140; default one frame per call)",
+    )
+    p.add_argument(
+        "--whole-frames",
+        action="store_true",
+        help="no tiles: each frame in one fully convolutional pass (sampling.native_mode full; experiments/full_frame.py)",
     )
     p.set_defaults(func=cmd_simulate)
 

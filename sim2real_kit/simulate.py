@@ -190,6 +190,7 @@ def simulate_frames(
     native: bool = True,
     overlap: int | None = None,
     tile_batch: int | None = None,
+    whole: bool = False,
 ) -> DepthLayout:
     """Simulate captured depth for CAD frames [H, W] metres (one camera) and write it as a layout: `_gt` = the
     CAD, `_scan` = the simulated depth, poses as given (camera-to-world); plus `points/<scene>/<frame>.ply`
@@ -202,11 +203,12 @@ def simulate_frames(
     its size (the kit's Stage-I: a crop of side min(H, W) / zoom resized) saw coarser pixels than it is given
     here. native=False: the model size [S, S] (the eval crop of `Sim2RealPipeline.preprocess`, resized).
     tile_batch (native): the most tiles per pipeline call, whole frames grouped (a GPU: e.g. 140, four 640 x 480
-    frames of a 128-px model; None: one frame per call, the CPU default)."""
+    frames of a 128-px model; None: one frame per call, the CPU default). whole (native): no tiles, each frame in one
+    fully convolutional pass (`tiling.simulate_full`; whether a model holds quality so: experiments/full_frame.py)."""
     from tqdm.auto import tqdm
 
     from sim2real_kit.fusion import fuse_frames, save_mesh, save_point_cloud
-    from sim2real_kit.tiling import simulate_tiled
+    from sim2real_kit.tiling import simulate_full, simulate_tiled
 
     out_dir = Path(out_dir)
     gen = torch.Generator().manual_seed(seed)
@@ -216,7 +218,12 @@ def simulate_frames(
         bar = tqdm(total=len(cad_frames), desc="simulate", disable=not progress)
         for start in range(0, len(cad_frames), step):
             chunk = np.stack([np.asarray(c, dtype=np.float32) for c in cad_frames[start : start + step]])
-            sims += list(simulate_tiled(pipe, chunk, None, gen, overlap=overlap, stages=stages, tile_batch=tile_batch))
+            if whole:
+                sims += list(simulate_full(pipe, chunk, None, gen, stages=stages))
+            else:
+                sims += list(
+                    simulate_tiled(pipe, chunk, None, gen, overlap=overlap, stages=stages, tile_batch=tile_batch)
+                )
             cads += list(chunk)
             bar.update(len(chunk))
         bar.close()
@@ -236,7 +243,11 @@ def simulate_frames(
         "source": "simulated",
         "stages": stages or pipe.num_stages,
         "splits": {"unit": "frame", "rule": "every 5th frame in val.lst"},  # scenes in both lists: declared
-        "resolution": "camera (overlapping tiles, blended)" if native else "model size (eval crop resized)",
+        "resolution": "model size (eval crop resized)"
+        if not native
+        else "camera (whole frames, one pass each)"
+        if whole
+        else "camera (overlapping tiles, blended)",
     }
     layout = DepthLayout.create(out_dir, model_cam, meta=meta)
     for ref, cad, sim, pose in zip(refs, cads, sims, poses):
@@ -314,6 +325,7 @@ def simulate_folder(
     native: bool = True,
     overlap: int | None = None,
     tile_batch: int | None = None,
+    whole: bool = False,
 ) -> DepthLayout:
     """Simulate every CAD depth PNG under `cad_dir`: a `lasa_depth` layout root (its poses, intrinsics and
     depth unit are used, scenes fused), or any folder of uint16 depth PNGs in `depth_unit` (metres per count
@@ -342,6 +354,7 @@ def simulate_folder(
             native=native,
             overlap=overlap,
             tile_batch=tile_batch,
+            whole=whole,
         )
     files = sorted(p for p in cad_dir.rglob("*.png") if not p.name.endswith(("_scan.png", "_rgb.png", "_inst.png")))
     if not files:
@@ -379,6 +392,7 @@ def simulate_folder(
         native=native,
         overlap=overlap,
         tile_batch=tile_batch,
+        whole=whole,
     )
 
 
@@ -393,6 +407,7 @@ def simulate_meshes(
     native: bool = True,
     overlap: int | None = None,
     tile_batch: int | None = None,
+    whole: bool = False,
 ) -> DepthLayout:
     """CAD meshes + a camera trajectory -> rendered CAD depth -> simulated depth in a layout, point clouds
     and a fused mesh (`simulate_frames`). `trajectory`: [N, 4, 4] camera-to-world poses, or a text file of
@@ -426,4 +441,5 @@ def simulate_meshes(
         native=native,
         overlap=overlap,
         tile_batch=tile_batch,
+        whole=whole,
     )

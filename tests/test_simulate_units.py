@@ -208,3 +208,30 @@ def test_grouped_frames_stay_seamless_and_the_cli_knob_reaches_the_tiler(tmp_pat
     assert main(["simulate", "--pipeline", str(pipe_dir), "--cad", str(cad_dir), "--out", str(tmp_path / "s"),
                  "--tile-batch", "7"]) == 0  # fmt: skip
     assert seen == [7]  # both frames in one chunk of the grouped path
+
+
+def test_whole_frames_reach_the_simulated_layout(tmp_path, pipe_dir, monkeypatch, capsys):
+    """`sim2real simulate --whole-frames`: each frame in one pass (`tiling.simulate_full`), no tile call; the
+    layout keeps the camera's size and says how it was made; with --model-size it is refused."""
+    from sim2real_kit import tiling
+    from sim2real_kit.data.layout import DepthLayout
+
+    seen = {"full": 0, "tiles": 0}
+    full, tiled = tiling.simulate_full, tiling.simulate_tiled
+    monkeypatch.setattr(tiling, "simulate_full", lambda *a, **k: seen.update(full=seen["full"] + 1) or full(*a, **k))
+    monkeypatch.setattr(
+        tiling, "simulate_tiled", lambda *a, **k: seen.update(tiles=seen["tiles"] + 1) or tiled(*a, **k)
+    )
+    cad_dir = _cad_folder(tmp_path / "cad", 0.001)
+    out = tmp_path / "w"
+    assert (
+        main(["simulate", "--pipeline", str(pipe_dir), "--cad", str(cad_dir), "--out", str(out), "--whole-frames"]) == 0
+    )
+    assert seen == {"full": 2, "tiles": 0}  # two frames, one call each (one frame per chunk on the CPU)
+    lay = DepthLayout(out)
+    assert "whole frames" in lay.meta["resolution"]
+    scan = lay.read_depth(lay.frames("train")[0], "scan")
+    assert scan.shape == (24, 32) and (scan > 0).mean() > 0.5
+    args = ["simulate", "--pipeline", str(pipe_dir), "--cad", str(cad_dir), "--out", str(tmp_path / "x")]
+    assert main([*args, "--whole-frames", "--model-size"]) == 2
+    assert "--whole-frames" in capsys.readouterr().err and not (tmp_path / "x").exists()
