@@ -111,9 +111,10 @@ class SamplingConfig:
     compile: bool = False  # torch.compile the denoiser for sampling (~1.5 min compile; long runs only)
     # data.holes=model: a pixel is a hole where P(valid) < this; `sim2real sample --calibrate-holes` sets it
     validity_threshold: float = 0.5
-    # frames larger than the model at their own resolution (the real sample, `sim2real simulate`): "tiles"
-    # (overlapping model-size tiles sampled as one sample, tiling.simulate_tiled) | "full" (each whole frame in one
-    # fully convolutional pass, tiling.simulate_full: no overlap computed twice; experiments/full_frame.py)
+    # the real sample's frames (larger than the model, at their own resolution): "tiles" (overlapping model-size
+    # tiles sampled as one sample, tiling.simulate_tiled) | "full" (one window per frame around the scored pixels
+    # in one fully convolutional pass, tiling.simulate_full; worse on tiny: docs/results.md "One window instead of
+    # tiles"). `sim2real simulate --whole-frames` is the same choice for a saved pipeline.
     native_mode: str = "tiles"
 
 

@@ -392,7 +392,7 @@ def _regions(frames, holdout_id: int, bcfg) -> tuple[dict, dict]:
 
 
 def _blend(cfg: Config) -> str:
-    """`simulate_tiles`' blend for `sampling.native_mode`: MultiDiffusion tiles ("sample") or whole frames."""
+    """`simulate_tiles`' blend for `sampling.native_mode`: MultiDiffusion tiles ("sample") or one window per frame."""
     return "full" if cfg.sampling.native_mode == "full" else "sample"
 
 
