@@ -217,6 +217,10 @@ def test_latent_pipeline_with_a_tiny_sd_folder(tmp_path):
     cad = cad_frames(1)
     out = run(latent_pipe, cad)
     assert out.depth.shape == (1, 16, 16) and np.all(out.depth[out.cad == 0] == 0)
+    wide = cad_frames(1, 18, 34)  # native through the VAE: padded to the codec x UNet multiple, cut back
+    assert latent_pipe.native_multiple == latent_pipe.codec.downscale * stage1.downsample_factor > 1
+    native = run(latent_pipe, wide, native=True)
+    assert native.depth.shape == (1, 18, 34) and np.all(native.depth[wide == 0] == 0) and (native.depth > 0).any()
     latent_pipe.save_pretrained(tmp_path / "pipeline")
     assert (tmp_path / "pipeline" / "codec" / "vae" / "config.json").is_file()
     np.testing.assert_array_equal(run(Sim2RealPipeline.from_pretrained(tmp_path / "pipeline"), cad).depth, out.depth)
