@@ -91,6 +91,26 @@ def seam_ratio(residual: np.ndarray, boxes: list[tuple[int, int, int]], size: in
     return float(border.mean() / max(inner.mean(), 1e-12))
 
 
+def _native_frames(pipe, cad, prior) -> np.ndarray:
+    """CAD frames [F, H, W] float32 for sampling at their own resolution (`simulate_tiled`, `simulate_full`);
+    ConfigError for a pipeline that resizes an eval crop (it saw resized pixels, not the frame's), frames that are
+    not [F, H, W], or a physics prior of another shape."""
+    size = int(pipe.config.size)
+    get = getattr(pipe.config, "get", None)
+    crop = int((get("eval_crop", 0) if get else 0) or 0)
+    if crop and crop != size:
+        raise ConfigError(
+            f"the pipeline resizes a {crop}-px centre crop to its {size} px (eval_crop): it saw resized pixels, not "
+            "the frame's; sample the frame with a pipeline of eval_crop 0 (or simulate at the model size)"
+        )
+    cad = np.asarray(cad, np.float32)
+    if cad.ndim != 3:
+        raise ConfigError(f"CAD frames must be [F, H, W], got shape {cad.shape}")
+    if prior is not None and np.shape(prior) != cad.shape:
+        raise ConfigError(f"physics prior of shape {np.shape(prior)} for CAD frames of shape {cad.shape}")
+    return cad
+
+
 def simulate_tiled(
     pipe,
     cad: np.ndarray,
@@ -124,19 +144,8 @@ def simulate_tiled(
         raise ConfigError(f"tile overlap must be in 0..{size - 1} pixels, got {overlap}")
     if blend not in ("sample", "after"):
         raise ConfigError(f"tile blend must be 'sample' or 'after', got {blend!r}")
-    get = getattr(pipe.config, "get", None)
-    crop = int((get("eval_crop", 0) if get else 0) or 0)
-    if crop and crop != size:
-        raise ConfigError(
-            f"the pipeline resizes a {crop}-px centre crop to its {size} px (eval_crop): its tiles would not be at "
-            "the frame's resolution; tile with a pipeline of eval_crop 0 (or simulate at the model size)"
-        )
-    cad = np.asarray(cad, np.float32)
-    if cad.ndim != 3:
-        raise ConfigError(f"CAD frames must be [F, H, W], got shape {cad.shape}")
+    cad = _native_frames(pipe, cad, prior)
     region = cad > 0 if region is None else np.asarray(region, bool)
-    if prior is not None and np.shape(prior) != cad.shape:
-        raise ConfigError(f"physics prior of shape {np.shape(prior)} for CAD frames of shape {cad.shape}")
     F, H, W = cad.shape
     pad_h, pad_w = max(size - H, 0), max(size - W, 0)  # a frame smaller than a tile: no-CAD border
     if pad_h or pad_w:
@@ -205,21 +214,10 @@ def simulate_full(
     measured, not assumed (`experiments/full_frame.py`). prior [F, H, W] metres: the physics prior of a pipeline
     that has one."""
     size = int(pipe.config.size)
-    get = getattr(pipe.config, "get", None)
-    crop = int((get("eval_crop", 0) if get else 0) or 0)
-    if crop and crop != size:
-        raise ConfigError(
-            f"the pipeline resizes a {crop}-px centre crop to its {size} px (eval_crop): it was trained on resized "
-            "pixels, not the frame's; simulate at the model size instead"
-        )
-    cad = np.asarray(cad, np.float32)
-    if cad.ndim != 3:
-        raise ConfigError(f"CAD frames must be [F, H, W], got shape {cad.shape}")
+    cad = _native_frames(pipe, cad, prior)
     region = np.ones(cad.shape, bool) if region is None else np.asarray(region, bool)
     if region.shape != cad.shape:
         raise ConfigError(f"region of shape {region.shape} for CAD frames of shape {cad.shape}")
-    if prior is not None and np.shape(prior) != cad.shape:
-        raise ConfigError(f"physics prior of shape {np.shape(prior)} for CAD frames of shape {cad.shape}")
     margin = size // 4 if margin is None else int(margin)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     extra = {} if stages is None else {"stages": stages}
