@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Issue 20 on one H200: the hole model at the `small` preset with and without model.cond_edges (the CAD's edge
 # map as a condition) and the `mask` reference, same GPU dataset (.gpu/data), the jobs as processes sharing the
-# GPU. JOBS: "variant:seed ..." with variant base (data.holes=model), edges (model + cond_edges) or mask.
+# GPU. JOBS: "variant:seed ..." with variant base (data.holes=model), edges (model + cond_edges), mask, or edgesw
+# (edges with train.validity_weight=$VW, default 0.25: the validity loss at a quarter of the residual's).
 # Results under $OUT: <variant>_s<seed>.json / .log. Run folders /tmp/h_<variant>_s<seed> (resume on a warm
 # machine: checkpoints every 200 steps).
 #   device call:  STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT                      (carry [".whl", ".gpu"])
 #                 JOBS="edges:1 edges:2 mask:0" STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT
+#                 JOBS="edgesw:0 edgesw:1" VW=0.25 STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT
 set -u
 OUT=${1:-${OUT:-/tmp/holes_out}}
 STEPS=${STEPS:-1000}
 LIMIT=${LIMIT:-520}
 JOBS=${JOBS:-base:0 edges:0}
+VW=${VW:-0.25}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name --format=csv,noheader
 for job in $JOBS; do
@@ -18,6 +21,7 @@ for job in $JOBS; do
   [ -d /tmp/d_$name ] || cp -r .gpu/data /tmp/d_$name
   mode=model; extra=""
   [ $v = edges ] && extra="--override model.cond_edges=true"
+  [ $v = edgesw ] && extra="--override model.cond_edges=true --override train.validity_weight=$VW"
   [ $v = mask ] && mode=mask
   timeout "$LIMIT" python3 benchmarks/bench_holes.py --preset small --out /tmp/h_$name --modes $mode --seed $seed \
     --json "$OUT/$name.json" --override data.root=/tmp/d_$name --override train.steps=$STEPS \

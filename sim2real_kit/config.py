@@ -99,6 +99,9 @@ class TrainConfig:
     fused_adamw: bool = False  # fused AdamW kernel (CUDA)
     lr_warmup_steps: int = 0  # linear warm-up steps, then constant (release: constant lr)
     keep_checkpoints: int = 2  # step checkpoints kept besides best/
+    # data.holes=model: the validity loss against the residual's, loss = (residual + w * validity) / (1 + w);
+    # 1 = their 1 : 1 mean (default). Below 1 the residual gets more of the gradient (docs/results_gpu.md, holes)
+    validity_weight: float = 1.0
 
 
 @dataclass
@@ -352,6 +355,7 @@ class Config:
             "pipeline.stages": self.pipeline.stages,
             "model.residual_scale": self.model.residual_scale,
             "train.lr": self.train.lr,
+            "train.validity_weight": self.train.validity_weight,
         }
         for key, value in positive.items():
             if not value > 0:

@@ -46,10 +46,11 @@ class StageModel(torch.nn.Module):
             self.codec.compile_encoder()
 
 
-def denoising_loss(scheduler, use_prev: bool, reweight: bool):
+def denoising_loss(scheduler, use_prev: bool, reweight: bool, validity_weight: float = 1.0):
     """loss_fn(model, batch, generator) of one stage (paper Eq. 4-6): the diffusion loss of the batch's
     `target` conditioned on `cad_n` (+ `prev_n` for stage k > 1), weighted by `mask`; with `reweight`, by
-    `flag_weight` x `mask` when some sample of the batch is flagged (the release's rule, no host sync)."""
+    `flag_weight` x `mask` when some sample of the batch is flagged (the release's rule, no host sync).
+    `validity_weight`: the validity channel's share against the residual's (`train.validity_weight`)."""
     from sim2real_kit.models.denoiser import diffusion_loss
     from sim2real_kit.training import unwrap_model
 
@@ -59,7 +60,9 @@ def denoising_loss(scheduler, use_prev: bool, reweight: bool):
         weight = batch["mask"]
         if reweight and "flag_weight" in batch:
             weight = torch.where(batch["has_flag"].any(), batch["flag_weight"] * weight, weight)
-        loss, _ = diffusion_loss(model, inner.codec, scheduler, batch["target"], conds, weight, generator)
+        loss, _ = diffusion_loss(
+            model, inner.codec, scheduler, batch["target"], conds, weight, generator, validity_weight=validity_weight
+        )
         return loss
 
     return loss_fn
@@ -109,7 +112,12 @@ def train_denoiser(
         denoiser = previous[-1].expand_condition(2)
     else:
         denoiser = ControlledDenoiser.from_config(cfg, cond_maps=2)
-    loss_fn = denoising_loss(make_scheduler(cfg, "ddpm"), use_prev=bool(previous or prior), reweight=reweight)
+    loss_fn = denoising_loss(
+        make_scheduler(cfg, "ddpm"),
+        use_prev=bool(previous or prior),
+        reweight=reweight,
+        validity_weight=cfg.train.validity_weight,
+    )
     val_fn = None if val_layout is None else _val_fn(cfg, val_layout, codec, previous, cfg.train.val_frames)
     trainer = Trainer(
         StageModel(codec, denoiser),

@@ -349,6 +349,64 @@ def test_cad_edge_map_marks_depth_jumps_and_silhouettes_only():
     assert float(e[6, 13]) > 0.99  # beside the missing CAD
 
 
+def test_validity_weight_sets_the_share_of_the_validity_loss():
+    """`train.validity_weight` w: the loss is (residual's weighted mean + w x the validity's) / (1 + w), so w = 1
+    is the 1 : 1 mean (the default, unchanged) and w -> 0 trains the residual alone; the residual's weights and the
+    validity's stay their own (a stub denoiser with a fixed x0, as above)."""
+    cfg = _cfg(16)
+    x0 = torch.randn(2, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    codec, scheduler = PixelCodec(), make_scheduler(cfg, "ddpm")
+    cad_n = torch.rand(2, 1, 16, 16) * 2 - 1
+    target = torch.cat([torch.randn(2, 1, 16, 16) * 0.1, torch.ones(2, 1, 16, 16)], dim=1)
+    weight = torch.ones(2, 2, 16, 16)
+    weight[:, 0, :4] = 0
+    weight[:, 1, :, :2] = 0
+    error = (x0 - target) ** 2
+    res, val = error[:, 0, 4:].mean(), error[:, 1, :, 2:].mean()
+
+    def loss(**kw):
+        return diffusion_loss(
+            lambda *a: x0, codec, scheduler, target, [cad_n], weight, torch.Generator().manual_seed(0), **kw
+        )
+
+    torch.testing.assert_close(loss()[0], 0.5 * res + 0.5 * val)
+    torch.testing.assert_close(loss(validity_weight=1.0)[0], loss()[0])
+    for w in (0.25, 4.0):
+        total, per_sample = loss(validity_weight=w)
+        torch.testing.assert_close(total, (res + w * val) / (1 + w))
+        r = error[:, 0, 4:].flatten(1).mean(1)
+        v = error[:, 1, :, 2:].flatten(1).mean(1)
+        torch.testing.assert_close(per_sample, (r + w * v) / (1 + w))
+    with pytest.raises(ValueError, match="validity_weight"):
+        loss(validity_weight=0.0)
+    with pytest.raises(ConfigError, match="train.validity_weight"):
+        _cfg(16, "train.validity_weight=-1")
+
+
+def test_validity_weight_reaches_stage1_training(monkeypatch, tmp_path):
+    """The config's `train.validity_weight` reaches the loss Stage-I trains with (a spy on `diffusion_loss`
+    during a 2-step `train_denoiser`) and is saved in nothing else: the default run passes 1.0."""
+    import sim2real_kit.models.denoiser as den_mod
+    from sim2real_kit.stage1 import train_denoiser
+
+    seen = []
+    real_loss = den_mod.diffusion_loss
+
+    def spy(*args, **kw):
+        seen.append(kw.get("validity_weight"))
+        return real_loss(*args, **kw)
+
+    monkeypatch.setattr(den_mod, "diffusion_loss", spy)
+    layout = _band_layout(tmp_path / "ds", frames=8, size=16)
+    for w, name in ((0.3, "w03"), (1.0, "default")):
+        extra = [f"train.validity_weight={w}"] if name != "default" else []
+        cfg = _cfg(16, "train.steps=2", "train.batch_size=2", "train.ckpt_every=1000", *extra)
+        ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("cad_n", "target", "mask"))
+        seen.clear()
+        train_denoiser(cfg, ds, tmp_path / name, progress=False)
+        assert seen and set(seen) == {w}, (name, seen)
+
+
 def test_cond_edges_reaches_the_denoiser_and_stage2_keeps_it(tmp_path):
     """The knob `model.cond_edges` reaches the saved denoiser (one more condition channel in pixel space, s² in
     latent space, right after codec(CAD)); Stage-II's widened condition keeps it; a pipeline samples with it."""

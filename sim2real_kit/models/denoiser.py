@@ -570,6 +570,7 @@ def diffusion_loss(
     condition_maps: list[torch.Tensor],
     weight_map: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    validity_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One diffusion training loss (paper Eq. 4-6).
 
@@ -586,13 +587,16 @@ def diffusion_loss(
     channels [B, h, w] (target = noise or velocity for the other prediction types); weights are resized
     (nearest) to h x w. With validity maps, the validity error gets its own weighted mean (its own weights;
     in latent space per pixel, the s² channels depth-to-space) and the loss is the mean of the two weighted
-    means (1 : 1 in pixel and latent space alike), so the validity never moves the residual's pixels or scale.
+    means (1 : 1 in pixel and latent space alike), so the validity never moves the residual's pixels or scale;
+    `validity_weight` w (`train.validity_weight`) makes it (residual + w * validity) / (1 + w) (w = 1: the mean).
 
     Why a weighted *mean* (sum(w * error) / sum(w)) rather than mean(w * error): the loss keeps the
     scale of a plain MSE whatever share of the frame is flagged or ignored, so the re-weighting
     only moves emphasis between regions (flagged : other = lambda : omega = 3 : 1) without changing
     the effective learning rate from batch to batch, and zero-weight pixels neither count nor
     dilute the mean. Per-sample values are normalised by each sample's own weight sum."""
+    if not validity_weight > 0:
+        raise ValueError(f"validity_weight must be > 0, got {validity_weight!r}")
     batch = target_n.shape[0]
     # one batched encode of target and condition maps (one VAE call per step instead of 1 + k)
     k = int(getattr(codec, "input_channels", 1))  # the map's channels (1; a stand-in codec's latents: 4)
@@ -631,8 +635,9 @@ def diffusion_loss(
     elif weights.shape[1] != 1:
         raise ValueError(f"weight_map has {weights.shape[1]} channels but the target has no validity channel")
     loss = per_sample = 0.0
-    for error, w in groups:
-        frac = 1.0 / len(groups)  # the mean of the groups' weighted means (one group: the plain weighted mean)
+    # the groups' weighted means, the validity's at `validity_weight` times the residual's (one group: its own)
+    fracs = [1.0] if len(groups) == 1 else [1.0 / (1.0 + validity_weight), validity_weight / (1.0 + validity_weight)]
+    for (error, w), frac in zip(groups, fracs):
         weighted = (w * error).flatten(1).sum(dim=1)  # [B]
         weight_sum = w.flatten(1).sum(dim=1)  # [B]
         per_sample = per_sample + frac * weighted / weight_sum.clamp_min(1e-8)
