@@ -100,7 +100,7 @@ class TrainConfig:
     lr_warmup_steps: int = 0  # linear warm-up steps, then constant (release: constant lr)
     keep_checkpoints: int = 2  # step checkpoints kept besides best/
     # data.holes=model: the validity loss against the residual's, loss = (residual + w * validity) / (1 + w);
-    # 1 = their 1 : 1 mean (default). Below 1 the residual gets more of the gradient (docs/results_gpu.md, holes)
+    # 1 = their 1 : 1 mean (default). Below 1 the residual gets more of the gradient (docs/results.md, holes)
     validity_weight: float = 1.0
 
 
