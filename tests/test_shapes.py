@@ -193,9 +193,12 @@ def _world_fingerprint(root: Path) -> dict[str, str]:
 # decoding can differ between machines or library versions; should that ever be the cause of a
 # failure, recompute them by running `_shape_fingerprint` / `_world_fingerprint` on the code of
 # ad6e622 on that machine, never from the code under test.
+# That happened on 2026-12-07 (AMD EPYC, Zen 5): ad6e622 itself gave chair and table other digests there (the code
+# under test the same ones; the other four categories and the world fingerprint unchanged), so those two list the
+# digest of each machine.
 SHAPE_FINGERPRINT = {
-    "chair": "7ff11a1cd4236c4d",
-    "table": "f71c06354bf854b2",
+    "chair": ("7ff11a1cd4236c4d", "9db0ed29c6f1296e"),
+    "table": ("f71c06354bf854b2", "772857ab8f1db58d"),
     "sofa": "f7c91ff5031ee129",
     "bed": "9403c2dc8b425002",
     "cabinet": "0396d30fd7a4033f",
@@ -216,7 +219,10 @@ WORLD_FINGERPRINT = {
 
 def test_procedural_shapes_are_bit_identical_to_the_reference():
     """Every category's CAD and real meshes, params and material, as before the module split."""
-    assert _shape_fingerprint() == SHAPE_FINGERPRINT
+    got = _shape_fingerprint()
+    assert set(got) == set(SHAPE_FINGERPRINT)
+    for category, want in SHAPE_FINGERPRINT.items():
+        assert got[category] in (want if isinstance(want, tuple) else (want,)), (category, got[category])
 
 
 def test_procedural_world_is_bit_identical_to_the_reference(tmp_path):
