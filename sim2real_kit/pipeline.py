@@ -71,10 +71,10 @@ class Sim2RealOutput(BaseOutput):
 
     depth [B, h, w] metres at the model size (0 = hole / no CAD; with `native=True` every map is [B, H, W], the
     frame's own size); residual [B, h, w] normalised residual of the last stage; cad [B, h, w] CAD metres after
-    the eval transform; camera: the crop's Camera (the one given with `native`; None when none was given); stages: per-stage depth [B, h, w] metres when
-    `return_all_stages`; validity [B, h, w] in [0, 1] P(valid) of the last stage, (x0 + 1) / 2 of its validity
-    channel (`data.holes: model`; 0 where the CAD has no depth; the depth is 0 where it is below
-    `sampling.validity_threshold`, 0.5 by default), else None."""
+    the eval transform; camera: the crop's Camera (the one given with `native`; None when none was given);
+    stages: per-stage depth [B, h, w] metres when `return_all_stages`; validity [B, h, w] in [0, 1] P(valid) of
+    the last stage, (x0 + 1) / 2 of its validity channel (`data.holes: model`; 0 where the CAD has no depth; the
+    depth is 0 where it is below `sampling.validity_threshold`, 0.5 by default), else None."""
 
     depth: Any
     residual: Any

@@ -385,7 +385,7 @@ def test_validity_weight_sets_the_share_of_the_validity_loss():
 
 def test_validity_weight_reaches_stage1_training(monkeypatch, tmp_path):
     """The config's `train.validity_weight` reaches the loss Stage-I trains with (a spy on `diffusion_loss`
-    during a 2-step `train_denoiser`) and is saved in nothing else: the default run passes 1.0."""
+    during a 2-step `train_denoiser`): 0.3 when set, 1.0 (the 1 : 1 mean) by default."""
     import sim2real_kit.models.denoiser as den_mod
     from sim2real_kit.stage1 import train_denoiser
 
