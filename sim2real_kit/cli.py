@@ -10,6 +10,7 @@
     sim2real simulate --pipeline runs/x --cad DIR --out DIR
     sim2real evaluate --run runs/x --out runs/x/benchmark
     sim2real evaluate-real --run runs/x [--sample data/ycbv_sample] [--holdout mug] [--steps N] [--seeds N]
+                           [--calibrate-holes]
     sim2real evaluate-real --run runs/x --train-sample data/ycbv_sample --test-sample lmo_sample [--steps N]
     sim2real notebooks --preset tiny --out runs/demo [key=value ...]
     sim2real ablate configs/ablations/paper.yaml --out runs/ablate [--jobs N]
@@ -161,7 +162,8 @@ def cmd_evaluate_real(args) -> int:
 
     if args.sample and (args.train_sample or args.test_sample):
         raise Sim2RealError("evaluate-real: give --sample (held-out object) or --train-sample/--test-sample, not both")
-    cfg = resolve_config(args.run, "tiny", overrides=args.overrides, quick=args.quick, save=False)
+    overrides = [*args.overrides, *(["benchmark.real_sample_calibrate_holes=true"] if args.calibrate_holes else [])]
+    cfg = resolve_config(args.run, "tiny", overrides=overrides, quick=args.quick, save=False)
     result = real_sample.evaluate_real_sample(
         args.run,
         cfg,
@@ -308,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--physics-prior",
         action="store_true",
         help="also a Stage-I with the physical model's output as a second condition (physics + learned)",
+    )
+    p.add_argument(
+        "--calibrate-holes",
+        action="store_true",
+        help="data.holes=model: also Stage-I at the validity threshold whose hole rate on the training objects "
+        "matches the real sensor's (benchmark.real_sample_calibrate_holes=true)",
     )
     p.add_argument("--quick", action="store_true", help="CI sizes")
     p.add_argument("overrides", nargs="*", help="key.sub=value")

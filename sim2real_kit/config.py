@@ -182,6 +182,9 @@ class BenchmarkConfig:
     real_sample_steps: int = 0  # few-shot Stage-I steps on the real sample; 0 = train.steps
     real_sample_holdout: str = ""  # object held out of the real-sample Stage-I (class id or name); "" = the largest
     real_sample_seen: bool = True  # also score the real-sample Stage-I on the objects it trained on (quick: off)
+    # data.holes=model: also a row at the validity threshold whose hole rate on the training objects' pixels
+    # matches the real sensor's there (calibrated per run, never on a scored pixel; issue 20)
+    real_sample_calibrate_holes: bool = False
 
 
 @dataclass

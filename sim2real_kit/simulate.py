@@ -141,12 +141,22 @@ def calibrate_validity_threshold(
     return match_hole_rate(*sample_validity(run, cfg, split, cfg.seed + 1000 + 1, max_frames))
 
 
-def match_hole_rate(cad: np.ndarray, real: np.ndarray, depth: np.ndarray, prob: np.ndarray) -> dict:
+def match_hole_rate(
+    cad: np.ndarray, real: np.ndarray, depth: np.ndarray, prob: np.ndarray, region: np.ndarray | None = None
+) -> dict:
     """The threshold (0.05-0.95 in steps of 0.01) whose hole rate, `np.where(prob < t, 0, depth)` over the CAD
-    pixels, is nearest the real maps' (arrays as `sample_validity` returns them). Returns {"threshold",
-    "real_rate", "rate" (generated at the threshold), "rate_at_0.5", "frames"}; rates are shares of CAD pixels."""
+    pixels, is nearest the real maps' (arrays [N, H, W] as `sample_validity` returns them). `region` [N, H, W]
+    bool: count only its CAD pixels (e.g. a real sample's training objects). Returns {"threshold", "real_rate",
+    "rate" (generated at the threshold), "rate_at_0.5", "frames", "pixels"}; rates are shares of CAD pixels."""
     from sim2real_kit.metrics import depth_edges, hole_rates
 
+    if region is not None:
+        region = np.asarray(region, bool)
+        if region.shape != np.shape(cad):
+            raise ConfigError(f"hole-rate region of shape {region.shape} for CAD maps of shape {np.shape(cad)}")
+        cad = np.where(region, cad, 0.0)
+    if not np.count_nonzero(np.asarray(cad) > 0):
+        raise ConfigError("no CAD pixel to match the hole rate on (an empty region)")
     edges = depth_edges(cad, 0.05, 1)
     target = hole_rates(cad, real, edge_mask=edges)["all"]
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -158,6 +168,7 @@ def match_hole_rate(cad: np.ndarray, real: np.ndarray, depth: np.ndarray, prob: 
         "rate": float(rates[best]),
         "rate_at_0.5": float(rates[int(np.argmin(np.abs(grid - 0.5)))]),
         "frames": len(cad),
+        "pixels": int(np.count_nonzero(np.asarray(cad) > 0)),
     }
 
 

@@ -65,6 +65,22 @@ def blend_tiles(
     return out.astype(np.float32)
 
 
+def blend_values(
+    tiles: np.ndarray, boxes: list[tuple[int, int, int]], shape: tuple[int, int, int], overlap: int
+) -> np.ndarray:
+    """A per-pixel quantity [F, H, W] (e.g. P(valid) in [0, 1]) from overlapping tiles [N, S, S] at `boxes`
+    (frame, left, top): the `blend_window`-weighted mean of every tile there (no hole logic, unlike `blend_tiles`);
+    0 where no tile lies."""
+    size = tiles.shape[-1]
+    window = blend_window(size, overlap)
+    acc = np.zeros(shape, np.float64)
+    weight = np.zeros(shape, np.float64)
+    for (f, x, y), tile in zip(boxes, tiles):
+        acc[f, y : y + size, x : x + size] += window * tile
+        weight[f, y : y + size, x : x + size] += window
+    return np.where(weight > 0, acc / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
+
+
 def seam_ratio(residual: np.ndarray, boxes: list[tuple[int, int, int]], size: int, valid=None) -> float:
     """How visible the tile borders are in a residual map [F, H, W] (metres): the mean |difference| of
     horizontally and vertically adjacent pixels across a tile's inner border (a tile edge that is not the
@@ -123,7 +139,8 @@ def simulate_tiled(
     stages: int | None = None,
     prior: np.ndarray | None = None,
     tile_batch: int | None = None,
-) -> np.ndarray:
+    return_validity: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Simulated depth [F, H, W] metres of CAD frames [F, H, W] metres at their own resolution (0 outside the
     tiles): `pipe` run on `pipe.config.size`-px native-resolution tiles (no resize) covering `region` [F, H, W]
     (default: where CAD > 0), overlapping by `overlap` pixels (default a quarter of the tile). Frames smaller than
@@ -137,7 +154,10 @@ def simulate_tiled(
     [F, H, W] metres: the physics prior of a pipeline that has one (`Sim2RealPipeline(prior_depth=...)`), tiled
     as the CAD. tile_batch: the most tiles per pipeline call, whole frames grouped (None: one frame per call);
     grouping frames fills a GPU (and keeps one CUDA graph per group size) at 640 x 480, where one frame is ~35
-    tiles of 128 px. Another grouping draws the noise in another order: another sample of the same law."""
+    tiles of 128 px. Another grouping draws the noise in another order: another sample of the same law.
+    return_validity (a `data.holes: model` pipeline): (depth, P(valid) [F, H, W]), the tiles' P(valid) blended as
+    a weighted mean (`blend_values`; 0 outside the tiles), so that a threshold applies afterwards (with the
+    pipeline's `validity_threshold` at 0, `np.where(p < tau, 0, depth)` is the depth at threshold tau)."""
     size = int(pipe.config.size)
     overlap = size // 4 if overlap is None else int(overlap)
     if not 0 <= overlap < size:
@@ -155,6 +175,7 @@ def simulate_tiled(
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     stride = size - overlap
     out = np.zeros_like(cad)
+    prob = np.zeros_like(cad) if return_validity else None
     per_frame = [[(f, x, y) for x, y in tile_boxes(region[f], size, stride)] for f in range(F)]
     groups, group = [], []  # frames sampled together: up to tile_batch tiles (a larger frame alone)
     for f in range(F):
@@ -176,21 +197,33 @@ def simulate_tiled(
             extra["prior_depth"] = np.stack([prior[f, y : y + size, x : x + size] for f, x, y in boxes]).astype(
                 np.float32
             )
-        depth = np.asarray(
-            pipe(
-                tiles,
-                num_inference_steps=steps,
-                eta=eta,
-                generator=gen,
-                batch_size=len(tiles),  # one chunk: the callback sees every tile of the call at once
-                step_callback=callback,
-                **extra,
-            ).depth
+        result = pipe(
+            tiles,
+            num_inference_steps=steps,
+            eta=eta,
+            generator=gen,
+            batch_size=len(tiles),  # one chunk: the callback sees every tile of the call at once
+            step_callback=callback,
+            **extra,
         )
         slot = {f: k for k, f in enumerate(group)}
-        blended = blend_tiles(depth, [(slot[f], x, y) for f, x, y in boxes], (len(group), *cad.shape[1:]), overlap)
-        out[group] = blended
+        where = [(slot[f], x, y) for f, x, y in boxes]
+        out[group] = blend_tiles(np.asarray(result.depth), where, (len(group), *cad.shape[1:]), overlap)
+        if prob is not None:
+            prob[group] = blend_values(_validity_of(result), where, (len(group), *cad.shape[1:]), overlap)
+    if prob is not None:
+        return out[:, :H, :W], prob[:, :H, :W]
     return out[:, :H, :W]
+
+
+def _validity_of(result) -> np.ndarray:
+    """The pipeline output's P(valid) [B, h, w]; ConfigError for a pipeline without a hole model."""
+    validity = getattr(result, "validity", None)
+    if validity is None:
+        raise ConfigError(
+            "P(valid) asked of a pipeline without a hole model: it needs a Stage-I trained with data.holes=model"
+        )
+    return np.asarray(validity, np.float32)
 
 
 def simulate_full(
@@ -203,7 +236,8 @@ def simulate_full(
     stages: int | None = None,
     prior: np.ndarray | None = None,
     margin: int | None = None,
-) -> np.ndarray:
+    return_validity: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Simulated depth [F, H, W] metres of CAD frames [F, H, W] metres at their own resolution, the denoisers run
     fully convolutionally (`Sim2RealPipeline(native=True)`) on one window per frame: the bounding box of the
     frame's `region` pixels (default: the whole frame) grown by `margin` px of context on each side (default a
@@ -212,7 +246,7 @@ def simulate_full(
     alternative to `simulate_tiled`; the model, trained on `size`-px crops, sees a larger field at once (its
     attention over more positions, at a cost quadratic in the window's pixels), so whether it holds quality is
     measured, not assumed (`experiments/full_frame.py`). prior [F, H, W] metres: the physics prior of a pipeline
-    that has one."""
+    that has one. return_validity: (depth, P(valid) [F, H, W]) as `simulate_tiled`'s."""
     size = int(pipe.config.size)
     cad = _native_frames(pipe, cad, prior)
     region = np.ones(cad.shape, bool) if region is None else np.asarray(region, bool)
@@ -222,6 +256,7 @@ def simulate_full(
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     extra = {} if stages is None else {"stages": stages}
     out = np.zeros_like(cad)
+    prob = np.zeros_like(cad) if return_validity else None
     for f in range(cad.shape[0]):
         box = window_box(region[f], size, margin)
         if box is None:
@@ -230,9 +265,11 @@ def simulate_full(
         if prior is not None:
             extra["prior_depth"] = np.asarray(prior[f : f + 1, top:bottom, left:right], np.float32)
         window = cad[f : f + 1, top:bottom, left:right]
-        depth = pipe(window, num_inference_steps=steps, eta=eta, generator=gen, native=True, **extra).depth
-        out[f, top:bottom, left:right] = np.asarray(depth)[0]
-    return out
+        result = pipe(window, num_inference_steps=steps, eta=eta, generator=gen, native=True, **extra)
+        out[f, top:bottom, left:right] = np.asarray(result.depth)[0]
+        if prob is not None:
+            prob[f, top:bottom, left:right] = _validity_of(result)[0]
+    return (out, prob) if prob is not None else out
 
 
 def window_box(region: np.ndarray, size: int, margin: int) -> tuple[int, int, int, int] | None:

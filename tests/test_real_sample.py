@@ -657,3 +657,132 @@ def test_the_real_sample_job_gives_what_the_section_gives_here(run, tmp_path, mo
     with pytest.raises(Sim2RealError, match="'banana'"):
         bad.result()
     assert torch.get_num_threads() == before
+
+
+# ---------------------------------------------------------------------- the hole threshold, calibrated (issue 20)
+class _ValidityPipe:
+    """A stand-in hole-model pipeline: depth = CAD, P(valid) = a constant of each tile (tile k: 0.2 + 0.6 k / (N-1))."""
+
+    def __init__(self, size):
+        self.config = type("C", (), {"size": size})()
+
+    def __call__(self, tiles, **kw):
+        n = len(tiles)
+        p = np.linspace(0.2, 0.8, n, dtype=np.float32)[:, None, None] * np.ones_like(tiles)
+        return type("O", (), {"depth": tiles.copy(), "validity": np.where(tiles > 0, p, 0.0)})()
+
+
+def test_tiles_return_their_validity_blended():
+    """`simulate_tiled(return_validity=True)`: P(valid) of the tiles blended as a weighted mean (a ramp in the
+    overlap between two tiles' constants, each tile's own value where it lies alone); a pipeline without a hole
+    model is refused by name."""
+    from sim2real_kit.tiling import simulate_tiled
+
+    cad = np.full((1, 16, 28), 1.5, np.float32)  # two 16-px tiles overlapping by 4 px: lefts 0 and 12
+    depth, prob = simulate_tiled(_ValidityPipe(16), cad, overlap=4, return_validity=True)
+    np.testing.assert_allclose(depth, cad)
+    np.testing.assert_allclose(prob[0, :, :12], 0.2, atol=1e-6)  # tile 0 alone
+    np.testing.assert_allclose(prob[0, :, 16:], 0.8, atol=1e-6)  # tile 1 alone
+    ramp = prob[0, 8, 12:16]
+    assert (np.diff(ramp) > 0).all() and (ramp > 0.2).all() and (ramp < 0.8).all()
+    assert simulate_tiled(_ValidityPipe(16), cad, overlap=4).shape == cad.shape  # default: depth only
+    with pytest.raises(ConfigError, match="data.holes=model"):
+        simulate_tiled(_TileOffsetPipe(16), cad, overlap=4, return_validity=True)
+
+
+def test_match_hole_rate_counts_only_the_region():
+    """The threshold matches the real hole rate on the region's pixels only: real holes 30 % inside the region,
+    none outside, P(valid) uniform -> a threshold of ~0.3 (it would be ~0.15 over the whole frame)."""
+    from sim2real_kit.simulate import match_hole_rate
+
+    rng = np.random.default_rng(0)
+    cad = np.full((2, 40, 40), 1.0, np.float32)
+    region = np.zeros(cad.shape, bool)
+    region[:, :, :20] = True
+    real = np.where(region & (rng.random(cad.shape) < 0.3), 0.0, cad)
+    prob = rng.random(cad.shape).astype(np.float32)
+    inside = match_hole_rate(cad, real, cad, prob, region=region)
+    assert inside["threshold"] == pytest.approx(0.3, abs=0.03) and inside["pixels"] == 2 * 40 * 20
+    assert inside["real_rate"] == pytest.approx(0.3, abs=0.02)
+    assert match_hole_rate(cad, real, cad, prob)["threshold"] == pytest.approx(0.15, abs=0.03)
+    with pytest.raises(ConfigError, match="empty region"):
+        match_hole_rate(cad, real, cad, prob, region=np.zeros(cad.shape, bool))
+
+
+def _spy_calibration(monkeypatch, threshold=None):
+    """Record `match_hole_rate`'s CAD and region (and force its threshold, if given)."""
+    from sim2real_kit import simulate
+
+    seen, real_fn = [], simulate.match_hole_rate
+
+    def spy(cad, real, depth, prob, region=None):
+        out = real_fn(cad, real, depth, prob, region=region)
+        seen.append({"cad": cad, "region": region, "out": dict(out)})
+        return {**out, "threshold": threshold} if threshold is not None else out
+
+    monkeypatch.setattr(simulate, "match_hole_rate", spy)
+    return seen
+
+
+HOLES = [*TOY, "data.holes=model", "benchmark.real_sample_calibrate_holes=true"]
+
+
+def test_calibrated_holes_come_from_the_training_samples_and_reach_the_rows(toy_samples, tmp_path, monkeypatch):
+    """Train / test mode with `benchmark.real_sample_calibrate_holes`: the threshold is matched on the training
+    samples' object pixels (never a test frame) and is the one the `stage1_calibrated` rows use: forced to 1.0
+    nearly every object pixel is a hole, forced to 0.0 none; the `stage1` rows are the pipeline's own threshold."""
+    cfg = load_config("tiny", None, HOLES)
+    train = [toy_samples["a"]]
+    rates = {}
+    for forced in (1.0, 0.0):
+        calls = _spy_calibration(monkeypatch, forced)
+        result = rs.evaluate_real_sample(
+            tmp_path / "run", cfg, train_samples=train, test_samples=[toy_samples["test"]], steps=4, seeds=1,
+            progress=False, out=tmp_path / f"out{forced}",
+        )  # fmt: skip
+        (call,) = calls
+        train_frames = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_samples["a"]))
+        assert call["cad"].shape == train_frames.cad.shape  # the training frames, not the test frame
+        np.testing.assert_array_equal(call["region"], train_frames.object_mask())
+        rates[forced] = result.row("objects", "stage1_calibrated")["hole_all_pct"]
+        assert math.isfinite(result.row("objects", "stage1")["w1_mm"])
+        summary = json.loads(result.paths["summary.json"].read_text())["stage1"]
+        assert summary["holes_threshold"] == forced and summary["holes_threshold_default"] == 0.5
+        assert summary["holes_calibration_px"] == int(train_frames.object_mask().sum())
+        assert "stage1_calibrated" in result.paths["results.csv"].read_text() and "calibrated" in result.markdown()
+    assert rates[1.0] > 90.0 and rates[0.0] == 0.0  # at 1.0 only pixels of P(valid) exactly 1 keep their depth
+
+
+def test_calibrated_holes_never_see_the_held_out_object(run, tmp_path, monkeypatch):
+    """Held-out-object mode: the threshold is matched on the other objects' pixels (Stage-I's training pixels);
+    no pixel of the held-out object, the scored one, is in the calibration region."""
+    calls = _spy_calibration(monkeypatch)
+    cfg = resolve_config(run, "tiny", overrides=HOLES, quick=True, save=False)
+    result = rs.evaluate_real_sample(run, cfg, holdout="mug", steps=2, seeds=1, out=tmp_path / "h", progress=False)
+    frames = rs.load_frames(rs.import_real_sample(run))
+    held = frames.object_mask(rs.resolve_holdout(frames, "mug"))
+    (call,) = calls
+    assert call["region"].any() and not (call["region"] & held).any()
+    np.testing.assert_array_equal(call["region"], frames.object_mask() & ~held)
+    assert 0.05 <= result.summary["stage1"]["holes_threshold"] <= 0.95
+    assert math.isfinite(result.row("heldout", "stage1_calibrated")["w1_mm"])
+
+
+def test_calibrating_holes_needs_a_hole_model_and_the_cli_flag_reaches_the_config(run, monkeypatch, capsys):
+    from sim2real_kit.cli import main
+
+    cfg = resolve_config(run, "tiny", overrides=[*TOY, "benchmark.real_sample_calibrate_holes=true"], save=False)
+    with pytest.raises(ConfigError, match="data.holes=model"):
+        rs.evaluate_real_sample(run, cfg, holdout="mug", steps=2, seeds=1, progress=False)
+    given = []
+    monkeypatch.setattr(rs, "evaluate_real_sample", lambda run, cfg, *a, **k: given.append(cfg) or _Stop())
+    main(["evaluate-real", "--run", str(run), "--calibrate-holes", "data.holes=model"])
+    main(["evaluate-real", "--run", str(run), "data.holes=model"])
+    assert [c.benchmark.real_sample_calibrate_holes for c in given] == [True, False]
+
+
+class _Stop:
+    seconds, out_dir = 0.0, Path(".")
+
+    def markdown(self):
+        return ""

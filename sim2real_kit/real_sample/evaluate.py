@@ -112,6 +112,11 @@ def evaluate_real_sample(
     if not seed_list:
         raise ConfigError("seeds is empty: give a count >= 1 or a list of seeds")
     steps = int(steps if steps is not None else (bcfg.real_sample_steps or cfg.train.steps))
+    if stage1 and bcfg.real_sample_calibrate_holes and cfg.data.holes != "model":
+        raise ConfigError(
+            f"benchmark.real_sample_calibrate_holes (--calibrate-holes) calibrates a hole model's threshold: it needs "
+            f"data.holes=model, got data.holes = {cfg.data.holes!r}"
+        )
     if train_samples or test_samples:
         if not (train_samples and test_samples):
             given, missing = ("train", "test") if train_samples else ("test", "train")
@@ -151,9 +156,8 @@ def evaluate_real_sample(
         )
         seen = bcfg.real_sample_seen  # off (quick): tiles over the held-out object only, a quarter of the work
         tiled, where = (masks["objects"], ("heldout", "seen")) if seen else (masks["heldout"], ("heldout",))
-        for seed in seed_list:
-            depth = simulate_tiles(pipe, frames, tiled, seed, cfg.sampling.steps, cfg.sampling.eta, blend=_blend(cfg))
-            scores.add("stage1", seed, depth, where)
+        calibration = (frames, masks["seen"], "the other objects' pixels (Stage-I's training pixels)")
+        train_summary.update(_score_stage1(scores, pipe, frames, tiled, where, cfg, seed_list, calibration))
         if physics_prior:
             train_summary["physics_prior"] = _score_physics_prior(
                 scores, sims["physical"], cfg, [frames], [frames], tiled, where, holdout_id,
@@ -161,7 +165,7 @@ def evaluate_real_sample(
             )  # fmt: skip
     scores.add("real", seed_list[0], frames.real, REGIONS)
     # 3. tables, files, figures
-    rows, table, metric_keys = scores.table([*sims, "stage1", "stage1_physics", "real"])
+    rows, table, metric_keys = scores.table([*sims, *STAGE1_ROWS, "real"])
     name = frames.classes.get(holdout_id, str(holdout_id))
     held_px = int(masks["heldout"].sum())
     paths = {
@@ -243,11 +247,10 @@ def _evaluate_cross(
         pipe, train_summary = train_heldout_stage1(
             train_frames, cfg, None, run.real_sample_dir / "stage1_cross", steps, progress=progress
         )
-        for seed in seed_list:
-            depth = simulate_tiles(
-                pipe, frames, masks["objects"], seed, cfg.sampling.steps, cfg.sampling.eta, blend=_blend(cfg)
-            )
-            scores.add("stage1", seed, depth, CROSS_REGIONS)
+        calibration = (train_frames, train_frames.object_mask(), "the training samples' object pixels")
+        train_summary.update(
+            _score_stage1(scores, pipe, frames, masks["objects"], CROSS_REGIONS, cfg, seed_list, calibration)
+        )
         if physics_prior:
             train_summary["physics_prior"] = _score_physics_prior(
                 scores, sims["physical"], cfg, train, test, masks["objects"], CROSS_REGIONS, None,
@@ -255,7 +258,7 @@ def _evaluate_cross(
             )  # fmt: skip
     scores.add("real", seed_list[0], frames.real, CROSS_REGIONS)
     # 3. tables, files, figures
-    rows, table, metric_keys = scores.table([*sims, "stage1", "stage1_physics", "real"])
+    rows, table, metric_keys = scores.table([*sims, *STAGE1_ROWS, "real"])
     paths = {
         "results.csv": write_csv(out_dir / "results.csv", rows, ["region", "simulator", "seed", *metric_keys, "note"])
     }
@@ -288,6 +291,50 @@ def _evaluate_cross(
     run.record_step("real_sample_cross", cfg, train=[str(t.root) for t in train], test=[str(t.root) for t in test],
                     steps=steps, seeds=seed_list)  # fmt: skip
     return RealSampleResult(out_dir, rows, table, summary, paths, figures, seconds)
+
+
+STAGE1_ROWS = ("stage1", "stage1_calibrated", "stage1_physics")  # the learned rows, in table order
+
+
+def _score_stage1(scores, pipe, frames, tiled, where, cfg: Config, seed_list, calibration) -> dict:
+    """Rows `stage1` (seeds `seed_list`) of the Stage-I `pipe` on `frames` over `tiled` [F, H, W], in the regions
+    `where`. With `benchmark.real_sample_calibrate_holes` (a `data.holes: model` Stage-I) also rows
+    `stage1_calibrated`: a pixel is a hole where the blended P(valid) is below the threshold whose hole rate on
+    `calibration` = (frames, region [F, H, W], what) — pixels Stage-I trained on, never a scored one — matches
+    the real sensor's there (`simulate.match_hole_rate`; its own draw, seed `cfg.seed + 1001`, as
+    `simulate.calibrate_validity_threshold`'s). Both rows then come from one draw per seed at threshold 0 and its
+    P(valid): `stage1` at the pipeline's own threshold (a hole where the tiles' blended P(valid) is below it,
+    not by the tiles' majority as without calibration). Returns the summary's scalars of the calibration."""
+    from sim2real_kit.simulate import match_hole_rate
+
+    def sample(on, region, seed, **kw):
+        return simulate_tiles(pipe, on, region, seed, cfg.sampling.steps, cfg.sampling.eta, blend=_blend(cfg), **kw)
+
+    if not cfg.benchmark.real_sample_calibrate_holes:
+        for seed in seed_list:
+            scores.add("stage1", seed, sample(frames, tiled, seed), where)
+        return {}
+    on, region, what = calibration
+    own = float(pipe.config.get("validity_threshold", 0.5))
+    pipe.set_sampling(validity_threshold=0.0)  # every CAD pixel's depth; the threshold applies to P(valid) below
+    try:
+        depth, prob = sample(on, region, cfg.seed + 1001, return_validity=True)
+        cal = match_hole_rate(on.cad, on.real, depth, prob, region=region)
+        for seed in seed_list:
+            depth, prob = sample(frames, tiled, seed, return_validity=True)
+            scores.add("stage1", seed, np.where(prob < own, 0.0, depth), where)
+            scores.add("stage1_calibrated", seed, np.where(prob < cal["threshold"], 0.0, depth), where)
+    finally:
+        pipe.set_sampling(validity_threshold=own)
+    return {
+        "holes_threshold": cal["threshold"],
+        "holes_threshold_default": own,
+        "holes_calibrated_on": what,
+        "holes_calibration_px": cal["pixels"],
+        "holes_calibration_real_pct": 100 * cal["real_rate"],
+        "holes_calibration_pct": 100 * cal["rate"],
+        "holes_calibration_pct_at_0.5": 100 * cal["rate_at_0.5"],
+    }
 
 
 def _prior_of(sim, samples: list[RealFrames], seed: int) -> np.ndarray:
@@ -451,6 +498,16 @@ def _markdown(
             f"{train_summary.get('residual_scale', cfg.model.residual_scale):.4g}, DDIM-{cfg.sampling.steps} on "
             f"{_where_sampled(cfg, cfg.data.size, covering)}. {'' if cross else HELD_OUT_NOTE}\n"
         )
+        if "holes_threshold" in train_summary:
+            t = train_summary
+            md.append(
+                f"Holes (`data.holes: model`): `stage1` is a hole where P(valid) < {t['holes_threshold_default']:g} "
+                f"(the pipeline's threshold); `stage1_calibrated` where P(valid) < {t['holes_threshold']:.2f}, the "
+                f"threshold whose hole rate on {t['holes_calibrated_on']} ({t['holes_calibration_px']} px, its own "
+                f"draw) matches the real sensor's there: {t['holes_calibration_pct']:.1f} % vs "
+                f"{t['holes_calibration_real_pct']:.1f} % real ({t['holes_calibration_pct_at_0.5']:.1f} % at 0.5). No "
+                "scored pixel sets it.\n"
+            )
         if "physics_prior" in train_summary:
             md.append(
                 f"Stage-I + physics prior (`stage1_physics`): the same Stage-I trained with the "

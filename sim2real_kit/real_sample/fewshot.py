@@ -240,13 +240,18 @@ def simulate_tiles(
     overlap: int | None = None,
     blend: str = "sample",
     prior: np.ndarray | None = None,
-) -> np.ndarray:
+    return_validity: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Full-resolution simulated depth [F, H, W] of the real frames' CAD (0 outside the tiles): `tiling.simulate_tiled`
     on tiles covering `region` [F, H, W], noise from `seed` (blend "sample": the tiles of a frame are one sample;
     "after": independent tiles blended afterwards; overlap 0: the plain grid; "full": no tiles, one window per
     frame around `region` in one pass, `tiling.simulate_full`). `prior` [F, H, W] metres: the physics prior of a
-    pipeline that has one."""
+    pipeline that has one. return_validity: (depth, P(valid) [F, H, W]) of a `data.holes: model` pipeline."""
     generator = torch.Generator().manual_seed(int(seed))
     if blend == "full":
-        return simulate_full(pipe, frames.cad, region, generator, steps, eta, prior=prior)
-    return simulate_tiled(pipe, frames.cad, region, generator, steps, eta, overlap, blend, prior=prior)
+        return simulate_full(
+            pipe, frames.cad, region, generator, steps, eta, prior=prior, return_validity=return_validity
+        )
+    return simulate_tiled(
+        pipe, frames.cad, region, generator, steps, eta, overlap, blend, prior=prior, return_validity=return_validity
+    )

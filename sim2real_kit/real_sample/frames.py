@@ -41,6 +41,7 @@ LABELS = {
     "cad": "CAD (w/o sim)",
     "random": "random noise",
     "stage1": "Stage-I (few-shot)",
+    "stage1_calibrated": "Stage-I, hole threshold calibrated on the training objects",
     "stage1_physics": "Stage-I + physics prior (few-shot)",
     "real": "real (reference)",
 }
