@@ -674,9 +674,9 @@ class _ValidityPipe:
 
 def test_tiles_return_their_validity_blended():
     """`simulate_tiled(return_validity=True)`: P(valid) of the tiles blended as a weighted mean (a ramp in the
-    overlap between two tiles' constants, each tile's own value where it lies alone); a pipeline without a hole
-    model is refused by name."""
-    from sim2real_kit.tiling import simulate_tiled
+    overlap between two tiles' constants, each tile's own value where it lies alone); `simulate_full`: its window's
+    P(valid), 0 outside; a pipeline without a hole model is refused by name."""
+    from sim2real_kit.tiling import simulate_full, simulate_tiled
 
     cad = np.full((1, 16, 28), 1.5, np.float32)  # two 16-px tiles overlapping by 4 px: lefts 0 and 12
     depth, prob = simulate_tiled(_ValidityPipe(16), cad, overlap=4, return_validity=True)
@@ -686,6 +686,11 @@ def test_tiles_return_their_validity_blended():
     ramp = prob[0, 8, 12:16]
     assert (np.diff(ramp) > 0).all() and (ramp > 0.2).all() and (ramp < 0.8).all()
     assert simulate_tiled(_ValidityPipe(16), cad, overlap=4).shape == cad.shape  # default: depth only
+    region = np.zeros(cad.shape, bool)
+    region[0, 4:8, 4:8] = True  # one window of the model size around it: rows 0-16, columns 0-16 (margin 4 px)
+    depth, prob = simulate_full(_ValidityPipe(16), cad, region, margin=4, return_validity=True)
+    assert (prob[0, :, :16] == np.float32(0.2)).all() and (prob[0, :, 16:] == 0).all()  # one call: its P(valid)
+    np.testing.assert_allclose(depth[0, :, :16], 1.5)
     with pytest.raises(ConfigError, match="data.holes=model"):
         simulate_tiled(_TileOffsetPipe(16), cad, overlap=4, return_validity=True)
 
