@@ -155,7 +155,8 @@ def match_hole_rate(
         if region.shape != np.shape(cad):
             raise ConfigError(f"hole-rate region of shape {region.shape} for CAD maps of shape {np.shape(cad)}")
         cad = np.where(region, cad, 0.0)
-    if not np.count_nonzero(np.asarray(cad) > 0):
+    pixels = int(np.count_nonzero(np.asarray(cad) > 0))
+    if not pixels:
         raise ConfigError("no CAD pixel to match the hole rate on (an empty region)")
     edges = depth_edges(cad, 0.05, 1)
     target = hole_rates(cad, real, edge_mask=edges)["all"]
@@ -168,7 +169,7 @@ def match_hole_rate(
         "rate": float(rates[best]),
         "rate_at_0.5": float(rates[int(np.argmin(np.abs(grid - 0.5)))]),
         "frames": len(cad),
-        "pixels": int(np.count_nonzero(np.asarray(cad) > 0)),
+        "pixels": pixels,
     }
 
 

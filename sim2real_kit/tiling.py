@@ -50,16 +50,8 @@ def blend_tiles(
     of tiles that see a hole there is more than half; 0 where no tile lies. No step at a tile border: a
     tile's weight falls to ~0 at its edge. (The mean of independent samples is smoother than one sample in
     the overlap; the residual's spread there is reduced by up to 1/sqrt(2).)"""
-    size = tiles.shape[-1]
-    window = blend_window(size, overlap)
-    acc = np.zeros(shape, np.float64)
-    weight_valid = np.zeros(shape, np.float64)
-    weight_all = np.zeros(shape, np.float64)
-    for (f, x, y), tile in zip(boxes, tiles):
-        valid = tile > 0
-        acc[f, y : y + size, x : x + size] += window * np.where(valid, tile, 0.0)
-        weight_valid[f, y : y + size, x : x + size] += window * valid
-        weight_all[f, y : y + size, x : x + size] += window
+    valid = tiles > 0
+    acc, weight_valid, weight_all = _window_sums(boxes, shape, overlap, np.where(valid, tiles, 0.0), valid)
     keep = weight_valid > 0.5 * weight_all
     out = np.where(keep, acc / np.maximum(weight_valid, 1e-12), 0.0)
     return out.astype(np.float32)
@@ -71,14 +63,23 @@ def blend_values(
     """A per-pixel quantity [F, H, W] (e.g. P(valid) in [0, 1]) from overlapping tiles [N, S, S] at `boxes`
     (frame, left, top): the `blend_window`-weighted mean of every tile there (no hole logic, unlike `blend_tiles`);
     0 where no tile lies."""
-    size = tiles.shape[-1]
-    window = blend_window(size, overlap)
-    acc = np.zeros(shape, np.float64)
-    weight = np.zeros(shape, np.float64)
-    for (f, x, y), tile in zip(boxes, tiles):
-        acc[f, y : y + size, x : x + size] += window * tile
-        weight[f, y : y + size, x : x + size] += window
+    acc, weight = _window_sums(boxes, shape, overlap, tiles)
     return np.where(weight > 0, acc / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
+
+
+def _window_sums(boxes: list[tuple[int, int, int]], shape: tuple[int, int, int], overlap: int, *maps: np.ndarray):
+    """(sum of `blend_window` x map over the tiles, for each of `maps` [N, S, S], then the sum of the window alone),
+    each float64 [F, H, W], tile i placed at boxes[i] = (frame, left, top): what `blend_tiles` and `blend_values`
+    divide."""
+    size = maps[0].shape[-1]
+    window = blend_window(size, overlap)
+    sums = [np.zeros(shape, np.float64) for _ in range(len(maps) + 1)]
+    for i, (f, x, y) in enumerate(boxes):
+        win = (f, slice(y, y + size), slice(x, x + size))
+        for total, m in zip(sums, maps):
+            total[win] += window * m[i]
+        sums[-1][win] += window
+    return sums
 
 
 def seam_ratio(residual: np.ndarray, boxes: list[tuple[int, int, int]], size: int, valid=None) -> float:
