@@ -209,6 +209,44 @@ def test_kernel_has_no_open3d_webrtc_banner(tmp_path, monkeypatch):
     assert "OPEN3D_DISABLE_WEB_VISUALIZER" not in os.environ  # set for the kernel only, then restored
 
 
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_executed_copy_is_written_at_start_and_end_not_at_every_cell(tmp_path, monkeypatch):
+    """papermill wrote the whole executed copy at each cell's start and end (0.53 s a write for 01_data's 29 MB);
+    the runner's engine writes it at the start and the end (and on the autosave clock), complete at the end."""
+    import papermill.engines
+
+    writes = []
+    write = papermill.engines.write_ipynb
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: (writes.append(path), write(nb, path)))
+    path = tmp_path / "01_cells.ipynb"
+    nbformat.write(_toy_nb(*[f"print({i})" for i in range(6)]), path)
+    report = run_notebooks(tmp_path / "run", [path], {}, progress=False)
+    assert len(writes) == 2, writes  # papermill alone: 2 + 2 per cell
+    executed = nbformat.read(report.notebooks[0].executed, as_version=4)
+    assert [c.outputs[0]["text"] for c in executed.cells[-6:]] == [f"{i}\n" for i in range(6)]
+    for cell in executed.cells:
+        meta = cell.metadata.papermill
+        assert meta["status"] == "completed" and meta["end_time"] and meta["duration"] is not None, meta
+    assert executed.metadata.papermill["duration"] is not None
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
+def test_finished_kernel_is_killed_not_asked_to_exit(tmp_path):
+    """A kernel that finished its notebook is killed: its exit (interpreter teardown, exit handlers: 1.2-2.5 s for
+    a kernel holding torch and diffusers) is not waited for."""
+    marker = tmp_path / "exit_handler_ran"
+    path = tmp_path / "01_exit.ipynb"
+    nbformat.write(
+        _toy_nb(f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).write_text, 'x')"), path
+    )
+    report = run_notebooks(tmp_path / "run", [path], {}, progress=False)
+    assert report.ok
+    time.sleep(1.0)  # a kernel exiting on its own would have run the handler by now
+    assert not marker.exists()
+
+
 def test_unknown_parameters_are_errors_listing_declared(tmp_path):
     with pytest.raises(ConfigError) as info:
         run_notebooks(tmp_path / "a", [MAKE, USE], {**COMMON, "learning_rate": 1e-3}, progress=False)

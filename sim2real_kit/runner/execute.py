@@ -41,6 +41,10 @@ _KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 # `set_verbosity_level`); the kit draws its 3D views with plotly and never uses that visualizer.
 # `make lab` exports the same variables for JupyterLab's kernels.
 KERNEL_ENV = {"OPEN3D_DISABLE_WEB_VISUALIZER": "true"}
+# A kernel whose notebook has finished is killed (its process group: SIGKILL), not asked to exit: the exit of a
+# kernel that imported torch and diffusers (interpreter teardown, exit handlers) took 1.2-2.5 s, waited for at the
+# end of every notebook. Its work is done by then: outputs received, files written and closed.
+KERNEL_SHUTDOWN = "immediate"  # nbclient's `shutdown_kernel` ("graceful": ask, wait up to 5 s)
 
 
 class NotebookFailure(Sim2RealError):
@@ -255,6 +259,7 @@ def _execute_one(
     from papermill.exceptions import PapermillExecutionError
 
     from sim2real_kit._kernel import SteadyKernelManager
+    from sim2real_kit.runner._engine import ENGINE_NAME
 
     start = time.monotonic()
     current: dict = {}  # the cell nbclient is running (for timeout reports)
@@ -282,6 +287,8 @@ def _execute_one(
                 timeout_func=cell_timeout,
                 extra_arguments=_KERNEL_ARGS,
                 kernel_manager_class=SteadyKernelManager,  # a missed socket wake-up costs 0.5 s, not the run
+                engine_name=ENGINE_NAME,  # the executed copy written on the autosave clock, not at every cell
+                shutdown_kernel=KERNEL_SHUTDOWN,
             )
     except PapermillExecutionError as err:
         raise _failure_from_papermill(err, path.stem, executed, injected_index) from None
