@@ -81,3 +81,31 @@ def test_items_carry_only_the_requested_maps(plane_layout):
         torch.testing.assert_close(item[k], full[k])
     with pytest.raises(Sim2RealError, match="unknown map keys"):
         PairedDepthDataset(plane_layout.root, "train", keys=("depth",))
+
+
+def test_training_reads_each_frame_once_and_items_stay_the_same(plane_layout, monkeypatch):
+    """Each epoch of training reads every frame: its two PNGs are decoded and encoded once per dataset, kept, and
+    the items of later epochs equal those of a dataset that reads the files every time."""
+    from sim2real_kit.data import dataset as dataset_mod
+
+    reads = []
+    read_frame = plane_layout.read_frame
+    monkeypatch.setattr(plane_layout, "read_frame", lambda ref, **kw: (reads.append(ref), read_frame(ref, **kw))[1])
+    ds = PairedDepthDataset(plane_layout, "train", size=16, seed=3, keys=("cad_n", "target", "mask"))
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        uncached = PairedDepthDataset(plane_layout.root, "train", size=16, seed=3, keys=("cad_n", "target", "mask"))
+        # a new dataset reads the files
+        uncached.set_epoch(epoch)
+        for i in range(len(ds)):
+            item, ref = ds[i], uncached[i]
+            for key in ("cad_n", "target", "mask", "camera", "pose"):
+                assert torch.equal(item[key], ref[key]), (epoch, i, key)
+    assert sorted(reads) == sorted(ds.refs)  # once each, over three epochs
+    assert not ds.frame_maps(0)[0].flags.writeable
+
+    monkeypatch.setattr(dataset_mod, "FRAME_CACHE_MB", 0)  # nothing kept: read every time
+    small = PairedDepthDataset(plane_layout, "train", size=16)
+    reads.clear()
+    small[0], small[0]
+    assert len(reads) == 2

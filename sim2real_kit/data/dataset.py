@@ -38,6 +38,9 @@ MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask", "valid")
 # outside the frame: invalid; with `holes = model` two channels follow: validity target (-1) and its weight (0)
 _FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0], np.float32)
 _EXTRA = {"target": 7, "mask": 8}  # channel of a key's second map in the `holes = model` stack
+# Encoded frames a PairedDepthDataset keeps (MB): training reads every frame once per epoch (the tiny demo's 200
+# steps of 8: 50 epochs of 32 frames), and decoding its two PNGs was 3/4 of an item's time (~15 s of CPU per demo).
+FRAME_CACHE_MB = 256
 
 
 def crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int, fill=0.0) -> np.ndarray:
@@ -138,6 +141,8 @@ class PairedDepthDataset(Dataset):
         if unknown or not keys:
             raise Sim2RealError(f"unknown map keys {unknown}; valid: {', '.join(MAP_KEYS)}")
         self.keys = tuple(keys)  # the maps an item carries (training needs only cad_n, target, mask)
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (maps, pose), see `frame_maps`
+        self._frames_bytes = 0
 
     @classmethod
     def from_config(cls, cfg, root, split: str = "train", train: bool | None = None, **kw) -> PairedDepthDataset:
@@ -173,6 +178,31 @@ class PairedDepthDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         ref = self.refs[index]
+        stack, pose = self.frame_maps(index)
+        cam = self.layout.camera
+        box = self.box(index)
+        channels = [self.channels_of(k) for k in self.keys]
+        keep = [c for cs in channels for c in cs]
+        maps = crop_resize(stack, box, self.size, fill=_FILL[keep])
+        bounds = np.cumsum([0, *map(len, channels)])
+        out = {k: torch.from_numpy(maps[bounds[i] : bounds[i + 1]]) for i, k in enumerate(self.keys)}
+        sample_cam = cam.crop(*box).resize(self.size, self.size)
+        out.update(
+            camera=torch.from_numpy(sample_cam.as_vector()),
+            pose=torch.from_numpy(pose.astype(np.float32)),
+            scene=ref.scene,
+            frame=ref.frame,
+            index=index,
+        )
+        return out
+
+    def frame_maps(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the item's maps at the frame's raw size [C, H, W] float32, pose [4, 4]) of frame `index`, read-only:
+        read and encoded once, then kept while the kept frames fit FRAME_CACHE_MB. Nearest resizing commutes with
+        the per-pixel encoding, so items encode at the raw size (fewer pixels) and crop/resize all maps at once."""
+        if index in self._frames:
+            return self._frames[index]
+        ref = self.refs[index]
         frame = self.layout.read_frame(ref)
         cam = self.layout.camera
         if frame["cad"].shape != (cam.height, cam.width):
@@ -181,23 +211,17 @@ class PairedDepthDataset(Dataset):
                 f"{cam.width}x{cam.height}",
                 self.layout.depth_path(ref, "gt"),
             )
-        box = self.box(index)
-        # Nearest resizing commutes with the per-pixel encoding, so encode at the raw size (fewer
-        # pixels) and crop/resize all maps at once; outside the frame: invalid depth (0 m, 1 normalised).
-        channels = [self.channels_of(k) for k in self.keys]
-        keep = [c for cs in channels for c in cs]
-        maps = crop_resize(self.encode_maps(frame["cad"], frame["real"])[keep], box, self.size, fill=_FILL[keep])
-        bounds = np.cumsum([0, *map(len, channels)])
-        out = {k: torch.from_numpy(maps[bounds[i] : bounds[i + 1]]) for i, k in enumerate(self.keys)}
-        sample_cam = cam.crop(*box).resize(self.size, self.size)
-        out.update(
-            camera=torch.from_numpy(sample_cam.as_vector()),
-            pose=torch.from_numpy(frame["pose"].astype(np.float32)),
-            scene=ref.scene,
-            frame=ref.frame,
-            index=index,
-        )
-        return out
+        keep = [c for k in self.keys for c in self.channels_of(k)]
+        stack, pose = self.encode_maps(frame["cad"], frame["real"])[keep], np.asarray(frame["pose"])
+        stack.setflags(write=False)
+        pose.setflags(write=False)
+        if self._frames_bytes + stack.nbytes + pose.nbytes <= FRAME_CACHE_MB * 2**20:
+            self._frames[index] = (stack, pose)
+            self._frames_bytes += stack.nbytes + pose.nbytes
+        return stack, pose
+
+    def __getstate__(self) -> dict:  # DataLoader workers start with an empty cache
+        return {**self.__dict__, "_frames": {}, "_frames_bytes": 0}
 
     def channels_of(self, key: str) -> list[int]:
         """Channels of `key` in the `encode_maps` stack: MAP_KEYS order, and with `holes = model` the second
