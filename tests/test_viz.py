@@ -4,6 +4,7 @@ bar heights, the explorers' per-frame data and threshold boxes, an atomically wr
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def test_import_is_light():
     code = "import sys, sim2real_kit.viz; print(sorted(m for m in ('matplotlib', 'plotly', 'ipywidgets', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_notebook_setup_sets_plotlys_renderer_without_importing_plotly():
+    """notebook_setup leaves plotly unloaded (~1 s a kernel; 02 and 06 draw no plotly figure) and plotly.io takes
+    the kit's renderer when it loads; where plotly.io is loaded already, the renderer is set there."""
+    code = (
+        "import os, sys; from sim2real_kit import viz; viz.notebook_setup(); loaded = 'plotly' in sys.modules; "
+        "import plotly.io as pio; first = pio.renderers.default; viz.notebook_setup(offline_html=False); "
+        "print(loaded, first, pio.renderers.default)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PLOTLY_RENDERER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == ["False", "plotly_mimetype+notebook", "plotly_mimetype"]
 
 
 def test_package_reexports_the_public_api():

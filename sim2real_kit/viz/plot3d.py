@@ -8,6 +8,8 @@ aspect); plotly is imported inside the functions.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -218,7 +220,10 @@ def notebook_setup(offline_html: bool = True) -> None:
     the executed notebook's static HTML (the runner's `notebooks/NN_name.html`, nbconvert picks each
     output's text/html) with plotly.js embedded once (inline, no CDN: the "notebook" renderer puts the
     library in the output of the notebook's first plotly figure), so the 3D views and the explorers
-    (`frame_browser`, `patch_explorer`: plotly figures with their data embedded) work offline."""
-    import plotly.io as pio
-
-    pio.renderers.default = "plotly_mimetype+notebook" if offline_html else "plotly_mimetype"
+    (`frame_browser`, `patch_explorer`: plotly figures with their data embedded) work offline. plotly is not
+    imported here (~1 s): where it is not yet, PLOTLY_RENDERER tells plotly.io the default when it loads."""
+    renderer = "plotly_mimetype+notebook" if offline_html else "plotly_mimetype"
+    if "plotly.io._renderers" in sys.modules:
+        sys.modules["plotly.io"].renderers.default = renderer
+    else:
+        os.environ["PLOTLY_RENDERER"] = renderer
