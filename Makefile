@@ -15,8 +15,9 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?=
 LAB_ARGS ?=
-# the notebooks' kernels: no open3d WebVisualizer banner in the cells' output (see runner/execute.py KERNEL_ENV)
-LAB_ENV := OPEN3D_DISABLE_WEB_VISUALIZER=true
+# the notebooks' kernels: no open3d WebVisualizer banner in the cells' output, glibc malloc settings that spare
+# torch's tensors repeated page faults (see runner/execute.py KERNEL_ENV)
+LAB_ENV := OPEN3D_DISABLE_WEB_VISUALIZER=true GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824
 
 .PHONY: install demo test lab lint format sysdeps clean-demo help
 

@@ -211,6 +211,21 @@ def test_kernel_has_no_open3d_webrtc_banner(tmp_path, monkeypatch):
 
 @pytest.mark.notebook
 @pytest.mark.usefixtures("python3_kernel")
+def test_kernel_starts_with_the_malloc_settings(tmp_path, monkeypatch):
+    """glibc reads GLIBC_TUNABLES at process start: the runner's kernels (and what they spawn) get the kit's
+    malloc settings, unless the environment has its own."""
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    path = tmp_path / "01_env.ipynb"
+    nbformat.write(_toy_nb("import os\nprint(os.environ.get('GLIBC_TUNABLES'))"), path)
+    report = run_notebooks(tmp_path / "run", [path], {}, progress=False)
+    executed = nbformat.read(report.notebooks[0].executed, as_version=4)
+    tunables = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+    assert executed.cells[-1].outputs[0]["text"] == tunables + "\n"
+    assert "GLIBC_TUNABLES" not in os.environ  # set for the kernel only, then restored
+
+
+@pytest.mark.notebook
+@pytest.mark.usefixtures("python3_kernel")
 def test_executed_copy_is_written_at_start_and_end_not_at_every_cell(tmp_path, monkeypatch):
     """papermill wrote the whole executed copy at each cell's start and end (0.53 s a write for 01_data's 29 MB);
     the runner's engine writes it at the start and the end (and on the autosave clock), complete at the end."""
