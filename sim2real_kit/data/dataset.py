@@ -38,8 +38,8 @@ MAP_KEYS = ("cad", "real", "cad_n", "real_n", "target", "mask", "valid")
 # outside the frame: invalid; with `holes = model` two channels follow: validity target (-1) and its weight (0)
 _FILL = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0], np.float32)
 _EXTRA = {"target": 7, "mask": 8}  # channel of a key's second map in the `holes = model` stack
-# Encoded frames a PairedDepthDataset keeps (MB): training reads every frame once per epoch (the tiny demo's 200
-# steps of 8: 50 epochs of 32 frames), and decoding its two PNGs was 3/4 of an item's time (~15 s of CPU per demo).
+# Encoded frames a PairedDepthDataset keeps (MB): training reads every frame once per epoch (Stage-I of the tiny
+# demo: 200 steps of 8, 25 epochs of its 64 train frames), and decoding the two PNGs was 3/4 of an item's time.
 FRAME_CACHE_MB = 256
 
 
