@@ -188,7 +188,7 @@ def test_expected_seconds_per_preset():
     from sim2real_kit.runner import EXPECTED_SECONDS, default_notebooks, expected_seconds
     from sim2real_kit.runner.notebooks import _fmt_clock
 
-    assert expected_seconds("03_discriminator", "tiny") == (25, 80)
+    assert expected_seconds("03_discriminator", "tiny") == EXPECTED_SECONDS["tiny"]["03_discriminator"] == (20, 60)
     assert expected_seconds("03_discriminator", "tiny", quick=True) is None  # quick: unknown
     assert expected_seconds("03_discriminator", "sd21") is None and expected_seconds("99_new", "tiny") is None
     assert set(EXPECTED_SECONDS["tiny"]) == {p.stem for p in default_notebooks()}  # every notebook has a range

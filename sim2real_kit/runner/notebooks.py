@@ -18,19 +18,20 @@ COMMON_PARAMETERS = ("run_dir", "preset", "quick", "seed", "overrides")
 
 # Expected wall time of each notebook (seconds, low-high, kernel start included) per preset, measured with
 # `make demo` on this project's 2-core CPU machine (spread: the machine is shared). The one place these
-# ranges live: the runner's progress line shows them ("[3/6] 03_discriminator (expected 0:25-1:00) …").
+# ranges live: the runner's progress line shows them ("[3/6] 03_discriminator (expected 0:20-1:00) …").
 # A preset or notebook not listed, or a `quick` run, has no range.
 EXPECTED_SECONDS: dict[str, dict[str, tuple[float, float]]] = {
     "tiny": {
-        # measured from fresh clones at 9de699a / 2f7e4bb / 49bb87d, quiet machine (49bb87d: the control beside
-        # Stage-II in 04, the real sample beside the benchmark in 05); with another job on one core 02-04 took up
-        # to 3.5x longer (hence the "auto" timeout of 4x the high end)
-        "01_data": (25, 80),  # 0:44 / 0:36 / 0:36; on 2026-12-06's CPU 0:48 (quiet, abd94eb) to 1:17 (busier)
-        "02_stage1": (120, 330),  # 2:46 / 2:27 / 2:23
-        "03_discriminator": (25, 80),  # 0:33 / 0:34 / 0:33
-        "04_stage2": (210, 540),  # 5:18 / 4:54 / 4:14 (Stage-II + the control); 21:08 with another job on one core
-        "05_benchmark": (210, 540),  # 6:15 / 5:37 / 4:23 (benchmark + the real sample)
-        "06_ablations": (60, 150),  # 1:30 / 1:56 / 1:42; 1:36 at ba87d9b (the grid's two variants at once)
+        # low end: 2026-12-07's CPU (AMD EPYC, Zen 5), quiet, at 642353d+ (issue 21's overhead cuts); high end:
+        # about the same machine with another program on one core (fresh clone, 2026-12-07: 0:18 / 2:18 / 0:36 /
+        # 4:06 / 5:17 / 0:53) and the slower CPUs of 2026-12-06 (02 up to 3:58, 04 5:53, 05 7:32 quiet before
+        # the cuts); the "auto" timeout is 4x the high end
+        "01_data": (15, 60),  # quiet 0:16, loaded 0:18
+        "02_stage1": (80, 240),  # quiet 1:25, loaded 2:18
+        "03_discriminator": (20, 60),  # quiet 0:23, loaded 0:36
+        "04_stage2": (130, 420),  # quiet 2:14, loaded 4:06 (Stage-II and the control one after the other)
+        "05_benchmark": (170, 480),  # quiet 2:59, loaded 5:17 (the benchmark and the real sample)
+        "06_ablations": (30, 100),  # quiet 0:34, loaded 0:53 (the grid's two variants)
     },
 }
 
