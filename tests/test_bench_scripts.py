@@ -21,7 +21,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def bench_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     yield
-    for name in ("bench_train", "bench_sample", "bench_sample_quality", "bench_protocol", "benchlib"):
+    for name in (
+        "bench_train",
+        "bench_sample",
+        "bench_sample_quality",
+        "bench_protocol",
+        "bench_demo_overhead",
+        "benchlib",
+    ):
         sys.modules.pop(name, None)
 
 
@@ -178,3 +185,17 @@ def test_disc_step_benchmark_compares_two_layouts_that_train_the_same_network(be
     assert all(v > 0 for v in res["ms_per_step"].values())
     assert res["max_loss_difference"] < 1e-5
     sys.modules.pop("bench_disc_step", None)
+
+
+def test_demo_overhead_frames_part_restores_the_cache_size(bench_path):
+    """bench_demo_overhead.py's frame-cache part (docs/performance.md, "The demo's overhead") times the cache off
+    and on over the same train frames, and leaves `dataset.FRAME_CACHE_MB` as it found it."""
+    import bench_demo_overhead
+
+    from sim2real_kit.data import dataset
+
+    before = dataset.FRAME_CACHE_MB
+    res = bench_demo_overhead.frames_part(n_frames=16, epochs=2, repeats=1)
+    assert dataset.FRAME_CACHE_MB == before > 0
+    assert res["frames"] == 16 and res["epochs"] == 2  # one 16-frame train scene (+ a val scene)
+    assert len(res["seconds"]["cache_off"]) == len(res["seconds"]["cache_on"]) == 1 and res["speedup"] > 0
