@@ -15,9 +15,9 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?=
 LAB_ARGS ?=
-# the notebooks' kernels: no open3d WebVisualizer banner in the cells' output, glibc malloc settings that spare
-# torch's tensors repeated page faults (see runner/execute.py KERNEL_ENV)
-LAB_ENV := OPEN3D_DISABLE_WEB_VISUALIZER=true GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824
+# the notebooks' kernels' environment, read from the runner (runner/execute.py KERNEL_ENV: no open3d WebVisualizer
+# banner, glibc malloc settings), so JupyterLab's kernels get what `make demo`'s get; expanded when `lab` runs
+LAB_ENV = $(shell $(BIN)/python -c "from sim2real_kit.runner.execute import KERNEL_ENV; print(' '.join(f'{k}={v}' for k, v in KERNEL_ENV.items()))")
 
 .PHONY: install demo test lab lint format sysdeps clean-demo help
 

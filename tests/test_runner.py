@@ -224,6 +224,22 @@ def test_kernel_starts_with_the_malloc_settings(tmp_path, monkeypatch):
     assert "GLIBC_TUNABLES" not in os.environ  # set for the kernel only, then restored
 
 
+def test_make_lab_starts_jupyterlab_with_the_kernels_environment():
+    """`make lab` gives JupyterLab's kernels the runner's KERNEL_ENV (read from it, not a copy in the Makefile)."""
+    import shutil
+
+    from sim2real_kit.runner.execute import KERNEL_ENV
+    from sim2real_kit.runner.notebooks import REPO_ROOT
+
+    venv_python = REPO_ROOT / ".venv" / "bin" / "python"
+    if shutil.which("make") is None or not venv_python.exists():
+        pytest.skip("needs make and the repo's .venv (make install)")
+    out = subprocess.run(["make", "-n", "lab"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    (line,) = [ln for ln in out.splitlines() if "jupyter lab" in ln]
+    for key, value in KERNEL_ENV.items():
+        assert f"{key}={value} " in line, (key, line)
+
+
 @pytest.mark.notebook
 @pytest.mark.usefixtures("python3_kernel")
 def test_executed_copy_is_written_at_start_and_end_not_at_every_cell(tmp_path, monkeypatch):
