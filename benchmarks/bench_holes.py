@@ -12,6 +12,7 @@ within 5 % of `mask`'s.
     python benchmarks/bench_holes.py --out runs/bench_holes_quick --quick      # CI sizes (32 px, 24 steps)
     python benchmarks/bench_holes.py --out runs/bench_holes_demo               # demo size (tiny preset)
     python benchmarks/bench_holes.py --out runs/he0 --modes model --override model.cond_edges=true   # + the CAD's edge map
+    python benchmarks/bench_holes.py --common runs/he0 runs/hm0    # runs trained apart: W1 on their common pixels
 
 Finished steps are reused (run folders resume). Prints a markdown table; `--json` writes the numbers.
 
@@ -59,17 +60,70 @@ def measure(
         m = notebook.realism_metrics(val, stage=1, max_diff_m=mcfg.data.max_diff_m)
         results[mode] = {**m, "seconds": time.perf_counter() - t0, "steps": mcfg.train.steps, "size": mcfg.data.size}
         sims[mode] = val
-    # W1 on the pixels every mode's output has (a model with holes must not win by dropping hard pixels)
-    common = np.logical_and.reduce([val.sims[1] > 0 for val in sims.values()])
-    for mode, val in sims.items():
-        sim = np.where(common, val.sims[1], 0.0)
-        results[mode]["w1_common_mm"] = 1000 * matched_residual_w1(val.cad, sim, val.real, cfg.data.max_diff_m)
+    for mode, row in common_pixel_w1(sims, cfg.data.max_diff_m).items():
+        results[mode].update(row)
     return results
+
+
+def common_pixel_w1(sets: dict, max_diff_m: float) -> dict:
+    """{name: {w1_common_mm, common_share}}: each set's Stage-I residual W1 (mm) on the pixels where every set's
+    output has depth (a model with holes must not win by dropping hard pixels), and the share of each frame's
+    CAD pixels that stay. With one set there is nothing to compare: None (not its own valid-pixel W1 renamed).
+    The sets must hold the same frames (the same dataset and split): a ValueError names the first that differ."""
+    from sim2real_kit.metrics import matched_residual_w1
+
+    if len(sets) < 2:
+        return {name: {"w1_common_mm": None, "common_share": None} for name in sets}
+    (first, ref), *rest = sets.items()
+    for name, val in rest:
+        if [str(r) for r in val.refs] != [str(r) for r in ref.refs] or val.cad.shape != ref.cad.shape:
+            raise ValueError(
+                f"{name} and {first} hold different val frames ({len(val.refs)} vs {len(ref.refs)}, shapes "
+                f"{val.cad.shape} vs {ref.cad.shape}): the common pixels need the same dataset, split and size"
+            )
+    common = np.logical_and.reduce([val.sims[1] > 0 for val in sets.values()])
+    share = float(np.count_nonzero(common & (ref.cad > 0)) / max(1, np.count_nonzero(ref.cad > 0)))
+    out = {}
+    for name, val in sets.items():
+        sim = np.where(common, val.sims[1], 0.0)
+        w1 = 1000 * matched_residual_w1(val.cad, sim, val.real, max_diff_m)
+        out[name] = {"w1_common_mm": w1, "common_share": share}
+    return out
+
+
+def common_runs(run_dirs) -> dict:
+    """`common_pixel_w1` over run folders trained apart (the GPU script's one-mode jobs): each run's saved Stage-I
+    val samples, plus its valid-pixel W1 (`w1_mm`) for the table."""
+    from sim2real_kit.metrics import matched_residual_w1
+    from sim2real_kit.run import RunFolder
+
+    sets, limits, results = {}, set(), {}
+    for d in run_dirs:
+        run = RunFolder(d)
+        cfg = run.load_config()
+        val = run.load_samples(1, "val", run.layout(cfg))
+        sets[str(d)] = val
+        limits.add(cfg.data.max_diff_m)
+        results[str(d)] = {"w1_mm": 1000 * matched_residual_w1(val.cad, val.sims[1], val.real, cfg.data.max_diff_m)}
+    if len(limits) > 1:
+        raise ValueError(f"the runs score residuals with different data.max_diff_m {sorted(limits)}: not comparable")
+    for name, row in common_pixel_w1(sets, limits.pop()).items():
+        results[name].update(row)
+    return results
+
+
+def common_table(results: dict) -> str:
+    """Markdown for `--common`: one row per run."""
+    rows = ["| run | W1 valid px (mm) | W1 common px (mm) | common px % |", "| --- | --- | --- | --- |"]
+    for name, m in results.items():
+        rows.append(f"| {name} | {m['w1_mm']:.2f} | {m['w1_common_mm']:.2f} | {100 * m['common_share']:.1f} |")
+    return "\n".join(rows)
 
 
 def table(results: dict) -> str:
     """Markdown: one row per mode and one for the real capture; the gaps of the issue's goals."""
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    common = lambda m: "—" if m.get("w1_common_mm") is None else f"{m['w1_common_mm']:.2f}"  # noqa: E731
     rows = [
         "| mode | holes all % | holes at edges % | holes flat % | W1 valid px (mm) | W1 common px (mm) | W1 clean CAD (mm) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -77,7 +131,7 @@ def table(results: dict) -> str:
     for mode, m in results.items():
         rows.append(
             f"| {mode} | {pct(m['hole_rate'])} | {pct(m['hole_rate_edge'])} | {pct(m['hole_rate_flat'])} | "
-            f"{m['w1_mm']:.2f} | {m['w1_common_mm']:.2f} | {m['w1_cad_mm']:.2f} |"
+            f"{m['w1_mm']:.2f} | {common(m)} | {m['w1_cad_mm']:.2f} |"
         )
     real = next(iter(results.values()))
     rows.append(
@@ -99,6 +153,8 @@ def table(results: dict) -> str:
                 f"model vs mask: W1 {gap(m['w1_mm'], mask['w1_mm']):+.1f} % on each one's valid pixels, "
                 f"{gap(m['w1_common_mm'], mask['w1_common_mm']):+.1f} % on the common ones (goal: within 5 %)"
             )
+    if len(results) == 1:
+        lines.append("W1 common px: — (one mode in this run; compare runs trained apart with --common RUN RUN)")
     return "\n\n".join(lines)
 
 
@@ -196,7 +252,23 @@ def main(argv=None) -> int:
         help="no training: the validity maps through 1/S-resolution representations (8 = SD's latent)",
     )
     ap.add_argument("--data", type=Path, default=None, help="--representation: a dataset folder (its val split)")
+    ap.add_argument(
+        "--common",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="no training: W1 of runs trained apart (e.g. a model and a mask job) on the pixels all of them keep",
+    )
     args = ap.parse_args(argv)
+    if args.common:
+        if len(args.common) < 2:
+            ap.error("--common needs two run folders or more")
+        results = common_runs(args.common)
+        print(common_table(results))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        return 0
     if args.representation:
         results = representation(args.representation, args.data)
         print(representation_table(results, args.representation))

@@ -30,7 +30,17 @@ for job in $JOBS; do
   pids="${pids:-} $!"
 done
 wait $pids
+# W1 of each seed's runs on the pixels all of them keep (the jobs run one mode each: their own "common" is their own)
+for seed in $(for job in $JOBS; do echo "${job##*:}"; done | sort -u); do
+  runs=""
+  for job in $JOBS; do
+    [ "${job##*:}" = "$seed" ] && [ -f "/tmp/h_${job%%:*}_s$seed/stage1/samples/val/samples.json" ] && runs="$runs /tmp/h_${job%%:*}_s$seed"
+  done
+  [ $(echo $runs | wc -w) -ge 2 ] && python3 benchmarks/bench_holes.py --common $runs --json "$OUT/common_s$seed.json" \
+    > "$OUT/common_s$seed.log" 2>&1
+done
 for job in $JOBS; do
   name=${job%%:*}_s${job##*:}
   echo "== $name"; grep "^|" "$OUT/$name.log"; tail -n 3 "$OUT/$name.log" | cut -c1-300
 done
+cat "$OUT"/common_s*.log 2>/dev/null

@@ -27,6 +27,7 @@ def bench_path(monkeypatch):
         "bench_sample_quality",
         "bench_protocol",
         "bench_demo_overhead",
+        "bench_holes",
         "benchlib",
     ):
         sys.modules.pop(name, None)
@@ -199,3 +200,56 @@ def test_demo_overhead_frames_part_restores_the_cache_size(bench_path):
     assert dataset.FRAME_CACHE_MB == before > 0
     assert res["frames"] == 16 and res["epochs"] == 2  # one 16-frame train scene (+ a val scene)
     assert len(res["seconds"]["cache_off"]) == len(res["seconds"]["cache_on"]) == 1 and res["speedup"] > 0
+
+
+def _samples_run(run_dir, layout, sim_of):
+    """A run folder whose Stage-I val samples are `sim_of(cad, real)` (what `simulate.sample_split` writes)."""
+    from sim2real_kit.camera import Camera
+    from sim2real_kit.config import load_config
+    from sim2real_kit.data.dataset import PairedDepthDataset
+    from sim2real_kit.depth import write_depth_png
+    from sim2real_kit.io import atomic_write_json
+    from sim2real_kit.run import SAMPLES_CAMERA, RunFolder
+
+    cfg = load_config("tiny", overrides=["data.size=16", f"data.root={layout.root}"])
+    run = RunFolder(run_dir)
+    run.save_config(cfg)
+    ds = PairedDepthDataset.from_config(cfg, layout, "val", train=False)
+    out = run.samples_dir(1, "val")
+    Camera(*[float(v) for v in ds[0]["camera"]], 16, 16).save_json(out / SAMPLES_CAMERA)
+    for item in ds:
+        base = out / item["scene"] / item["frame"]
+        cad, real = item["cad"][0].numpy(), item["real"][0].numpy()
+        write_depth_png(f"{base}_gt.png", cad)
+        write_depth_png(f"{base}_scan.png", real)
+        write_depth_png(f"{base}_sim1.png", sim_of(cad, real))
+    atomic_write_json(out / "samples.json", {"split": "val", "stage": 1, "frames": len(ds), "size": 16})
+    return run.root
+
+
+def test_holes_common_pixel_w1_compares_runs_trained_apart(bench_path, tmp_path):
+    """Issue 20's GPU jobs train `model` and `mask` as separate processes: `W1 common px` was each run's own
+    valid-pixel W1 under another name (one mode per call, so "every mode's pixels" were its own). `--common`
+    scores runs trained apart on the pixels all of them keep; with one run there is no common column."""
+    import bench_holes
+    from conftest import make_plane_layout
+
+    lay = make_plane_layout(tmp_path / "ds", scenes=3, frames=2, width=24, height=16)
+    band = np.zeros((16, 16), bool)
+    band[:, :5] = True  # the hole model drops these pixels; the mask model is 20 mm off only there
+    hole = _samples_run(tmp_path / "model", lay, lambda cad, real: np.where(band | (real <= 0), 0.0, real + 0.004))
+    mask = _samples_run(tmp_path / "mask", lay, lambda cad, real: np.where(real > 0, real + 0.02 * band, 0.0))
+    res = bench_holes.main(["--common", str(hole), str(mask), "--json", str(tmp_path / "c.json")])
+    assert res == 0
+    got = __import__("json").loads((tmp_path / "c.json").read_text())
+    rows = {Path(k).name: v for k, v in got.items()}
+    assert rows["model"]["w1_common_mm"] == pytest.approx(4.0, abs=0.1)  # its 4 mm everywhere it has depth
+    assert rows["mask"]["w1_common_mm"] == pytest.approx(0.0, abs=0.1)  # outside the band it is the real capture
+    assert rows["mask"]["w1_mm"] > 2.0  # on its own pixels the band's 20 mm counts
+    assert 0.5 < rows["mask"]["common_share"] < 1.0 and rows["model"]["common_share"] == rows["mask"]["common_share"]
+    # one mode per run (the GPU script's jobs): no number under "common", the table says so
+    rates = {k: 0.1 for k in ("hole_rate", "hole_rate_edge", "hole_rate_flat", "hole_rate_real",
+                              "hole_rate_real_edge", "hole_rate_real_flat")}  # fmt: skip
+    one = {"model": {**rates, "w1_mm": 8.07, "w1_cad_mm": 30.6, "w1_common_mm": None}}
+    table = bench_holes.table(one)
+    assert "| — |" in table.splitlines()[2] and "on the common ones" not in table
