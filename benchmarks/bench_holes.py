@@ -40,7 +40,6 @@ def measure(
 ) -> dict:
     """{mode: realism metrics of its Stage-I on val + seconds} for each `data.holes` mode, on one dataset."""
     from sim2real_kit import notebook, simulate, stage1
-    from sim2real_kit.metrics import matched_residual_w1
     from sim2real_kit.run import RunFolder, resolve_config
     from sim2real_kit.stage2 import control_run
 

@@ -38,9 +38,17 @@ for seed in $(for job in $JOBS; do echo "${job##*:}"; done | sort -u); do
   done
   [ $(echo $runs | wc -w) -ge 2 ] && python3 benchmarks/bench_holes.py --common $runs --json "$OUT/common_s$seed.json" \
     > "$OUT/common_s$seed.log" 2>&1
+  # the holes from a separate validity head on the mask run's samples (experiments/validity_head.py; HEAD_STEPS=0: off)
+  mask_run=/tmp/h_mask_s$seed
+  hole_run=$(for r in $runs; do [ "$r" != "$mask_run" ] && echo "$r"; done | head -n 1)
+  if [ "${HEAD_STEPS:-1500}" -gt 0 ] && [ -f "$mask_run/stage1/samples/val/samples.json" ]; then
+    python3 experiments/validity_head.py --mask-run "$mask_run" ${hole_run:+--hole-run "$hole_run"} --seed "$seed" \
+      --steps "${HEAD_STEPS:-1500}" --fit-on "${HEAD_FIT:-crops}" --json "$OUT/head_s$seed.json" 2>&1 \
+      | tr '\r' '\n' | grep -v "^validity head:" > "$OUT/head_s$seed.log"
+  fi
 done
 for job in $JOBS; do
   name=${job%%:*}_s${job##*:}
   echo "== $name"; grep "^|" "$OUT/$name.log"; tail -n 3 "$OUT/$name.log" | cut -c1-300
 done
-cat "$OUT"/common_s*.log 2>/dev/null
+cat "$OUT"/common_s*.log "$OUT"/head_s*.log 2>/dev/null
