@@ -43,7 +43,7 @@ for seed in $(for job in $JOBS; do echo "${job##*:}"; done | sort -u); do
   hole_run=$(for r in $runs; do [ "$r" != "$mask_run" ] && echo "$r"; done | head -n 1)
   if [ "${HEAD_STEPS:-1500}" -gt 0 ] && [ -f "$mask_run/stage1/samples/val/samples.json" ]; then
     python3 experiments/validity_head.py --mask-run "$mask_run" ${hole_run:+--hole-run "$hole_run"} --seed "$seed" \
-      --steps "${HEAD_STEPS:-1500}" --fit-on "${HEAD_FIT:-crops}" --json "$OUT/head_s$seed.json" 2>&1 \
+      --steps "${HEAD_STEPS:-1500}" --fit-on "${HEAD_FIT:-frames}" --json "$OUT/head_s$seed.json" 2>&1 \
       | tr '\r' '\n' | grep -v "^validity head:" > "$OUT/head_s$seed.log"
   fi
 done
