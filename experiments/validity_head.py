@@ -21,42 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
-
-class ValidityHead(nn.Module):
-    """[B, 2, H, W] (CAD condition, edge map) -> [B, 1, H, W] logits of P(valid); receptive field 15 px."""
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(2, width, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, width, 3, padding=2, dilation=2),
-            nn.GELU(),
-            nn.Conv2d(width, width, 3, padding=4, dilation=4),
-            nn.GELU(),
-            nn.Conv2d(width, 1, 1),
-        )
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def head_input(cad_m: torch.Tensor) -> torch.Tensor:
-    """CAD metres [B, 1, H, W] -> [B, 2, H, W]: the normalised condition and its edge map (the kit's functions)."""
-    from sim2real_kit.depth import cad_condition, cad_edge_map
-
-    cad_n = cad_condition(cad_m)
-    return torch.cat([cad_n, cad_edge_map(cad_n)], dim=1).float()
+from sim2real_kit.holes import ValidityHead, correlated_uniform, head_input  # the kit's (model.validity: head)
 
 
 def train_head(
@@ -95,21 +68,6 @@ def train_head(
         opt.step()
         losses.append(loss.item())
     return head, losses
-
-
-def correlated_uniform(shape, sigma: float, gen: torch.Generator) -> torch.Tensor:
-    """[F, H, W] uniform in (0, 1) per pixel, spatially correlated: white noise blurred by a Gaussian of `sigma`
-    px (sigma 0: white), rescaled to unit variance, through the normal CDF."""
-    z = torch.randn(shape, generator=gen)
-    if sigma > 0:
-        r = max(1, int(math.ceil(3 * sigma)))
-        x = torch.arange(-r, r + 1, dtype=torch.float32)
-        k = torch.exp(-(x**2) / (2 * sigma**2))
-        k = k / k.norm()  # unit-norm kernel: the blurred white noise keeps unit variance (away from the border)
-        z = z[:, None]
-        z = F.conv2d(F.pad(z, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-        z = F.conv2d(F.pad(z, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))[:, 0]
-    return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
 
 
 def predict(head, cad: np.ndarray, batch: int = 64) -> np.ndarray:

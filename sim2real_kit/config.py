@@ -27,6 +27,9 @@ PRESETS = ("tiny", "small", "sd21")
 # data.holes: "mask" (paper: holes out of the loss, never generated) | "model" (kit extension: a validity channel
 # beside the residual, docs/paper-to-code.md) | "generate" (kit extension: a hole as a far-depth residual; fails)
 HOLE_MODES = ("mask", "model", "generate")
+# model.validity (with data.holes: model): "channel" (a validity channel denoised beside the residual) | "head" (the
+# denoiser as a mask one's, holes drawn from a separate small CNN's P(valid): sim2real_kit/holes.py)
+VALIDITY_MODES = ("channel", "head")
 
 
 @dataclass
@@ -74,6 +77,10 @@ class ModelConfig:
     num_train_timesteps: int = 1000  # diffusion training steps
     beta_start: float = 0.00085  # scaled-linear schedule (SD)
     beta_end: float = 0.012
+    # data.holes=model: where the holes come from: "channel" (a validity channel denoised beside the residual) |
+    # "head" (the denoiser trains as a data.holes=mask one; a separate CNN head, fit after it, gives P(valid) and
+    # holes are drawn from it at sampling: sim2real_kit/holes.py, docs/paper-to-code.md)
+    validity: str = "channel"
 
 
 @dataclass
@@ -102,6 +109,7 @@ class TrainConfig:
     # data.holes=model: the validity loss against the residual's, loss = (residual + w * validity) / (1 + w);
     # 1 = their 1 : 1 mean (default). Below 1 the residual gets more of the gradient (docs/results.md, holes)
     validity_weight: float = 1.0
+    validity_head_steps: int = 1500  # model.validity=head: the head's BCE steps (batch 16) after the denoiser's
 
 
 @dataclass
@@ -112,7 +120,8 @@ class SamplingConfig:
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
     cuda_graph: bool = True  # CUDA: each DDIM step as one captured CUDA graph (static buffers)
     compile: bool = False  # torch.compile the denoiser for sampling (~1.5 min compile; long runs only)
-    # data.holes=model: a pixel is a hole where P(valid) < this; `sim2real sample --calibrate-holes` sets it
+    # data.holes=model: a pixel is a hole where P(valid) < this; `sim2real sample --calibrate-holes` sets it.
+    # Not with model.validity=head: its holes are drawn (u > P(valid)), there is no threshold
     validity_threshold: float = 0.5
     # the real sample's frames (larger than the model, at their own resolution): "tiles" (overlapping model-size
     # tiles sampled as one sample, tiling.simulate_tiled) | "full" (one window per frame around the scored pixels
@@ -321,6 +330,7 @@ class Config:
     def validate(self, source: str = "config") -> None:
         choices = {
             "data.holes": (self.data.holes, HOLE_MODES),
+            "model.validity": (self.model.validity, VALIDITY_MODES),
             "data.world": (self.data.world, ("procedural", "sensor_only")),
             "model.space": (self.model.space, ("pixel", "latent")),
             "model.target": (self.model.target, ("residual", "direct")),
@@ -359,10 +369,16 @@ class Config:
             "model.residual_scale": self.model.residual_scale,
             "train.lr": self.train.lr,
             "train.validity_weight": self.train.validity_weight,
+            "train.validity_head_steps": self.train.validity_head_steps,
         }
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{source}: {key} must be > 0, got {value!r}")
+        if self.model.validity == "head" and self.data.holes != "model":
+            raise ConfigError(
+                f"{source}: model.validity = 'head' needs data.holes = 'model' (got data.holes = {self.data.holes!r}): "
+                "the head draws holes, which only data.holes=model makes"
+            )
         if not self.model.target_std >= 0:
             raise ConfigError(f"{source}: model.target_std must be >= 0 (0 = off), got {self.model.target_std!r}")
         if not 0.0 <= self.disc.threshold <= 1.0:
@@ -396,6 +412,22 @@ class Config:
 
 
 OVERLAYS = ("quick",)  # partial configs applied on top of any preset: configs/<name>.yaml
+
+
+def validity_channel(cfg) -> bool:
+    """Whether the denoiser has a validity channel (`data.holes: model` with `model.validity: channel`)."""
+    return cfg.data.holes == "model" and getattr(cfg.model, "validity", "channel") == "channel"
+
+
+def validity_head(cfg) -> bool:
+    """Whether holes come from a separate validity head (`data.holes: model` with `model.validity: head`)."""
+    return cfg.data.holes == "model" and getattr(cfg.model, "validity", "channel") == "head"
+
+
+def denoiser_holes(cfg) -> str:
+    """The `data.holes` mode the denoiser and its dataset follow: "mask" with a validity head (the denoiser
+    trains exactly as a `data.holes: mask` one), else `data.holes`."""
+    return "mask" if validity_head(cfg) else cfg.data.holes
 
 
 def overlay(cfg: Config, name: str) -> Config:

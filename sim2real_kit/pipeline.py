@@ -18,14 +18,17 @@ concat(codec(cad_n), codec(previous)), where "previous" is the previous stage's 
 Each stage predicts the residual (or, for the "w/o residual" ablation, the depth itself); a stage trained
 with `data.holes: model` also denoises a validity channel (its `hole_channels`), read as P(valid) = (x0 + 1) / 2
 and thresholded at `sampling.validity_threshold` (0.5: x0 < 0): the depth is 0 wherever P(valid) is below it, so
-later stages are conditioned on the holes of earlier ones.
+later stages are conditioned on the holes of earlier ones. With a validity head instead (`model.validity: head`,
+`holes.ValidityHead`, saved in `validity_head/`), P(valid) is the head's on the CAD and the holes are drawn, not
+thresholded: a hole where a correlated uniform u > P(valid), u drawn from the call's generator after the diffusion
+noise (so with eta 0 the depth where kept is the head-less pipeline's); every stage's output gets the same holes.
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
 scalars with `register_modules` / `register_to_config`, and `__call__` reads as numbered sections.
 Because the number of stages varies, `save_pretrained` / `from_pretrained` are a thin custom
 layout (safetensors weights, JSON configs), written atomically:
 
-    model_index.json  scheduler/scheduler_config.json  codec/ (+ vae/)  stage1/  stage2/ ...
+    model_index.json  scheduler/scheduler_config.json  codec/ (+ vae/)  stage1/  stage2/ ...  (validity_head/)
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from sim2real_kit.depth import (
     valid_mask,
 )
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, Sim2RealError
+from sim2real_kit.holes import HEAD_FOLDER, ValidityHead, correlated_uniform
 from sim2real_kit.models.codec import DepthCodec, load_codec
 from sim2real_kit.models.denoiser import ControlledDenoiser, atomic_dir, condition_input
 
@@ -74,7 +78,8 @@ class Sim2RealOutput(BaseOutput):
     the eval transform; camera: the crop's Camera (the one given with `native`; None when none was given);
     stages: per-stage depth [B, h, w] metres when `return_all_stages`; validity [B, h, w] in [0, 1] P(valid) of
     the last stage, (x0 + 1) / 2 of its validity channel (`data.holes: model`; 0 where the CAD has no depth; the
-    depth is 0 where it is below `sampling.validity_threshold`, 0.5 by default), else None."""
+    depth is 0 where it is below `sampling.validity_threshold`, 0.5 by default), or a validity head's P(valid)
+    (holes drawn from it, no threshold), else None."""
 
     depth: Any
     residual: Any
@@ -105,6 +110,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         compile: bool = False,
         prior: str = "",
         validity_threshold: float = 0.5,
+        validity_head: ValidityHead | None = None,
     ):
         super().__init__()
         if precision not in PRECISIONS:
@@ -139,6 +145,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         self.denoisers = nn.ModuleList()
         for denoiser in denoisers:
             self.add_stage(denoiser)
+        self.validity_head = None
+        if validity_head is not None:
+            self.set_validity_head(validity_head)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -169,6 +178,20 @@ class Sim2RealPipeline(DiffusionPipeline):
             validity_threshold=cfg.sampling.validity_threshold,
         )
 
+    def set_validity_head(self, head: ValidityHead | None) -> Sim2RealPipeline:
+        """Draw holes from `head`'s P(valid) (`model.validity: head`; None: no head); returns self. Refused for
+        a pipeline whose stages denoise a validity channel (one source of holes)."""
+        if head is not None and any(d.hole_channels for d in self.denoisers):
+            raise ConfigError("a validity head on a pipeline whose denoisers have a validity channel: one or the other")
+        self.validity_head = None if head is None else head.to(self.device).eval()
+        return self
+
+    @staticmethod
+    def hole_field(shape: tuple[int, int, int], generator: torch.Generator | None) -> torch.Tensor:
+        """The uniform field u [F, H, W] in (0, 1) a validity head's holes are drawn with (a hole where
+        u > P(valid)): `holes.correlated_uniform` (blobs of ~1 px), on the generator's device."""
+        return correlated_uniform(shape, 1.0, generator)
+
     def add_stage(self, denoiser: ControlledDenoiser) -> None:
         """Append a stage: stage 1 takes 1 condition map (CAD; 2 with a physics prior), later stages 2 (CAD +
         previous)."""
@@ -185,6 +208,8 @@ class Sim2RealPipeline(DiffusionPipeline):
                 f"({'CAD + physics prior' if index == 1 and prior else 'CAD' if index == 1 else 'CAD + previous stage'}); "
                 "use expand_condition(2) for stage k > 1"
             )
+        if getattr(self, "validity_head", None) is not None and denoiser.hole_channels:
+            raise ConfigError(f"stage {index} has a validity channel but the pipeline has a validity head")
         if self.denoisers and denoiser.edge_channels != self.denoisers[0].edge_channels:
             raise ConfigError(
                 f"stage {index} takes {denoiser.edge_channels} CAD edge channels, stage 1 "
@@ -214,7 +239,8 @@ class Sim2RealPipeline(DiffusionPipeline):
         as one captured CUDA graph on static buffers. compile: `torch.compile` the denoiser in that loop
         (pays its ~1.5 min compile back only over long sampling runs). docs/performance.md has the figures.
         validity_threshold (`data.holes: model`): a pixel is a hole where the last DDIM step's P(valid) is below
-        it (0.5: the validity channel's x0 < 0; 0 keeps every CAD pixel's depth)."""
+        it (0.5: the validity channel's x0 < 0; 0 keeps every CAD pixel's depth). Not used by a validity head,
+        whose holes are drawn at its P(valid)."""
         if precision is not None and precision not in PRECISIONS:
             raise ConfigError(f"sampling.precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
         if num_inference_steps is not None and int(num_inference_steps) <= 0:
@@ -244,7 +270,8 @@ class Sim2RealPipeline(DiffusionPipeline):
 
     @property
     def components(self) -> dict[str, Any]:
-        return {"codec": self.codec, "scheduler": self.scheduler, "denoisers": list(self.denoisers)}
+        parts = {"codec": self.codec, "scheduler": self.scheduler, "denoisers": list(self.denoisers)}
+        return parts if self.validity_head is None else {**parts, "validity_head": self.validity_head}
 
     @property
     def device(self) -> torch.device:
@@ -264,6 +291,8 @@ class Sim2RealPipeline(DiffusionPipeline):
             device, dtype = None, device
         self.codec.to(device=device, dtype=dtype)
         self.denoisers.to(device=device, dtype=dtype)
+        if self.validity_head is not None:
+            self.validity_head.to(device=device, dtype=dtype)
         self._fast_steps = {}  # static buffers live on the old device
         return self
 
@@ -279,6 +308,8 @@ class Sim2RealPipeline(DiffusionPipeline):
             scheduler=["diffusers", type(self.scheduler).__name__],
             stages=[f"stage{k}" for k in range(1, self.num_stages + 1)],
         )
+        if self.validity_head is not None:  # absent without one: older pipelines' index unchanged
+            index["validity_head"] = HEAD_FOLDER
         if trained_from is not None:
             index["trained_from"] = trained_from
         return json.loads(json.dumps(index))  # as read back (lists, not tuples)
@@ -303,6 +334,8 @@ class Sim2RealPipeline(DiffusionPipeline):
             self.codec.save_pretrained(tmp / "codec")
             for k, denoiser in enumerate(self.denoisers, start=1):
                 denoiser.save_pretrained(tmp / f"stage{k}")
+            if self.validity_head is not None:
+                self.validity_head.save_pretrained(tmp / HEAD_FOLDER)
             # save_id: new at every save: samples name the pipeline that drew them (run.py)
             index = {**self.index_config(trained_from), "save_id": uuid.uuid4().hex}
             (tmp / self.config_name).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
@@ -343,7 +376,19 @@ class Sim2RealPipeline(DiffusionPipeline):
         options = {
             k: index[k] for k in ("eta", "precision", "cuda_graph", "compile", "eval_crop", "prior") if k in index
         }
-        return cls(codec=codec, scheduler=scheduler, denoisers=denoisers, **{k: index[k] for k in scalars}, **options)
+        head = None
+        if (root / HEAD_FOLDER).is_dir():  # model.validity: head (pipelines without the folder load as before)
+            head = ValidityHead.from_pretrained(root / HEAD_FOLDER, torch_dtype=torch_dtype)
+        elif index.get("validity_head"):
+            raise CheckpointError(f"missing {HEAD_FOLDER}/ (listed in {cls.config_name})", root)
+        return cls(
+            codec=codec,
+            scheduler=scheduler,
+            denoisers=denoisers,
+            **{k: index[k] for k in scalars},
+            **options,
+            validity_head=head,
+        )
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -362,6 +407,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         prior_depth: np.ndarray | torch.Tensor | None = None,
         given_stages: Sequence[np.ndarray | torch.Tensor] | None = None,
         native: bool = False,
+        hole_uniform=None,
     ) -> Sim2RealOutput:
         """Simulate captured depth for CAD depth in metres ([H, W] or [B, H, W], numpy or torch).
 
@@ -383,7 +429,10 @@ class Sim2RealPipeline(DiffusionPipeline):
         no-CAD pixels to a multiple of `native_multiple` and cut back; the outputs are [B, H, W], the camera the
         one given, `prior_depth` / `given_stages` [B, H, W]. A model trained on `size`-px crops then sees a larger
         field (its attention layers attend over more positions): `experiments/full_frame.py` measures whether
-        quality holds."""
+        quality holds.
+        `hole_uniform` (a pipeline with a validity head): `hole_uniform(generator)` -> u [B, h, w] in (0, 1) at the
+        model input's frames, drawn in place of the pipeline's own `holes.correlated_uniform` (e.g. cut from one
+        field per frame by `tiling.simulate_tiled`, so overlapping tiles share their holes)."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
@@ -460,11 +509,21 @@ class Sim2RealPipeline(DiffusionPipeline):
             )
             for k in range(num_run)
         ]  # one [B, C + V, h, w] per stage, drawn up front (V: the stage's validity channels)
+        head_holes = None
+        if self.validity_head is not None:  # P(valid) of the CAD alone; u drawn after the diffusion noise above
+            head_prob = torch.where(cad_ok[:, 0], self.validity_head.p_valid(cad), 0.0)  # [B, S, S]
+            draw = (lambda g: self.hole_field(tuple(head_prob.shape), g)) if hole_uniform is None else hole_uniform
+            u = torch.as_tensor(draw(generator)).to(device, torch.float32)  # [B, S, S]
+            if u.shape != head_prob.shape:
+                raise DepthFormatError(f"hole_uniform gave {tuple(u.shape)}, frames {tuple(head_prob.shape)}")
+            head_holes = u > head_prob  # True = hole: each pixel one with probability 1 - P(valid)
 
         depth_m = torch.zeros_like(cad)
         residual = torch.zeros_like(cad)
         has_holes = self.denoisers[num_run - 1].hole_channels > 0
         validity = torch.zeros_like(cad) if has_holes else None
+        if head_holes is not None:
+            validity = head_prob
         per_stage = [torch.zeros_like(cad) for _ in range(num_run)]
         # bf16 autocast on CUDA (precision "auto"): the codec and denoisers compute in bf16, the latents,
         # the DDIM update and the decoded depth stay fp32. No autocast cache: CUDA graphs capture the casts.
@@ -516,11 +575,13 @@ class Sim2RealPipeline(DiffusionPipeline):
                     if stage_validity.shape[1]:  # P(valid) = (x0 + 1) / 2 in [0, 1]; a hole below the threshold
                         stage_prob = ((stage_validity[:, :1].float() + 1) / 2).clamp(0.0, 1.0)  # [b, 1, S, S]
                         keep = keep & (stage_prob >= validity_threshold)
+                    if head_holes is not None:  # the head's drawn holes, the same at every stage
+                        keep = keep & ~head_holes[chunk][:, None]
                     prev_m = torch.where(keep, denormalize_depth(stage_depth_n), 0.0)  # [b, 1, S, S]
                     per_stage[k][chunk] = prev_m[:, 0]
                 depth_m[chunk] = prev_m[:, 0]
                 residual[chunk] = stage_residual[:, 0]
-                if validity is not None:  # P(valid) of the last stage (it always runs), 0 without CAD
+                if has_holes:  # P(valid) of the last stage (it always runs), 0 without CAD
                     validity[chunk] = torch.where(cad_ok[chunk, 0], stage_prob[:, 0], 0.0)
 
         def export(x: torch.Tensor):

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from sim2real_kit.camera import Camera, check_pose
-from sim2real_kit.config import Config
+from sim2real_kit.config import Config, validity_head
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import SPLITS, DepthLayout, FrameRef
 from sim2real_kit.depth import DEPTH_MAX_M, DEPTH_MIN_M, read_depth_png
 from sim2real_kit.errors import ConfigError, DepthFormatError, MissingArtifactError, Sim2RealError
+from sim2real_kit.holes import NO_THRESHOLD
 from sim2real_kit.io import atomic_write_json
 from sim2real_kit.run import RunFolder, as_run, prepare_data
 from sim2real_kit.stage1 import collate, device
@@ -116,6 +117,8 @@ def sample_validity(
     depth, p_valid), each [N, S, S] (metres; P(valid) in [0, 1]), so that any threshold applies afterwards
     (`np.where(p_valid < tau, 0, depth)` is the pipeline's output at `sampling.validity_threshold = tau`)."""
     run = as_run(run)
+    if validity_head(cfg):
+        raise ConfigError(f"{run.root}: model.validity = 'head': {NO_THRESHOLD}")
     if cfg.data.holes != "model":
         raise ConfigError(f"{run.root}: data.holes = {cfg.data.holes!r}; a validity threshold needs data.holes=model")
     pipe = load_pipeline(run, 1, cfg).set_sampling(validity_threshold=0.0)
@@ -137,7 +140,8 @@ def calibrate_validity_threshold(
     """The `sampling.validity_threshold` whose generated hole rate on `split` (default: the train split, never
     the scored one) matches the real captures' there (issue 20: thresholded at 0.5, the EMA hole model
     under-generates holes at CAD edges by 19-30 % in 5/5 demo seeds; docs/results.md). Returns
-    `match_hole_rate`'s dict of that split's draw (seed `cfg.seed + 1001`)."""
+    `match_hole_rate`'s dict of that split's draw (seed `cfg.seed + 1001`). ConfigError with a validity head
+    (`model.validity: head`): its holes are drawn, there is no threshold."""
     return match_hole_rate(*sample_validity(run, cfg, split, cfg.seed + 1000 + 1, max_frames))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim2real_kit.config import Config
+from sim2real_kit.config import Config, validity_head
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.data.layout import DepthLayout
 from sim2real_kit.errors import ConfigError, LayoutError, Sim2RealError
@@ -87,6 +87,7 @@ def train_denoiser(
     progress: bool = True,
     prior: str = "",
     lineage: str = "",
+    validity_head=None,
 ) -> dict:
     """Train stage k = len(previous) + 1 of the chain on `dataset` into `out_dir` (checkpoints, losses.csv;
     resumes a stopped run) and save the chain (previous stages + this one) to `out_dir/pipeline`.
@@ -97,7 +98,9 @@ def train_denoiser(
     `cfg.seed`; it seeds the initialisation and the Trainer. `val_layout`: sample its val frames during
     training and log their residual W1 (Stage-I). `prior`: a Stage-I with a physics prior (the items' `prev_n` is
     that sensor model's output; `Sim2RealPipeline(prior=...)`). `lineage`: which save of the previous stages'
-    pipeline `previous` come from (kept in the saved pipeline: `save_chain`). Returns the Trainer's summary."""
+    pipeline `previous` come from (kept in the saved pipeline: `save_chain`). `validity_head`: a
+    `holes.ValidityHead` saved with the chain (`model.validity: head`), or a callable returning one, called after
+    the denoiser's training (so the head's fit never touches the denoiser's). Returns the Trainer's summary."""
     from sim2real_kit.models.codec import build_codec
     from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
     from sim2real_kit.training import Trainer
@@ -137,6 +140,7 @@ def train_denoiser(
     )
     summary = trainer.fit()
     trained_now = summary["steps"] > summary["start_step"]
+    head = validity_head() if callable(validity_head) else validity_head
     save_chain(
         cfg,
         trainer,
@@ -146,6 +150,7 @@ def train_denoiser(
         prior=prior,
         keep_same=not trained_now,
         lineage=lineage,
+        validity_head=head,
     )
     return summary
 
@@ -160,13 +165,21 @@ def _checkpoint_identity(trainer) -> str | None:
 
 
 def save_chain(
-    cfg: Config, trainer, codec, previous: list, out: Path, prior: str = "", keep_same: bool = False, lineage: str = ""
+    cfg: Config,
+    trainer,
+    codec,
+    previous: list,
+    out: Path,
+    prior: str = "",
+    keep_same: bool = False,
+    lineage: str = "",
+    validity_head=None,
 ) -> bool:
     """Save the pipeline of `previous` + the trainer's denoiser (EMA weights when kept); returns whether it saved.
 
     `keep_same` (a finished run resumed, no step trained in this call): keep the pipeline already in `out` when
     it was saved from the same checkpoint, after the same previous stages (`lineage`) and with the same settings
-    (model_index.json equal but for its save_id).
+    (model_index.json equal but for its save_id). `validity_head`: saved with the pipeline (`validity_head/`).
     Saving it again would give it a new save_id and mark every split sampled from it stale (run.py), so a
     rerun notebook or a resumed campaign would sample them all again (81 s per seed on the GPU, 2026-12-06)."""
     from sim2real_kit.pipeline import Sim2RealPipeline
@@ -177,6 +190,7 @@ def save_chain(
     with trainer.ema_weights():
         denoiser = trainer.unwrapped_model.denoiser
         pipe = Sim2RealPipeline.build(cfg, [*previous, denoiser], codec=codec, prior=prior)
+        pipe.set_validity_head(validity_head)
         if keep_same and source is not None and Sim2RealPipeline.saved_index_config(out) == pipe.index_config(source):
             return False
         pipe.save_pretrained(out, trained_from=source)
@@ -197,8 +211,23 @@ def train_stage1(run: RunFolder | str | Path, cfg: Config, progress: bool = True
     run.record_step("stage1", cfg, steps=cfg.train.steps)
     # only the maps the loss reads: a third less work per item and half the worker -> main transfer
     train_ds = PairedDepthDataset.from_config(cfg, layout, "train", train=True, keys=("cad_n", "target", "mask"))
-    summary = train_denoiser(cfg, train_ds, run.stage_dir(1), val_layout=layout, progress=progress)
+    head = None
+    if validity_head(cfg):  # model.validity=head: fit after the denoiser (which trains as a data.holes=mask one)
+        head = lambda: stage1_validity_head(run, cfg, layout, progress)  # noqa: E731
+    summary = train_denoiser(cfg, train_ds, run.stage_dir(1), val_layout=layout, progress=progress, validity_head=head)
     return {**summary, "residual_scale": cfg.model.residual_scale}
+
+
+def stage1_validity_head(run: RunFolder, cfg: Config, layout: DepthLayout, progress: bool = True):
+    """The validity head of a run's Stage-I (`model.validity: head`): the one saved with its pipeline when there
+    is one (a resumed run does not refit it), else `holes.fit_validity_head` on the train split's whole frames
+    (`train.validity_head_steps` steps, seed `cfg.seed`)."""
+    from sim2real_kit.holes import HEAD_FOLDER, ValidityHead, fit_validity_head
+
+    saved = run.pipeline_dir(1) / HEAD_FOLDER
+    if (saved / ValidityHead.config_name).is_file():
+        return ValidityHead.from_pretrained(saved)
+    return fit_validity_head(cfg, layout, cfg.train.validity_head_steps, cfg.seed, device(), progress)
 
 
 def target_std(cfg: Config, layout: DepthLayout, max_frames: int = 256) -> float:

@@ -81,6 +81,7 @@ def train_stage_n(run: RunFolder | str | Path, cfg: Config, stage: int = 2, prog
         seed=cfg.seed + stage,
         progress=progress,
         lineage=f"stage{stage - 1} {run.pipeline_stamp(stage - 1)}",
+        validity_head=prev_pipe.validity_head,  # model.validity=head: the chain keeps Stage-I's head
     )
 
 

@@ -158,7 +158,10 @@ def simulate_tiled(
     tiles of 128 px. Another grouping draws the noise in another order: another sample of the same law.
     return_validity (a `data.holes: model` pipeline): (depth, P(valid) [F, H, W]), the tiles' P(valid) blended as
     a weighted mean (`blend_values`; 0 outside the tiles), so that a threshold applies afterwards (with the
-    pipeline's `validity_threshold` at 0, `np.where(p < tau, 0, depth)` is the depth at threshold tau)."""
+    pipeline's `validity_threshold` at 0, `np.where(p < tau, 0, depth)` is the depth at threshold tau). A
+    pipeline with a validity head (`model.validity: head`) draws its holes from one uniform field per frame cut
+    into the tiles (`_frame_field_tiles`), so the tiles agree on them where they overlap (up to the head's P(valid)
+    near a tile border); no threshold applies to them."""
     size = int(pipe.config.size)
     overlap = size // 4 if overlap is None else int(overlap)
     if not 0 <= overlap < size:
@@ -198,6 +201,8 @@ def simulate_tiled(
             extra["prior_depth"] = np.stack([prior[f, y : y + size, x : x + size] for f, x, y in boxes]).astype(
                 np.float32
             )
+        if getattr(pipe, "validity_head", None) is not None:  # one hole field per frame, cut into its tiles
+            extra["hole_uniform"] = _frame_field_tiles(pipe, group, boxes, cad.shape[1:], size)
         result = pipe(
             tiles,
             num_inference_steps=steps,
@@ -215,6 +220,19 @@ def simulate_tiled(
     if prob is not None:
         return out[:, :H, :W], prob[:, :H, :W]
     return out[:, :H, :W]
+
+
+def _frame_field_tiles(pipe, group: list[int], boxes: list[tuple[int, int, int]], shape: tuple[int, int], size: int):
+    """`Sim2RealPipeline(hole_uniform=...)` for the tiles `boxes` (frame, left, top) of the frames `group`: draws
+    one hole field [len(group), H, W] per call from its generator (`pipe.hole_field`) and cuts the tiles
+    [N, S, S] out of it, so overlapping tiles of a frame see the same u (a validity head's holes agree there)."""
+    slot = {f: k for k, f in enumerate(group)}
+
+    def draw(generator):
+        u = pipe.hole_field((len(group), *shape), generator)
+        return torch.stack([u[slot[f], y : y + size, x : x + size] for f, x, y in boxes])
+
+    return draw
 
 
 def _validity_of(result) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sim2real_kit.camera import Camera
-from sim2real_kit.config import HOLE_MODES
+from sim2real_kit.config import HOLE_MODES, denoiser_holes
 from sim2real_kit.data.layout import DepthLayout, FrameRef
 from sim2real_kit.depth import (
     cad_condition,
@@ -152,7 +152,7 @@ class PairedDepthDataset(Dataset):
             split,
             size=d.size,
             train=train,
-            holes=d.holes,
+            holes=denoiser_holes(cfg),  # model.validity=head: the denoiser's data is a mask run's
             target=cfg.model.target,
             residual_scale=cfg.model.residual_scale,
             max_diff_m=d.max_diff_m,

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sim2real_kit.config import validity_channel
 from sim2real_kit.errors import CheckpointError, ConfigError
 
 CONFIG_NAME = "denoiser_config.json"
@@ -176,7 +177,8 @@ class ControlledDenoiser(nn.Module):
 
         channels, downscale = codec_geometry(cfg)
         m = cfg.model
-        hole_channels = downscale**2 if cfg.data.holes == "model" else 0  # one validity map, space-to-depth
+        # one validity map, space-to-depth (none with model.validity=head: the holes come from a separate head)
+        hole_channels = downscale**2 if validity_channel(cfg) else 0
         edge_channels = downscale**2 if getattr(m, "cond_edges", False) else 0  # the CAD's edge map, likewise
         if m.space == "latent":
             unet = _load_pretrained_unet(m.sd_path)

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from sim2real_kit.config import Config
+from sim2real_kit.config import Config, validity_head
 from sim2real_kit.errors import ConfigError
+from sim2real_kit.holes import NO_THRESHOLD
 from sim2real_kit.io import atomic_write_json, atomic_write_text
-from sim2real_kit.real_sample.fewshot import simulate_tiles, train_heldout_stage1
+from sim2real_kit.real_sample.fewshot import HEAD_UNSUPPORTED, simulate_tiles, train_heldout_stage1
 from sim2real_kit.real_sample.frames import (
     CROSS_NOTE,
     CROSS_REGIONS,
@@ -112,6 +113,12 @@ def evaluate_real_sample(
     if not seed_list:
         raise ConfigError("seeds is empty: give a count >= 1 or a list of seeds")
     steps = int(steps if steps is not None else (bcfg.real_sample_steps or cfg.train.steps))
+    if stage1 and bcfg.real_sample_calibrate_holes and validity_head(cfg):
+        raise ConfigError(
+            f"benchmark.real_sample_calibrate_holes (--calibrate-holes) with model.validity = 'head': {NO_THRESHOLD}"
+        )
+    if stage1 and validity_head(cfg):
+        raise ConfigError(HEAD_UNSUPPORTED)
     if stage1 and bcfg.real_sample_calibrate_holes and cfg.data.holes != "model":
         raise ConfigError(
             f"benchmark.real_sample_calibrate_holes (--calibrate-holes) calibrates a hole model's threshold: it needs "

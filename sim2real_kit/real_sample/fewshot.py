@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sim2real_kit.config import Config
+from sim2real_kit.config import Config, validity_head
 from sim2real_kit.data.dataset import MAP_KEYS
 from sim2real_kit.data.layout import DepthLayout
 from sim2real_kit.depth import previous_stage_condition
@@ -22,6 +22,11 @@ from sim2real_kit.errors import ConfigError, LayoutError
 from sim2real_kit.io import atomic_write_json
 from sim2real_kit.real_sample.frames import RealFrames
 from sim2real_kit.tiling import simulate_full, simulate_tiled
+
+HEAD_UNSUPPORTED = (
+    "model.validity = 'head' is not supported by the real sample's few-shot Stage-I yet (the head is fit on a run's "
+    "train split only): use model.validity = channel, or data.holes = mask"
+)
 
 _MAPS = MAP_KEYS  # channels of PairedDepthDataset.encode_maps
 _MASK, _TARGET, _VALID = _MAPS.index("mask"), _MAPS.index("target"), _MAPS.index("valid")
@@ -194,6 +199,8 @@ def train_heldout_stage1(
     from sim2real_kit.pipeline import Sim2RealPipeline
     from sim2real_kit.stage1 import device, train_denoiser
 
+    if validity_head(cfg):
+        raise ConfigError(HEAD_UNSUPPORTED)
     cfg = copy.deepcopy(cfg)
     out_dir = Path(out_dir)
     if (prior is None) != (not prior_name):

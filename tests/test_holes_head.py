@@ -1,0 +1,202 @@
+"""`model.validity: head` (issue 20, kit extension): the denoiser trains as a `data.holes: mask` one, a separate
+small CNN (`holes.ValidityHead`) fit after it gives P(valid) from the CAD, and the pipeline draws holes from it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MODEL
+from test_holes import _band_layout
+
+from sim2real_kit.config import load_config
+from sim2real_kit.errors import ConfigError
+from sim2real_kit.holes import HEAD_FOLDER, ValidityHead, correlated_uniform, draw_holes, fit_validity_head
+from sim2real_kit.models.denoiser import ControlledDenoiser
+from sim2real_kit.pipeline import Sim2RealPipeline
+from sim2real_kit.run import RunFolder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HEAD = ["data.holes=model", "model.validity=head"]
+
+
+def _cfg(size=16, *extra):
+    return load_config("tiny", overrides=[f"data.size={size}", *TINY_MODEL, *extra])
+
+
+def _pipes(cfg, head_seed=0):
+    """(the pipeline of an untrained mask-mode denoiser, the same with a random validity head)."""
+    torch.manual_seed(0)
+    denoiser = ControlledDenoiser.from_config(cfg)
+    torch.manual_seed(head_seed)
+    head = ValidityHead(width=8)
+    plain = Sim2RealPipeline.build(cfg, [denoiser])
+    return plain, Sim2RealPipeline.build(cfg, [denoiser]).set_validity_head(head)
+
+
+def _cad(frames=3, size=16):
+    cad = np.full((frames, size, size), 1.5, np.float32)
+    cad[:, 4:10, 4:10] = 1.0  # a box: edges for the head's input
+    cad[:, :, -2:] = 0.0  # no CAD
+    return cad
+
+
+def test_config_validity_head_needs_holes_model():
+    with pytest.raises(ConfigError, match=r"model.validity.*data.holes"):
+        load_config("tiny", overrides=["model.validity=head"])
+    with pytest.raises(ConfigError, match=r"model.validity = 'sometimes'; allowed: channel, head"):
+        load_config("tiny", overrides=["data.holes=model", "model.validity=sometimes"])
+    cfg = load_config("tiny", overrides=HEAD)
+    assert cfg.model.validity == "head" and cfg.train.validity_head_steps == 1500
+    assert load_config("tiny").model.validity == "channel"
+
+
+def test_knob_reaches_the_denoiser_and_the_dataset(plane_layout):
+    """With a head the denoiser has no validity channel and the dataset's items are a mask run's."""
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    head, mask = _cfg(16, *HEAD), _cfg(16)
+    assert ControlledDenoiser.from_config(head).hole_channels == 0
+    assert ControlledDenoiser.from_config(_cfg(16, "data.holes=model")).hole_channels == 1
+    a = PairedDepthDataset.from_config(head, plane_layout, "train", train=True)[0]
+    b = PairedDepthDataset.from_config(mask, plane_layout, "train", train=True)[0]
+    for key in ("target", "mask", "cad_n"):
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_pipeline_with_a_head_keeps_the_depth_and_draws_the_holes():
+    """Same generator: the depth where kept is the head-less pipeline's (u drawn after the diffusion noise), the
+    holes are exactly where u > P(valid) (u: the same draw after the noise), validity is P(valid) (0 without CAD)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    cfg = _cfg(16, "model.residual_scale=100")
+    plain, piped = _pipes(cfg)
+    cad = _cad()
+    base = plain(cad, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    out = piped(cad, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    assert base.validity is None and out.validity.shape == (3, 16, 16)
+    cad_ok = cad > 0
+    p = piped.validity_head.p_valid(torch.from_numpy(cad)).numpy()
+    np.testing.assert_allclose(out.validity, np.where(cad_ok, p, 0.0), atol=1e-6)
+    gen = torch.Generator().manual_seed(0)
+    randn_tensor((3, 1, 16, 16), generator=gen)  # the diffusion noise of the one stage
+    u = correlated_uniform((3, 16, 16), 1.0, gen).numpy()
+    holes = cad_ok & (u > out.validity)
+    assert holes.any() and (cad_ok & ~holes).any()
+    assert np.array_equal(out.depth == 0, holes | ~cad_ok | (base.depth == 0))
+    np.testing.assert_array_equal(out.depth[~holes], base.depth[~holes])
+
+
+def test_drawn_hole_rate_is_the_mean_of_one_minus_p_valid():
+    """Over many pixels the drawn holes' rate is mean(1 - P(valid)) (to ~4 binomial sd of the blob-correlated
+    draw: 3 x 64 x 64 pixels, blobs of ~sigma^2 ~ 3 px, so ~4 000 independent draws)."""
+    p = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1)) * 0.6 + 0.2
+    holes = draw_holes(p, torch.Generator().manual_seed(2))
+    expected = float((1 - p).mean())
+    tol = 4 * np.sqrt(expected * (1 - expected) / 4000)
+    assert float(holes.float().mean()) == pytest.approx(expected, abs=tol)
+
+
+def test_pipeline_with_a_head_round_trips_and_old_pipelines_load(tmp_path):
+    cfg = _cfg(16, *HEAD, "model.residual_scale=100")
+    plain, piped = _pipes(cfg)
+    cad = _cad()
+    piped.save_pretrained(tmp_path / "head")
+    plain.save_pretrained(tmp_path / "plain")
+    assert (tmp_path / "head" / HEAD_FOLDER / "diffusion_pytorch_model.safetensors").is_file()
+    assert not (tmp_path / "plain" / HEAD_FOLDER).exists()
+    assert "validity_head" not in json.loads((tmp_path / "plain" / "model_index.json").read_text())
+    loaded = Sim2RealPipeline.from_pretrained(tmp_path / "head")
+    assert loaded.validity_head is not None and loaded.validity_head.config.width == 8
+    a = piped(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(3))
+    b = loaded(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(a.depth, b.depth)
+    np.testing.assert_array_equal(a.validity, b.validity)
+    old = Sim2RealPipeline.from_pretrained(tmp_path / "plain")
+    assert old.validity_head is None
+    c = plain(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(3))
+    d = old(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(3))
+    assert d.validity is None
+    np.testing.assert_array_equal(c.depth, d.depth)
+
+
+def test_head_on_a_channel_pipeline_is_refused():
+    cfg = _cfg(16, "data.holes=model")
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
+    with pytest.raises(ConfigError, match="validity channel"):
+        pipe.set_validity_head(ValidityHead(width=4))
+
+
+def test_head_learns_a_band_of_pixels(tmp_path):
+    """On the toy sensor that drops a 1-px-dilated band at the box's silhouette (tests/test_holes.py), the head's
+    P(valid) < 0.5 region on val frames it never saw has IoU > 0.8 with the band."""
+    from sim2real_kit.data.dataset import PairedDepthDataset
+
+    layout = _band_layout(tmp_path / "ds", frames=32)
+    cfg = _cfg(32, *HEAD)
+    head = fit_validity_head(cfg, layout, steps=300, seed=0)
+    val = PairedDepthDataset.from_config(cfg, layout, "val", train=False)
+    cad = torch.stack([val[i]["cad"][0] for i in range(len(val))])
+    real = torch.stack([val[i]["real"][0] for i in range(len(val))])
+    predicted, true = (head.p_valid(cad) < 0.5) & (cad > 0), (real == 0) & (cad > 0)
+    iou = float((predicted & true).sum() / (predicted | true).sum())
+    assert true.float().mean() > 0.05 and iou > 0.8, iou
+
+
+def test_fit_names_the_dataset_when_the_train_split_is_empty(tmp_path):
+    from sim2real_kit.errors import LayoutError
+
+    layout = _band_layout(tmp_path / "ds", frames=4)
+    layout.write_split("train", [])
+    with pytest.raises(LayoutError, match=r"train split has no frame.*ds|ds.*train split has no frame"):
+        fit_validity_head(_cfg(32, *HEAD), layout, steps=2, seed=0)
+
+
+def _stage1(run_dir, layout, *extra):
+    from sim2real_kit import stage1
+    from sim2real_kit.run import resolve_config
+
+    cfg = _cfg(16, f"data.root={layout.root}")
+    RunFolder(run_dir).save_config(cfg)
+    overrides = ["train.steps=3", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2", *extra]
+    stage1.train_stage1(run_dir, resolve_config(run_dir, overrides=overrides), progress=False)
+    return Sim2RealPipeline.from_pretrained(RunFolder(run_dir).pipeline_dir(1))
+
+
+def test_stage1_with_a_head_trains_the_mask_denoiser_and_saves_the_head(tmp_path, plane_layout, monkeypatch):
+    """The knob reaches the artifact: a Stage-I with `model.validity=head` has a denoiser bit-identical to a
+    `data.holes=mask` run's (same seed and steps), 0 hole channels and a saved head; resumed, the head is not
+    refit."""
+    from sim2real_kit import holes
+
+    mask = _stage1(tmp_path / "mask", plane_layout)
+    head = _stage1(tmp_path / "head", plane_layout, *HEAD, "train.validity_head_steps=5")
+    assert mask.validity_head is None and head.validity_head is not None
+    assert head.denoisers[0].hole_channels == 0
+    a, b = mask.denoisers[0].state_dict(), head.denoisers[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    saved = {k: v.clone() for k, v in head.validity_head.state_dict().items()}
+
+    def refit(*args, **kw):
+        raise AssertionError("the saved head was refit")
+
+    monkeypatch.setattr(holes, "fit_validity_head", refit)
+    again = _stage1(tmp_path / "head", plane_layout, *HEAD, "train.validity_head_steps=5")
+    assert all(torch.equal(saved[k], v) for k, v in again.validity_head.state_dict().items())
+
+
+def test_calibrate_holes_with_a_head_is_refused(tmp_path, plane_layout, capsys):
+    from sim2real_kit.cli import main
+    from sim2real_kit.simulate import calibrate_validity_threshold
+
+    cfg = _cfg(16, *HEAD, f"data.root={plane_layout.root}")
+    run = RunFolder(tmp_path / "run")
+    run.save_config(cfg)
+    msg = "the validity head draws holes at its fitted probability; there is no threshold to calibrate"
+    with pytest.raises(ConfigError, match=msg):
+        calibrate_validity_threshold(run, cfg)
+    assert main(["sample", "--run", str(run.root), "--calibrate-holes"]) == 2
+    assert msg in capsys.readouterr().err
