@@ -11,6 +11,7 @@ as blobs (`correlated_uniform`)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -82,6 +83,15 @@ def correlated_uniform(shape, sigma: float, gen: torch.Generator | None, device=
         z = F.conv2d(F.pad(z, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))[:, 0]
     u = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
     return u if device is None else u.to(device)
+
+
+def fork_generator(generator: torch.Generator | None) -> torch.Generator:
+    """A new generator on `generator`'s device (None: torch's default CPU one) seeded from a hash of its state,
+    which it leaves as it is: a draw from the fork is a function of the caller's generator that shifts none of
+    the caller's later draws (the pipeline's diffusion noise, the next call's), and is independent of them."""
+    source = torch.default_generator if generator is None else generator
+    digest = hashlib.sha256(source.get_state().cpu().numpy().tobytes() + b"validity holes").digest()
+    return torch.Generator(device=source.device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def draw_holes(p: torch.Tensor, generator: torch.Generator | None, sigma: float = 1.0) -> torch.Tensor:

@@ -20,8 +20,9 @@ with `data.holes: model` also denoises a validity channel (its `hole_channels`),
 and thresholded at `sampling.validity_threshold` (0.5: x0 < 0): the depth is 0 wherever P(valid) is below it, so
 later stages are conditioned on the holes of earlier ones. With a validity head instead (`model.validity: head`,
 `holes.ValidityHead`, saved in `validity_head/`), P(valid) is the head's on the CAD and the holes are drawn, not
-thresholded: a hole where a correlated uniform u > P(valid), u drawn from the call's generator after the diffusion
-noise (so with eta 0 the depth where kept is the head-less pipeline's); every stage's output gets the same holes.
+thresholded: a hole where a correlated uniform u > P(valid), u drawn after the diffusion noise from a fork of the
+call's generator (`holes.fork_generator`: seeded from its state, which it leaves as it is), so every draw of the
+diffusion and hence the depth where kept is the head-less pipeline's; every stage's output gets the same holes.
 
 Like Marigold's pipeline it subclasses diffusers' `DiffusionPipeline`, registers its modules and
 scalars with `register_modules` / `register_to_config`, and `__call__` reads as numbered sections.
@@ -60,7 +61,7 @@ from sim2real_kit.depth import (
     valid_mask,
 )
 from sim2real_kit.errors import CheckpointError, ConfigError, DepthFormatError, Sim2RealError
-from sim2real_kit.holes import HEAD_FOLDER, ValidityHead, correlated_uniform
+from sim2real_kit.holes import HEAD_FOLDER, ValidityHead, correlated_uniform, fork_generator
 from sim2real_kit.models.codec import DepthCodec, load_codec
 from sim2real_kit.models.denoiser import ControlledDenoiser, atomic_dir, condition_input
 
@@ -430,9 +431,10 @@ class Sim2RealPipeline(DiffusionPipeline):
         one given, `prior_depth` / `given_stages` [B, H, W]. A model trained on `size`-px crops then sees a larger
         field (its attention layers attend over more positions): `experiments/full_frame.py` measures whether
         quality holds.
-        `hole_uniform` (a pipeline with a validity head): `hole_uniform(generator)` -> u [B, h, w] in (0, 1) at the
-        model input's frames, drawn in place of the pipeline's own `holes.correlated_uniform` (e.g. cut from one
-        field per frame by `tiling.simulate_tiled`, so overlapping tiles share their holes)."""
+        `hole_uniform` (a pipeline with a validity head): `hole_uniform(g)` -> u [B, h, w] in (0, 1) at the model
+        input's frames, drawn from `g` (a fork of `generator`: `holes.fork_generator`) in place of the pipeline's
+        own `hole_field` (e.g. cut from one field per frame by `tiling.simulate_tiled`, so overlapping tiles share
+        their holes)."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
         batch_size = int(batch_size or cfg.batch_size)
@@ -513,7 +515,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         if self.validity_head is not None:  # P(valid) of the CAD alone; u drawn after the diffusion noise above
             head_prob = torch.where(cad_ok[:, 0], self.validity_head.p_valid(cad), 0.0)  # [B, S, S]
             draw = (lambda g: self.hole_field(tuple(head_prob.shape), g)) if hole_uniform is None else hole_uniform
-            u = torch.as_tensor(draw(generator)).to(device, torch.float32)  # [B, S, S]
+            u = torch.as_tensor(draw(fork_generator(generator))).to(device, torch.float32)  # [B, S, S]
             if u.shape != head_prob.shape:
                 raise DepthFormatError(f"hole_uniform gave {tuple(u.shape)}, frames {tuple(head_prob.shape)}")
             head_holes = u > head_prob  # True = hole: each pixel one with probability 1 - P(valid)

@@ -68,9 +68,9 @@ def test_knob_reaches_the_denoiser_and_the_dataset(plane_layout):
 
 
 def test_pipeline_with_a_head_keeps_the_depth_and_draws_the_holes():
-    """Same generator: the depth where kept is the head-less pipeline's (u drawn after the diffusion noise), the
-    holes are exactly where u > P(valid) (u: the same draw after the noise), validity is P(valid) (0 without CAD)."""
-    from diffusers.utils.torch_utils import randn_tensor
+    """Same generator: the depth where kept is the head-less pipeline's (u drawn after the diffusion noise, from a
+    fork of the generator), the holes are exactly where u > P(valid), validity is P(valid) (0 without CAD)."""
+    from sim2real_kit.holes import fork_generator
 
     cfg = _cfg(16, "model.residual_scale=100")
     plain, piped = _pipes(cfg)
@@ -82,8 +82,8 @@ def test_pipeline_with_a_head_keeps_the_depth_and_draws_the_holes():
     p = piped.validity_head.p_valid(torch.from_numpy(cad)).numpy()
     np.testing.assert_allclose(out.validity, np.where(cad_ok, p, 0.0), atol=1e-6)
     gen = torch.Generator().manual_seed(0)
-    randn_tensor((3, 1, 16, 16), generator=gen)  # the diffusion noise of the one stage
-    u = correlated_uniform((3, 16, 16), 1.0, gen).numpy()
+    torch.randn((3, 1, 16, 16), generator=gen)  # the diffusion noise of the one stage
+    u = correlated_uniform((3, 16, 16), 1.0, fork_generator(gen)).numpy()
     holes = cad_ok & (u > out.validity)
     assert holes.any() and (cad_ok & ~holes).any()
     assert np.array_equal(out.depth == 0, holes | ~cad_ok | (base.depth == 0))
@@ -200,3 +200,61 @@ def test_calibrate_holes_with_a_head_is_refused(tmp_path, plane_layout, capsys):
         calibrate_validity_threshold(run, cfg)
     assert main(["sample", "--run", str(run.root), "--calibrate-holes"]) == 2
     assert msg in capsys.readouterr().err
+
+
+def _constant_head(logit: float) -> ValidityHead:
+    """A head whose P(valid) is sigmoid(logit) everywhere."""
+    head = ValidityHead(width=4)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        head.net[-1].bias.fill_(logit)
+    return head
+
+
+@pytest.mark.parametrize("path", ["call", "native", "tiled", "full"])
+def test_every_sampling_path_draws_the_heads_holes(path):
+    """The plain call, `native=True`, `tiling.simulate_tiled` and `simulate_full`: a head certain of depth keeps
+    the head-less depth exactly (same generator), one certain of none leaves no depth, one at P(valid) = 0.7 drops
+    ~30 % of the CAD pixels (tiled: one field per frame cut into its overlapping tiles), and where it keeps depth
+    that is the head-less depth: the hole draws shift none of the diffusion's, over several calls too."""
+    from sim2real_kit.tiling import simulate_full, simulate_tiled
+
+    cfg = _cfg(16, "model.residual_scale=100")
+    plain, _ = _pipes(cfg)
+    cad = np.full((2, 24, 40), 1.5, np.float32)
+    cad[:, 6:14, 10:20] = 1.0
+
+    def run(pipe, gen):
+        head = pipe.validity_head is not None
+        if path == "tiled":
+            return simulate_tiled(pipe, cad, generator=gen, steps=2, return_validity=head)
+        if path == "full":
+            return simulate_full(pipe, cad, generator=gen, steps=2, return_validity=head)
+        out = pipe(cad if path == "native" else cad[:, :, :24], num_inference_steps=2, generator=gen,
+                   native=path == "native")  # fmt: skip
+        return out.depth, out.validity
+
+    base = run(plain, torch.Generator().manual_seed(0))
+    base = base[0] if isinstance(base, tuple) else base
+    for logit, rate in ((20.0, 0.0), (-20.0, 1.0), (float(np.log(0.7 / 0.3)), 0.3)):
+        pipe = Sim2RealPipeline.build(cfg, list(plain.denoisers)).set_validity_head(_constant_head(logit))
+        depth, prob = run(pipe, torch.Generator().manual_seed(0))
+        on = (base > 0) if path != "call" else (base > 0) | (depth > 0)
+        assert prob.shape == depth.shape and np.allclose(prob[on], 1 / (1 + np.exp(-logit)), atol=1e-4)
+        holes = on & (depth == 0)
+        assert float(holes.sum() / on.sum()) == pytest.approx(rate, abs=0.08), (logit, path)
+        np.testing.assert_array_equal(depth[depth > 0], base[depth > 0])
+        if rate == 0.0:
+            np.testing.assert_array_equal(depth, base)
+
+
+def test_fork_generator_leaves_the_generator_and_is_its_function():
+    from sim2real_kit.holes import fork_generator
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(4, generator=fork_generator(g))
+    b = torch.rand(4, generator=fork_generator(g))
+    assert torch.equal(a, b)  # a function of the state, which the fork does not advance
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=torch.Generator().manual_seed(5)))
+    assert not torch.equal(a, torch.rand(4, generator=fork_generator(g)))  # another state, another fork
