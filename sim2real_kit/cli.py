@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate-holes",
         action="store_true",
         help="data.holes=model: first set sampling.validity_threshold so that the train split's generated hole rate "
-        "matches its real one (saved in config.yaml)",
+        "matches its real one (saved in config.yaml); not with model.validity=head (its holes are drawn)",
     )
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_sample)

@@ -30,9 +30,9 @@ def patch_pixel_mask(samples: SampleSet, cfg: Config) -> torch.Tensor | None:
     `data.holes = mask`: CAD and real both valid and |real - CAD| < max_diff, the pixels the Stage-II loss
     weighs and so the only ones a later stage can change. Real holes and flying pixels outside them would be
     flagged for a difference the generator is never trained to make. `model`: the same plus the real's holes
-    (CAD valid, real out of range): the validity channel learns those, so a patch with holes is valid input and
-    its hole pattern part of what is judged (a hole is no point of its patch); the real's >= max_diff
-    mismatches stay out. `generate`: None (every valid pixel of each map)."""
+    (CAD valid, real out of range): the validity channel (or, `model.validity: head`, the validity head) learns
+    those, so a patch with holes is valid input and its hole pattern part of what is judged (a hole is no point of
+    its patch); the real's >= max_diff mismatches stay out. `generate`: None (every valid pixel of each map)."""
     from sim2real_kit.depth import depth_in_range, valid_mask
 
     if cfg.data.holes == "generate":

@@ -140,7 +140,9 @@ def train_denoiser(
     )
     summary = trainer.fit()
     trained_now = summary["steps"] > summary["start_step"]
-    head = validity_head() if callable(validity_head) else validity_head
+    head = validity_head
+    if callable(head) and not isinstance(head, torch.nn.Module):  # a function that fits (or loads) it
+        head = head()
     save_chain(
         cfg,
         trainer,

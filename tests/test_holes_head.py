@@ -258,3 +258,31 @@ def test_fork_generator_leaves_the_generator_and_is_its_function():
     assert torch.equal(a, b)  # a function of the state, which the fork does not advance
     assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=torch.Generator().manual_seed(5)))
     assert not torch.equal(a, torch.rand(4, generator=fork_generator(g)))  # another state, another fork
+
+
+def test_the_chain_keeps_the_head_and_a_finished_stage1_keeps_its_pipeline(tmp_path, plane_layout):
+    """Stage-I with a head, its samples (holes drawn), flags and Stage-II: the Stage-II pipeline keeps Stage-I's
+    head (later stages are conditioned on depth with holes); Stage-I called again trains and fits nothing and keeps
+    its pipeline (same save), so its samples stay current."""
+    from sim2real_kit import flagging, simulate, stage1, stage2
+    from sim2real_kit.run import resolve_config
+
+    run = RunFolder(tmp_path / "run")
+    run.save_config(_cfg(16, f"data.root={plane_layout.root}", *HEAD))
+    more = ["train.steps=2", "train.batch_size=2", "train.val_frames=1", "sampling.steps=2", "disc.steps=2",
+            "disc.patch_size=8", "disc.stride=8", "disc.num_points=16", "disc.batch_size=8", "disc.min_valid=4",
+            "train.validity_head_steps=3"]  # fmt: skip
+    cfg = resolve_config(run.root, overrides=more)
+    stage1.train_stage1(run.root, cfg, progress=False)
+    for split in ("train", "val"):
+        simulate.sample_split(run, cfg, split, stage=1, progress=False)
+    stamp = run.pipeline_stamp(1)
+    stage1.train_stage1(run.root, cfg, progress=False)
+    assert run.pipeline_stamp(1) == stamp and run.has_samples(1, "val")
+    flagging.train_and_flag(run, cfg, stage=1, progress=False)
+    stage2.train_chain(run, cfg, 2, progress=False, final_splits=("val",))
+    one = Sim2RealPipeline.from_pretrained(run.pipeline_dir(1))
+    two = Sim2RealPipeline.from_pretrained(run.pipeline_dir(2))
+    assert two.num_stages == 2 and all(d.hole_channels == 0 for d in two.denoisers)
+    h1, h2 = one.validity_head.state_dict(), two.validity_head.state_dict()
+    assert all(torch.equal(h1[k], h2[k]) for k in h1)
