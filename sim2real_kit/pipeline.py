@@ -431,6 +431,8 @@ class Sim2RealPipeline(DiffusionPipeline):
         one given, `prior_depth` / `given_stages` [B, H, W]. A model trained on `size`-px crops then sees a larger
         field (its attention layers attend over more positions): `experiments/full_frame.py` measures whether
         quality holds.
+        With a validity head, `given_stages` bring their holes: the last given stage's holes are every later
+        stage's (no new draw), as in a chain sampled in one call.
         `hole_uniform` (a pipeline with a validity head): `hole_uniform(g)` -> u [B, h, w] in (0, 1) at the model
         input's frames, drawn from `g` (a fork of `generator`: `holes.fork_generator`) in place of the pipeline's
         own `hole_field` (e.g. cut from one field per frame by `tiling.simulate_tiled`, so overlapping tiles share
@@ -514,11 +516,14 @@ class Sim2RealPipeline(DiffusionPipeline):
         head_holes = None
         if self.validity_head is not None:  # P(valid) of the CAD alone; u drawn after the diffusion noise above
             head_prob = torch.where(cad_ok[:, 0], self.validity_head.p_valid(cad), 0.0)  # [B, S, S]
-            draw = (lambda g: self.hole_field(tuple(head_prob.shape), g)) if hole_uniform is None else hole_uniform
-            u = torch.as_tensor(draw(fork_generator(generator))).to(device, torch.float32)  # [B, S, S]
-            if u.shape != head_prob.shape:
-                raise DepthFormatError(f"hole_uniform gave {tuple(u.shape)}, frames {tuple(head_prob.shape)}")
-            head_holes = u > head_prob  # True = hole: each pixel one with probability 1 - P(valid)
+            if given:  # the holes drawn with the given stages (stage by stage: one draw per frame for the chain)
+                head_holes = cad_ok[:, 0] & ~(given[-1] > 0)
+            else:
+                draw = (lambda g: self.hole_field(tuple(head_prob.shape), g)) if hole_uniform is None else hole_uniform
+                u = torch.as_tensor(draw(fork_generator(generator))).to(device, torch.float32)  # [B, S, S]
+                if u.shape != head_prob.shape:
+                    raise DepthFormatError(f"hole_uniform gave {tuple(u.shape)}, frames {tuple(head_prob.shape)}")
+                head_holes = u > head_prob  # True = hole: each pixel one with probability 1 - P(valid)
 
         depth_m = torch.zeros_like(cad)
         residual = torch.zeros_like(cad)

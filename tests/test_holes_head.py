@@ -286,3 +286,21 @@ def test_the_chain_keeps_the_head_and_a_finished_stage1_keeps_its_pipeline(tmp_p
     assert two.num_stages == 2 and all(d.hole_channels == 0 for d in two.denoisers)
     h1, h2 = one.validity_head.state_dict(), two.validity_head.state_dict()
     assert all(torch.equal(h1[k], h2[k]) for k in h1)
+
+
+def test_a_chain_sampled_stage_by_stage_keeps_stage1s_holes():
+    """With a head, a two-stage chain called with Stage-I's output as `given_stages` (as `simulate.sample_split`
+    samples Stage-II) makes no new draw: every stage's output has Stage-I's holes; in one call, too."""
+    cfg = _cfg(16, "model.residual_scale=100")
+    torch.manual_seed(0)
+    one = ControlledDenoiser.from_config(cfg)
+    head = _constant_head(0.0)  # P(valid) 0.5: half the pixels
+    pipe = Sim2RealPipeline.build(cfg, [one, one.expand_condition(2)]).set_validity_head(head)
+    cad = _cad()
+    s1 = pipe(cad, stages=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).depth
+    out = pipe(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(1), given_stages=[s1],
+               return_all_stages=True)  # fmt: skip
+    assert 0.3 < float((s1[cad > 0] == 0).mean()) < 0.7
+    np.testing.assert_array_equal(out.depth == 0, s1 == 0)
+    both = pipe(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(2), return_all_stages=True)
+    np.testing.assert_array_equal(both.stages[0] == 0, both.stages[1] == 0)
