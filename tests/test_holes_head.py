@@ -305,3 +305,19 @@ def test_a_chain_sampled_stage_by_stage_keeps_stage1s_holes():
     np.testing.assert_array_equal(out.depth == 0, s1 == 0)
     both = pipe(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(2), return_all_stages=True)
     np.testing.assert_array_equal(both.stages[0] == 0, both.stages[1] == 0)
+
+
+def test_the_real_samples_few_shot_stage1_refuses_the_head(tmp_path):
+    """The few-shot Stage-I of the real sample does not fit a head (yet): a clear ConfigError, not a silent
+    head-less result; with --calibrate-holes the no-threshold error."""
+    from sim2real_kit.real_sample.evaluate import evaluate_real_sample
+    from sim2real_kit.real_sample.fewshot import train_heldout_stage1
+
+    cfg = _cfg(16, *HEAD)
+    with pytest.raises(ConfigError, match="not supported by the real sample's few-shot Stage-I"):
+        evaluate_real_sample(tmp_path / "run", cfg, progress=False)
+    with pytest.raises(ConfigError, match="not supported by the real sample's few-shot Stage-I"):
+        train_heldout_stage1(None, cfg, None, tmp_path / "s1", steps=1)
+    cfg.override(["benchmark.real_sample_calibrate_holes=true"])
+    with pytest.raises(ConfigError, match="there is no threshold to calibrate"):
+        evaluate_real_sample(tmp_path / "run", cfg, progress=False)
