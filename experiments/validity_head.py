@@ -15,7 +15,8 @@ at 0.5 (what a deterministic head would give) and the hole run's own rows (`--ho
 
     python experiments/validity_head.py --mask-run runs/hbe0 --hole-run runs/hew0 --json head_s0.json
 
-Offline: nothing of the kit's pipeline changes; the numbers say whether the plumbing is worth building."""
+Offline: nothing of the kit's pipeline changes here. The head, its input and the draw are the kit's
+(`sim2real_kit.holes`), which `model.validity: head` builds into Stage-I and the pipeline."""
 
 from __future__ import annotations
 
