@@ -217,8 +217,9 @@ def train_heldout_stage1(
                 "source": ", ".join(str(r) for r in frames.roots),
                 "holes": cfg.data.holes,
                 "max_diff_m": cfg.data.max_diff_m,
-                "model": dataclasses.asdict(cfg.model),
-                "train": dataclasses.asdict(cfg.train),
+                # less the validity head's keys (refused above): settings saved before them stay the same
+                "model": {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "validity"},
+                "train": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "validity_head_steps"},
                 **({"prior": prior_name, "prior_sum": float(np.float64(prior).sum())} if prior_name else {}),
             },
             default=str,
