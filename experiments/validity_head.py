@@ -242,7 +242,8 @@ def main(argv=None) -> int:
         hval = hrun.load_samples(1, "val", hrun.layout(hcfg))
         if [str(r) for r in hval.refs] != [str(r) for r in val.refs]:
             raise SystemExit(f"{hrun.root} and {run.root} hold different val frames: not the same data")
-        rows[f"hole run ({hrun.root.name}, validity channel, tau 0.5)"] = rates(hval, hval.sims[1], md)
+        how = "validity head" if hcfg.model.validity == "head" else "validity channel, tau 0.5"
+        rows[f"hole run ({hrun.root.name}, {how})"] = rates(hval, hval.sims[1], md)
     n = len(losses)
     tail = float(np.mean(losses[-max(1, n // 5) :]))
     prev = float(np.mean(losses[-2 * max(1, n // 5) : -max(1, n // 5)])) if n >= 10 else float("nan")
