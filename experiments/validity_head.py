@@ -27,59 +27,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sim2real_kit.holes import ValidityHead, correlated_uniform, head_input  # the kit's (model.validity: head)
-
-
-def train_head(
-    cfg, layout, steps: int, seed: int, batch: int = 16, lr: float = 1e-3, crops: bool = True, device="cpu"
-) -> tuple[ValidityHead, list]:
-    """Fit the head on the train split, loss on CAD-valid pixels only: `crops` as Stage-I sees them (random
-    crops), else the whole frames as sampling sees them (`train=False`: the same preprocessing as the val
-    samples)."""
-    from sim2real_kit.data.dataset import PairedDepthDataset
-
-    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=crops)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    head = ValidityHead().to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=lr)
-    losses = []
-    if len(ds) == 0:
-        raise SystemExit(f"{layout.root}: the train split has no frame to fit the validity head on")
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=min(batch, len(ds)), shuffle=True, generator=gen, drop_last=True
-    )
-    it = iter(loader)
-    for _ in tqdm(range(steps), desc="validity head", leave=False):
-        try:
-            b = next(it)
-        except StopIteration:
-            it = iter(loader)
-            b = next(it)
-        cad, real = b["cad"].to(device), b["real"].to(device)
-        on = (cad > 0).float()
-        target = (real > 0).float()
-        logits = head(head_input(cad))
-        loss = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * on).sum() / on.sum().clamp(min=1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return head, losses
+from sim2real_kit.holes import (  # the kit's (model.validity: head)
+    ValidityHead,
+    correlated_uniform,
+    fit_validity_head,
+    head_loss,
+)
 
 
 def predict(head, cad: np.ndarray, batch: int = 64) -> np.ndarray:
-    """P(valid) [F, H, W] of CAD frames [F, H, W] metres, in batches on the head's device."""
-    device = next(head.parameters()).device
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(cad), batch):
-            x = torch.from_numpy(cad[i : i + batch]).float()[:, None].to(device)
-            out.append(torch.sigmoid(head(head_input(x)))[:, 0].cpu().numpy())
-    return np.concatenate(out)
+    """P(valid) [F, H, W] of CAD frames [F, H, W] metres (`ValidityHead.p_valid`, in batches)."""
+    chunks = [head.p_valid(torch.from_numpy(cad[i : i + batch]).float()) for i in range(0, len(cad), batch)]
+    return torch.cat(chunks).numpy()
 
 
 def expected_rates(head, cad: np.ndarray, real: np.ndarray) -> dict:
@@ -152,8 +113,7 @@ def real_sample_holes(run_dir: Path, steps: int, seeds: list[int], sigma: float,
             ys = torch.randint(0, h - crop + 1, (16,), generator=gen)
             xs = torch.randint(0, w - crop + 1, (16,), generator=gen)
             c, v, m = (crops_of(t, idx, ys, xs, crop).to(device) for t in (cad, valid, train_px))
-            loss = (F.binary_cross_entropy_with_logits(head(head_input(c)), v, reduction="none") * m).sum()
-            loss = loss / m.sum().clamp(min=1)
+            loss = head_loss(head, c, v, weight=m)  # m: the other objects' pixels, all with CAD
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -217,7 +177,10 @@ def main(argv=None) -> int:
     layout = run.layout(cfg)
     val = run.load_samples(1, "val", layout)
     t0 = time.perf_counter()
-    head, losses = train_head(cfg, layout, args.steps, args.seed, crops=args.fit_on == "crops", device=device)
+    losses = []
+    head = fit_validity_head(
+        cfg, layout, args.steps, args.seed, device, progress=True, crops=args.fit_on == "crops", losses=losses
+    ).to(device)
     seconds = time.perf_counter() - t0
     p = torch.from_numpy(predict(head, val.cad))  # [F, H, W]
     p = torch.where(torch.from_numpy(val.cad) > 0, p, torch.zeros_like(p))

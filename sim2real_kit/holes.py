@@ -100,11 +100,15 @@ def draw_holes(p: torch.Tensor, generator: torch.Generator | None, sigma: float 
     return correlated_uniform(tuple(p.shape), sigma, generator, device=p.device) > p
 
 
-def fit_validity_head(cfg, layout, steps: int, seed: int, device="cpu", progress: bool = False) -> ValidityHead:
+def fit_validity_head(
+    cfg, layout, steps: int, seed: int, device="cpu", progress: bool = False, crops: bool = False, losses=None
+) -> ValidityHead:
     """Fit a `ValidityHead` on the train split's whole frames (`PairedDepthDataset(train=False)`: the eval
     transform, as sampling preprocesses a frame): BCE of its logits against the real validity (the sensor
     returned depth), on CAD-valid pixels only; Adam lr 1e-3, batches of min(16, frames), `steps` steps, seeded by
-    `seed`. Returns the head on the CPU in eval mode. LayoutError when the train split has no frame."""
+    `seed`. `crops`: Stage-I's random crops instead (`train=True`; worse on whole frames: docs/results.md, "Holes
+    from a separate validity head"). `losses`: a list each step's loss is appended to. Returns the head on the CPU
+    in eval mode. LayoutError when the train split has no frame."""
     from tqdm.auto import tqdm
 
     from sim2real_kit.data.dataset import PairedDepthDataset
@@ -115,7 +119,7 @@ def fit_validity_head(cfg, layout, steps: int, seed: int, device="cpu", progress
         raise LayoutError(f"the train split has no frame to fit the validity head on ({e})", layout.root) from None
     if not frames:
         raise LayoutError("the train split has no frame to fit the validity head on", layout.root)
-    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=False, keys=("cad", "real"))
+    ds = PairedDepthDataset.from_config(cfg, layout, "train", train=crops, keys=("cad", "real"))
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = ValidityHead().to(device)
@@ -133,6 +137,8 @@ def fit_validity_head(cfg, layout, steps: int, seed: int, device="cpu", progress
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if losses is not None:
+            losses.append(loss.item())
     return head.to("cpu").eval()
 
 
