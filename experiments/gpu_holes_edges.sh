@@ -4,7 +4,8 @@
 # GPU. JOBS: "variant:seed ..." with variant base (data.holes=model), edges (model + cond_edges), mask, head
 # (model + model.validity=head: a mask denoiser and a separate validity head), or edgesw
 # (edges with train.validity_weight=$VW, default 0.25: the validity loss at a quarter of the residual's).
-# Results under $OUT: <variant>_s<seed>.json / .log. Run folders /tmp/h_<variant>_s<seed> (resume on a warm
+# Results under $OUT: <variant>_s<seed>.json / .log; headfit_s<seed>.json / .log: a head fit on the mask run's
+# samples (not head_s<seed>: that is the kit's `head` job). Run folders /tmp/h_<variant>_s<seed> (resume on a warm
 # machine: checkpoints every 200 steps).
 #   device call:  STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT                      (carry [".whl", ".gpu"])
 #                 JOBS="edges:1 edges:2 mask:0" STEPS=1000 bash experiments/gpu_holes_edges.sh $OUT
@@ -45,12 +46,12 @@ for seed in $(for job in $JOBS; do echo "${job##*:}"; done | sort -u); do
   hole_run=$(for r in $runs; do [ "$r" != "$mask_run" ] && echo "$r"; done | head -n 1)
   if [ "${HEAD_STEPS:-1500}" -gt 0 ] && [ -f "$mask_run/stage1/samples/val/samples.json" ]; then
     python3 experiments/validity_head.py --mask-run "$mask_run" ${hole_run:+--hole-run "$hole_run"} --seed "$seed" \
-      --steps "${HEAD_STEPS:-1500}" --fit-on "${HEAD_FIT:-frames}" --json "$OUT/head_s$seed.json" 2>&1 \
-      | tr '\r' '\n' | grep -v "^validity head:" > "$OUT/head_s$seed.log"
+      --steps "${HEAD_STEPS:-1500}" --fit-on "${HEAD_FIT:-frames}" --json "$OUT/headfit_s$seed.json" 2>&1 \
+      | tr '\r' '\n' | grep -v "^validity head:" > "$OUT/headfit_s$seed.log"
   fi
 done
 for job in $JOBS; do
   name=${job%%:*}_s${job##*:}
   echo "== $name"; grep "^|" "$OUT/$name.log"; tail -n 3 "$OUT/$name.log" | cut -c1-300
 done
-cat "$OUT"/common_s*.log "$OUT"/head_s*.log 2>/dev/null
+cat "$OUT"/common_s*.log "$OUT"/headfit_s*.log 2>/dev/null

@@ -253,3 +253,50 @@ def test_holes_common_pixel_w1_compares_runs_trained_apart(bench_path, tmp_path)
     one = {"model": {**rates, "w1_mm": 8.07, "w1_cad_mm": 30.6, "w1_common_mm": None}}
     table = bench_holes.table(one)
     assert "| — |" in table.splitlines()[2] and "on the common ones" not in table
+
+
+def test_gpu_holes_script_keeps_the_head_jobs_results_apart_from_the_offline_head_fit(tmp_path):
+    """experiments/gpu_holes_edges.sh with JOBS="head:0 mask:0": the kit's `head` job writes head_s0.json and the
+    offline fit of a head on the `mask` run's samples must not overwrite it (on 2026-12-07 it did: both were
+    head_s<seed>.json, and the kit run's own table was lost). `python3`, `nvidia-smi` and `timeout` are stubs
+    that record their `--json` path and write its name into it."""
+    import os
+    import shutil
+    import subprocess
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    repo = Path(__file__).resolve().parents[1]
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "nvidia-smi").write_text("#!/bin/sh\necho stub-gpu\n")
+    (stubs / "timeout").write_text('#!/bin/sh\nshift\nexec "$@"\n')
+    # every python3 call writes its script name into its --json file, and fakes a mask run's samples
+    (stubs / "python3").write_text(
+        "#!/bin/sh\nscript=$1; json=''; out=''\nwhile [ $# -gt 0 ]; do\n"
+        '  [ "$1" = --json ] && json=$2\n  [ "$1" = --out ] && out=$2\n  shift\ndone\n'
+        '[ -n "$out" ] && mkdir -p "$out/stage1/samples/val" && echo {} > "$out/stage1/samples/val/samples.json"\n'
+        '[ -n "$json" ] && echo "\\"$script\\"" > "$json"\nexit 0\n'
+    )
+    for f in stubs.iterdir():
+        f.chmod(0o755)
+    out = tmp_path / "out"
+    gpu = tmp_path / "work"
+    (gpu / ".gpu" / "data").mkdir(parents=True)
+    for sub in ("experiments", "benchmarks"):
+        (gpu / sub).symlink_to(repo / sub)
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", JOBS="head:7 mask:7", STEPS="1")
+    for d in ("/tmp/h_head_s7", "/tmp/h_mask_s7", "/tmp/d_head_s7", "/tmp/d_mask_s7"):
+        shutil.rmtree(d, ignore_errors=True)
+    try:
+        subprocess.run([bash, "experiments/gpu_holes_edges.sh", str(out)], cwd=gpu, env=env, check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+    finally:
+        for d in ("/tmp/h_head_s7", "/tmp/h_mask_s7", "/tmp/d_head_s7", "/tmp/d_mask_s7"):
+            shutil.rmtree(d, ignore_errors=True)
+    written = {p.name: p.read_text().strip().strip('"') for p in out.glob("*.json")}
+    assert written["head_s7.json"] == "benchmarks/bench_holes.py", written
+    assert written["mask_s7.json"] == "benchmarks/bench_holes.py", written
+    fits = [name for name, script in written.items() if script == "experiments/validity_head.py"]
+    assert len(fits) == 1 and fits[0] not in ("head_s7.json", "mask_s7.json"), written
