@@ -3,6 +3,8 @@ metres in -> simulated depth metres out, codec encode/decode included), eager vs
 
     .venv/bin/python benchmarks/bench_sample.py --preset tiny                      # CPU, DDIM-20, batch 16
     python3 benchmarks/bench_sample.py --preset sd21-random --device cuda --steps 50 --batch-size 8 --json out.json
+    python3 benchmarks/bench_sample.py --preset small --device cuda --frame 480x640 --steps 10 --batch-size 8
+        # whole 640x480 frames in one pass (no tiles): a camera's frames/s
 
 Presets as in bench_train.py (benchlib.py; sd21-random: SD 2.1's UNet architecture with random weights through
 the kit's latent `from_config` path, plus a random-init SD-shaped `AutoencoderKL` as the `LatentCodec`, so the
@@ -52,20 +54,33 @@ VARIANTS = {
 }
 
 
-def synthetic_cad(batch: int, size: int, seed: int = 0) -> np.ndarray:
-    """[B, S, S] CAD-like depth in metres: a tilted floor/wall plane with a few boxes in front, some 0 (no CAD)."""
+def synthetic_cad(batch: int, size: int, seed: int = 0, width: int | None = None) -> np.ndarray:
+    """[B, S, W] (W = `width`, default S) CAD-like depth in metres: a tilted floor/wall plane with a few boxes in
+    front, some 0 (no CAD)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
+    width = width or size
+    yy, xx = np.mgrid[0:size, 0:width] / max(size, width)
     out = []
     for _ in range(batch):
         d = 2.0 + 1.5 * yy * rng.uniform(0.5, 1.0) + 0.5 * xx * rng.uniform(-1, 1)
         for _ in range(3):
-            x0, y0 = rng.integers(0, size * 3 // 4, 2)
-            w, h = rng.integers(size // 8, size // 3, 2)
+            x0, y0 = rng.integers(0, width * 3 // 4), rng.integers(0, size * 3 // 4)
+            w, h = rng.integers(width // 8, width // 3), rng.integers(size // 8, size // 3)
             d[y0 : y0 + h, x0 : x0 + w] = rng.uniform(0.8, 1.8)
         d[: size // 16] = 0.0  # a strip without CAD geometry
         out.append(d)
     return np.stack(out).astype(np.float32)
+
+
+def _frame(text: str) -> tuple[int, int]:
+    """"480x640" -> (480, 640): a frame's height and width in pixels."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frame: expected HxW in pixels (e.g. 480x640), got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"--frame: height and width must be positive, got {text!r}")
+    return h, w
 
 
 def build_pipeline(preset: str, args):
@@ -116,10 +131,15 @@ def run(preset: str, args, device) -> list[dict]:
     pipe, cfg = build_pipeline(preset, args)
     pipe.to(device)
     size = int(cfg.data.size)
-    cad = synthetic_cad(args.batch_size * args.batches, size)
+    if args.frame:  # whole frames of H x W in one pass (the model is fully convolutional), not the training size
+        cad = synthetic_cad(args.batch_size * args.batches, args.frame[0], width=args.frame[1])
+    else:
+        cad = synthetic_cad(args.batch_size * args.batches, size)
     frames = cad.shape[0]
     results, outputs = [], {}
     base = {"preset": preset, "steps": args.steps, "batch_size": args.batch_size, "frames": frames, "size_px": size}
+    if args.frame:
+        base["frame_hw"] = list(args.frame)
     for variant in args.variants.split(","):
         try:
             if variant not in VARIANTS:
@@ -158,9 +178,14 @@ def run(preset: str, args, device) -> list[dict]:
     return results
 
 
+def _px(row: dict) -> str:
+    """The timed frames' size: "HxW" for --frame runs, else the square side."""
+    return "x".join(map(str, row["frame_hw"])) if row.get("frame_hw") else str(row["size_px"])
+
+
 def print_table(results: list[dict]) -> None:
     print(
-        f"{'preset':12} {'variant':11} {'steps':>5} {'batch':>5} {'px':>4} {'img/s':>8} {'s/call':>7} {'warmup s':>8}"
+        f"{'preset':12} {'variant':11} {'steps':>5} {'batch':>5} {'px':>7} {'img/s':>8} {'s/call':>7} {'warmup s':>8}"
     )
     by = {}
     for r in results:
@@ -169,7 +194,7 @@ def print_table(results: list[dict]) -> None:
             continue
         by[r["variant"]] = r
         print(
-            f"{r['preset']:12} {r['variant']:11} {r['steps']:5d} {r['batch_size']:5d} {r['size_px']:4d} "
+            f"{r['preset']:12} {r['variant']:11} {r['steps']:5d} {r['batch_size']:5d} {_px(r):>7} "
             f"{r['img_per_s']:8.2f} {r['s_per_call']:7.2f} {r['warmup_s']:8.1f}"
         )
     for ref in ("eager-fp32", "autocast-bf16"):
@@ -186,6 +211,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--batches", type=int, default=1, help="frames per call = batch-size x batches")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: tiny/small 20, sd21-random 50)")
     p.add_argument("--size", type=int, default=None)
+    p.add_argument("--frame", type=_frame, default=None,
+                   help="HxW, e.g. 480x640: time whole frames of that size in one pass (default: size x size)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--variants", default=None, help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--prompt-tokens", type=int, default=77)

@@ -300,3 +300,20 @@ def test_gpu_holes_script_keeps_the_head_jobs_results_apart_from_the_offline_hea
     assert written["mask_s7.json"] == "benchmarks/bench_holes.py", written
     fits = [name for name, script in written.items() if script == "experiments/validity_head.py"]
     assert len(fits) == 1 and fits[0] not in ("head_s7.json", "mask_s7.json"), written
+
+
+def test_sample_bench_times_whole_frames_of_a_cameras_size(bench_path, capsys):
+    """bench_sample.py --frame HxW times non-square whole frames in one pass (a camera's 640x480 as one window,
+    not the model's square size): the rows say the frame, and a malformed
+    --frame is an argparse error that names the expected form."""
+    import bench_sample
+
+    rows = bench_sample.main(["--preset", "tiny", "--frame", "24x40", "--steps", "1", "--batch-size", "2",
+                              "--repeats", "1", "--variants", "eager-fp32"])  # fmt: skip
+    assert len(rows) == 1 and "error" not in rows[0], rows
+    assert rows[0]["frame_hw"] == [24, 40] and rows[0]["img_per_s"] > 0
+    assert "24x40" in capsys.readouterr().out
+    assert bench_sample.synthetic_cad(2, 24, width=40).shape == (2, 24, 40)
+    with pytest.raises(SystemExit):
+        bench_sample.main(["--frame", "640by480"])
+    assert "expected HxW in pixels" in capsys.readouterr().err
