@@ -73,7 +73,7 @@ def synthetic_cad(batch: int, size: int, seed: int = 0, width: int | None = None
 
 
 def _frame(text: str) -> tuple[int, int]:
-    """"480x640" -> (480, 640): a frame's height and width in pixels."""
+    """Parse "480x640" -> (480, 640): a frame's height and width in pixels."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
