@@ -100,17 +100,23 @@ def build_pipeline(preset: str, args):
     return pipe, cfg
 
 
-def time_calls(pipe, cad, steps: int, batch: int, repeats: int, seed: int) -> tuple[list[float], object, float]:
+def time_calls(
+    pipe, cad, steps: int, batch: int, repeats: int, seed: int, native: bool = False
+) -> tuple[list[float], object, float]:
     """(seconds per call, last output, warm-up seconds): one 2-step warm-up call first (cuDNN set-up, the
-    compile and the graph capture, which do not depend on the step count)."""
+    compile and the graph capture, which do not depend on the step count). `native`: the frames at their own
+    size (`Sim2RealPipeline(native=True)`), not the default centre crop resized to the model's size."""
+    kw = {"native": True} if native else {}
     t0 = time.perf_counter()
-    pipe(cad, num_inference_steps=min(steps, 2), batch_size=batch, generator=torch.Generator().manual_seed(seed))
+    pipe(cad, num_inference_steps=min(steps, 2), batch_size=batch, generator=torch.Generator().manual_seed(seed), **kw)
     sync(pipe.device)
     warm = time.perf_counter() - t0
     times, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = pipe(cad, num_inference_steps=steps, batch_size=batch, generator=torch.Generator().manual_seed(seed))
+        out = pipe(
+            cad, num_inference_steps=steps, batch_size=batch, generator=torch.Generator().manual_seed(seed), **kw
+        )
         sync(pipe.device)
         times.append(time.perf_counter() - t0)
     return times, out, warm
@@ -149,7 +155,7 @@ def run(preset: str, args, device) -> list[dict]:
             pipe.set_sampling(precision=precision, cuda_graph=graph, compile=compiled and not args.no_compile)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            times, out, warm = time_calls(pipe, cad, args.steps, args.batch_size, args.repeats, 0)
+            times, out, warm = time_calls(pipe, cad, args.steps, args.batch_size, args.repeats, 0, bool(args.frame))
             img_s = [frames / t for t in times]
             r = {
                 **base,
@@ -158,6 +164,7 @@ def run(preset: str, args, device) -> list[dict]:
                 "img_per_s_all": img_s,
                 "s_per_call": statistics.median(times),
                 "warmup_s": warm,
+                "out_hw": list(np.asarray(out.depth).shape[-2:]),  # the frame's with --frame, else the model's
             }
             if device.type == "cuda":
                 r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30

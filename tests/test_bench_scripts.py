@@ -304,14 +304,18 @@ def test_gpu_holes_script_keeps_the_head_jobs_results_apart_from_the_offline_hea
 
 def test_sample_bench_times_whole_frames_of_a_cameras_size(bench_path, capsys):
     """bench_sample.py --frame HxW times non-square whole frames in one pass (a camera's 640x480 as one window,
-    not the model's square size): the rows say the frame, and a malformed
-    --frame is an argparse error that names the expected form."""
+    not the model's square size): the rows say the frame and the output's size, which is the frame's (on
+    2026-12-07 the first GPU run of --frame timed the pipeline's default instead: a centre crop resized to the
+    model's 128 px, 61 "frames/s" that were not 640x480), and a malformed --frame is an argparse error that names
+    the expected form."""
     import bench_sample
 
     rows = bench_sample.main(["--preset", "tiny", "--frame", "24x40", "--steps", "1", "--batch-size", "2",
                               "--repeats", "1", "--variants", "eager-fp32"])  # fmt: skip
     assert len(rows) == 1 and "error" not in rows[0], rows
     assert rows[0]["frame_hw"] == [24, 40] and rows[0]["img_per_s"] > 0
+    # the pipeline ran on the whole frame, not on a centre crop resized to the model's size (its default)
+    assert rows[0]["out_hw"] == [24, 40], rows[0]
     assert "24x40" in capsys.readouterr().out
     assert bench_sample.synthetic_cad(2, 24, width=40).shape == (2, 24, 40)
     with pytest.raises(SystemExit):
