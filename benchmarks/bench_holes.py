@@ -7,11 +7,14 @@ edges as the benchmark's: CAD jumps > 5 cm, dilated 1 px) beside the real captur
 real on the pixels valid in CAD, real and generated depth within max_diff (`metrics.matched_residual_w1`: holes
 do not enter it; `W1 common px`: on the pixels where every mode's output has depth, so that no mode wins by
 dropping hard pixels). The issue's goals: `model`'s hole rates within 25 % of real overall and at edges, its W1
-within 5 % of `mask`'s.
+within 5 % of `mask`'s. `model` is the kit's default hole model, a validity head (`model.validity: head`); the
+validity channel beside the residual with `--override model.validity=channel` (it acts on the `model` mode only).
 
     python benchmarks/bench_holes.py --out runs/bench_holes_quick --quick      # CI sizes (32 px, 24 steps)
     python benchmarks/bench_holes.py --out runs/bench_holes_demo               # demo size (tiny preset)
-    python benchmarks/bench_holes.py --out runs/he0 --modes model --override model.cond_edges=true   # + the CAD's edge map
+    python benchmarks/bench_holes.py --out runs/hc0 --override model.validity=channel   # mask vs the validity channel
+    python benchmarks/bench_holes.py --out runs/he0 --modes model --override model.validity=channel \
+        --override model.cond_edges=true                                        # the channel + the CAD's edge map
     python benchmarks/bench_holes.py --common runs/he0 runs/hm0    # runs trained apart: W1 on their common pixels
 
 Finished steps are reused (run folders resume). Prints a markdown table; `--json` writes the numbers.
@@ -44,14 +47,15 @@ def measure(
     from sim2real_kit.stage2 import control_run
 
     base = RunFolder(out)
-    cfg = resolve_config(base, preset, overrides=[*overrides, f"data.holes={modes[0]}"], quick=quick, seed=seed)
+    cfg = resolve_config(base, preset, overrides=mode_overrides(overrides, modes[0]), quick=quick, seed=seed)
     results, sims = {}, {}
     for mode in modes:
         t0 = time.perf_counter()
         if mode == modes[0]:
             run, mcfg = base, cfg
         else:
-            run, mcfg = control_run(base, cfg, f"holes_{mode}", [f"data.holes={mode}"], share=())
+            extra = [o for o in mode_overrides(overrides, mode) if o.startswith(("data.holes=", "model.validity="))]
+            run, mcfg = control_run(base, cfg, f"holes_{mode}", extra, share=())
         if not run.has_samples(1, "val"):
             stage1.train_stage1(run, mcfg, progress=progress)
             simulate.sample_split(run, mcfg, "val", stage=1, progress=progress)
@@ -62,6 +66,13 @@ def measure(
     for mode, row in common_pixel_w1(sims, cfg.data.max_diff_m).items():
         results[mode].update(row)
     return results
+
+
+def mode_overrides(overrides, mode: str) -> list[str]:
+    """The config overrides of one `data.holes` mode's run: the shared ones, `data.holes=<mode>`, and any
+    `model.validity=...` only for the `model` mode (a mask run refuses the knob: it would change nothing)."""
+    validity = [o for o in overrides if o.split("=", 1)[0].strip() == "model.validity"]
+    return [*(o for o in overrides if o not in validity), f"data.holes={mode}", *(validity if mode == "model" else [])]
 
 
 def common_pixel_w1(sets: dict, max_diff_m: float) -> dict:

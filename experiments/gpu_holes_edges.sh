@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 20 on one H200: the hole model at the `small` preset with and without model.cond_edges (the CAD's edge
 # map as a condition) and the `mask` reference, same GPU dataset (.gpu/data), the jobs as processes sharing the
-# GPU. JOBS: "variant:seed ..." with variant base (data.holes=model), edges (model + cond_edges), mask, head
+# GPU. JOBS: "variant:seed ..." with variant base (data.holes=model with the validity channel), edges (base +
+# cond_edges), mask, head
 # (model + model.validity=head: a mask denoiser and a separate validity head), or edgesw
 # (edges with train.validity_weight=$VW, default 0.25: the validity loss at a quarter of the residual's).
 # Results under $OUT: <variant>_s<seed>.json / .log; headfit_s<seed>.json / .log: a head fit on the mask run's
@@ -21,9 +22,9 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 for job in $JOBS; do
   v=${job%%:*}; seed=${job##*:}; name=${v}_s$seed
   [ -d /tmp/d_$name ] || cp -r .gpu/data /tmp/d_$name
-  mode=model; extra=""
-  [ $v = edges ] && extra="--override model.cond_edges=true"
-  [ $v = edgesw ] && extra="--override model.cond_edges=true --override train.validity_weight=$VW"
+  mode=model; extra="--override model.validity=channel"   # base / edges / edgesw: the validity channel
+  [ $v = edges ] && extra="$extra --override model.cond_edges=true"
+  [ $v = edgesw ] && extra="$extra --override model.cond_edges=true --override train.validity_weight=$VW"
   [ $v = head ] && extra="--override model.validity=head"   # the denoiser as mask's, holes from a validity head
   [ $v = mask ] && mode=mask
   timeout "$LIMIT" python3 benchmarks/bench_holes.py --preset small --out /tmp/h_$name --modes $mode --seed $seed \

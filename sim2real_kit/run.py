@@ -82,7 +82,7 @@ class RunFolder:
                 f"no config.yaml in {self.root} (make the run with notebook 01, `sim2real train --stage 1 --out "
                 f"{self.root}` or `sim2real notebooks --out {self.root}`)"
             )
-        return Config.from_yaml(self.config_path)
+        return Config.from_yaml(self.config_path, run_folder=True)
 
     def save_config(self, cfg: Config) -> None:
         """Write config.yaml (atomically); the provenance record is created the first time."""

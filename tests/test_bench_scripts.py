@@ -321,3 +321,20 @@ def test_sample_bench_times_whole_frames_of_a_cameras_size(bench_path, capsys):
     with pytest.raises(SystemExit):
         bench_sample.main(["--frame", "640by480"])
     assert "expected HxW in pixels" in capsys.readouterr().err
+
+
+def test_holes_bench_gives_the_validity_knob_to_the_model_mode_only(bench_path):
+    """`bench_holes.py --override model.validity=channel` with the default modes (mask, model): the knob reaches
+    the `model` run's config, and the `mask` run, which refuses it (it would change nothing), does not get it."""
+    import bench_holes
+
+    from sim2real_kit.config import load_config, validity_channel, validity_head
+    from sim2real_kit.errors import ConfigError
+
+    ov = ["model.cond_edges=true", "model.validity=channel"]
+    mask, model = (load_config("tiny", overrides=bench_holes.mode_overrides(ov, m)) for m in ("mask", "model"))
+    assert mask.data.holes == "mask" and mask.model.cond_edges and not validity_channel(mask)
+    assert model.data.holes == "model" and model.model.cond_edges and validity_channel(model)
+    assert validity_head(load_config("tiny", overrides=bench_holes.mode_overrides(["model.cond_edges=true"], "model")))
+    with pytest.raises(ConfigError, match="model.validity needs data.holes"):
+        load_config("tiny", overrides=[*ov, "data.holes=mask"])  # what the mask run got before

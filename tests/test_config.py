@@ -83,3 +83,25 @@ def test_environment_yml_matches_pyproject():
     env_names.discard("-e .")
     env_names = {n for n in env_names if n and n != "-e"}
     assert {_norm(d) for d in deps} == env_names
+
+
+def test_a_run_saved_before_the_validity_head_keeps_its_validity_channel(tmp_path):
+    """model.validity's default moved from "channel" to "head" (2026-12-07). A run folder's config.yaml written
+    before the key existed, with data.holes: model, was a validity-channel run and must load as one (its
+    checkpoints have the channel); a user's config file without the key gets today's default, the head."""
+    import yaml
+
+    from sim2real_kit.config import Config
+    from sim2real_kit.run import RunFolder
+
+    d = Config.preset_config("tiny").to_dict()
+    d["data"]["holes"] = "model"
+    del d["model"]["validity"]
+    run = RunFolder(tmp_path / "old_run")
+    run.root.mkdir()
+    run.config_path.write_text(yaml.safe_dump(d))
+    assert run.load_config().model.validity == "channel"
+    assert load_config("tiny", config_file=run.config_path).model.validity == "head"
+    d["model"]["validity"] = "head"  # a run saved since: the key is there and wins
+    run.config_path.write_text(yaml.safe_dump(d))
+    assert run.load_config().model.validity == "head"

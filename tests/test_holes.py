@@ -21,7 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(size=16, *extra):
-    return load_config("tiny", overrides=[f"data.size={size}", "data.holes=model", *TINY_MODEL, *extra])
+    return load_config(
+        "tiny", overrides=[f"data.size={size}", "data.holes=model", "model.validity=channel", *TINY_MODEL, *extra]
+    )
 
 
 def test_config_names_the_hole_modes():
@@ -265,7 +267,8 @@ def test_latent_denoiser_gets_validity_channels_that_start_at_zero_and_save(tmp_
     from sim2real_kit.models.codec import LatentCodec
 
     write_tiny_sd(tmp_path / "sd")
-    cfg = load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}", "data.size=16", "data.holes=model"])
+    cfg = load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}", "data.size=16", "data.holes=model",
+                                               "model.validity=channel"])  # fmt: skip
     plain = ControlledDenoiser.from_config(load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}",
                                                                            "data.size=16"]))  # fmt: skip
     denoiser = ControlledDenoiser.from_config(cfg)
@@ -316,7 +319,7 @@ def test_latent_model_learns_where_the_band_is(tmp_path):
     write_tiny_sd(tmp_path / "sd")
     layout = _band_layout(tmp_path / "ds", frames=32)
     cfg = load_config("sd21", overrides=[
-        f"model.sd_path={tmp_path / 'sd'}", "data.size=32", "data.holes=model", "train.steps=400", "train.batch_size=8",
+        f"model.sd_path={tmp_path / 'sd'}", "data.size=32", "data.holes=model", "model.validity=channel", "train.steps=400", "train.batch_size=8",
         "train.lr=0.002", "train.ckpt_every=1000", "train.log_every=100", "model.residual_scale=4.0",
         "sampling.steps=4", "sampling.batch_size=8", "data.num_workers=0",
     ])  # fmt: skip

@@ -49,9 +49,17 @@ def test_config_validity_head_needs_holes_model():
         load_config("tiny", overrides=["model.validity=head"])
     with pytest.raises(ConfigError, match=r"model.validity = 'sometimes'; allowed: channel, head"):
         load_config("tiny", overrides=["data.holes=model", "model.validity=sometimes"])
+    with pytest.raises(ConfigError, match=r"model.validity.*data.holes"):
+        load_config("tiny", overrides=["model.validity=channel"])
     cfg = load_config("tiny", overrides=HEAD)
     assert cfg.model.validity == "head" and cfg.train.validity_head_steps == 1500
-    assert load_config("tiny").model.validity == "channel"
+    # the head is the default hole model (2026-12-07): data.holes=model alone gives it, and a mask run is unchanged
+    from sim2real_kit.config import denoiser_holes, validity_channel, validity_head
+
+    assert load_config("tiny", overrides=["data.holes=model"]).model.validity == "head"
+    mask = load_config("tiny")
+    assert validity_head(load_config("tiny", overrides=["data.holes=model"])) and not validity_head(mask)
+    assert not validity_channel(mask) and denoiser_holes(mask) == "mask"
 
 
 def test_knob_reaches_the_denoiser_and_the_dataset(plane_layout):
@@ -60,7 +68,7 @@ def test_knob_reaches_the_denoiser_and_the_dataset(plane_layout):
 
     head, mask = _cfg(16, *HEAD), _cfg(16)
     assert ControlledDenoiser.from_config(head).hole_channels == 0
-    assert ControlledDenoiser.from_config(_cfg(16, "data.holes=model")).hole_channels == 1
+    assert ControlledDenoiser.from_config(_cfg(16, "data.holes=model", "model.validity=channel")).hole_channels == 1
     a = PairedDepthDataset.from_config(head, plane_layout, "train", train=True)[0]
     b = PairedDepthDataset.from_config(mask, plane_layout, "train", train=True)[0]
     for key in ("target", "mask", "cad_n"):
@@ -124,7 +132,7 @@ def test_pipeline_with_a_head_round_trips_and_old_pipelines_load(tmp_path):
 
 
 def test_head_on_a_channel_pipeline_is_refused():
-    cfg = _cfg(16, "data.holes=model")
+    cfg = _cfg(16, "data.holes=model", "model.validity=channel")
     pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
     with pytest.raises(ConfigError, match="validity channel"):
         pipe.set_validity_head(ValidityHead(width=4))
@@ -321,3 +329,30 @@ def test_the_real_samples_few_shot_stage1_refuses_the_head(tmp_path):
     cfg.override(["benchmark.real_sample_calibrate_holes=true"])
     with pytest.raises(ConfigError, match="there is no threshold to calibrate"):
         evaluate_real_sample(tmp_path / "run", cfg, progress=False)
+
+
+def test_the_latent_preset_takes_the_head_and_keeps_its_depth(tmp_path):
+    """sd21 (a tiny local SD folder): with the default hole model the latent denoiser gets no validity channels
+    (the head lives in pixel space, on the CAD), and a pipeline with a head at P(valid) 0.7 drops ~30 % of the
+    CAD pixels and keeps the head-less latent pipeline's depth exactly elsewhere."""
+    from conftest import write_tiny_sd
+
+    from sim2real_kit.models.codec import LatentCodec
+
+    write_tiny_sd(tmp_path / "sd")
+    cfg = load_config("sd21", overrides=[f"model.sd_path={tmp_path / 'sd'}", "data.size=16", "data.holes=model"])
+    assert cfg.model.validity == "head"
+    torch.manual_seed(0)
+    denoiser = ControlledDenoiser.from_config(cfg)
+    assert denoiser.hole_channels == 0
+    codec = LatentCodec.from_pretrained(tmp_path / "sd")
+    plain = Sim2RealPipeline.build(cfg, [denoiser], codec=codec)
+    cad = np.full((2, 16, 16), 1.5, np.float32)
+    cad[:, 4:10, 5:12] = 1.0
+    base = plain(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).depth
+    head = Sim2RealPipeline.build(cfg, [denoiser], codec=codec).set_validity_head(_constant_head(float(np.log(7 / 3))))
+    out = head(cad, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    on = base > 0
+    assert float((on & (out.depth == 0)).sum() / on.sum()) == pytest.approx(0.3, abs=0.1)
+    np.testing.assert_array_equal(out.depth[out.depth > 0], base[out.depth > 0])
+    assert np.allclose(out.validity[on], 0.7, atol=1e-4)
