@@ -155,7 +155,7 @@ def test_holes_model_crops_carry_the_validity_channel_and_learn_holes(frames, tm
     """`data.holes: model` on the real sample (issue 20): target and mask have the validity channel beside the
     residual (+1 where the Xtion returned depth, -1 where not; weight where the CAD is valid), the held-out
     object's weights are 0 in both channels, and the few-shot Stage-I trains and samples with it."""
-    cfg = load_config("tiny", None, [*TOY, "data.holes=model", "train.lr=0.002"])
+    cfg = load_config("tiny", None, [*TOY, "data.holes=model", "model.validity=channel", "train.lr=0.002"])
     held = rs.resolve_holdout(frames, "mug")
     ds = rs.heldout_dataset(frames, cfg, held)
     item = ds[0]
@@ -729,7 +729,7 @@ def _spy_calibration(monkeypatch, threshold=None):
     return seen
 
 
-HOLES = [*TOY, "data.holes=model", "benchmark.real_sample_calibrate_holes=true"]
+HOLES = [*TOY, "data.holes=model", "model.validity=channel", "benchmark.real_sample_calibrate_holes=true"]
 
 
 def test_calibrated_holes_come_from_the_training_samples_and_reach_the_rows(toy_samples, tmp_path, monkeypatch):
@@ -781,8 +781,8 @@ def test_calibrating_holes_needs_a_hole_model_and_the_cli_flag_reaches_the_confi
         rs.evaluate_real_sample(run, cfg, holdout="mug", steps=2, seeds=1, progress=False)
     given = []
     monkeypatch.setattr(rs, "evaluate_real_sample", lambda run, cfg, *a, **k: given.append(cfg) or _Stop())
-    main(["evaluate-real", "--run", str(run), "--calibrate-holes", "data.holes=model"])
-    main(["evaluate-real", "--run", str(run), "data.holes=model"])
+    main(["evaluate-real", "--run", str(run), "--calibrate-holes", "data.holes=model", "model.validity=channel"])
+    main(["evaluate-real", "--run", str(run), "data.holes=model", "model.validity=channel"])
     assert [c.benchmark.real_sample_calibrate_holes for c in given] == [True, False]
 
 
