@@ -96,14 +96,16 @@ def test_stage1_condition_equals_the_pipelines(tmp_path, holes):
     torch.testing.assert_close(seen[0], train_cond, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("holes", ["mask", "model", "generate"])
+@pytest.mark.parametrize("holes", ["mask", "model", "channel", "generate"])
 @pytest.mark.parametrize("condition", ["depth", "residual"])
 def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
     """Stage-II trains on (CAD condition, Stage-I's saved output) through `StageNDataset`; a 2-stage
-    pipeline run on the same train frames with the same noise must feed the denoiser the same two maps."""
+    pipeline run on the same train frames with the same noise must feed the denoiser the same two maps.
+    holes "model": the default hole model (a validity head, kept by the chain); "channel": the validity channel."""
     layout = _layout_with_holes(tmp_path / "ds")
     run = tmp_path / "run"
-    overrides = [f"data.root={layout.root}", f"data.size={SIZE}", f"data.holes={holes}", *TINY_MODEL]
+    mode = ["data.holes=model", "model.validity=channel"] if holes == "channel" else [f"data.holes={holes}"]
+    overrides = [f"data.root={layout.root}", f"data.size={SIZE}", *mode, *TINY_MODEL]
     overrides += [
         f"stage2.condition={condition}",
         "train.steps=1",
@@ -126,15 +128,22 @@ def test_stage2_conditions_equal_the_pipelines(tmp_path, holes, condition):
     ds = stage2.stage_n_dataset(run, cfg, layout, 2)
     first = simulate.load_pipeline(run, 1, cfg)
     pipe = Sim2RealPipeline.build(cfg, [first.denoisers[0], first.denoisers[0].expand_condition(2)])
+    pipe.set_validity_head(first.validity_head)  # the chain keeps Stage-I's head (None without one)
     seen = _record_encodes(pipe)
     cad = np.stack([layout.read_depth(r, "gt") for r in ds.base.refs])
     gen = torch.Generator().manual_seed(cfg.seed + 1000)  # sample_split's generator for Stage-I
-    pipe(cad, num_inference_steps=cfg.sampling.steps, generator=gen, batch_size=cfg.sampling.batch_size)
+    extra = {}
+    if holes == "model":  # a head draws its holes from a fork of the generator's state after every stage's noise,
+        # so a 2-stage call's Stage-I holes are another draw than the stored 1-stage samples'; the kit's Stage-II
+        # sampling is conditioned on the stored Stage-I draw (`sample_split`), as here
+        at = {str(r): i for i, r in enumerate(samples.refs)}
+        extra["given_stages"] = [np.stack([samples.sims[1][at[str(r)]] for r in ds.base.refs])]
+    pipe(cad, num_inference_steps=cfg.sampling.steps, generator=gen, batch_size=cfg.sampling.batch_size, **extra)
     assert len(seen) == 2  # one batch: the CAD condition, then the Stage-I map
     items = [ds[i] for i in range(len(ds))]
     torch.testing.assert_close(seen[0], torch.stack([it["cad_n"] for it in items]), rtol=0, atol=1e-6)
     torch.testing.assert_close(seen[1], torch.stack([it["prev_n"] for it in items]), rtol=0, atol=1e-5)
-    if holes == "model" and condition == "depth":  # Stage-I's generated holes (far: 1) reach both sides alike
+    if holes in ("model", "channel") and condition == "depth":  # Stage-I's holes (far: 1) reach both sides alike
         cad_ok = torch.stack([it["cad"] for it in items]) > 0
         assert bool(((seen[1] == 1) & cad_ok).any())
         assert hole_rates(samples.cad, samples.sims[1])["all"] > 0  # the saved samples the benchmark reads
