@@ -27,13 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from sim2real_kit.holes import (  # the kit's (model.validity: head)
-    ValidityHead,
     correlated_uniform,
     fit_validity_head,
-    head_loss,
+    fit_validity_head_on_frames,
 )
 
 
@@ -72,15 +70,11 @@ def rates(samples, sims: np.ndarray, max_diff_m: float) -> dict:
     return {k: float(m[k]) for k in keys}
 
 
-def crops_of(t: torch.Tensor, idx, ys, xs, crop: int) -> torch.Tensor:
-    """[F, H, W] -> [B, 1, crop, crop]: the crops at frames `idx`, corners (`ys`, `xs`)."""
-    return torch.stack([t[i, y : y + crop, x : x + crop] for i, y, x in zip(idx, ys, xs)])[:, None]
-
-
 def real_sample_holes(run_dir: Path, steps: int, seeds: list[int], sigma: float, crop: int = 64, device="cpu") -> dict:
     """The real sample's held-out-object mode (YCB-Video, Xtion): the head fit on the other objects' pixels of the
-    five frames (random `crop`-px crops at native resolution, BCE on object pixels with CAD), holes drawn on the
-    held-out object; its hole rates all / at silhouettes (CAD edges) / on faces (flat) beside the real sensor's
+    five frames (`holes.fit_validity_head_on_frames`: random `crop`-px crops at native resolution, BCE on object
+    pixels with CAD; `sim2real evaluate-real` with `model.validity=head` fits the same, at `data.size` px,
+    `train.validity_head_steps` steps, seed `seed`), holes drawn on the held-out object; its hole rates all / at silhouettes (CAD edges) / on faces (flat) beside the real sensor's
     and the physical baselines' (`real_sample.measure.region_metrics`, as `sim2real evaluate-real` scores them).
     Only the holes: the depth where kept is the CAD's, so no W1 here."""
     from sim2real_kit.config import load_config
@@ -98,25 +92,12 @@ def real_sample_holes(run_dir: Path, steps: int, seeds: list[int], sigma: float,
     for name, sim in baseline_simulators(cfg).items():
         if name.startswith("physical"):
             rows[name] = pick(sim.from_cad(frames.cad, frames.camera, seeds[0]))
-    cad = torch.from_numpy(frames.cad).float()
-    valid = torch.from_numpy(frames.real > 0).float()
-    train_px = torch.from_numpy(masks["seen"]).float()
-    f, h, w = cad.shape
     drawn = []
     for seed in seeds:
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        head = ValidityHead().to(device)
-        opt = torch.optim.Adam(head.parameters(), lr=1e-3)
-        for _ in tqdm(range(steps), desc=f"validity head (real sample, seed {seed})", leave=False):
-            idx = torch.randint(0, f, (16,), generator=gen)
-            ys = torch.randint(0, h - crop + 1, (16,), generator=gen)
-            xs = torch.randint(0, w - crop + 1, (16,), generator=gen)
-            c, v, m = (crops_of(t, idx, ys, xs, crop).to(device) for t in (cad, valid, train_px))
-            loss = head_loss(head, c, v, weight=m)  # m: the other objects' pixels, all with CAD
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        # the other objects' pixels (all with CAD) in the loss: the kit's fit of the real sample's few-shot Stage-I
+        head = fit_validity_head_on_frames(
+            frames.cad, frames.real, masks["seen"], crop, steps, seed, device, progress=True
+        ).to(device)
         p = torch.from_numpy(predict(head, frames.cad, batch=1))
         u = correlated_uniform(p.shape, sigma, torch.Generator().manual_seed(seed + 1000))
         depth = np.where((u < p).numpy() & (frames.cad > 0), frames.cad, 0.0)

@@ -5,22 +5,24 @@ returns nothing, at a cost to the residual on the GPU (docs/results.md). Here th
 is trained exactly as a `data.holes: mask` one, and a small CNN (`ValidityHead`) reads the CAD condition and its
 edge map (`head_input`: functions of the CAD alone, as at sampling time) and is fit with binary cross-entropy on
 the train split's real validity (the sensor returned depth), on whole frames preprocessed as sampling sees them
-(`fit_validity_head`). At sampling, holes are drawn (`draw_holes`), not thresholded: a pixel is a hole where a
-spatially correlated uniform u > P(valid), so each pixel is a hole with probability 1 - P(valid) and holes come
-as blobs (`correlated_uniform`)."""
+(`fit_validity_head`); the real sample's few-shot Stage-I fits it on random crops of its frames at native
+resolution, on the training objects' pixels only (`fit_validity_head_on_frames`). At sampling, holes are drawn
+(`draw_holes`), not thresholded: a pixel is a hole where a spatially correlated uniform u > P(valid), so each
+pixel is a hole with probability 1 - P(valid) and holes come as blobs (`correlated_uniform`)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from sim2real_kit.errors import LayoutError
+from sim2real_kit.errors import ConfigError, LayoutError
 
 HEAD_FOLDER = "validity_head"  # the head's subfolder of a saved pipeline
 NO_THRESHOLD = "the validity head draws holes at its fitted probability; there is no threshold to calibrate"
@@ -140,6 +142,70 @@ def fit_validity_head(
         if losses is not None:
             losses.append(loss.item())
     return head.to("cpu").eval()
+
+
+def fit_validity_head_on_frames(
+    cad_m,
+    real_m,
+    weight,
+    crop: int,
+    steps: int,
+    seed: int,
+    device="cpu",
+    progress: bool = False,
+    losses=None,
+    batch: int = 16,
+) -> ValidityHead:
+    """Fit a `ValidityHead` on random `crop`-px crops of frames at their own resolution (the real sample's
+    few-shot Stage-I, `real_sample.train_heldout_stage1`): CAD and real depth [F, H, W] metres (numpy or torch),
+    `weight` [F, H, W] bool, the pixels allowed in the loss (e.g. the training objects' pixels: the held-out
+    object's are not). Each step `batch` crops (frame, top, left drawn uniformly from a generator seeded by `seed`)
+    and the BCE of `head_loss` on their CAD-valid pixels where the weight is on; the real validity (real > 0) is
+    read only there (elsewhere the target is set to 0 before the loss). Adam lr 1e-3, `steps` steps, the
+    initialisation seeded by `seed` too. `losses`: a list each step's loss is appended to. Returns the head on the
+    CPU in eval mode. ConfigError when the shapes differ, the frames are smaller than the crop or the weight has
+    no pixel with CAD."""
+    from tqdm.auto import tqdm
+
+    cad = torch.as_tensor(np.asarray(cad_m, np.float32) if not torch.is_tensor(cad_m) else cad_m).float()
+    real = torch.as_tensor(np.asarray(real_m, np.float32) if not torch.is_tensor(real_m) else real_m).float()
+    on = torch.as_tensor(np.asarray(weight) if not torch.is_tensor(weight) else weight).bool()
+    if cad.ndim != 3 or real.shape != cad.shape or on.shape != cad.shape:
+        raise ConfigError(
+            f"the validity head's frames must be [F, H, W] of one shape: CAD {tuple(cad.shape)}, real "
+            f"{tuple(real.shape)}, weight {tuple(on.shape)}"
+        )
+    f, h, w = cad.shape
+    if not 0 < int(crop) <= min(h, w):
+        raise ConfigError(f"a crop of {crop} px does not fit the {w}x{h} frames the validity head is fit on")
+    if not bool((on & (cad > 0)).any()):
+        raise ConfigError("the validity head's weight has no pixel with CAD depth: nothing to fit it on")
+    if int(steps) < 0 or int(batch) <= 0:
+        raise ConfigError(f"the validity head needs steps >= 0 and batch > 0, got {steps} and {batch}")
+    crop, batch = int(crop), int(batch)
+    valid = ((real > 0) & on).float()  # the target: the real validity, read on weighted pixels only
+    on = on.float()
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    head = ValidityHead().to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    for _ in tqdm(range(int(steps)), desc=f"validity head (seed {seed})", leave=False, disable=not progress):
+        idx = torch.randint(0, f, (batch,), generator=gen)
+        ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
+        xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
+        c, v, m = (_crops(t, idx, ys, xs, crop).to(device) for t in (cad, valid, on))
+        loss = head_loss(head, c, v, weight=m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if losses is not None:
+            losses.append(loss.item())
+    return head.to("cpu").eval()
+
+
+def _crops(t: torch.Tensor, idx, ys, xs, crop: int) -> torch.Tensor:
+    """[F, H, W] -> [B, 1, crop, crop]: the crops at frames `idx`, corners (`ys`, `xs`)."""
+    return torch.stack([t[i, y : y + crop, x : x + crop] for i, y, x in zip(idx, ys, xs)])[:, None]
 
 
 def head_loss(head: ValidityHead, cad: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None):
