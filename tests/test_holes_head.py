@@ -356,3 +356,81 @@ def test_the_latent_preset_takes_the_head_and_keeps_its_depth(tmp_path):
     assert float((on & (out.depth == 0)).sum() / on.sum()) == pytest.approx(0.3, abs=0.1)
     np.testing.assert_array_equal(out.depth[out.depth > 0], base[out.depth > 0])
     assert np.allclose(out.validity[on], 0.7, atol=1e-4)
+
+
+# ---------------------------------------------------------------------- the real sample's few-shot Stage-I
+def _outline_frames(frames=4, size=32, seed=0):
+    """(cad, real) [F, size, size] metres: a box (1.0-1.4 m) in front of a plane (2.5-3.0 m); the real capture
+    loses every pixel within 1 px of the box's silhouette (and 2 % at random elsewhere)."""
+    rng = np.random.default_rng(seed)
+    cad = np.empty((frames, size, size), np.float32)
+    for f in range(frames):
+        cad[f] = rng.uniform(2.5, 3.0)
+        top, left = rng.integers(2, size // 2, 2)
+        cad[f, top : top + size // 3, left : left + size // 3] = rng.uniform(1.0, 1.4)
+    from scipy.ndimage import binary_dilation
+
+    jump = np.zeros(cad.shape, bool)
+    jump[:, :, 1:] |= np.abs(np.diff(cad, axis=2)) > 0.1
+    jump[:, 1:] |= np.abs(np.diff(cad, axis=1)) > 0.1
+    band = binary_dilation(jump, np.ones((1, 3, 3), bool))
+    real = np.where(band | (rng.random(cad.shape) < 0.02), 0.0, cad + rng.normal(0, 0.003, cad.shape))
+    return cad, real.astype(np.float32), band
+
+
+def test_fit_on_frames_learns_the_silhouette_from_crops_and_is_seeded():
+    """`holes.fit_validity_head_on_frames`: random crops of whole frames, BCE where the weight is on; the head
+    (CPU, eval mode) predicts the silhouette band as holes and faces as valid; the same seed gives the same head,
+    one loss per step."""
+    from sim2real_kit.holes import fit_validity_head_on_frames
+
+    cad, real, band = _outline_frames()
+    weight = np.ones(cad.shape, bool)
+    losses = []
+    head = fit_validity_head_on_frames(cad, real, weight, crop=16, steps=150, seed=0, losses=losses)
+    assert isinstance(head, ValidityHead) and not head.training
+    assert all(p.device.type == "cpu" for p in head.parameters())
+    assert len(losses) == 150 and np.mean(losses[-20:]) < 0.5 * np.mean(losses[:5])
+    p = head.p_valid(torch.from_numpy(cad)).numpy()
+    assert p[band].mean() < 0.4 and p[~band].mean() > 0.8, (p[band].mean(), p[~band].mean())
+    again = fit_validity_head_on_frames(torch.from_numpy(cad), torch.from_numpy(real), torch.from_numpy(weight),
+                                        crop=16, steps=5, seed=0)  # fmt: skip
+    once = fit_validity_head_on_frames(cad, real, weight, crop=16, steps=5, seed=0)
+    other = fit_validity_head_on_frames(cad, real, weight, crop=16, steps=5, seed=1)
+    a, b, c = again.state_dict(), once.state_dict(), other.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_fit_on_frames_never_reads_the_real_depth_outside_the_weight():
+    """Flipping the real validity (depth <-> hole) where the weight is off leaves every weight of the head bit for
+    bit as it was; the same flip where the weight is on changes them (the test can fail)."""
+    from sim2real_kit.holes import fit_validity_head_on_frames
+
+    cad, real, _ = _outline_frames()
+    weight = np.ones(cad.shape, bool)
+    weight[:, :, : cad.shape[2] // 2] = False  # the left half: a held-out object's pixels
+
+    def flipped(where):
+        return np.where(where, np.where(real > 0, 0.0, cad), real).astype(np.float32)
+
+    def fit(r):
+        return fit_validity_head_on_frames(cad, r, weight, crop=16, steps=20, seed=0).state_dict()
+
+    base, out, seen = fit(real), fit(flipped(~weight)), fit(flipped(weight))
+    assert all(torch.equal(base[k], out[k]) for k in base)
+    assert not all(torch.equal(base[k], seen[k]) for k in base)
+
+
+def test_fit_on_frames_names_bad_input():
+    from sim2real_kit.holes import fit_validity_head_on_frames
+
+    cad, real, _ = _outline_frames(size=24)
+    ok = np.ones(cad.shape, bool)
+    with pytest.raises(ConfigError, match=r"crop of 32 px.*24x24"):
+        fit_validity_head_on_frames(cad, real, ok, crop=32, steps=1, seed=0)
+    with pytest.raises(ConfigError, match=r"weight.*no pixel"):
+        fit_validity_head_on_frames(cad, real, np.zeros(cad.shape, bool), crop=16, steps=1, seed=0)
+    with pytest.raises(ConfigError, match=r"weight.*no pixel"):  # weight only where there is no CAD
+        fit_validity_head_on_frames(np.zeros_like(cad), real, ok, crop=16, steps=1, seed=0)
+    with pytest.raises(ConfigError, match=r"shape"):
+        fit_validity_head_on_frames(cad, real[:, :-1], ok, crop=16, steps=1, seed=0)
