@@ -4,6 +4,7 @@ small CNN (`holes.ValidityHead`) fit after it gives P(valid) from the CAD, and t
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -315,22 +316,6 @@ def test_a_chain_sampled_stage_by_stage_keeps_stage1s_holes():
     np.testing.assert_array_equal(both.stages[0] == 0, both.stages[1] == 0)
 
 
-def test_the_real_samples_few_shot_stage1_refuses_the_head(tmp_path):
-    """The few-shot Stage-I of the real sample does not fit a head (yet): a clear ConfigError, not a silent
-    head-less result; with --calibrate-holes the no-threshold error."""
-    from sim2real_kit.real_sample.evaluate import evaluate_real_sample
-    from sim2real_kit.real_sample.fewshot import train_heldout_stage1
-
-    cfg = _cfg(16, *HEAD)
-    with pytest.raises(ConfigError, match="not supported by the real sample's few-shot Stage-I"):
-        evaluate_real_sample(tmp_path / "run", cfg, progress=False)
-    with pytest.raises(ConfigError, match="not supported by the real sample's few-shot Stage-I"):
-        train_heldout_stage1(None, cfg, None, tmp_path / "s1", steps=1)
-    cfg.override(["benchmark.real_sample_calibrate_holes=true"])
-    with pytest.raises(ConfigError, match="there is no threshold to calibrate"):
-        evaluate_real_sample(tmp_path / "run", cfg, progress=False)
-
-
 def test_the_latent_preset_takes_the_head_and_keeps_its_depth(tmp_path):
     """sd21 (a tiny local SD folder): with the default hole model the latent denoiser gets no validity channels
     (the head lives in pixel space, on the CAD), and a pipeline with a head at P(valid) 0.7 drops ~30 % of the
@@ -434,3 +419,182 @@ def test_fit_on_frames_names_bad_input():
         fit_validity_head_on_frames(np.zeros_like(cad), real, ok, crop=16, steps=1, seed=0)
     with pytest.raises(ConfigError, match=r"shape"):
         fit_validity_head_on_frames(cad, real[:, :-1], ok, crop=16, steps=1, seed=0)
+
+
+def _toy_sample(root, frames: int = 3, seed: int = 0):
+    """A small real sample (an imported `lasa_depth` layout with instance ids, 48x64): a box (id 1) and a slab
+    (id 2) on no-CAD background; real = CAD + 3 mm noise, no depth within 1 px of either object's outline and on
+    3 % of their other pixels at random (a sensor that loses silhouettes)."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    from sim2real_kit.camera import Camera
+    from sim2real_kit.data.layout import DepthLayout, FrameRef
+
+    rng = np.random.default_rng(seed)
+    H, W = 48, 64
+    meta = {"sensor": "toy sensor", "classes": {1: "box", 2: "slab"}, "splits": {"unit": "frame"}}
+    lay = DepthLayout.create(root, Camera(60, 60, W / 2, H / 2, W, H), meta=meta)
+    refs = []
+    for f in range(frames):
+        cad, inst = np.zeros((H, W), np.float32), np.zeros((H, W), np.int32)
+        x0 = 6 + 3 * f
+        cad[8:30, x0 : x0 + 20], inst[8:30, x0 : x0 + 20] = 1.0, 1
+        cad[20:44, 34:58], inst[20:44, 34:58] = 1.2 + np.linspace(0, 0.05, 24, dtype=np.float32), 2
+        outline = np.zeros((H, W), bool)
+        for k in (1, 2):
+            obj = inst == k
+            outline |= obj & ~binary_erosion(obj) | binary_dilation(obj) & ~obj & (inst > 0)
+        real = np.where(cad > 0, cad + rng.normal(0, 0.003, cad.shape), 0).astype(np.float32)
+        real[(outline | (rng.random(cad.shape) < 0.03)) & (cad > 0)] = 0
+        ref = FrameRef("s", f"{f:03d}")
+        lay.write_frame(ref, cad, real, np.eye(4), instance=inst)
+        refs.append(ref)
+    lay.write_split("train", refs[:-1])
+    lay.write_split("val", refs[-1:])
+    return lay.root
+
+
+@pytest.fixture(scope="module")
+def toy_sample(tmp_path_factory):
+    return _toy_sample(tmp_path_factory.mktemp("toy_sample") / "sample")
+
+
+RS = ["train.batch_size=4", "train.log_every=5", "train.ckpt_every=1000", "sampling.steps=2", "sampling.batch_size=64"]
+
+
+def _spy_head_fits(monkeypatch):
+    """Record every `holes.fit_validity_head_on_frames` call's arguments (the fit still runs)."""
+    from sim2real_kit import holes
+
+    calls, real_fit = [], holes.fit_validity_head_on_frames
+
+    def spy(cad, real, weight, **kw):
+        calls.append({"cad": np.asarray(cad), "real": np.asarray(real), "weight": np.asarray(weight), **kw})
+        return real_fit(cad, real, weight, **kw)
+
+    monkeypatch.setattr(holes, "fit_validity_head_on_frames", spy)
+    return calls
+
+
+def test_real_sample_stage1_fits_the_head_on_the_training_pixels(toy_sample, tmp_path, monkeypatch):
+    """The few-shot Stage-I with a head fits it on the frames at native resolution: weight = the object pixels
+    but the held-out object's (holdout None: every object pixel), crops of data.size px, train.validity_head_steps
+    steps, seed `seed`."""
+    from sim2real_kit import real_sample as rs
+
+    frames = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_sample))
+    cfg = _cfg(16, *HEAD, *RS, "train.validity_head_steps=7", "seed=3")
+    calls = _spy_head_fits(monkeypatch)
+    pipe, summary = rs.train_heldout_stage1(frames, cfg, 2, tmp_path / "held", steps=2)
+    rs.train_heldout_stage1(frames, cfg, None, tmp_path / "all", steps=2)
+    held, every = calls
+    np.testing.assert_array_equal(held["weight"], frames.object_mask() & ~frames.object_mask(2))
+    np.testing.assert_array_equal(every["weight"], frames.object_mask())
+    for call in calls:
+        np.testing.assert_array_equal(call["cad"], frames.cad)
+        assert (call["crop"], call["steps"], call["seed"]) == (16, 7, 3)
+    assert pipe.validity_head is not None and summary["validity_head_fitted"] is True
+
+
+def test_real_sample_stage1_with_a_head_saves_it_and_reuses_it(toy_sample, tmp_path, monkeypatch):
+    """The knob reaches the artifact: the saved pipeline has validity_head/ iff model.validity=head; the denoiser
+    is bit-identical to a data.holes=mask one's (no validity channel); settings.json carries the validity keys
+    only with the head (a mask run's are as before). A finished run is reused without refitting; a run whose
+    pipeline lacks the head fits it and saves it, the denoiser untouched."""
+    from sim2real_kit import real_sample as rs
+
+    frames = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_sample))
+    mask_pipe, _ = rs.train_heldout_stage1(frames, _cfg(16, *RS), 2, tmp_path / "mask", steps=3)
+    cfg = _cfg(16, *HEAD, *RS, "train.validity_head_steps=5")
+    pipe, summary = rs.train_heldout_stage1(frames, cfg, 2, tmp_path / "head", steps=3)
+    assert (tmp_path / "head" / "pipeline" / HEAD_FOLDER / "config.json").is_file()
+    assert not (tmp_path / "mask" / "pipeline" / HEAD_FOLDER).exists() and mask_pipe.validity_head is None
+    assert pipe.denoisers[0].hole_channels == 0 and not summary["reused"]
+    a, b = mask_pipe.denoisers[0].state_dict(), pipe.denoisers[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    head_settings = json.loads((tmp_path / "head" / "settings.json").read_text())
+    mask_settings = json.loads((tmp_path / "mask" / "settings.json").read_text())
+    assert head_settings["model"]["validity"] == "head" and head_settings["train"]["validity_head_steps"] == 5
+    assert "validity" not in mask_settings["model"] and "validity_head_steps" not in mask_settings["train"]
+    assert head_settings["holes"] == "model" and mask_settings["holes"] == "mask"
+    saved = {k: v.clone() for k, v in pipe.validity_head.state_dict().items()}
+
+    calls = _spy_head_fits(monkeypatch)
+    again, summary = rs.train_heldout_stage1(frames, cfg, 2, tmp_path / "head", steps=3)
+    assert summary["reused"] and not calls  # loaded, not refit
+    assert all(torch.equal(saved[k], v.cpu()) for k, v in again.validity_head.state_dict().items())
+    # a pipeline without its head (as if saved before it): the head is fit and saved, the denoiser kept
+    losses = (tmp_path / "head" / "losses.csv").read_text()
+    again.set_validity_head(None).save_pretrained(tmp_path / "head" / "pipeline")
+    mended, summary = rs.train_heldout_stage1(frames, cfg, 2, tmp_path / "head", steps=3)
+    assert len(calls) == 1 and summary["validity_head_fitted"] is True
+    assert (tmp_path / "head" / "pipeline" / HEAD_FOLDER / "config.json").is_file()
+    assert (tmp_path / "head" / "losses.csv").read_text() == losses
+    c = mended.denoisers[0].state_dict()
+    assert all(torch.equal(b[k], c[k].cpu()) for k in b)
+    assert all(torch.equal(saved[k], v.cpu()) for k, v in mended.validity_head.state_dict().items())
+
+
+def test_the_held_out_objects_real_depth_never_reaches_the_head(toy_sample, tmp_path):
+    """The few-shot Stage-I's head fit with the held-out object's real validity flipped (its holes filled with
+    depth, its depth made holes) is bit-identical; the same flip on a training object changes it."""
+    from sim2real_kit import real_sample as rs
+
+    frames = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_sample))
+    cfg = _cfg(16, *HEAD, *RS, "train.validity_head_steps=20")
+
+    filled = frames.cad + np.random.default_rng(1).normal(0, 0.003, frames.cad.shape)  # depth where it had none
+
+    def head_of(class_id, name):
+        obj = frames.object_mask(class_id) if class_id else np.zeros(frames.cad.shape, bool)
+        real = np.where(obj, np.where(frames.real > 0, 0.0, filled), frames.real).astype(np.float32)
+        changed = rs.RealFrames(**{**frames.__dict__, "real": real})
+        pipe, _ = rs.train_heldout_stage1(changed, cfg, 2, tmp_path / name, steps=1)
+        return pipe.validity_head.state_dict()
+
+    base, held, seen = head_of(None, "base"), head_of(2, "held"), head_of(1, "seen")
+    assert all(torch.equal(base[k], held[k]) for k in base)
+    assert not all(torch.equal(base[k], seen[k]) for k in base)
+
+
+def test_real_sample_evaluation_draws_the_heads_holes(toy_sample, tmp_path):
+    """`evaluate_real_sample` with `model.validity=head`: the Stage-I rows carry the head's drawn holes (the same
+    draw as `simulate_tiles` with the saved pipeline, which keeps the head-less depth elsewhere; their extra hole
+    rate is mean(1 - P(valid)) over the held-out object, P(valid) returned by `return_validity` < 1), the edge and
+    flat hole columns are scored, and results.md / summary.json name the hole model."""
+    from sim2real_kit import real_sample as rs
+    from sim2real_kit.real_sample.evaluate import _blend
+
+    cfg = _cfg(16, *HEAD, *RS, "train.validity_head_steps=30")
+    result = rs.evaluate_real_sample(tmp_path / "run", cfg, toy_sample, holdout="slab", steps=2, seeds=2,
+                                     progress=False)  # fmt: skip
+    row = result.row("heldout", "stage1")
+    assert row["hole_all_pct"] > 5 and math.isfinite(row["hole_edge_pct"]) and math.isfinite(row["hole_flat_pct"])
+    assert result.summary["stage1"]["holes"] == "validity head" and "validity head" in result.markdown()
+    saved = json.loads(result.paths["summary.json"].read_text())["stage1"]
+    assert saved["holes"] == "validity head" and saved["validity_head_steps"] == 30
+    pipe_dir = RunFolder(tmp_path / "run").real_sample_dir / "stage1" / "pipeline"
+    assert (pipe_dir / HEAD_FOLDER).is_dir()
+    frames = rs.load_frames(rs.import_real_sample(tmp_path / "run", toy_sample))
+    held = frames.object_mask(2)
+    pipe = Sim2RealPipeline.from_pretrained(pipe_dir)
+    kw = dict(steps=cfg.sampling.steps, eta=cfg.sampling.eta, blend=_blend(cfg))
+    depth, prob = rs.simulate_tiles(pipe, frames, held, 0, return_validity=True, **kw)
+    seed0 = [r for r in result.rows if (r["region"], r["simulator"], r["seed"]) == ("heldout", "stage1", 0)][0]
+    assert seed0["hole_all_pct"] == pytest.approx(100 * float((depth[held] == 0).mean()), abs=1e-9)
+    assert 0 < prob[held].min() and prob[held].max() < 1
+    plain = rs.simulate_tiles(pipe.set_validity_head(None), frames, held, 0, **kw)
+    kept = depth > 0  # the head-less depth, but where overlapping tiles disagree on a hole (P(valid) at their borders)
+    assert (depth[kept] == plain[kept]).mean() > 0.9 and np.abs(depth[kept] - plain[kept]).max() < 0.005
+    extra = float(((depth == 0) & (plain > 0))[held].mean())
+    expected = float((1 - prob)[held & (plain > 0)].mean()) * float((plain > 0)[held].mean())
+    assert extra > 0.05 and extra == pytest.approx(expected, abs=0.08), (extra, expected)
+
+
+def test_the_real_sample_refuses_calibrating_a_heads_holes(tmp_path):
+    """--calibrate-holes with a head: the no-threshold error, before anything runs."""
+    from sim2real_kit.real_sample.evaluate import evaluate_real_sample
+
+    cfg = _cfg(16, *HEAD, "benchmark.real_sample_calibrate_holes=true")
+    with pytest.raises(ConfigError, match="there is no threshold to calibrate"):
+        evaluate_real_sample(tmp_path / "run", cfg, progress=False)

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from sim2real_kit.config import Config, validity_head
+from sim2real_kit.config import Config, validity_channel, validity_head
 from sim2real_kit.errors import ConfigError
 from sim2real_kit.holes import NO_THRESHOLD
 from sim2real_kit.io import atomic_write_json, atomic_write_text
-from sim2real_kit.real_sample.fewshot import HEAD_UNSUPPORTED, simulate_tiles, train_heldout_stage1
+from sim2real_kit.real_sample.fewshot import simulate_tiles, train_heldout_stage1
 from sim2real_kit.real_sample.frames import (
     CROSS_NOTE,
     CROSS_REGIONS,
@@ -101,7 +101,11 @@ def evaluate_real_sample(
     `train.steps`); seeds: count or list (default `benchmark.seeds`). stage1=False: physical baselines only.
     physics_prior: also a Stage-I with the physical model's output (`benchmark.physical_model`) as a second
     condition (`_score_physics_prior`): physics alone (`physical`), learned alone (`stage1`) and physics + learned
-    (`stage1_physics`) side by side.
+    (`stage1_physics`) side by side. Holes: a `data.holes: mask` Stage-I generates none; with the validity channel a
+    pixel is a hole where its P(valid) is below the pipeline's threshold (`benchmark.real_sample_calibrate_holes`:
+    also rows at a threshold calibrated on the training pixels); with `model.validity: head` the holes are drawn
+    from the head fit on the training pixels (`fewshot.heldout_validity_head`; one field per frame, shared by its
+    tiles) and cannot be calibrated (ConfigError). results.md and summary.json (`stage1.holes`) name the hole model.
     Writes results.csv, results.md, summary.json and figures/ into `out` (default the run's
     benchmark/real_sample, benchmark/real_sample_cross in the train / test mode)."""
     from sim2real_kit.report import write_csv
@@ -117,8 +121,6 @@ def evaluate_real_sample(
         raise ConfigError(
             f"benchmark.real_sample_calibrate_holes (--calibrate-holes) with model.validity = 'head': {NO_THRESHOLD}"
         )
-    if stage1 and validity_head(cfg):
-        raise ConfigError(HEAD_UNSUPPORTED)
     if stage1 and bcfg.real_sample_calibrate_holes and cfg.data.holes != "model":
         raise ConfigError(
             f"benchmark.real_sample_calibrate_holes (--calibrate-holes) calibrates a hole model's threshold: it needs "
@@ -505,6 +507,7 @@ def _markdown(
             f"{train_summary.get('residual_scale', cfg.model.residual_scale):.4g}, DDIM-{cfg.sampling.steps} on "
             f"{_where_sampled(cfg, cfg.data.size, covering)}. {'' if cross else HELD_OUT_NOTE}\n"
         )
+        md.append(f"Holes: {_holes_text(cfg, cross)}.\n")
         if "holes_threshold" in train_summary:
             t = train_summary
             md.append(
@@ -576,6 +579,31 @@ def _figures(frames, region, mask, first, labels, key: str, what: str, panel_tit
     return figs
 
 
+def hole_model(cfg: Config) -> str:
+    """Where a Stage-I's holes come from: "mask" (none generated), "validity channel" or "validity head"."""
+    return "validity head" if validity_head(cfg) else "validity channel" if validity_channel(cfg) else "mask"
+
+
+def _holes_text(cfg: Config, cross: bool) -> str:
+    """results.md's sentence on Stage-I's holes (`hole_model`)."""
+    if validity_head(cfg):
+        pixels = (
+            "the training samples' object pixels" if cross else "the other objects' pixels (never the held-out one)"
+        )
+        return (
+            "validity head (`model.validity: head`): the denoiser trained as a `data.holes: mask` one, a separate CNN "
+            f"fit {cfg.train.validity_head_steps} steps on {cfg.data.size}-px native-resolution crops of {pixels} "
+            "gives P(valid) from the CAD, and holes are drawn at it (a hole where a correlated uniform u > P(valid); "
+            "one u field per frame, shared by its tiles), not thresholded"
+        )
+    if validity_channel(cfg):
+        return (
+            "validity channel (`data.holes: model`): denoised beside the residual, a hole where its P(valid) is below "
+            "the threshold"
+        )
+    return "`data.holes: mask` (holes out of the loss; Stage-I generates none)"
+
+
 def _stage1_entry(stage1: bool, steps: int, cfg: Config, train_summary: dict) -> dict:
     """The summary's `stage1` entry (both modes): trained or not, steps, model size, the trainer's scalars."""
     return {
@@ -583,6 +611,7 @@ def _stage1_entry(stage1: bool, steps: int, cfg: Config, train_summary: dict) ->
         "steps": steps if stage1 else 0,
         "size": int(cfg.data.size),
         "native_mode": cfg.sampling.native_mode,  # how it ran on the frames: tiles or whole frames
+        "holes": hole_model(cfg),  # where Stage-I's holes come from
         **{k: v for k, v in train_summary.items() if isinstance(v, (int, float, bool, str))},
         "physics_prior": cfg.benchmark.physical_model if "physics_prior" in train_summary else "",
     }

@@ -1,6 +1,7 @@
 """A few-shot Stage-I on the real sample: native-resolution crops of the real frames with one object held out
-of the loss (`HeldOutCrops`), trained with the kit's `stage1.train_denoiser`, then run on model-size tiles
-covering the objects (`simulate_tiles`, through `tiling.simulate_tiled`)."""
+of the loss (`HeldOutCrops`), trained with the kit's `stage1.train_denoiser` (with `model.validity: head`, and a
+validity head fit on the other objects' pixels: `heldout_validity_head`), then run on model-size tiles covering
+the objects (`simulate_tiles`, through `tiling.simulate_tiled`)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,6 @@ from sim2real_kit.io import atomic_write_json
 from sim2real_kit.real_sample.frames import RealFrames
 from sim2real_kit.tiling import simulate_full, simulate_tiled
 
-HEAD_UNSUPPORTED = (
-    "model.validity = 'head' is not supported by the real sample's few-shot Stage-I yet (the head is fit on a run's "
-    "train split only): use model.validity = channel, or data.holes = mask"
-)
-
 _MAPS = MAP_KEYS  # channels of PairedDepthDataset.encode_maps
 _MASK, _TARGET, _VALID = _MAPS.index("mask"), _MAPS.index("target"), _MAPS.index("valid")
 
@@ -46,8 +42,9 @@ class HeldOutCrops(Dataset):
     are centred on a random loss-weighted pixel, drawn from (seed, epoch, index).
 
     Items: `cad_n`, `target`, `mask`, `heldout` (1 on held-out pixels), each [1, S, S] float32 (`target` and
-    `mask` [2, S, S] with `data.holes: model`: the validity channel and its weight follow, 0 on held-out pixels
-    too; `channels` maps each key to its channels of `maps`); with a physics
+    `mask` [2, S, S] with `data.holes: model` and the validity channel: the validity and its weight follow, 0 on
+    held-out pixels too; with a validity head they are a `data.holes: mask` run's; `channels` maps each key to its
+    channels of `maps`); with a physics
     prior (`prior` [F, H, W] metres: a physical sensor model's output on the frames' CAD, nothing of the real
     depth) also `prev_n`, the prior as `depth.previous_stage_condition` encodes a previous stage's output."""
 
@@ -195,12 +192,21 @@ def train_heldout_stage1(
     `stage1.train_denoiser` into `out_dir` (checkpoints, losses.csv, `pipeline/`, `settings.json`). A finished run
     with the same settings is loaded, not retrained; other settings start over. `prior` / `prior_name`: a Stage-I
     with a physics prior, the output [F, H, W] metres of the physical model `prior_name` on the frames' CAD as its
-    second condition. Returns (Sim2RealPipeline on the kit's device, summary dict)."""
+    second condition.
+
+    `model.validity: head` (with `data.holes: model`): the denoiser trains exactly as a `data.holes: mask` one,
+    then a `holes.ValidityHead` is fit on the frames at native resolution (`holes.fit_validity_head_on_frames`:
+    random `data.size`-px crops, `train.validity_head_steps` steps, seed `seed`), weighted by the training pixels:
+    the object pixels but the held-out object's (holdout_id None: every object pixel), so the held-out object's
+    real depth never reaches it either; it is saved with the pipeline (`pipeline/validity_head/`). A finished run
+    is loaded with its head, not refit; a run whose pipeline lacks the head fits it and saves the pipeline again
+    (the denoiser as it was). Returns (Sim2RealPipeline on the kit's device, summary dict; with a head also
+    `validity_head_steps` and `validity_head_fitted`, whether this call fit it)."""
+    from sim2real_kit.holes import HEAD_FOLDER, ValidityHead
     from sim2real_kit.pipeline import Sim2RealPipeline
     from sim2real_kit.stage1 import device, train_denoiser
 
-    if validity_head(cfg):
-        raise ConfigError(HEAD_UNSUPPORTED)
+    head_on = validity_head(cfg)
     cfg = copy.deepcopy(cfg)
     out_dir = Path(out_dir)
     if (prior is None) != (not prior_name):
@@ -217,9 +223,11 @@ def train_heldout_stage1(
                 "source": ", ".join(str(r) for r in frames.roots),
                 "holes": cfg.data.holes,
                 "max_diff_m": cfg.data.max_diff_m,
-                # less the validity head's keys (refused above): settings saved before them stay the same
-                "model": {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "validity"},
-                "train": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "validity_head_steps"},
+                # the validity head's keys only with the head: settings saved before them (mask, channel) stay the same
+                "model": {k: v for k, v in dataclasses.asdict(cfg.model).items() if head_on or k != "validity"},
+                "train": {
+                    k: v for k, v in dataclasses.asdict(cfg.train).items() if head_on or k != "validity_head_steps"
+                },
                 **({"prior": prior_name, "prior_sum": float(np.float64(prior).sum())} if prior_name else {}),
             },
             default=str,
@@ -228,14 +236,40 @@ def train_heldout_stage1(
     settings_path, pipe_dir = out_dir / "settings.json", out_dir / "pipeline"
     same = settings_path.is_file() and json.loads(settings_path.read_text()) == settings
     summary: dict = {"steps": int(steps), "residual_scale": ds.residual_scale, "reused": False}
-    if same and (pipe_dir / "model_index.json").is_file():
+    if head_on:
+        summary.update(validity_head_steps=int(cfg.train.validity_head_steps), validity_head_fitted=False)
+    has_head = (pipe_dir / HEAD_FOLDER / ValidityHead.config_name).is_file()
+    if same and (pipe_dir / "model_index.json").is_file() and (has_head or not head_on):
         summary["reused"] = True
         return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
     atomic_write_json(settings_path, settings)
+    head = None
+    if head_on:  # fit after the denoiser (a finished one resumed: not retrained), saved with its pipeline
+
+        def head():
+            summary["validity_head_fitted"] = True
+            return heldout_validity_head(frames, cfg, holdout_id, device(), progress)
+
     summary.update(
-        train_denoiser(cfg, ds, out_dir, resume=same, overwrite=not same, progress=progress, prior=prior_name)
+        train_denoiser(
+            cfg, ds, out_dir, resume=same, overwrite=not same, progress=progress, prior=prior_name, validity_head=head
+        )
     )
     return Sim2RealPipeline.from_pretrained(pipe_dir).to(device()), summary
+
+
+def heldout_validity_head(frames: RealFrames, cfg: Config, holdout_id: int | None, device="cpu", progress=False):
+    """The few-shot Stage-I's validity head (`model.validity: head`): `holes.fit_validity_head_on_frames` on the
+    frames' CAD and real depth at native resolution, weighted by the training pixels (the object pixels but
+    `holdout_id`'s; None: every object pixel), `data.size`-px crops, `train.validity_head_steps` steps, seed
+    `seed`. Returns the head on the CPU in eval mode."""
+    from sim2real_kit import holes
+
+    weight = frames.object_mask() if holdout_id is None else frames.object_mask() & ~frames.object_mask(holdout_id)
+    return holes.fit_validity_head_on_frames(
+        frames.cad, frames.real, weight, crop=int(cfg.data.size), steps=int(cfg.train.validity_head_steps),
+        seed=int(cfg.seed), device=device, progress=progress,
+    )  # fmt: skip
 
 
 def simulate_tiles(
@@ -254,7 +288,9 @@ def simulate_tiles(
     on tiles covering `region` [F, H, W], noise from `seed` (blend "sample": the tiles of a frame are one sample;
     "after": independent tiles blended afterwards; overlap 0: the plain grid; "full": no tiles, one window per
     frame around `region` in one pass, `tiling.simulate_full`). `prior` [F, H, W] metres: the physics prior of a
-    pipeline that has one. return_validity: (depth, P(valid) [F, H, W]) of a `data.holes: model` pipeline."""
+    pipeline that has one. return_validity: (depth, P(valid) [F, H, W]) of a `data.holes: model` pipeline (with a
+    validity head: the head's P(valid) on the tiles, blended; its holes are drawn from one field per frame, shared
+    by the frame's tiles)."""
     generator = torch.Generator().manual_seed(int(seed))
     if blend == "full":
         return simulate_full(
