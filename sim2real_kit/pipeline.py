@@ -292,8 +292,8 @@ class Sim2RealPipeline(DiffusionPipeline):
             device, dtype = None, device
         self.codec.to(device=device, dtype=dtype)
         self.denoisers.to(device=device, dtype=dtype)
-        if self.validity_head is not None:
-            self.validity_head.to(device=device, dtype=dtype)
+        if self.validity_head is not None:  # no dtype keyword unless one is given: diffusers warns on any
+            self.validity_head.to(device=device, **({} if dtype is None else {"dtype": dtype}))
         self._fast_steps = {}  # static buffers live on the old device
         return self
 

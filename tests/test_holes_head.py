@@ -598,3 +598,14 @@ def test_the_real_sample_refuses_calibrating_a_heads_holes(tmp_path):
     cfg = _cfg(16, *HEAD, "benchmark.real_sample_calibrate_holes=true")
     with pytest.raises(ConfigError, match="there is no threshold to calibrate"):
         evaluate_real_sample(tmp_path / "run", cfg, progress=False)
+
+
+def test_moving_a_pipeline_with_a_head_logs_no_dtype_warning(caplog):
+    """`Sim2RealPipeline.to(device)` moves the head without a dtype: diffusers' "should be kept in float32" warning
+    (it fires on any `dtype=` keyword, None too) is not logged on every load of a head pipeline."""
+    _, piped = _pipes(_cfg(16))
+    with caplog.at_level("WARNING"):
+        piped.to("cpu")
+    assert "kept in float32" not in caplog.text
+    piped.to(torch.float64)
+    assert next(piped.validity_head.parameters()).dtype == torch.float64
