@@ -19,7 +19,9 @@ meshes, so every pair is real capture vs CAD of the *same view*; CAD exists on t
    carry the CAD only and the loss weight is 0, so its real depth never reaches the model. The trained
    pipeline then simulates model-size tiles covering every object and is scored on exactly the held-out
    object's pixels, beside the baselines. The five frames come from an almost static camera (< 1 mm
-   apart), so this is a few-shot demonstration on one scene, not a generalisation measure.
+   apart), so this is a few-shot demonstration on one scene, not a generalisation measure. Holes as
+   `data.holes` / `model.validity` say: none (`mask`), a validity channel, or (`model.validity: head`) a
+   validity head fit on the same training pixels (`heldout_validity_head`) that draws them.
 
 5. Train on some samples, test on others (`evaluate_real_sample(train_samples=..., test_samples=...)`, `sim2real
    evaluate-real --train-sample A [B ...] --test-sample C [D ...]`): the same Stage-I trained on every object of
@@ -34,7 +36,13 @@ spawned process beside the benchmark (notebook 05) and `.result()` returns the s
 """
 
 from sim2real_kit.real_sample.evaluate import RealSampleResult, evaluate_real_sample
-from sim2real_kit.real_sample.fewshot import HeldOutCrops, heldout_dataset, simulate_tiles, train_heldout_stage1
+from sim2real_kit.real_sample.fewshot import (
+    HeldOutCrops,
+    heldout_dataset,
+    heldout_validity_head,
+    simulate_tiles,
+    train_heldout_stage1,
+)
 from sim2real_kit.real_sample.frames import (
     CROSS_REGIONS,
     DEFAULT_SAMPLE,
@@ -81,6 +89,7 @@ __all__ = [
     "baseline_outputs",
     "heldout_dataset",
     "train_heldout_stage1",
+    "heldout_validity_head",
     "tile_boxes",
     "simulate_tiles",
     "blend_tiles",
