@@ -111,8 +111,6 @@ def fit_validity_head(
     `seed`. `crops`: Stage-I's random crops instead (`train=True`; worse on whole frames: docs/results.md, "Holes
     from a separate validity head"). `losses`: a list each step's loss is appended to. Returns the head on the CPU
     in eval mode. LayoutError when the train split has no frame."""
-    from tqdm.auto import tqdm
-
     from sim2real_kit.data.dataset import PairedDepthDataset
 
     try:
@@ -123,25 +121,18 @@ def fit_validity_head(
         raise LayoutError("the train split has no frame to fit the validity head on", layout.root)
     ds = PairedDepthDataset.from_config(cfg, layout, "train", train=crops, keys=("cad", "real"))
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    head = ValidityHead().to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(ds, batch_size=min(16, len(ds)), shuffle=True, generator=gen, drop_last=True)
-    it = iter(loader)
-    for _ in tqdm(range(steps), desc="validity head", leave=False, disable=not progress):
-        try:
-            b = next(it)
-        except StopIteration:
+    it = None
+
+    def batch():
+        nonlocal it
+        b = next(it, None) if it is not None else None
+        if b is None:  # the first step, or the loader ran out: a new shuffled pass
             it = iter(loader)
             b = next(it)
-        cad, real = b["cad"].to(device), b["real"].to(device)
-        loss = head_loss(head, cad, real)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if losses is not None:
-            losses.append(loss.item())
-    return head.to("cpu").eval()
+        return b["cad"], b["real"], None
+
+    return _fit_head(batch, steps, seed, device, progress, "validity head", losses)
 
 
 def fit_validity_head_on_frames(
@@ -165,8 +156,6 @@ def fit_validity_head_on_frames(
     initialisation seeded by `seed` too. `losses`: a list each step's loss is appended to. Returns the head on the
     CPU in eval mode. ConfigError when the shapes differ, the frames are smaller than the crop or the weight has
     no pixel with CAD."""
-    from tqdm.auto import tqdm
-
     cad = torch.as_tensor(np.asarray(cad_m, np.float32) if not torch.is_tensor(cad_m) else cad_m).float()
     real = torch.as_tensor(np.asarray(real_m, np.float32) if not torch.is_tensor(real_m) else real_m).float()
     on = torch.as_tensor(np.asarray(weight) if not torch.is_tensor(weight) else weight).bool()
@@ -186,15 +175,28 @@ def fit_validity_head_on_frames(
     valid = ((real > 0) & on).float()  # the target: the real validity, read on weighted pixels only
     on = on.float()
     gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    head = ValidityHead().to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
-    for _ in tqdm(range(int(steps)), desc=f"validity head (seed {seed})", leave=False, disable=not progress):
+
+    def crops():
         idx = torch.randint(0, f, (batch,), generator=gen)
         ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
         xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
-        c, v, m = (_crops(t, idx, ys, xs, crop).to(device) for t in (cad, valid, on))
-        loss = head_loss(head, c, v, weight=m)
+        return tuple(_crops(t, idx, ys, xs, crop) for t in (cad, valid, on))
+
+    return _fit_head(crops, int(steps), int(seed), device, progress, f"validity head (seed {seed})", losses)
+
+
+def _fit_head(batch, steps: int, seed: int, device, progress: bool, desc: str, losses=None) -> ValidityHead:
+    """The head's optimisation, shared by `fit_validity_head` and `fit_validity_head_on_frames`: a `ValidityHead`
+    initialised from `seed`, Adam lr 1e-3, `steps` steps of `head_loss` on `batch()` -> (CAD metres, real metres,
+    weight or None) [B, 1, H, W]; each step's loss appended to `losses` when given. Returns it on the CPU, eval."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    head = ValidityHead().to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    for _ in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
+        cad, real, weight = batch()
+        loss = head_loss(head, cad.to(device), real.to(device), None if weight is None else weight.to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
