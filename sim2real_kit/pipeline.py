@@ -509,10 +509,11 @@ class Sim2RealPipeline(DiffusionPipeline):
                 (num_frames, self.codec.channels + self.denoisers[k].hole_channels, rows, cols),
                 generator=generator,
                 device=device,
-                dtype=dtype,
+                dtype=torch.float32,
             )
             for k in range(num_run)
-        ]  # one [B, C + V, h, w] per stage, drawn up front (V: the stage's validity channels)
+        ]  # one [B, C + V, h, w] per stage, drawn up front (V: the stage's validity channels); fp32 whatever
+        # the weights' dtype, so a bf16-weights pipeline starts from the fp32 pipeline's noise
         head_holes = None
         if self.validity_head is not None:  # P(valid) of the CAD alone; u drawn after the diffusion noise above
             head_prob = torch.where(cad_ok[:, 0], self.validity_head.p_valid(cad), 0.0)  # [B, S, S]
@@ -539,9 +540,10 @@ class Sim2RealPipeline(DiffusionPipeline):
         with autocast:
             for start in range(0, num_frames, batch_size):
                 chunk = slice(start, min(start + batch_size, num_frames))
-                cad_chunk_n = cad_n[chunk].to(dtype)
+                cad_chunk_f = cad_n[chunk]  # [b, 1, S, S] fp32: the decode adds the residual to this CAD
+                cad_chunk_n = cad_chunk_f.to(dtype)  # the network's input (bf16 weights: up to 20 mm off at 4 m)
                 cad_latent = condition_input(  # [b, C (+ E), h, w]: codec(CAD) (+ its edge map, cond_edges)
-                    self.codec, [self.codec.encode(cad_chunk_n)], cad_chunk_n, self.denoisers[0].edge_channels
+                    self.codec, [self.codec.encode(cad_chunk_n)], cad_chunk_f, self.denoisers[0].edge_channels
                 )
                 prev_m = None
                 for k in range(num_run):
@@ -552,13 +554,13 @@ class Sim2RealPipeline(DiffusionPipeline):
                     # 4. DDIM denoising of stage k+1 ------------------------------------------
                     if k == 0 and prior is not None:  # the physics prior, encoded as a previous stage's output
                         prior_map = previous_stage_condition(
-                            prior[chunk][:, None], cad_chunk_n, cfg.condition, cfg.residual_scale
+                            prior[chunk][:, None], cad_chunk_f, cfg.condition, cfg.residual_scale
                         )
                         condition = torch.cat([cad_latent, self.codec.encode(prior_map.to(dtype))], dim=1)
                     elif k == 0:
                         condition = cad_latent
                     else:
-                        prev_map = previous_stage_condition(prev_m, cad_chunk_n, cfg.condition, cfg.residual_scale)
+                        prev_map = previous_stage_condition(prev_m, cad_chunk_f, cfg.condition, cfg.residual_scale)
                         condition = torch.cat(
                             [cad_latent, self.codec.encode(prev_map.to(dtype))], dim=1
                         )  # [b, 2C, h, w]
@@ -572,10 +574,10 @@ class Sim2RealPipeline(DiffusionPipeline):
                     decoded = decoded.float()
                     if cfg.target == "residual":
                         stage_residual = decoded
-                        stage_depth_n = decode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
+                        stage_depth_n = decode_residual(decoded, cad_chunk_f, cfg.residual_scale)
                     else:
                         stage_depth_n = decoded
-                        stage_residual = encode_residual(decoded, cad_chunk_n.float(), cfg.residual_scale)
+                        stage_residual = encode_residual(decoded, cad_chunk_f, cfg.residual_scale)
 
                     # 6. postprocess: metres, >= 4.9 m -> 0, no CAD -> 0, P(valid) < threshold -> 0 ----
                     keep = cad_ok[chunk]  # [b, 1, S, S]
@@ -664,7 +666,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         iterator = self.progress_bar(timesteps) if show_progress_bar else timesteps
         for i, t in enumerate(iterator):
             t_batch = t.expand(latents.shape[0])  # [b]
-            model_output = denoiser(latents, t_batch, condition)
+            model_output = denoiser(latents.to(condition.dtype), t_batch, condition).to(latents.dtype)
             step = scheduler.step(model_output, t, latents, eta=eta, generator=generator)
             latents, x0 = step.prev_sample, step.pred_original_sample
             if callback is not None:

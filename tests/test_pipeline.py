@@ -299,6 +299,57 @@ def test_bf16_precision_is_autocast_with_fp32_output(pipe):
         pipe.set_sampling(precision="fp16")
 
 
+def test_bf16_weights_round_the_network_not_the_cad_or_the_noise():
+    """`pipe.to(torch.bfloat16)` (sampling-only use) rounds the network's arithmetic, not the output: a denoiser
+    that predicts a zero residual returns the CAD to 0.05 mm (the log-normalised CAD in bf16 is off by up to
+    20 mm at 4 m), and the initial noise is the fp32 pipeline's for the same generator, so a bf16-weights row
+    and the fp32 row differ by precision alone."""
+    pipe = make_pipeline(stages=1)
+    with torch.no_grad():  # x0 prediction 0 at every step: residual 0, depth = CAD
+        pipe.denoisers[0].unet.conv_out.weight.zero_()
+        pipe.denoisers[0].unet.conv_out.bias.zero_()
+    cad = np.broadcast_to(np.linspace(2.0, 4.0, SIZE, dtype=np.float32), (2, SIZE, SIZE)).copy()  # metres
+    starts = {}
+
+    def first_noise(x, frames, i):
+        if i == -1:
+            starts[pipe.dtype] = x.detach().float().clone()
+        return x
+
+    fp32 = run(pipe, cad, 4, step_callback=first_noise)
+    pipe.to(torch.bfloat16)
+    try:
+        bf16 = run(pipe, cad, 4, step_callback=first_noise)
+    finally:
+        pipe.to(torch.float32)
+    assert np.abs(fp32.depth - cad).max() < 5e-5  # metres
+    assert bf16.depth.dtype == np.float32 and np.abs(bf16.depth - cad).max() < 5e-5
+    assert torch.equal(starts[torch.bfloat16], starts[torch.float32])
+
+
+def test_bf16_weights_edge_map_comes_from_the_fp32_cad():
+    """With `model.cond_edges` the CAD's edge map (tanh of depth jumps / 5 cm) is computed from the fp32 CAD, not
+    from its bf16 copy, whose rounding (up to ~10 mm at 2 m) reads as edges on a smooth 2.0-2.3 m ramp."""
+    pipe = make_pipeline(["model.cond_edges=true"], stages=1)
+    conditions = {}
+
+    def keep_condition(module, args):  # the first call of each dtype: [B, 1 + 1 edge map, S, S]
+        conditions.setdefault(pipe.dtype, args[2].detach().float().clone())
+
+    hook = pipe.denoisers[0].register_forward_pre_hook(keep_condition)
+    cad = np.broadcast_to(np.linspace(2.0, 2.3, SIZE, dtype=np.float32), (2, SIZE, SIZE)).copy()  # metres
+    try:
+        run(pipe, cad, 1)
+        pipe.to(torch.bfloat16)
+        run(pipe, cad, 1)
+    finally:
+        pipe.to(torch.float32)
+        hook.remove()
+    edges32, edges16 = conditions[torch.float32][:, 1:2], conditions[torch.bfloat16][:, 1:2]  # [B, 1, S, S]
+    assert edges32.max() > 0.2  # the ramp's 20 mm per pixel is a weak edge
+    torch.testing.assert_close(edges16, edges32, rtol=0.01, atol=0.005)  # bf16 rounding of the map only
+
+
 def test_sampling_options_come_from_config_and_survive_save_load(tmp_path):
     pipe = make_pipeline(["sampling.precision=fp32", "sampling.cuda_graph=false", "sampling.compile=true"], stages=1)
     assert (pipe.config.precision, pipe.config.cuda_graph, pipe.config.compile) == ("fp32", False, True)
