@@ -19,7 +19,11 @@ config section `sampling`), so the benchmark measures the library's code paths:
                   buffers: the kit's default on CUDA (`sampling.precision: auto`, `sampling.cuda_graph: true`).
 - compiled-graph: graph + `torch.compile` of the denoiser (`sampling.compile: true`).
 - bf16-weights:   `pipe.to(torch.bfloat16)` (no autocast casts; latents of the static loop stay fp32) +
-                  compile + graph: the fastest path, for pipelines used only for sampling.
+                  compile + graph, for pipelines used only for sampling.
+- tuned-graph:    compiled-graph + `sampling.channels_last` + `torch.backends.cudnn.benchmark` (the fastest
+                  convolution algorithm per shape, picked at the warm-up call).
+- tuned-bf16-weights: bf16-weights + channels_last + cudnn.benchmark.
+Every variant sets `cudnn.benchmark` (a process-wide flag) itself: off except the tuned ones.
 The first call of each variant compiles / captures (reported as warm-up); later calls only replay.
 
 Every variant starts from the same noise (`generator` seeded alike); the optimised output is compared with
@@ -44,14 +48,29 @@ from sim2real_kit.pipeline import Sim2RealPipeline
 
 DEFAULT_BATCH = {"tiny": 16, "small": 64, "sd21-random": 8}
 DEFAULT_STEPS = {"tiny": 20, "small": 20, "sd21-random": 50}
-# variant: (sampling.precision, sampling.cuda_graph, sampling.compile, bf16 weights)
+# variant: (sampling.precision, sampling.cuda_graph, sampling.compile, bf16 weights, sampling.channels_last,
+#           torch.backends.cudnn.benchmark)
 VARIANTS = {
-    "eager-fp32": ("fp32", False, False, False),
-    "autocast-bf16": ("auto", False, False, False),
-    "graph": ("auto", True, False, False),
-    "compiled-graph": ("auto", True, True, False),
-    "bf16-weights": ("auto", True, True, True),
+    "eager-fp32": ("fp32", False, False, False, False, False),
+    "autocast-bf16": ("auto", False, False, False, False, False),
+    "graph": ("auto", True, False, False, False, False),
+    "compiled-graph": ("auto", True, True, False, False, False),
+    "bf16-weights": ("auto", True, True, True, False, False),
+    "tuned-graph": ("auto", True, True, False, True, True),
+    "tuned-bf16-weights": ("auto", True, True, True, True, True),
 }
+
+
+def set_variant(pipe, variant: str, no_compile: bool = False) -> None:
+    """Put `pipe` on one of `VARIANTS`: weights dtype, `set_sampling` options, the cudnn.benchmark flag."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    precision, graph, compiled, bf16_weights, channels_last, cudnn_benchmark = VARIANTS[variant]
+    pipe.to(dtype=torch.bfloat16 if bf16_weights else torch.float32)
+    pipe.set_sampling(
+        precision=precision, cuda_graph=graph, compile=compiled and not no_compile, channels_last=channels_last
+    )
+    torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def synthetic_cad(batch: int, size: int, seed: int = 0, width: int | None = None) -> np.ndarray:
@@ -148,11 +167,7 @@ def run(preset: str, args, device) -> list[dict]:
         base["frame_hw"] = list(args.frame)
     for variant in args.variants.split(","):
         try:
-            if variant not in VARIANTS:
-                raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-            precision, graph, compiled, bf16_weights = VARIANTS[variant]
-            pipe.to(dtype=torch.bfloat16 if bf16_weights else torch.float32)
-            pipe.set_sampling(precision=precision, cuda_graph=graph, compile=compiled and not args.no_compile)
+            set_variant(pipe, variant, args.no_compile)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             times, out, warm = time_calls(pipe, cad, args.steps, args.batch_size, args.repeats, 0, bool(args.frame))

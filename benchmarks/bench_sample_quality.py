@@ -39,16 +39,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_sample import VARIANTS, synthetic_cad  # noqa: E402
+from bench_sample import set_variant as _set_variant  # noqa: E402
 from benchlib import environment, sync  # noqa: E402
 
 
 def set_variant(pipe, variant: str, no_compile: bool = False) -> None:
     """Put `pipe` on one of `bench_sample.VARIANTS` (weights dtype + `set_sampling`)."""
-    if variant not in VARIANTS:
-        raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    precision, graph, compiled, bf16_weights = VARIANTS[variant]
-    pipe.to(dtype=torch.bfloat16 if bf16_weights else torch.float32)
-    pipe.set_sampling(precision=precision, cuda_graph=graph, compile=compiled and not no_compile)
+    try:
+        _set_variant(pipe, variant, no_compile)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def score(cad, depth, real, residual, reference=None) -> dict:

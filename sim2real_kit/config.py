@@ -123,6 +123,7 @@ class SamplingConfig:
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
     cuda_graph: bool = True  # CUDA: each DDIM step as one captured CUDA graph (static buffers)
     compile: bool = False  # torch.compile the denoiser for sampling (~1.5 min compile; long runs only)
+    channels_last: bool = False  # the denoisers' weights channels_last for sampling (CUDA convolutions)
     # data.holes=model: a pixel is a hole where P(valid) < this; `sim2real sample --calibrate-holes` sets it.
     # Not with model.validity=head: its holes are drawn (u > P(valid)), there is no threshold
     validity_threshold: float = 0.5

@@ -112,6 +112,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         prior: str = "",
         validity_threshold: float = 0.5,
         validity_head: ValidityHead | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
         if precision not in PRECISIONS:
@@ -137,6 +138,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             precision=precision,
             cuda_graph=bool(cuda_graph),
             compile=bool(compile),
+            channels_last=bool(channels_last),
             prior=str(prior or ""),  # the physical model whose output is stage 1's second condition; "" none
             validity_threshold=float(validity_threshold),  # data.holes=model: a hole where P(valid) < this
             num_stages=0,
@@ -175,6 +177,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             precision=cfg.sampling.precision,
             cuda_graph=cfg.sampling.cuda_graph,
             compile=cfg.sampling.compile,
+            channels_last=cfg.sampling.channels_last,
             prior=prior,
             validity_threshold=cfg.sampling.validity_threshold,
         )
@@ -219,6 +222,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         self.denoisers.append(denoiser.eval())
         self.register_to_config(num_stages=len(self.denoisers))
         self._fast_steps, self._compiled = {}, {}
+        self._apply_memory_format()
 
     def set_sampling(
         self,
@@ -229,6 +233,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         batch_size: int | None = None,
         eta: float | None = None,
         validity_threshold: float | None = None,
+        channels_last: bool | None = None,
     ):
         """Change the sampling options (kept in the config, saved with the pipeline); None keeps one; returns self.
 
@@ -238,7 +243,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere) | "fp32" | "bf16" (autocast; weights,
         latents and the DDIM update stay fp32). cuda_graph: on CUDA, run each DDIM step (denoiser + update)
         as one captured CUDA graph on static buffers. compile: `torch.compile` the denoiser in that loop
-        (pays its ~1.5 min compile back only over long sampling runs). docs/performance.md has the figures.
+        (pays its ~1.5 min compile back only over long sampling runs). channels_last: the denoisers' weights in
+        the channels_last memory format (convolutions on tensor cores without layout transposes; CUDA; the
+        outputs are the same up to the convolution algorithm). docs/performance.md has the figures.
         validity_threshold (`data.holes: model`): a pixel is a hole where the last DDIM step's P(valid) is below
         it (0.5: the validity channel's x0 < 0; 0 keeps every CAD pixel's depth). Not used by a validity head,
         whose holes are drawn at its P(valid)."""
@@ -256,6 +263,7 @@ class Sim2RealPipeline(DiffusionPipeline):
             "precision": precision,
             "cuda_graph": None if cuda_graph is None else bool(cuda_graph),
             "compile": None if compile is None else bool(compile),
+            "channels_last": None if channels_last is None else bool(channels_last),
             "num_inference_steps": None if num_inference_steps is None else int(num_inference_steps),
             "batch_size": None if batch_size is None else int(batch_size),
             "eta": None if eta is None else float(eta),
@@ -263,7 +271,13 @@ class Sim2RealPipeline(DiffusionPipeline):
         }
         self.register_to_config(**{k: v for k, v in updates.items() if v is not None})
         self._fast_steps, self._compiled = {}, {}
+        self._apply_memory_format()
         return self
+
+    def _apply_memory_format(self) -> None:
+        """Put the denoisers' 4-D weights in the memory format `sampling.channels_last` names (in place)."""
+        fmt = torch.channels_last if self.config.get("channels_last", False) else torch.contiguous_format
+        self.denoisers.to(memory_format=fmt)
 
     @property
     def num_stages(self) -> int:
@@ -375,7 +389,9 @@ class Sim2RealPipeline(DiffusionPipeline):
         if missing:
             raise CheckpointError(f"lacks {', '.join(missing)}", index_path)
         options = {
-            k: index[k] for k in ("eta", "precision", "cuda_graph", "compile", "eval_crop", "prior") if k in index
+            k: index[k]
+            for k in ("eta", "precision", "cuda_graph", "compile", "channels_last", "eval_crop", "prior")
+            if k in index
         }
         head = None
         if (root / HEAD_FOLDER).is_dir():  # model.validity: head (pipelines without the folder load as before)

@@ -43,7 +43,14 @@ def load_pipeline(run: RunFolder | str | Path, stage: int, cfg: Config):
     s = cfg.sampling
     pipe = Sim2RealPipeline.from_pretrained(path)
     return pipe.set_sampling(
-        s.precision, s.cuda_graph, s.compile, s.steps, s.batch_size, s.eta, s.validity_threshold
+        precision=s.precision,
+        cuda_graph=s.cuda_graph,
+        compile=s.compile,
+        num_inference_steps=s.steps,
+        batch_size=s.batch_size,
+        eta=s.eta,
+        validity_threshold=s.validity_threshold,
+        channels_last=s.channels_last,
     ).to(device())
 
 

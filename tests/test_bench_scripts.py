@@ -338,3 +338,35 @@ def test_holes_bench_gives_the_validity_knob_to_the_model_mode_only(bench_path):
     assert validity_head(load_config("tiny", overrides=bench_holes.mode_overrides(["model.cond_edges=true"], "model")))
     with pytest.raises(ConfigError, match="model.validity needs data.holes"):
         load_config("tiny", overrides=[*ov, "data.holes=mask"])  # what the mask run got before
+
+
+def test_sample_bench_variants_reach_the_pipeline(bench_path):
+    """Each `bench_sample.VARIANTS` entry sets what its name says on the pipeline (weights dtype, the sampling
+    options saved in its config, channels_last weights) and the process's cudnn.benchmark flag, both ways: a
+    tuned variant after a plain one and a plain one after a tuned one."""
+    import bench_sample
+    import torch
+
+    from sim2real_kit.config import load_config
+    from sim2real_kit.models.denoiser import ControlledDenoiser
+    from sim2real_kit.pipeline import Sim2RealPipeline
+
+    cfg = load_config("tiny", overrides=["data.size=16", "model.block_out_channels=[8,16]", "model.norm_num_groups=4", "model.attention_levels=[false,true]",
+                                         "model.attention_head_dim=4", "model.cross_attention_dim=8"])  # fmt: skip
+    pipe = Sim2RealPipeline.build(cfg, [ControlledDenoiser.from_config(cfg)])
+    conv = pipe.denoisers[0].unet.down_blocks[0].resnets[0].conv1.weight  # [8, 8, 3, 3]
+    before = torch.backends.cudnn.benchmark
+    try:
+        for name in ("autocast-bf16", "tuned-bf16-weights", "compiled-graph", "tuned-graph"):
+            bench_sample.set_variant(pipe, name, no_compile=True)
+            precision, graph, _, bf16, channels_last, cudnn_benchmark = bench_sample.VARIANTS[name]
+            conv = pipe.denoisers[0].unet.down_blocks[0].resnets[0].conv1.weight
+            assert pipe.dtype == (torch.bfloat16 if bf16 else torch.float32), name
+            assert (pipe.config.precision, pipe.config.cuda_graph, pipe.config.channels_last) == (
+                precision, graph, channels_last), name  # fmt: skip
+            assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last, name
+            assert torch.backends.cudnn.benchmark == cudnn_benchmark, name
+        with pytest.raises(ValueError, match="unknown variant"):
+            bench_sample.set_variant(pipe, "fp8")
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -350,6 +350,37 @@ def test_bf16_weights_edge_map_comes_from_the_fp32_cad():
     torch.testing.assert_close(edges16, edges32, rtol=0.01, atol=0.005)  # bf16 rounding of the map only
 
 
+def test_channels_last_reaches_the_weights_keeps_the_output_and_survives_save_load(tmp_path):
+    """`sampling.channels_last` (config -> `build` -> `set_sampling` -> saved index): the denoisers' 4-D weights
+    in channels_last, for stages added later too; same depth as the contiguous pipeline to fp32 rounding."""
+    cad = cad_frames(1)
+    plain = make_pipeline(stages=1)
+    reference = run(plain, cad, 6).depth
+    pipe = make_pipeline(["sampling.channels_last=true"], stages=1)
+    pipe.add_stage(trained_like(pipe.denoisers[0].expand_condition(2), 2))
+
+    def layouts(p):
+        kernels = [
+            w for w in p.denoisers.parameters() if w.ndim == 4 and min(w.shape[1], w.shape[-1]) > 1
+        ]  # else either layout
+        return {w.is_contiguous(memory_format=torch.channels_last) for w in kernels}
+
+    assert pipe.config.channels_last is True and layouts(pipe) == {True}
+    np.testing.assert_allclose(run(pipe, cad, 6, stages=1).depth, reference, atol=5e-5)  # 0.05 mm
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = Sim2RealPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.config.channels_last is True and layouts(loaded) == {True}
+    assert layouts(loaded.set_sampling(channels_last=False)) == {False}
+    assert layouts(plain) == {False}
+    from sim2real_kit.run import RunFolder
+    from sim2real_kit.simulate import load_pipeline
+
+    folder = RunFolder(tmp_path / "run")  # a run's config, not the saved pipeline's, says how to sample
+    plain.save_pretrained(folder.pipeline_dir(1))
+    from_run = load_pipeline(folder, 1, tiny_cfg(["sampling.channels_last=true"]))
+    assert from_run.config.channels_last is True and layouts(from_run) == {True}
+
+
 def test_sampling_options_come_from_config_and_survive_save_load(tmp_path):
     pipe = make_pipeline(["sampling.precision=fp32", "sampling.cuda_graph=false", "sampling.compile=true"], stages=1)
     assert (pipe.config.precision, pipe.config.cuda_graph, pipe.config.compile) == ("fp32", False, True)
