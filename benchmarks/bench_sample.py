@@ -162,37 +162,45 @@ def run(preset: str, args, device) -> list[dict]:
         cad = synthetic_cad(args.batch_size * args.batches, size)
     frames = cad.shape[0]
     results, outputs = [], {}
-    base = {"preset": preset, "steps": args.steps, "batch_size": args.batch_size, "frames": frames, "size_px": size}
+    base = {"preset": preset, "batch_size": args.batch_size, "frames": frames, "size_px": size}
     if args.frame:
         base["frame_hw"] = list(args.frame)
     for variant in args.variants.split(","):
         try:
             set_variant(pipe, variant, args.no_compile)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            times, out, warm = time_calls(pipe, cad, args.steps, args.batch_size, args.repeats, 0, bool(args.frame))
-            img_s = [frames / t for t in times]
-            r = {
-                **base,
-                "variant": variant,
-                "img_per_s": statistics.median(img_s),
-                "img_per_s_all": img_s,
-                "s_per_call": statistics.median(times),
-                "warmup_s": warm,
-                "out_hw": list(np.asarray(out.depth).shape[-2:]),  # the frame's with --frame, else the model's
-            }
-            if device.type == "cuda":
-                r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-            else:
-                r["load_avg_1min"] = os.getloadavg()[0]
-            outputs[variant] = out
-            for ref in ("eager-fp32", "autocast-bf16"):
-                if ref in outputs and ref != variant:
-                    r[f"vs_{ref}"] = compare(out, outputs[ref])
         except Exception as e:  # noqa: BLE001 - a failed variant is reported, the others still run
             r = {**base, "variant": variant, "error": f"{type(e).__name__}: {e}"[:2000]}
-        print(json.dumps(r), flush=True)
-        results.append(r)
+            print(json.dumps(r), flush=True)
+            results.append(r)
+            continue
+        for steps in args.steps:  # one compile / capture per variant: the step count is only the loop's length
+            try:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                times, out, warm = time_calls(pipe, cad, steps, args.batch_size, args.repeats, 0, bool(args.frame))
+                img_s = [frames / t for t in times]
+                r = {
+                    **base,
+                    "steps": steps,
+                    "variant": variant,
+                    "img_per_s": statistics.median(img_s),
+                    "img_per_s_all": img_s,
+                    "s_per_call": statistics.median(times),
+                    "warmup_s": warm,
+                    "out_hw": list(np.asarray(out.depth).shape[-2:]),  # the frame's with --frame, else the model's
+                }
+                if device.type == "cuda":
+                    r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                else:
+                    r["load_avg_1min"] = os.getloadavg()[0]
+                outputs[variant, steps] = out
+                for ref in ("eager-fp32", "autocast-bf16"):
+                    if (ref, steps) in outputs and ref != variant:
+                        r[f"vs_{ref}"] = compare(out, outputs[ref, steps])
+            except Exception as e:  # noqa: BLE001 - a failed variant is reported, the others still run
+                r = {**base, "steps": steps, "variant": variant, "error": f"{type(e).__name__}: {e}"[:2000]}
+            print(json.dumps(r), flush=True)
+            results.append(r)
     del pipe
     gc.collect()
     if device.type == "cuda":
@@ -214,15 +222,16 @@ def print_table(results: list[dict]) -> None:
         if "error" in r:
             print(f"{r['preset']:12} {r['variant']:11} FAILED {r['error'][:300]}")
             continue
-        by[r["variant"]] = r
+        by[r["variant"], r["steps"]] = r
         print(
             f"{r['preset']:12} {r['variant']:11} {r['steps']:5d} {r['batch_size']:5d} {_px(r):>7} "
             f"{r['img_per_s']:8.2f} {r['s_per_call']:7.2f} {r['warmup_s']:8.1f}"
         )
     for ref in ("eager-fp32", "autocast-bf16"):
-        for name, r in by.items():
-            if ref in by and name != ref:
-                print(f"{name} / {ref} = {r['img_per_s'] / by[ref]['img_per_s']:.2f}x; difference {r.get('vs_' + ref)}")
+        for (name, steps), r in by.items():
+            if (ref, steps) in by and name != ref:
+                ratio = r["img_per_s"] / by[ref, steps]["img_per_s"]
+                print(f"{name} / {ref} at {steps} steps = {ratio:.2f}x; difference {r.get('vs_' + ref)}")
 
 
 def main(argv=None) -> list[dict]:
@@ -231,7 +240,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--batches", type=int, default=1, help="frames per call = batch-size x batches")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: tiny/small 20, sd21-random 50)")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="DDIM steps, one or more (default: tiny/small 20, sd21-random 50)")  # fmt: skip
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--frame", type=_frame, default=None,
                    help="HxW, e.g. 480x640: time whole frames of that size in one pass (default: size x size)")  # fmt: skip
@@ -244,7 +254,7 @@ def main(argv=None) -> list[dict]:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     args.batch_size = args.batch_size or DEFAULT_BATCH[args.preset]
-    args.steps = args.steps or DEFAULT_STEPS[args.preset]
+    args.steps = args.steps or [DEFAULT_STEPS[args.preset]]
     args.variants = args.variants or (",".join(VARIANTS) if device.type == "cuda" else "eager-fp32")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # the kit's default fp32 path

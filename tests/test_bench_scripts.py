@@ -310,10 +310,10 @@ def test_sample_bench_times_whole_frames_of_a_cameras_size(bench_path, capsys):
     the expected form."""
     import bench_sample
 
-    rows = bench_sample.main(["--preset", "tiny", "--frame", "24x40", "--steps", "1", "--batch-size", "2",
+    rows = bench_sample.main(["--preset", "tiny", "--frame", "24x40", "--steps", "1", "3", "--batch-size", "2",
                               "--repeats", "1", "--variants", "eager-fp32"])  # fmt: skip
-    assert len(rows) == 1 and "error" not in rows[0], rows
-    assert rows[0]["frame_hw"] == [24, 40] and rows[0]["img_per_s"] > 0
+    assert [r.get("steps") for r in rows] == [1, 3] and not any("error" in r for r in rows), rows  # one per count
+    assert rows[0]["frame_hw"] == [24, 40] and rows[0]["img_per_s"] > rows[1]["img_per_s"] > 0  # 3 steps slower
     # the pipeline ran on the whole frame, not on a centre crop resized to the model's size (its default)
     assert rows[0]["out_hw"] == [24, 40], rows[0]
     assert "24x40" in capsys.readouterr().out
