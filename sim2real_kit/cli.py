@@ -123,6 +123,7 @@ def cmd_simulate(args) -> int:
 
     tiles = {"native": not args.model_size, "overlap": args.overlap, "tile_batch": args.tile_batch}
     tiles["whole"] = bool(args.whole_frames)
+    tiles["fast"] = args.fast
     if args.whole_frames and args.model_size:
         raise Sim2RealError(
             "simulate: --whole-frames runs at the camera's resolution; it does not go with --model-size"
@@ -283,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--whole-frames",
         action="store_true",
         help="no tiles: each frame in one fully convolutional pass (sampling.native_mode full; experiments/full_frame.py)",
+    )
+    p.add_argument(
+        "--fast",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the fastest sampling path that holds quality (compiled denoiser, ~1-2 min compile first): auto = on "
+        "CUDA only (docs/results_gpu.md)",
     )
     p.set_defaults(func=cmd_simulate)
 

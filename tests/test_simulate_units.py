@@ -235,3 +235,25 @@ def test_whole_frames_reach_the_simulated_layout(tmp_path, pipe_dir, monkeypatch
     args = ["simulate", "--pipeline", str(pipe_dir), "--cad", str(cad_dir), "--out", str(tmp_path / "x")]
     assert main([*args, "--whole-frames", "--model-size"]) == 2
     assert "--whole-frames" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_fast_sampling_is_the_cuda_default_of_simulate_and_reaches_the_pipeline(tmp_path, pipe_dir, monkeypatch):
+    """`sim2real simulate --fast auto|on|off` (default auto): the fastest quality-held sampling path
+    (`simulate.FAST_SAMPLING`, a compiled denoiser) on CUDA only unless asked; it reaches the loaded pipeline's
+    sampling config, and the CLI's choice reaches the loader."""
+    from sim2real_kit import simulate
+
+    assert simulate.fast_sampling("auto", "cpu") == {} and simulate.fast_sampling("off", "cuda") == {}
+    assert simulate.fast_sampling("auto", "cuda") == simulate.FAST_SAMPLING == {"compile": True}
+    assert simulate.fast_sampling("on", "cpu") == {"compile": True}
+    with pytest.raises(Sim2RealError, match="fast sampling = 'max'"):
+        simulate.fast_sampling("max", "cpu")
+    assert simulate.load_any_pipeline(pipe_dir, "on").config.compile is True  # not sampled: compiling takes minutes
+    assert simulate.load_any_pipeline(pipe_dir).config.compile is False  # the saved pipeline's own setting
+    seen, real = [], simulate.load_any_pipeline
+    monkeypatch.setattr(simulate, "load_any_pipeline", lambda p, fast="off": seen.append(fast) or real(p, "off"))
+    cad_dir = _cad_folder(tmp_path / "cad", 0.001)
+    for k, extra in enumerate(([], ["--fast", "off"])):
+        args = ["simulate", "--pipeline", str(pipe_dir), "--cad", str(cad_dir), "--out", str(tmp_path / f"s{k}")]
+        assert main([*args, *extra]) == 0
+    assert seen == ["auto", "off"]
