@@ -271,13 +271,18 @@ class Sim2RealPipeline(DiffusionPipeline):
         }
         self.register_to_config(**{k: v for k, v in updates.items() if v is not None})
         self._fast_steps, self._compiled = {}, {}
-        self._apply_memory_format()
+        self._apply_memory_format(contiguous=channels_last is False)
         return self
 
-    def _apply_memory_format(self) -> None:
-        """Put the denoisers' 4-D weights in the memory format `sampling.channels_last` names (in place)."""
-        fmt = torch.channels_last if self.config.get("channels_last", False) else torch.contiguous_format
-        self.denoisers.to(memory_format=fmt)
+    def _apply_memory_format(self, contiguous: bool = False) -> None:
+        """With `sampling.channels_last`, the denoisers' 4-D weights in channels_last (in place: a pipeline built
+        around a training model converts its weights); `contiguous` (channels_last set off by name): back to the
+        default layout. Otherwise the layout the weights have is kept: validation builds a pipeline around the
+        live model, whose weights `train.channels_last` may have made channels_last."""
+        if self.config.get("channels_last", False):
+            self.denoisers.to(memory_format=torch.channels_last)
+        elif contiguous:
+            self.denoisers.to(memory_format=torch.contiguous_format)
 
     @property
     def num_stages(self) -> int:

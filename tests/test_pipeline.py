@@ -381,6 +381,25 @@ def test_channels_last_reaches_the_weights_keeps_the_output_and_survives_save_lo
     assert from_run.config.channels_last is True and layouts(from_run) == {True}
 
 
+def test_building_a_pipeline_leaves_a_training_models_memory_format_alone():
+    """Validation builds a pipeline around the live training denoiser (`stage1`'s val_fn): with
+    `train.channels_last` its weights are channels_last, and a pipeline whose `sampling.channels_last` is off must
+    not convert them back (it did: every validation undid the training flag in place)."""
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    denoiser = ControlledDenoiser.from_config(cfg).to(memory_format=torch.channels_last)
+    conv = denoiser.unet.down_blocks[0].resnets[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    pipe = Sim2RealPipeline.build(cfg, [denoiser])
+    assert pipe.config.channels_last is False
+    conv = denoiser.unet.down_blocks[0].resnets[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    pipe.set_sampling(num_inference_steps=2)  # another option: the layout stays
+    assert not denoiser.unet.down_blocks[0].resnets[0].conv1.weight.is_contiguous()
+    pipe.set_sampling(channels_last=False)  # asked for by name: contiguous
+    assert denoiser.unet.down_blocks[0].resnets[0].conv1.weight.is_contiguous()
+
+
 def test_sampling_options_come_from_config_and_survive_save_load(tmp_path):
     pipe = make_pipeline(["sampling.precision=fp32", "sampling.cuda_graph=false", "sampling.compile=true"], stages=1)
     assert (pipe.config.precision, pipe.config.cuda_graph, pipe.config.compile) == ("fp32", False, True)
