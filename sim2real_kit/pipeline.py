@@ -90,6 +90,22 @@ class Sim2RealOutput(BaseOutput):
     validity: Any = None
 
 
+def sampling_options(cfg) -> dict:
+    """A run's `sampling` section as the keyword arguments that `Sim2RealPipeline.__init__` and `set_sampling`
+    both take: the one mapping from config to pipeline, so a knob reaches a built and a loaded pipeline alike."""
+    s = cfg.sampling
+    return {
+        "num_inference_steps": s.steps,
+        "batch_size": s.batch_size,
+        "eta": s.eta,
+        "precision": s.precision,
+        "cuda_graph": s.cuda_graph,
+        "compile": s.compile,
+        "channels_last": s.channels_last,
+        "validity_threshold": s.validity_threshold,
+    }
+
+
 class Sim2RealPipeline(DiffusionPipeline):
     """DDIM sampling of an N-stage residual depth diffusion chain (see the module docstring)."""
 
@@ -171,15 +187,8 @@ class Sim2RealPipeline(DiffusionPipeline):
             residual_scale=cfg.model.residual_scale,
             condition=cfg.stage2.condition,
             eval_crop=cfg.data.eval_crop,
-            num_inference_steps=cfg.sampling.steps,
-            batch_size=cfg.sampling.batch_size,
-            eta=cfg.sampling.eta,
-            precision=cfg.sampling.precision,
-            cuda_graph=cfg.sampling.cuda_graph,
-            compile=cfg.sampling.compile,
-            channels_last=cfg.sampling.channels_last,
             prior=prior,
-            validity_threshold=cfg.sampling.validity_threshold,
+            **sampling_options(cfg),
         )
 
     def set_validity_head(self, head: ValidityHead | None) -> Sim2RealPipeline:

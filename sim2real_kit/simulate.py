@@ -26,10 +26,10 @@ from sim2real_kit.stage1 import collate, device
 
 
 def load_pipeline(run: RunFolder | str | Path, stage: int, cfg: Config):
-    """The saved pipeline of stages 1..`stage` of a run with the run's `sampling` section applied (steps,
-    batch, eta, precision, CUDA graph, compile): the run's config says how to sample, not the values frozen
-    into the pipeline when it was trained."""
-    from sim2real_kit.pipeline import Sim2RealPipeline
+    """The saved pipeline of stages 1..`stage` of a run with the run's `sampling` section applied
+    (`pipeline.sampling_options`: steps, batch, eta, precision, CUDA graph, compile, channels_last, validity
+    threshold): the run's config says how to sample, not the values frozen into the pipeline when it was trained."""
+    from sim2real_kit.pipeline import Sim2RealPipeline, sampling_options
 
     run = as_run(run)
     path = run.pipeline_dir(stage)
@@ -40,18 +40,7 @@ def load_pipeline(run: RunFolder | str | Path, stage: int, cfg: Config):
             else f"sim2real train --stage {stage} --run {run.root}"
         )
         raise MissingArtifactError(f"no Stage-{stage} pipeline at {path}; make it with: {cmd}")
-    s = cfg.sampling
-    pipe = Sim2RealPipeline.from_pretrained(path)
-    return pipe.set_sampling(
-        precision=s.precision,
-        cuda_graph=s.cuda_graph,
-        compile=s.compile,
-        num_inference_steps=s.steps,
-        batch_size=s.batch_size,
-        eta=s.eta,
-        validity_threshold=s.validity_threshold,
-        channels_last=s.channels_last,
-    ).to(device())
+    return Sim2RealPipeline.from_pretrained(path).set_sampling(**sampling_options(cfg)).to(device())
 
 
 def sample_split(
