@@ -28,10 +28,11 @@ quality() {  # tag kit-root variants
   cp /tmp/q_$tag.* "$OUT/" 2>/dev/null
 }
 quality new "$PWD" "$NEW_VARIANTS" || exit 0
-# the old kit refuses the new config key sampling.channels_last: a copy of the run without it, same weights
+# the old kit refuses the new config keys (sampling.channels_last, the distill section): a copy of the run
+# without them, same weights
 if [ ! -d ${RUN}_old ]; then
   cp -r $RUN ${RUN}_old.tmp && python3 -c "import sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); \
-c['sampling'].pop('channels_last', None); yaml.safe_dump(c, open(p, 'w'), sort_keys=False)" ${RUN}_old.tmp/config.yaml \
+c['sampling'].pop('channels_last', None); c.pop('distill', None); yaml.safe_dump(c, open(p, 'w'), sort_keys=False)" ${RUN}_old.tmp/config.yaml \
     && mv ${RUN}_old.tmp ${RUN}_old
 fi
 RUN=${RUN}_old quality old "$PWD/.carry/old" autocast-bf16,bf16-weights || exit 0

@@ -90,6 +90,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from sim2real_kit.distill import distill_stage1
+    from sim2real_kit.run import RunFolder, resolve_config
+
+    run = RunFolder(args.run)
+    run.load_config()  # an error naming how to make the run when it has none
+    summary = distill_stage1(run, resolve_config(run, overrides=args.overrides), teacher=args.teacher)
+    print(f"wrote {summary['folder']}/pipeline")
+    return 0
+
+
 def cmd_sample(args) -> int:
     from sim2real_kit.run import RunFolder, resolve_config
     from sim2real_kit.simulate import calibrate_validity_threshold, sample_split
@@ -233,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, help="run folder holding Stage-I (stage >= 2)")
     p.add_argument("overrides", nargs="*", help="key.sub=value")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "distill", help="distill Stage-I into a few-step student (distill.teacher_steps -> student_steps)"
+    )
+    p.add_argument("--run", required=True, help="run folder holding Stage-I")
+    p.add_argument("--teacher", default=None, help="a saved pipeline to distill instead (e.g. an earlier student)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value, e.g. distill.student_steps=2 distill.teacher_steps=4")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("sample", help="sample a split with the trained stages into the run folder")
     p.add_argument("--run", required=True)

@@ -168,6 +168,16 @@ class Stage2Config:
 
 
 @dataclass
+class DistillConfig:
+    # few-step sampling (kit extension, sim2real_kit/distill.py): a student trained to take in one DDIM step what the
+    # teacher takes in teacher_steps / student_steps steps (progressive distillation, Salimans & Ho 2022)
+    teacher_steps: int = 10  # the teacher's DDIM steps (trailing); must divide 1000
+    student_steps: int = 5  # the student's; must divide teacher_steps
+    steps: int = 300  # optimizer steps (batch size, EMA and precision: train.*)
+    lr: float = 1e-4  # AdamW learning rate of the student
+
+
+@dataclass
 class PipelineConfig:
     stages: int = 2  # number of diffusion stages in the chain (3/4: ablation)
 
@@ -266,6 +276,7 @@ class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     disc: DiscConfig = field(default_factory=DiscConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
@@ -389,10 +400,22 @@ class Config:
             "train.lr": self.train.lr,
             "train.validity_weight": self.train.validity_weight,
             "train.validity_head_steps": self.train.validity_head_steps,
+            "distill.teacher_steps": self.distill.teacher_steps,
+            "distill.student_steps": self.distill.student_steps,
+            "distill.steps": self.distill.steps,
+            "distill.lr": self.distill.lr,
         }
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{source}: {key} must be > 0, got {value!r}")
+        if (
+            self.distill.teacher_steps % self.distill.student_steps
+            or self.distill.student_steps >= self.distill.teacher_steps
+        ):
+            raise ConfigError(
+                f"{source}: distill.student_steps = {self.distill.student_steps} must be smaller than and divide "
+                f"distill.teacher_steps = {self.distill.teacher_steps}"
+            )
         if not self.model.target_std >= 0:
             raise ConfigError(f"{source}: model.target_std must be >= 0 (0 = off), got {self.model.target_std!r}")
         if not 0.0 <= self.disc.threshold <= 1.0:

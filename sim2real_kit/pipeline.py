@@ -129,6 +129,7 @@ class Sim2RealPipeline(DiffusionPipeline):
         validity_threshold: float = 0.5,
         validity_head: ValidityHead | None = None,
         channels_last: bool = False,
+        distilled_steps: int = 0,
     ):
         super().__init__()
         if precision not in PRECISIONS:
@@ -159,6 +160,9 @@ class Sim2RealPipeline(DiffusionPipeline):
             validity_threshold=float(validity_threshold),  # data.holes=model: a hole where P(valid) < this
             num_stages=0,
         )
+        if distilled_steps:  # the last stage is a student distilled for this many DDIM steps (`distill`): other
+            # counts refused. Absent otherwise, so the index of every other pipeline stays as it was saved
+            self.register_to_config(distilled_steps=int(distilled_steps))
         self._fast_steps: dict = {}  # (stage, shapes, dtype, capture) -> _StepGraph
         self._compiled: dict = {}  # id(denoiser) -> compiled callable
         self.denoisers = nn.ModuleList()
@@ -404,7 +408,16 @@ class Sim2RealPipeline(DiffusionPipeline):
             raise CheckpointError(f"lacks {', '.join(missing)}", index_path)
         options = {
             k: index[k]
-            for k in ("eta", "precision", "cuda_graph", "compile", "channels_last", "eval_crop", "prior")
+            for k in (
+                "eta",
+                "precision",
+                "cuda_graph",
+                "compile",
+                "channels_last",
+                "eval_crop",
+                "prior",
+                "distilled_steps",
+            )
             if k in index
         }
         head = None
@@ -488,6 +501,13 @@ class Sim2RealPipeline(DiffusionPipeline):
         if steps <= 0 or batch_size <= 0 or not 0.0 <= eta <= 1.0:
             raise ConfigError(
                 f"need num_inference_steps > 0, batch_size > 0, 0 <= eta <= 1; got {steps}, {batch_size}, {eta}"
+            )
+        distilled = int(cfg.get("distilled_steps", 0) or 0)
+        if distilled and (steps != distilled or eta != 0.0):
+            raise ConfigError(
+                f"this pipeline's last stage was distilled for {distilled} DDIM steps at eta 0 (sim2real_kit.distill): "
+                f"it learned that step grid only; got num_inference_steps = {steps}, eta = {eta}. Sample it with "
+                f"{distilled} steps, or distill a student for {steps}"
             )
         is_numpy = not isinstance(cad_depth, torch.Tensor)
         out_device = None if is_numpy else cad_depth.device

@@ -621,6 +621,15 @@ def diffusion_loss(
     else:  # v_prediction
         target = scheduler.get_velocity(latents, noise, timesteps)
     squared = (prediction.float() - target.float()).pow(2)  # [B, C + V, h, w]
+    return weighted_error(squared, weight_map, codec, validity_weight)
+
+
+def weighted_error(
+    squared: torch.Tensor, weight_map: torch.Tensor | None, codec, validity_weight: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, per-sample loss [B]) of a squared error [B, C + V, h, w] under `diffusion_loss`'s weighting: the mean
+    over the C codec channels weighted by `weight_map` [B, 1 or 2, H, W] (None: plain mean), the V validity channels
+    their own weighted mean, combined (residual + w * validity) / (1 + w). Shared by the distillation loss."""
     channels = codec.channels
     if weight_map is None:
         error = squared.mean(dim=1)  # [B, h, w]
