@@ -13,6 +13,10 @@ the yardstick, "quality held" = |W1 - reference W1| <= 2 x that std. With `--auc
 ROC-AUC (`realism_test.two_sample_auc`: fresh patch discriminators, trained on half of the val scenes, tested
 on the others) of every row at the steps in `--auc-steps`.
 
+`--pipelines LABEL=DIR ...`: other saved pipelines (distilled students of `sim2real distill`) scored on the same
+frames with the reference path at their own step count, "held" against the reference at `--compare-steps` (default
+the largest of `--steps`: the teacher's), with their own noise spread and AUC.
+
 `--native WxH`: frames/s of CAD-only simulation at that resolution (synthetic CAD of planes and boxes), tiles of
 the model size overlapping by a quarter, MultiDiffusion-synced (`blend="sample"`) and independent
 (`blend="after"`), `--tile-batch` tiles per call, with each listed variant.
@@ -140,10 +144,18 @@ def main(argv=None) -> int:
     ap.add_argument("--native-steps", type=int, nargs="+", default=[4, 20])
     ap.add_argument("--tile-batch", type=int, default=None, help="tiles per call at --native (whole frames)")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument(
+        "--pipelines",
+        nargs="*",
+        default=[],
+        help="LABEL=DIR saved pipelines (e.g. distilled students) scored on the same frames at their own step count",
+    )
+    ap.add_argument("--compare-steps", type=int, default=None, help="the reference's steps they compare with")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     from sim2real_kit import simulate
+    from sim2real_kit.pipeline import Sim2RealPipeline
     from sim2real_kit.realism_test import two_sample_auc
     from sim2real_kit.run import RunFolder
 
@@ -167,46 +179,72 @@ def main(argv=None) -> int:
     if args.auc_seeds and (not tr or not te):
         raise SystemExit(f"the first {n} val frames hold one scene: no scene left for the two-sample test")
 
+    def measure(p, label: str, steps: int, warm: float, spread: bool, ref=None) -> dict:
+        """One row: `p` at `steps` from initial noise 0, scored; with `spread`, the W1 of `--noise-seeds` too."""
+        out, seconds = timed(p, cad, steps, 0, device)
+        depth = np.asarray(out.depth)
+        row = {
+            "variant": label,
+            "steps": steps,
+            "frames": n,
+            "frames_per_s": n / seconds,
+            "warmup_s": warm,
+            **score(cad, depth, real, out.residual, ref),
+            "residual": np.asarray(out.residual),
+        }
+        others = (
+            []
+            if not spread
+            else [1000 * _w1(cad, np.asarray(timed(p, cad, steps, s, device)[0].depth), real) for s in args.noise_seeds]
+        )
+        if others:
+            row["noise_w1_mm"] = [row["w1_mm"], *others]
+            row["noise_w1_std_mm"] = statistics.stdev(row["noise_w1_mm"])
+        if args.auc_seeds and (steps in auc_steps or label not in variants):
+            auc = two_sample_auc(subset, depth, cfg, tr, te, seeds=args.auc_seeds, steps=args.disc_steps)
+            row["auc"], row["auc_std"] = auc["auc"], auc["auc_std"]
+        print(json.dumps({k: v for k, v in row.items() if k != "residual"}), flush=True)
+        return row
+
+    def warm_up(p, steps: int) -> float:
+        t0 = time.perf_counter()
+        p(cad[: p.config.batch_size], num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
+        sync(device)
+        return time.perf_counter() - t0
+
     rows, ref_out = [], {}
     for variant in order:
         set_variant(pipe, variant, args.no_compile)
-        t0 = time.perf_counter()
-        pipe(cad[: pipe.config.batch_size], num_inference_steps=2, generator=torch.Generator().manual_seed(0))
-        sync(device)
-        warm = time.perf_counter() - t0
+        warm = warm_up(pipe, 2)
         for steps in args.steps:
-            out, seconds = timed(pipe, cad, steps, 0, device)
-            depth = np.asarray(out.depth)
-            row = {
-                "variant": variant,
-                "steps": steps,
-                "frames": n,
-                "frames_per_s": n / seconds,
-                "warmup_s": warm,
-                **score(cad, depth, real, out.residual, ref_out.get(steps)),
-            }
+            row = measure(pipe, variant, steps, warm, variant == reference, ref_out.get(steps))
             if variant == reference:
-                ref_out[steps] = np.asarray(out.residual)
-                others = []
-                for s in args.noise_seeds:
-                    o, _ = timed(pipe, cad, steps, s, device)
-                    others.append(1000 * _w1(cad, np.asarray(o.depth), real))
-                if others:
-                    spread = [row["w1_mm"], *others]
-                    row["noise_w1_mm"] = spread
-                    row["noise_w1_std_mm"] = statistics.stdev(spread)
-            if args.auc_seeds and steps in auc_steps:
-                auc = two_sample_auc(subset, depth, cfg, tr, te, seeds=args.auc_seeds, steps=args.disc_steps)
-                row["auc"], row["auc_std"] = auc["auc"], auc["auc_std"]
-            print(json.dumps(row), flush=True)
+                ref_out[steps] = row["residual"]
             rows.append(row)
+    # other saved pipelines (e.g. distilled students, `sim2real distill`): the reference path at their own step
+    # count, compared with the reference at --compare-steps (the teacher's)
+    compare = args.compare_steps or max(args.steps)
+    if args.pipelines and compare not in ref_out:
+        raise SystemExit(f"--compare-steps {compare} is not among --steps {args.steps}")
+    for item in args.pipelines:
+        label, _, folder = item.partition("=")
+        if not folder:
+            raise SystemExit(f"--pipelines takes LABEL=DIR, got {item!r}")
+        other = Sim2RealPipeline.from_pretrained(folder).to(device)
+        other.set_sampling(batch_size=pipe.config.batch_size)
+        set_variant(other, reference, args.no_compile)
+        steps = int(other.config.get("distilled_steps", 0) or other.config.num_inference_steps)
+        row = measure(other, label, steps, warm_up(other, steps), True, ref_out[compare])
+        row.update(compare_steps=compare, pipeline=folder)
+        rows.append(row)
 
     ref_rows = {r["steps"]: r for r in rows if r["variant"] == reference}
     for r in rows:
-        ref = ref_rows[r["steps"]]
+        ref = ref_rows[r.get("compare_steps", r["steps"])]
         if "noise_w1_std_mm" in ref:
             r["quality_held"] = bool(abs(r["w1_mm"] - ref["w1_mm"]) <= 2 * ref["noise_w1_std_mm"])
         r["speedup_vs_ref"] = r["frames_per_s"] / ref["frames_per_s"]
+        r.pop("residual")
     w1_cad = 1000 * _w1(cad, cad, real)
     lines = [
         f"run {args.run}, stage {args.stage}, {n} val frames, {device}; clean CAD W1 {w1_cad:.1f} mm; "

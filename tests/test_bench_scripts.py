@@ -78,7 +78,7 @@ def test_sample_quality_bench_scores_variants_against_the_reference(bench_path, 
     import bench_sample_quality
     from conftest import TINY_MODEL, make_plane_layout
 
-    from sim2real_kit import stage1
+    from sim2real_kit import distill, stage1
     from sim2real_kit.data.layout import FrameRef
     from sim2real_kit.run import RunFolder, resolve_config
 
@@ -90,14 +90,21 @@ def test_sample_quality_bench_scores_variants_against_the_reference(bench_path, 
                  "train.val_frames=1", "model.target_std=0", "disc.patch_size=8", "disc.stride=8"]  # fmt: skip
     cfg = resolve_config(run, overrides=overrides)
     stage1.train_stage1(run, cfg, progress=False)
+    cfg.override(["distill.teacher_steps=2", "distill.student_steps=1", "distill.steps=2"])
+    student = distill.distill_stage1(run, cfg, progress=False)["folder"] + "/pipeline"
     out = tmp_path / "q.json"
     bench_sample_quality.main(["--run", str(run.root), "--device", "cpu", "--variants", "eager-fp32,autocast-bf16",
                                "--steps", "1", "2", "--noise-seeds", "1", "--auc-seeds", "0", "--auc-steps", "2",
                                "--disc-steps", "2", "--native", "40x30", "--native-frames", "2", "--native-steps", "1",
-                               "--tile-batch", "16", "--json", str(out)])  # fmt: skip
+                               "--tile-batch", "16", "--pipelines", f"student={student}", "--json", str(out)])  # fmt: skip
     record = json.loads(out.read_text())
     rows = {(r["variant"], r["steps"]): r for r in record["rows"]}
-    assert set(rows) == {(v, s) for v in ("eager-fp32", "autocast-bf16") for s in (1, 2)}
+    assert set(rows) == {(v, s) for v in ("eager-fp32", "autocast-bf16") for s in (1, 2)} | {("student", 1)}
+    # the distilled student: at its own 1 step, compared with the reference at the teacher's 2 (the largest --steps)
+    st = rows["student", 1]
+    assert st["compare_steps"] == 2 and st["pipeline"] == student and len(st["noise_w1_mm"]) == 2 and "auc" in st
+    assert st["residual_rel_l2_vs_ref"] > 0 and isinstance(st["quality_held"], bool)
+    assert st["speedup_vs_ref"] == pytest.approx(st["frames_per_s"] / rows["eager-fp32", 2]["frames_per_s"])
     for r in rows.values():
         assert r["frames"] == 4 and math.isfinite(r["w1_mm"]) and r["frames_per_s"] > 0
     ref = rows["eager-fp32", 2]
