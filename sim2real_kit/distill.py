@@ -179,6 +179,7 @@ def distill_stage1(
     for p in student.parameters():
         p.requires_grad_(True)
     out = distill_dir(run, d.student_steps)
+    _check_same_teacher(out, source, d.teacher_steps, d.student_steps, resume and not overwrite)
     run.record_step(
         f"distill_s{d.student_steps}", cfg, teacher=str(source), teacher_steps=d.teacher_steps, steps=d.steps
     )
@@ -209,6 +210,33 @@ def distill_stage1(
         pipe.register_to_config(num_inference_steps=int(d.student_steps), distilled_steps=int(d.student_steps))
         pipe.save_pretrained(out / "pipeline", trained_from=f"distilled from {source} ({d.teacher_steps} steps)")
     return {**summary, "folder": str(out), "teacher": str(source)}
+
+
+def _check_same_teacher(out: Path, source: Path, teacher_steps: int, student_steps: int, resuming: bool) -> None:
+    """Record which teacher (folder, save_id, steps) a student folder distills (`distill.json`); a resumed folder
+    that distilled another teacher is refused, so its checkpoints never continue against other targets."""
+    import json
+
+    from sim2real_kit.io import atomic_write_json
+
+    index = json.loads((source / "model_index.json").read_text())
+    record = {
+        "teacher": str(source.resolve()),
+        "teacher_save_id": index.get("save_id"),
+        "teacher_steps": int(teacher_steps),
+        "student_steps": int(student_steps),
+    }
+    path = out / "distill.json"
+    if resuming and path.is_file():
+        before = json.loads(path.read_text())
+        if before != record:
+            raise ConfigError(
+                f"{out} holds a student of another teacher ({before}); this call distills {record}. Move the "
+                "folder away to keep it, or call with overwrite=True",
+                path,
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record)
 
 
 def load_student(path: str | Path):

@@ -165,6 +165,11 @@ def test_distilling_a_student_again_needs_its_step_count_as_the_teacher_steps(tr
     )
     student = RunFolder(trained_run).stage_dir(1) / "distill_s2" / "pipeline"
     assert f"wrote {student}" in capsys.readouterr().out
+    # the same student folder asked to continue against another teacher (10 steps, not 4): refused, kept
+    cfg = resolve_config(trained_run, overrides=["distill.teacher_steps=10", "distill.student_steps=2"], save=False)
+    with pytest.raises(ConfigError, match="holds a student of another teacher"):
+        distill.distill_stage1(trained_run, cfg, progress=False)
+    assert (student / "model_index.json").is_file()
     cfg = resolve_config(trained_run, overrides=["distill.teacher_steps=4", "distill.student_steps=1"], save=False)
     with pytest.raises(ConfigError, match="distilled for 2 DDIM steps; set distill.teacher_steps=2"):
         distill.distill_stage1(trained_run, cfg, teacher=student, progress=False)
