@@ -123,13 +123,14 @@ def trained_run(tmp_path, plane_layout):
 def test_distillation_moves_the_students_few_steps_towards_the_teachers_many(trained_run):
     cfg = resolve_config(
         trained_run,
-        overrides=["distill.teacher_steps=4", "distill.student_steps=1", "distill.steps=60", "distill.lr=1e-3"],
+        overrides=["distill.teacher_steps=4", "distill.student_steps=1", "distill.steps=60", "distill.lr=5e-4"],
     )
     summary = distill.distill_stage1(trained_run, cfg, progress=False)
     folder = RunFolder(trained_run).stage_dir(1) / "distill_s1"
     assert summary["folder"] == str(folder) and summary["steps"] == 60  # distill.steps reached the trainer
     rows = list(csv.DictReader(open(folder / "losses.csv")))
     losses = [float(r["loss"]) for r in rows]
+    assert {float(r["lr"]) for r in rows} == {5e-4}  # distill.lr reached the optimizer (train.lr is 1e-3)
     assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2])  # the loss goes down
     student = Sim2RealPipeline.from_pretrained(folder / "pipeline")
     assert student.config.distilled_steps == 1 and student.config.num_inference_steps == 1
