@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issue 22 ("Simulation throughput a robotics user can compare"): frames/s of CAD-only simulation on whole
-# 640x480 frames in one pass (`Sim2RealPipeline(native=True)`, no tiles), per preset and sampling path, at 1, 4
-# and 10 DDIM steps (random weights: speed only; quality is bench_sample_quality.py's on a trained run).
+# 640x480 frames in one pass (`Sim2RealPipeline(native=True)`, no tiles), per preset and sampling path, at 1, 2, 4
+# and 10 DDIM steps (2: where a distilled student holds quality on the CPU model, `sim2real distill`; random
+# weights: speed only, a student costs what its teacher does per step; quality is bench_sample_quality.py's).
 # Results under $OUT: frames_<preset>.json / .log. Each preset gets at most LIMIT seconds.
 #   device call:  bash experiments/gpu_frames.sh $OUT                                   (carry [".whl"])
 set -u
 OUT=${1:-${OUT:-/tmp/frames_out}}
 LIMIT=${LIMIT:-200}
-STEPS=${STEPS:-1 4 10}
+STEPS=${STEPS:-1 2 4 10}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name --format=csv,noheader
 bench() {  # preset batch variants [extra args]
