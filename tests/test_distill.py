@@ -179,3 +179,22 @@ def test_distilling_a_student_again_needs_its_step_count_as_the_teacher_steps(tr
     )
     out = distill.distill_stage1(trained_run, cfg, teacher=student, progress=False)
     assert Sim2RealPipeline.from_pretrained(f"{out['folder']}/pipeline").config.distilled_steps == 1
+
+
+def test_a_students_pipeline_keeps_the_teachers_validity_head(trained_run, tmp_path):
+    """model.validity=head: the holes come from the head, not the denoiser; the student's pipeline carries the same
+    head (same weights), so a student draws the teacher's holes."""
+    from sim2real_kit.holes import ValidityHead
+
+    torch.manual_seed(3)
+    head = ValidityHead(width=4)
+    teacher = Sim2RealPipeline.from_pretrained(RunFolder(trained_run).pipeline_dir(1)).set_validity_head(head)
+    teacher.save_pretrained(tmp_path / "teacher")
+    cfg = resolve_config(
+        trained_run, overrides=["distill.teacher_steps=2", "distill.student_steps=1", "distill.steps=2"], save=False
+    )
+    out = distill.distill_stage1(trained_run, cfg, teacher=tmp_path / "teacher", progress=False)
+    student = Sim2RealPipeline.from_pretrained(f"{out['folder']}/pipeline")
+    assert student.validity_head is not None
+    for a, b in zip(head.state_dict().values(), student.validity_head.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
