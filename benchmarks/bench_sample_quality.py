@@ -192,11 +192,8 @@ def main(argv=None) -> int:
             **score(cad, depth, real, out.residual, ref),
             "residual": np.asarray(out.residual),
         }
-        others = (
-            []
-            if not spread
-            else [1000 * _w1(cad, np.asarray(timed(p, cad, steps, s, device)[0].depth), real) for s in args.noise_seeds]
-        )
+        seeds = args.noise_seeds if spread else []
+        others = [1000 * _w1(cad, np.asarray(timed(p, cad, steps, s, device)[0].depth), real) for s in seeds]
         if others:
             row["noise_w1_mm"] = [row["w1_mm"], *others]
             row["noise_w1_std_mm"] = statistics.stdev(row["noise_w1_mm"])

@@ -35,7 +35,6 @@ from sim2real_kit.config import Config
 from sim2real_kit.data.dataset import PairedDepthDataset
 from sim2real_kit.errors import ConfigError, MissingArtifactError
 from sim2real_kit.run import RunFolder, as_run, prepare_data
-from sim2real_kit.stage1 import collate, device
 
 
 def distill_dir(run: RunFolder, student_steps: int) -> Path:
@@ -93,15 +92,16 @@ def teacher_targets(teacher, z, condition, index, g: dict[str, torch.Tensor]) ->
     x0 at the student's last step)."""
     n, m = len(g["teacher_t"]), len(g["student_t"])
     k = n // m
-    dev = z.device
+    teacher_t, teacher_coef, student_coef = (
+        g[key].to(z.device) for key in ("teacher_t", "teacher_coef", "student_coef")
+    )
     x, x0 = z.float(), None
     for j in range(k):
         step = index * k + j  # [B] teacher step numbers
-        t = g["teacher_t"].to(dev)[step]
-        c = g["teacher_coef"].to(dev)[step].view(-1, 2, 1, 1, 1)
-        x0 = teacher(x.to(condition.dtype), t, condition).float()
+        c = teacher_coef[step].view(-1, 2, 1, 1, 1)
+        x0 = teacher(x.to(condition.dtype), teacher_t[step], condition).float()
         x = c[:, 0] * x + c[:, 1] * x0
-    c = g["student_coef"].to(dev)[index].view(-1, 2, 1, 1, 1)
+    c = student_coef[index].view(-1, 2, 1, 1, 1)
     landed = (x - c[:, 0] * z.float()) / c[:, 1]
     last = (index == m - 1).view(-1, 1, 1, 1)
     return torch.where(last, x0, landed)
@@ -149,8 +149,7 @@ def distill_stage1(
     (the rest of `train`: batch size, EMA, precision) on Stage-I's training data; saves the student's pipeline to
     `stage1/distill_s<M>/pipeline` (resumable) and returns the Trainer's summary with the folder."""
     from sim2real_kit.pipeline import Sim2RealPipeline
-    from sim2real_kit.stage1 import _val_fn
-    from sim2real_kit.training import Trainer
+    from sim2real_kit.stage1 import _val_fn, stage_trainer
 
     run = as_run(run)
     d = cfg.distill
@@ -188,22 +187,9 @@ def distill_stage1(
     sample_cfg.sampling.steps = d.student_steps  # validation samples the student at its own step count
     ds = PairedDepthDataset.from_config(cfg, layout, "train", train=True, keys=("cad_n", "target", "mask"))
     val_fn = _val_fn(sample_cfg, layout, pipe.codec, [], cfg.train.val_frames)
-    trainer = Trainer(
-        DistillModel(pipe.codec, student, teacher_net),
-        distill_loss(scheduler, g, cfg.train.validity_weight),
-        ds,
-        train_cfg,
-        out,
-        seed=cfg.seed,
-        collate_fn=collate,
-        val_fn=val_fn,
-        best_metric="w1_mm" if val_fn else None,
-        best_mode="min",
-        resume=resume,
-        overwrite=overwrite,
-        num_workers=cfg.data.num_workers,
-        progress=progress,
-    )
+    model = DistillModel(pipe.codec, student, teacher_net)
+    loss_fn = distill_loss(scheduler, g, cfg.train.validity_weight)
+    trainer = stage_trainer(cfg, model, loss_fn, ds, train_cfg, out, cfg.seed, val_fn, resume, overwrite, progress)
     summary = trainer.fit()
     with trainer.ema_weights():  # the teacher's pipeline (its scalars, codec, validity head) with the student
         pipe.denoisers[0] = trainer.unwrapped_model.denoiser
@@ -237,10 +223,3 @@ def _check_same_teacher(out: Path, source: Path, teacher_steps: int, student_ste
             )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, record)
-
-
-def load_student(path: str | Path):
-    """A saved student pipeline on the kit's device (its own step count)."""
-    from sim2real_kit.pipeline import Sim2RealPipeline
-
-    return Sim2RealPipeline.from_pretrained(path).to(device())

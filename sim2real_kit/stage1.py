@@ -103,7 +103,6 @@ def train_denoiser(
     the denoiser's training (so the head's fit never touches the denoiser's). Returns the Trainer's summary."""
     from sim2real_kit.models.codec import build_codec
     from sim2real_kit.models.denoiser import ControlledDenoiser, make_scheduler
-    from sim2real_kit.training import Trainer
 
     seed = cfg.seed if seed is None else int(seed)
     previous = list(previous)
@@ -122,21 +121,18 @@ def train_denoiser(
         validity_weight=cfg.train.validity_weight,
     )
     val_fn = None if val_layout is None else _val_fn(cfg, val_layout, codec, previous, cfg.train.val_frames)
-    trainer = Trainer(
+    trainer = stage_trainer(
+        cfg,
         StageModel(codec, denoiser),
         loss_fn,
         dataset,
         cfg.train,
         out_dir,
-        seed=seed,
-        collate_fn=collate,
-        val_fn=val_fn,
-        best_metric="w1_mm" if val_fn else None,
-        best_mode="min",
-        resume=resume,
-        overwrite=overwrite,
-        num_workers=cfg.data.num_workers,
-        progress=progress,
+        seed,
+        val_fn,
+        resume,
+        overwrite,
+        progress,
     )
     summary = trainer.fit()
     trained_now = summary["steps"] > summary["start_step"]
@@ -155,6 +151,29 @@ def train_denoiser(
         validity_head=head,
     )
     return summary
+
+
+def stage_trainer(cfg: Config, model, loss_fn, dataset, train_cfg, out_dir, seed, val_fn, resume, overwrite, progress):
+    """The Trainer of a diffusion stage's denoiser (a stage's training, a distilled student): the kit's collate and
+    data workers, and `checkpoints/best/` kept by the validation's residual W1 (lower is better) when there is one."""
+    from sim2real_kit.training import Trainer
+
+    return Trainer(
+        model,
+        loss_fn,
+        dataset,
+        train_cfg,
+        out_dir,
+        seed=seed,
+        collate_fn=collate,
+        val_fn=val_fn,
+        best_metric="w1_mm" if val_fn else None,
+        best_mode="min",
+        resume=resume,
+        overwrite=overwrite,
+        num_workers=cfg.data.num_workers,
+        progress=progress,
+    )
 
 
 def _checkpoint_identity(trainer) -> str | None:
